@@ -1,0 +1,125 @@
+"""Classification metrics for ftlab built on `clu.metrics`.
+
+Device side (inside jitted steps): `make_eval_metrics(C)` / `make_train_metrics()` return
+`clu.metrics.Collection` classes built with `Cls.single_from_model_output(loss=..., logits=...,
+labels=..., mask=...)` and accumulated with `.merge()`. Rows with mask 0 count nowhere.
+Host side: `scores_from_confusion` (sklearn-compatible precision/recall/F1) and `summarize`
+(computed collection -> flat JSON-ready dict).
+"""
+from __future__ import annotations
+
+import functools
+from typing import ClassVar
+
+import flax
+import jax.numpy as jnp
+import numpy as np
+from clu import metrics as clu_metrics
+
+METRIC_NAMES = ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro')
+METRIC_MODES = {'loss': 'min', 'accuracy': 'max', 'precision_macro': 'max',
+                'recall_macro': 'max', 'f1_macro': 'max'}
+
+
+@flax.struct.dataclass
+class _Accuracy(clu_metrics.Accuracy):
+  """clu Accuracy that accepts any integer label dtype (clu insists on int32)."""
+
+  @classmethod
+  def from_model_output(cls, *, logits, labels, **kwargs):
+    return super().from_model_output(logits=logits, labels=labels.astype(jnp.int32), **kwargs)
+
+
+@flax.struct.dataclass
+class ConfusionMatrix(clu_metrics.Metric):
+  """Confusion-matrix counts [C, C] (rows = true class, cols = predicted class); merge = sum.
+
+  Use `ConfusionMatrix.of(C)` to get a subclass bound to a static class count (needed for
+  `empty()`); the unbound class infers C from `logits.shape[-1]`.
+  """
+  matrix: jnp.ndarray
+  num_classes: ClassVar[int | None] = None
+
+  @classmethod
+  @functools.cache
+  def of(cls, num_classes: int) -> type[ConfusionMatrix]:
+    """Returns a (cached) ConfusionMatrix subclass bound to `num_classes`."""
+    sub = type(f'ConfusionMatrix{num_classes}', (cls,), {'num_classes': int(num_classes)})
+    return flax.struct.dataclass(sub)
+
+  @classmethod
+  def empty(cls) -> ConfusionMatrix:
+    if cls.num_classes is None:
+      raise ValueError('use ConfusionMatrix.of(num_classes) to get an empty() matrix')
+    return cls(matrix=jnp.zeros((cls.num_classes, cls.num_classes), jnp.int32))
+
+  @classmethod
+  def from_model_output(cls, *, logits, labels, mask=None, **_) -> ConfusionMatrix:
+    num_classes = logits.shape[-1] if cls.num_classes is None else cls.num_classes
+    if logits.shape[-1] != num_classes:
+      raise ValueError(f'logits have {logits.shape[-1]} classes, expected {num_classes}')
+    if mask is None:
+      mask = jnp.ones(labels.shape, jnp.int32)
+    # one_hot of an out-of-range label is all zeros, so garbage labels can never leak in.
+    true = jnp.asarray(labels).astype(jnp.int32)[..., None] == jnp.arange(num_classes)
+    pred = jnp.argmax(logits, axis=-1)[..., None] == jnp.arange(num_classes)
+    true = (true & (jnp.asarray(mask) != 0)[..., None]).astype(jnp.int32).reshape(-1, num_classes)
+    pred = pred.astype(jnp.int32).reshape(-1, num_classes)
+    return cls(matrix=jnp.einsum('bi,bj->ij', true, pred))
+
+  def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
+    return type(self)(matrix=self.matrix + other.matrix)
+
+  def compute(self) -> jnp.ndarray:
+    return self.matrix
+
+
+@functools.cache
+def make_eval_metrics(num_classes: int) -> type[clu_metrics.Collection]:
+  """Collection class with loss (Average of 'loss'), accuracy and confusion ([C, C] counts)."""
+  return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'),
+                                       accuracy=_Accuracy,
+                                       confusion=ConfusionMatrix.of(num_classes))
+
+
+@functools.cache
+def make_train_metrics() -> type[clu_metrics.Collection]:
+  """Collection class with loss (Average of 'loss') and accuracy only; mask optional."""
+  return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'),
+                                       accuracy=_Accuracy)
+
+
+def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+  return np.divide(num, den, out=np.zeros(num.shape, np.float64), where=den != 0)
+
+
+def scores_from_confusion(cm: np.ndarray) -> dict:
+  """Per-class and macro precision/recall/F1 from a [C, C] confusion matrix (rows = true).
+
+  Matches sklearn's precision_recall_fscore_support with zero_division=0: per-class values cover
+  all C classes; macro averages are over the classes seen in the labels or the predictions.
+  """
+  cm = np.asarray(cm, dtype=np.int64)
+  tp = np.diag(cm).astype(np.float64)
+  support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+  precision = _safe_div(tp, predicted.astype(np.float64))
+  recall = _safe_div(tp, support.astype(np.float64))
+  f1 = _safe_div(2 * tp, (support + predicted).astype(np.float64))  # 2tp / (2tp + fp + fn)
+  present = (support > 0) | (predicted > 0)
+  macro = (lambda v: float(v[present].mean()) if present.any() else 0.0)
+  return {
+      'precision_macro': macro(precision), 'recall_macro': macro(recall), 'f1_macro': macro(f1),
+      'precision_per_class': precision.tolist(), 'recall_per_class': recall.tolist(),
+      'f1_per_class': f1.tolist(), 'support': [int(s) for s in support],
+      'confusion_matrix': cm.tolist(),
+  }
+
+
+def summarize(collection) -> dict:
+  """Computes an (eval or train) collection into a flat JSON-ready dict of floats/lists."""
+  values = collection.compute()
+  out = {'loss': float(np.asarray(values['loss'])),
+         'accuracy': float(np.asarray(values['accuracy']))}
+  if 'confusion' in values:
+    out.update(scores_from_confusion(np.asarray(values['confusion'])))
+  return out
