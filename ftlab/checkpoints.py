@@ -1,0 +1,70 @@
+"""Checkpoints with orbax: train state, data-iterator position and loop state saved together, atomically.
+
+Keeps the latest `keep` checkpoints plus the best one by the selection metric (orbax preservation policies).
+orbax writes each step to a temporary directory and renames it when complete, so a run killed mid-write
+never takes a partial checkpoint for the latest.
+"""
+from __future__ import annotations
+
+import os
+
+import grain.checkpoint as grain_checkpoint
+import jax
+import orbax.checkpoint as ocp
+
+_policies = ocp.checkpoint_managers
+
+
+def _metric(metrics: dict) -> float:
+  return metrics['value']
+
+
+class Checkpoints:
+  """One run's checkpoint directory. `mode` ('min'/'max') orders the metric given to `save`."""
+
+  def __init__(self, directory: str, *, keep: int, mode: str):
+    policy = _policies.AnyPreservationPolicy([
+        _policies.LatestN(n=keep),
+        _policies.BestN(get_metric_fn=_metric, reverse=(mode == 'min'), n=1,
+                        keep_checkpoints_without_metrics=False),
+    ])
+    options = ocp.CheckpointManagerOptions(best_fn=_metric, best_mode=mode, preservation_policy=policy,
+                                           create=True)
+    self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def best_step(self) -> int | None:
+    return self.manager.best_step()
+
+  def save(self, step: int, state, data_iterator, loop: dict, *, metric: float | None = None):
+    """Saves `state` (a pytree), the grain iterator's position and the JSON `loop` state at `step`."""
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state),
+                              data=grain_checkpoint.CheckpointSave(data_iterator),
+                              loop=ocp.args.JsonSave(loop))
+    self.manager.save(step, args=args, metrics=None if metric is None else {'value': float(metric)})
+
+  def restore(self, step: int, state_template, data_iterator=None):
+    """(state shaped like `state_template`, loop dict) at `step`; sets `data_iterator`'s position if given."""
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
+    items = {'state': ocp.args.StandardRestore(abstract), 'loop': ocp.args.JsonRestore()}
+    if data_iterator is not None:
+      items['data'] = grain_checkpoint.CheckpointRestore(data_iterator)
+    restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+    return restored.state, restored.loop
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.close()
+
+
+def restore_params(directory: str, step: int) -> dict:
+  """The raw 'params' tree (numpy arrays) saved at `step` in a run's checkpoint directory, without a template."""
+  with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
+    if step not in manager.all_steps():
+      raise FileNotFoundError(f'{directory}: no checkpoint at step {step} (it has {manager.all_steps()})')
+    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  return restored.state['params']

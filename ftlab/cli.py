@@ -1,0 +1,93 @@
+"""Command-line parsing shared by ftlab's commands: `--config=FILE[:ARG]`, `--workdir=DIR`, `--config.a.b=VALUE`.
+
+ml_collections' config_flags stops at the first bad override with absl's exit status 1; ftlab collects every
+problem (bad overrides and the config's own) into one report and exits with status 2, so this is written here.
+"""
+from __future__ import annotations
+
+import ast
+import sys
+
+import ml_collections
+
+from ftlab import config as config_lib
+
+USAGE = ('usage: python -m ftlab.main --config=configs/NAME.py[:ARG] --workdir=DIR '
+         '[--config.KEY=VALUE ...]')
+
+
+def parse_value(text: str, default):
+  """A command-line string -> a Python value of the kind the schema default suggests."""
+  if isinstance(default, str):
+    return text
+  if isinstance(default, bool) and text.lower() in ('true', 'false'):
+    return text.lower() == 'true'
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text  # left as a string: validation names the key and the expected type
+
+
+def split_args(argv: list[str]) -> tuple[dict[str, str], list[tuple[str, str]], list[str]]:
+  """argv -> ({'config': ..., 'workdir': ...}, [(dotted key, raw value)], problems)."""
+  options, overrides, problems = {}, [], []
+  i = 0
+  while i < len(argv):
+    arg = argv[i]
+    if not arg.startswith('--'):
+      problems.append(f'{arg}: unexpected argument; {USAGE}')
+      i += 1
+      continue
+    name, eq, value = arg[2:].partition('=')
+    if not eq:
+      if i + 1 >= len(argv) or argv[i + 1].startswith('--'):
+        problems.append(f'--{name}: needs a value (--{name}=VALUE)')
+        i += 1
+        continue
+      value = argv[i + 1]
+      i += 1
+    i += 1
+    if name.startswith('config.'):
+      overrides.append((name[len('config.'):], value))
+    elif name in ('config', 'workdir'):
+      options[name] = value
+    else:
+      problems.append(f'--{name}: unknown option; {USAGE}')
+  for name in ('config', 'workdir'):
+    if name not in options:
+      problems.append(f'--{name}: required; {USAGE}')
+  return options, overrides, problems
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]]) -> list[str]:
+  """Sets each --config.KEY=VALUE on `config`; returns problems for keys that do not exist."""
+  schema = dict(config_lib.flatten(config_lib.defaults()))
+  problems = []
+  for key, raw in overrides:
+    if key not in schema:
+      problems.append(f'--config.{key}: unknown key{config_lib.closest_key(key, sorted(schema))}')
+      continue
+    *sections, leaf = key.split('.')
+    node = config
+    for s in sections:
+      node = node[s]
+    node[leaf] = parse_value(raw, schema[key])
+  return problems
+
+
+def parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:
+  """argv -> (validated config, workdir); raises config.ConfigError with every problem found."""
+  options, overrides, problems = split_args(argv)
+  if 'config' not in options:
+    raise config_lib.ConfigError(problems)
+  config = config_lib.load_config_file(options['config'])
+  problems += apply_overrides(config, overrides)
+  problems += config_lib.validate(config)
+  if problems:
+    raise config_lib.ConfigError(problems)
+  return config, options['workdir']
+
+
+def exit_on_config_error(err: config_lib.ConfigError):
+  print(err.report(), file=sys.stderr)
+  sys.exit(2)

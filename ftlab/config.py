@@ -1,0 +1,325 @@
+"""The config schema of one ftlab run: its defaults, and validation that reports every problem at once.
+
+`defaults()` is the whole schema: every key a run may set, with its default and a comment saying what it does.
+Experiment files (configs/*.py) start from it and change what they need. `validate(config)` checks a config
+against it before any compute (unknown keys with the closest valid one, wrong types, out-of-range values) and
+`check_run(config, ...)` adds the checks that need the data size and device count. Both return lists of
+problems; `ConfigError` carries them to the CLI, which prints them all and exits with status 2.
+
+Configs are built with type_safe=False so that a wrong type in a config file is reported here, with the other
+problems and the key's name, instead of as a TypeError at the first bad assignment.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from typing import Any, Iterator
+
+import ml_collections
+
+from ftlab import metrics
+from ftlab.optim import schedules
+
+OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
+MODELS = ('mlp', 'cnn')
+DATASETS = ('digits',)
+# Keys that may change between a run and its resumption: only the run's length.
+RUN_LENGTH_KEYS = ('train.num_steps', 'train.num_epochs')
+# Keys whose value is a duration (int steps, or '500 steps', '3 epochs', '10%'), or a list of them.
+DURATION_KEYS = ('schedule.warmup', 'schedule.transition', 'schedule.every', 'schedule.timescale')
+DURATION_LIST_KEYS = ('schedule.boundaries',)
+# Lists and the type of their elements.
+LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes': int,
+             'schedule.values': float}
+
+
+class ConfigError(Exception):
+  """A config that cannot run; `problems` lists each one as 'key: what is wrong and what to do'."""
+
+  def __init__(self, problems: list[str]):
+    self.problems = list(problems)
+    super().__init__('\n'.join(self.problems))
+
+  def report(self) -> str:
+    n = len(self.problems)
+    lines = [f'ftlab: the config has {n} problem{"s" if n != 1 else ""}; nothing was run or written:']
+    return '\n'.join(lines + [f'  - {p}' for p in self.problems])
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """The schema of a run: every valid key with its default."""
+  return ml_collections.ConfigDict({
+      'seed': 0,  # all randomness (init, dropout, data order) derives from this
+      'model': {
+          'name': 'mlp',  # one of MODELS: 'mlp' (flattened input) or 'cnn' (conv + batch norm)
+          'features': [128, 64],  # hidden widths of the backbone (mlp: dense layers, cnn: conv channels)
+          'norm': True,  # layer norm (mlp) or batch norm (cnn) after each hidden layer
+          'dropout_rate': 0.1,  # traced: changing it does not recompile
+      },
+      'data': {
+          'name': 'digits',  # one of DATASETS; 'digits' is scikit-learn's 8x8 digits, shipped with it
+          'classes': [],  # keep only these labels, renumbered 0..k-1 in this order; [] keeps all
+          'validation_fraction': 0.2,  # carved (stratified) from what is left after the test split
+          'test_fraction': 0.2,  # held out once, never seen before the final evaluation
+          'split_seed': 0,  # the splits depend on this, not on `seed`, so seeds vary the run, not the data
+      },
+      'optimizer': {
+          'name': 'adamw',  # one of OPTIMIZERS
+          'learning_rate': 1e-3,  # peak rate; traced
+          'weight_decay': 1e-4,  # decoupled (multiplied by the rate, as AdamW); traced
+          'b1': 0.9, 'b2': 0.999, 'eps': 1e-8,  # adamw moments
+          'momentum': 0.9, 'nesterov': False,  # sgd (momentum 0 = plain SGD)
+          'grad_clip_norm': 1.0,  # global-norm clipping over trainable parameters; 0 turns it off
+          # Parameters that get no weight decay, by regex over '/'-joined paths: biases and normalisation scales.
+          'no_decay': r'(^|/)bias$|(^|/)[^/]*(norm|Norm|ln|LN)[^/]*/scale$',
+          'freeze': '',  # regex over parameter paths: matched parameters never change ('' freezes nothing)
+      },
+      'schedule': schedules.schedule_defaults(),  # a multiplier of optimizer.learning_rate over the run
+      'train': {
+          'batch_size': 32,  # global batch; must divide by the device count
+          'num_steps': 0,  # run length in optimizer steps; set this or num_epochs, not both
+          'num_epochs': 10.0,  # run length in passes over the training split
+          'label_smoothing': 0.0,  # traced
+          'log_every_steps': 50,  # console progress line
+      },
+      'eval': {
+          'every_steps': 0,  # evaluate the validation split every N steps (0: once per epoch) and at the end
+          'batch_size': 256,  # never drops examples; the last batch is padded and padding is not counted
+          'metric': 'f1_macro',  # selects the best checkpoint and drives early stopping
+          'mode': 'auto',  # 'max', 'min', or 'auto' (min for loss, max for the others)
+          'train_subset': 1024,  # examples of the training split evaluated like validation, for the gap
+      },
+      'early_stopping': {
+          'enabled': False,
+          'patience': 5,  # evaluations without improvement before stopping
+          'min_delta': 0.0,  # an improvement smaller than this does not count
+      },
+      'checkpoint': {
+          'every_steps': 0,  # save every N steps; 0 saves at each evaluation
+          'keep': 2,  # latest checkpoints kept; the best one is always kept besides
+      },
+      'init': {
+          'checkpoint': '',  # an earlier ftlab run's workdir: its best parameters initialise this run
+          'reinit': '^head/',  # regex of parameters left at their fresh init when loading (the task head)
+          'pretrain': {  # a source-task run made first, in <workdir>/pretrain, then fine-tuned from
+              'enabled': False,
+              'classes': [],  # the source task's labels
+              'num_steps': 300,
+              'learning_rate': 3e-3,
+          },
+      },
+  }, type_safe=False)
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """'configs/x.py' or 'configs/x.py:arg' -> get_config(arg). Raises ConfigError naming the file when it fails."""
+  import importlib.util
+  import os
+  import traceback
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise ConfigError([f'--config: no such file {path!r}; give a path like configs/quickstart.py'])
+  try:
+    module_spec = importlib.util.spec_from_file_location('ftlab_user_config', path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, 'get_config'):
+      raise ConfigError([f'--config: {path} defines no get_config(arg=None)'])
+    config = module.get_config(arg or None) if arg else module.get_config()
+  except ConfigError:
+    raise
+  except Exception as e:  # the user's file: point at their line
+    frame = traceback.extract_tb(e.__traceback__)[-1]
+    raise ConfigError([f'--config: {path} failed at {frame.filename}:{frame.lineno}: '
+                       f'{type(e).__name__}: {e}']) from e
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise ConfigError([f'--config: {path}:get_config returned {type(config).__name__}, not a ConfigDict'])
+  return config
+
+
+def flatten(config: Any, prefix: str = '') -> Iterator[tuple[str, Any]]:
+  """Leaves of a (nested) ConfigDict or dict as ('a.b.c', value)."""
+  items = config.items() if hasattr(config, 'items') else []
+  for key, value in items:
+    path = f'{prefix}{key}'
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      yield from flatten(value, path + '.')
+    else:
+      yield path, value
+
+
+def closest_key(key: str, valid: list[str]) -> str:
+  """' (did you mean x.y?)' for the closest valid key, or '' when none is close."""
+  match = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+  if not match:  # a typo in the last part only: compare within the same section
+    section, _, leaf = key.rpartition('.')
+    same = [k for k in valid if k.rpartition('.')[0] == section]
+    leaves = difflib.get_close_matches(leaf, [k.rpartition('.')[2] for k in same], n=1, cutoff=0.5)
+    match = [f'{section}.{leaves[0]}' if section else leaves[0]] if leaves else []
+  return f' (did you mean {match[0]}?)' if match else ''
+
+
+def _type_problem(key: str, value: Any, default: Any) -> str | None:
+  """A message when `value` does not have the schema's type for `key`."""
+  def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+  def is_duration(v):
+    return is_int(v) or isinstance(v, str)
+
+  if key in DURATION_KEYS:
+    ok, want = is_duration(value), "a duration (int steps, or a string like '500 steps', '3 epochs', '10%')"
+  elif key in DURATION_LIST_KEYS:
+    ok = isinstance(value, (list, tuple)) and all(is_duration(v) for v in value)
+    want = 'a list of durations'
+  elif key in LIST_KEYS:
+    elem = LIST_KEYS[key]
+    check = is_int if elem is int else (lambda v: is_int(v) or isinstance(v, float))
+    ok, want = isinstance(value, (list, tuple)) and all(check(v) for v in value), f'a list of {elem.__name__}'
+  elif isinstance(default, bool):
+    ok, want = isinstance(value, bool), 'true or false'
+  elif is_int(default):
+    ok, want = is_int(value), 'an int'
+  elif isinstance(default, float):
+    ok, want = is_int(value) or isinstance(value, float), 'a number'
+  elif isinstance(default, str):
+    ok, want = isinstance(value, str), 'a string'
+  else:
+    ok, want = True, ''
+  return None if ok else f'{key}: expected {want}, got {value!r} ({type(value).__name__})'
+
+
+def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
+  """Out-of-range values; only called once every key has the right type."""
+  p = []
+
+  def need(ok, msg):
+    if not ok:
+      p.append(msg)
+
+  o, t, e = c.optimizer, c.train, c.eval
+  need(c.seed >= 0, f'seed: must be >= 0, got {c.seed}')
+  need(c.model.name in MODELS, f'model.name: {c.model.name!r} is not a model; choose one of {", ".join(MODELS)}')
+  need(all(f > 0 for f in c.model.features), f'model.features: widths must be > 0, got {list(c.model.features)}')
+  need(0 <= c.model.dropout_rate < 1, f'model.dropout_rate: must be in [0, 1), got {c.model.dropout_rate}')
+  need(c.data.name in DATASETS, f'data.name: {c.data.name!r} is not a dataset; choose one of {", ".join(DATASETS)}')
+  for key in ('validation_fraction', 'test_fraction'):
+    v = c.data[key]
+    need(0 < v < 1, f'data.{key}: must be in (0, 1), got {v}')
+  need(c.data.validation_fraction + c.data.test_fraction < 1,
+       'data.validation_fraction + data.test_fraction: must leave something to train on (sum < 1)')
+  need(len(set(c.data.classes)) == len(c.data.classes), f'data.classes: repeated labels in {list(c.data.classes)}')
+  need(o.name in OPTIMIZERS, f'optimizer.name: {o.name!r} is not an optimizer; choose one of {", ".join(OPTIMIZERS)}')
+  need(o.learning_rate > 0, f'optimizer.learning_rate: must be > 0, got {o.learning_rate} '
+       '(to keep parameters fixed, freeze them with optimizer.freeze)')
+  need(o.weight_decay >= 0, f'optimizer.weight_decay: must be >= 0, got {o.weight_decay}')
+  for key in ('b1', 'b2', 'momentum'):
+    need(0 <= o[key] < 1, f'optimizer.{key}: must be in [0, 1), got {o[key]}')
+  need(o.eps > 0, f'optimizer.eps: must be > 0, got {o.eps}')
+  need(o.grad_clip_norm >= 0, f'optimizer.grad_clip_norm: must be >= 0 (0 turns clipping off), got {o.grad_clip_norm}')
+  for key in ('optimizer.freeze', 'optimizer.no_decay', 'init.reinit'):
+    section, leaf = key.split('.')
+    try:
+      re.compile(c[section][leaf])
+    except re.error as err:
+      p.append(f'{key}: {c[section][leaf]!r} is not a valid regex ({err})')
+  p += schedules.check_schedule_config(c.schedule)
+  need(t.batch_size > 0, f'train.batch_size: must be > 0, got {t.batch_size}')
+  need((t.num_steps > 0) != (t.num_epochs > 0),
+       f'train.num_steps / train.num_epochs: set exactly one of them > 0 (got num_steps={t.num_steps}, '
+       f'num_epochs={t.num_epochs}); set the other to 0')
+  need(t.num_steps >= 0 and t.num_epochs >= 0, 'train.num_steps / train.num_epochs: must be >= 0')
+  need(0 <= t.label_smoothing < 1, f'train.label_smoothing: must be in [0, 1), got {t.label_smoothing}')
+  need(t.log_every_steps > 0, f'train.log_every_steps: must be > 0, got {t.log_every_steps}')
+  need(e.every_steps >= 0, f'eval.every_steps: must be >= 0 (0: once per epoch), got {e.every_steps}')
+  need(e.batch_size > 0, f'eval.batch_size: must be > 0, got {e.batch_size}')
+  need(e.metric in metrics.METRIC_NAMES,
+       f'eval.metric: {e.metric!r} is not a metric; choose one of {", ".join(metrics.METRIC_NAMES)}')
+  need(e.mode in ('auto', 'min', 'max'), f"eval.mode: must be 'auto', 'min' or 'max', got {e.mode!r}")
+  need(e.train_subset >= 0, f'eval.train_subset: must be >= 0 (0 turns the train evaluation off), got {e.train_subset}')
+  need(c.early_stopping.patience >= 1, f'early_stopping.patience: must be >= 1, got {c.early_stopping.patience}')
+  need(c.early_stopping.min_delta >= 0, f'early_stopping.min_delta: must be >= 0, got {c.early_stopping.min_delta}')
+  need(c.checkpoint.every_steps >= 0, f'checkpoint.every_steps: must be >= 0, got {c.checkpoint.every_steps}')
+  need(c.checkpoint.keep >= 1, f'checkpoint.keep: must be >= 1, got {c.checkpoint.keep}')
+  pre = c.init.pretrain
+  if pre.enabled:
+    need(not c.init.checkpoint, 'init.pretrain.enabled / init.checkpoint: choose one way to initialise')
+    need(len(pre.classes) > 0, 'init.pretrain.classes: name the source task labels, e.g. [0, 1, 2, 3, 4]')
+    need(pre.num_steps > 0, f'init.pretrain.num_steps: must be > 0, got {pre.num_steps}')
+    need(pre.learning_rate > 0, f'init.pretrain.learning_rate: must be > 0, got {pre.learning_rate}')
+  return p
+
+
+def validate(config: ml_collections.ConfigDict) -> list[str]:
+  """Every problem of `config` against the schema: unknown keys, wrong types, then (if types are right) ranges."""
+  schema = dict(flatten(defaults()))
+  given = dict(flatten(config))
+  valid = sorted(schema)
+  problems = [f'{k}: unknown key{closest_key(k, valid)}' for k in given if k not in schema]
+  problems += [f'{k}: missing (the schema default is {schema[k]!r})' for k in schema if k not in given]
+  typed = {k: _type_problem(k, v, schema[k]) for k, v in given.items() if k in schema}
+  problems += [m for m in typed.values() if m]
+  # Ranges of every well-typed key: ill-typed or absent keys are checked at their defaults and not reported twice.
+  checkable = defaults()
+  for key, value in given.items():
+    if key in schema and not typed[key]:
+      *sections, leaf = key.split('.')
+      node = checkable
+      for s in sections:
+        node = node[s]
+      node[leaf] = value
+  bad_keys = {k for k, m in typed.items() if m}
+  problems += [m for m in _range_problems(checkable) if not any(m.startswith(k + ':') for k in bad_keys)]
+  return problems
+
+
+def eval_mode(config) -> str:
+  """'min' or 'max' for the selection metric."""
+  mode = config.eval.mode
+  return metrics.METRIC_MODES[config.eval.metric] if mode == 'auto' else mode
+
+
+def check_run(config, *, num_devices: int, total_steps: int, steps_per_epoch: int) -> list[str]:
+  """Checks that need the device count and the run length (known once the data source is open)."""
+  import os
+  p = []
+  for key in ('train.batch_size', 'eval.batch_size'):
+    section, leaf = key.split('.')
+    size = config[section][leaf]
+    if size % num_devices:
+      p.append(f'{key}: {size} does not divide by the {num_devices} devices; use a multiple of {num_devices}')
+  every = config.eval.every_steps or steps_per_epoch
+  if every > total_steps:
+    p.append(f'eval.every_steps: {every} is larger than the run ({total_steps} steps); lower it or lengthen the run')
+  if config.checkpoint.every_steps > total_steps:
+    p.append(f'checkpoint.every_steps: {config.checkpoint.every_steps} is larger than the run ({total_steps} steps)')
+  try:
+    schedules.build_schedule(config.schedule, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  except ValueError as err:
+    p.append(str(err))
+  src = config.init.checkpoint
+  if src and not os.path.isdir(os.path.join(src, 'checkpoints')):
+    p.append(f'init.checkpoint: {src!r} is not an ftlab run directory (no checkpoints/ in it)')
+  return p
+
+
+def to_json(config) -> str:
+  return json.dumps(config.to_dict(), indent=2, sort_keys=True)
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+  """Keys whose values differ between a saved run config and the current one, ignoring run length."""
+  a, b = dict(flatten(saved)), dict(flatten(current))
+  diffs = []
+  for key in sorted(set(a) | set(b)):
+    if key in RUN_LENGTH_KEYS:
+      continue
+    va, vb = a.get(key, '<absent>'), b.get(key, '<absent>')
+    if isinstance(va, tuple):
+      va = list(va)
+    if isinstance(vb, tuple):
+      vb = list(vb)
+    if va != vb:
+      diffs.append(f'{key}: {va!r} in the workdir, {vb!r} now')
+  return diffs

@@ -1,0 +1,1 @@
+"""Pretrained initialisation: param surgery and the source-task pretraining stage."""

@@ -1,0 +1,37 @@
+"""The pretraining stage: the same model trained on a source task, in <workdir>/pretrain, before fine-tuning.
+
+It is a complete ftlab run of its own (config.json, checkpoints, metrics, summary.json), so it resumes when
+interrupted and is skipped once finished.
+"""
+from __future__ import annotations
+
+import copy
+import os
+
+
+def source_config(config):
+  """The source-task run derived from a fine-tuning config with init.pretrain enabled.
+
+  Same model, data source, optimizer and seed; the labels of init.pretrain.classes, its own length and learning
+  rate; nothing frozen, no early stopping, evaluated four times.
+  """
+  pre = config.init.pretrain
+  c = copy.deepcopy(config)
+  c.data.classes = list(pre.classes)
+  c.train.num_steps, c.train.num_epochs = pre.num_steps, 0.0
+  c.optimizer.learning_rate = pre.learning_rate
+  c.optimizer.freeze = ''
+  c.early_stopping.enabled = False
+  c.eval.every_steps = max(1, pre.num_steps // 4)
+  c.checkpoint.every_steps = 0
+  c.init.checkpoint = ''
+  c.init.pretrain.enabled = False
+  return c
+
+
+def directory(workdir: str) -> str:
+  return os.path.join(workdir, 'pretrain')
+
+
+def is_finished(workdir: str) -> bool:
+  return os.path.exists(os.path.join(directory(workdir), 'summary.json'))

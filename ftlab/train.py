@@ -1,0 +1,283 @@
+"""The engine: TrainState, pure train_step/eval_step, and the loop of one run (`plan` then `execute`).
+
+`train_step(state, batch, *, model, frozen)` and `eval_step(state, batch, *, model, num_classes)` are pure
+functions of (state, batch); the loop binds the static parts with functools.partial and jits each once. The
+hyperparameters a sweep varies without changing shapes are traced values in the state: the learning rate and
+weight decay in the optimizer state (optax.inject_hyperparams), the dropout rate and label smoothing in
+`state.hparams`. Changing them does not recompile.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from ftlab import checkpoints as ckpt_lib
+from ftlab import config as config_lib
+from ftlab import data as data_lib
+from ftlab import metrics as metrics_lib
+from ftlab import models, parallel, tasks, writers
+from ftlab.optim import builder, groups
+from ftlab.pretrained import surgery
+
+LOOP_HPARAMS = ('dropout_rate', 'label_smoothing')
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training. A plain pytree: checkpointed, sharded and vmapped as one."""
+  step: jax.Array
+  params: Any
+  opt_state: Any
+  rng: jax.Array
+  model_state: Any  # mutable collections other than params (batch_stats), {} when the model has none
+  hparams: dict  # traced loop hyperparameters: dropout_rate, label_smoothing
+
+
+def create_state(params, model_state, tx: optax.GradientTransformation, *, rng, dropout_rate,
+                 label_smoothing) -> TrainState:
+  hparams = {'dropout_rate': jnp.float32(dropout_rate), 'label_smoothing': jnp.float32(label_smoothing)}
+  return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), rng=rng,
+                    model_state=model_state, hparams=hparams)
+
+
+def hyperparams(state: TrainState) -> dict[str, float]:
+  """All traced hyperparameters of `state` as Python floats."""
+  values = {**builder.hyperparams(state.opt_state), **state.hparams}
+  return {k: float(v) for k, v in values.items()}
+
+
+def set_hyperparams(state: TrainState, **values) -> TrainState:
+  """`state` with new traced hyperparameter values (kept at their dtypes, so the compiled step is reused)."""
+  loop = {k: jnp.asarray(v, state.hparams[k].dtype) for k, v in values.items() if k in LOOP_HPARAMS}
+  current = builder.hyperparams(state.opt_state)
+  opt = {k: jnp.asarray(v, jnp.asarray(current[k]).dtype) for k, v in values.items() if k not in LOOP_HPARAMS}
+  opt_state = builder.set_hyperparams(state.opt_state, **opt) if opt else state.opt_state
+  return state.replace(opt_state=opt_state, hparams={**state.hparams, **loop})
+
+
+def _apply(model, state: TrainState, params, images, *, train: bool, rng=None):
+  """(logits, new model_state) for a batch; model_state is updated only in training."""
+  variables = {'params': params, **state.model_state}
+  kwargs = {'dropout_rate': state.hparams['dropout_rate'], 'train': train}
+  if train and state.model_state:
+    logits, new_state = model.apply(variables, images, rngs={'dropout': rng}, mutable=list(state.model_state),
+                                    **kwargs)
+    return logits, dict(new_state)
+  rngs = {'dropout': rng} if train else {}
+  return model.apply(variables, images, rngs=rngs, **kwargs), state.model_state
+
+
+def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTransformation, frozen):
+  """One optimizer step. `frozen` is a static pytree of bools: those parameters come back bit-identical."""
+  rng = jax.random.fold_in(state.rng, state.step)
+
+  def loss_fn(params):
+    logits, model_state = _apply(model, state, params, batch['image'], train=True, rng=rng)
+    losses = tasks.classification_loss(logits, batch['label'], label_smoothing=state.hparams['label_smoothing'])
+    return losses.mean(), (losses, logits, model_state)
+
+  (_, (losses, logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  stepped = optax.apply_updates(state.params, updates)
+  # Frozen parameters keep their exact bits (p + 0.0 would turn -0.0 into +0.0).
+  params = jax.tree.map(lambda f, old, new: old if f else new, frozen, state.params, stepped)
+  metrics = metrics_lib.make_train_metrics().single_from_model_output(
+      loss=losses, logits=logits, labels=batch['label'])
+  new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state)
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict, *, model, num_classes: int):
+  """Metrics of one padded evaluation batch; rows with mask 0 count nowhere. Loss without label smoothing."""
+  logits, _ = _apply(model, state, state.params, batch['image'], train=False)
+  losses = tasks.classification_loss(logits, batch['label'])
+  return metrics_lib.make_eval_metrics(num_classes).single_from_model_output(
+      loss=losses, logits=logits, labels=batch['label'], mask=batch['mask'])
+
+
+def evaluate(eval_fn, state: TrainState, source, *, batch_size: int, mesh, limit: int | None = None) -> dict:
+  """Summarised metrics of `state` over every example of `source` (or its first `limit`)."""
+  total = None
+  for batch in data_lib.eval_batches(source, batch_size=batch_size, limit=limit):
+    m = eval_fn(state, parallel.shard_batch(batch, mesh))
+    total = m if total is None else total.merge(m)
+  return metrics_lib.summarize(total)
+
+
+@dataclasses.dataclass
+class RunPlan:
+  """A validated run, before any compute: its config, data, sizes and the model's abstract parameters."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  splits: data_lib.Splits
+  steps_per_epoch: int
+  total_steps: int
+  eval_every: int
+  model: Any
+  init_from: str  # a run directory whose best parameters initialise this run, or ''
+  resuming: bool
+
+
+def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
+  """Checks everything that can be checked without training; raises ConfigError listing every problem.
+
+  Nothing is written: the workdir is only read (its config.json, when resuming).
+  """
+  problems = config_lib.validate(config)
+  if problems:
+    raise config_lib.ConfigError(problems)
+  try:
+    splits = data_lib.load(config.data)
+  except ValueError as err:
+    raise config_lib.ConfigError([str(err)]) from err
+  t = config.train
+  spe = data_lib.steps_per_epoch(len(splits.train), t.batch_size)
+  total = t.num_steps or max(1, math.ceil(t.num_epochs * spe))
+  problems = config_lib.check_run(config, num_devices=jax.device_count(), total_steps=total, steps_per_epoch=spe)
+  model = models.build(config.model, splits.num_classes)
+  abstract = jax.eval_shape(functools.partial(_init_variables, model), splits.train[0]['image'][None],
+                            jax.random.key(0))
+  try:
+    builder.freeze_labels(config.optimizer, abstract['params'])
+  except groups.GroupError as err:
+    problems += str(err).split('\n')
+  config_path = os.path.join(workdir, 'config.json')
+  resuming = os.path.exists(config_path)
+  if resuming:
+    with open(config_path) as f:
+      saved = json.load(f)
+    diffs = config_lib.config_differences(saved, config.to_dict())
+    if diffs:
+      problems.append(f'--workdir: {workdir} holds a run with a different config; use a new workdir or the same '
+                      'config (only train.num_steps / train.num_epochs may change). Differences: ' + '; '.join(diffs))
+  if problems:
+    raise config_lib.ConfigError(problems)
+  return RunPlan(config, workdir, splits, spe, total, config.eval.every_steps or spe, model, init_from, resuming)
+
+
+def _init_variables(model, example, rng):
+  return model.init({'params': rng, 'dropout': rng}, example, dropout_rate=0.0, train=False)
+
+
+def _initial_state(p: RunPlan, tx_builder) -> tuple[TrainState, optax.GradientTransformation, Any]:
+  c = p.config
+  init_rng, state_rng = jax.random.split(jax.random.key(c.seed))
+  variables = _init_variables(p.model, p.splits.train[0]['image'][None], init_rng)
+  params = variables['params']
+  model_state = {k: v for k, v in variables.items() if k != 'params'}
+  if p.init_from:
+    params = surgery.load_run_params(p.init_from, params, reinit=c.init.reinit)
+  tx = tx_builder(params)
+  frozen = groups.regex_mask(params, c.optimizer.freeze)
+  state = create_state(params, model_state, tx, rng=state_rng, dropout_rate=c.model.dropout_rate,
+                       label_smoothing=c.train.label_smoothing)
+  return state, tx, frozen
+
+
+def execute(p: RunPlan) -> dict:
+  """Trains, evaluates, checkpoints and writes the outputs of a planned run; returns summary.json's contents.
+
+  A workdir with checkpoints resumes from the latest; a finished run only re-evaluates the test split.
+  """
+  c, workdir = p.config, p.workdir
+  is_writer = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  if is_writer and not p.resuming:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config_lib.to_json(c))
+  mesh = parallel.data_mesh()
+  tx_builder = functools.partial(builder.build, c.optimizer, c.schedule, total_steps=p.total_steps,
+                                 steps_per_epoch=p.steps_per_epoch)
+  state, tx, frozen = _initial_state(p, tx_builder)
+  train_iter = data_lib.train_iterator(p.splits.train, batch_size=c.train.batch_size, seed=c.seed)
+  mode = config_lib.eval_mode(c)
+  ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep, mode=mode)
+  loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
+  start = ckpts.latest_step()
+  if start is not None:
+    state, loop = ckpts.restore(start, state, train_iter)
+    print(f'ftlab: resuming {workdir} from step {start}', flush=True)
+  state = parallel.replicate(state, mesh)
+  writer = writers.MetricWriter(workdir, resume_step=start or 0, enabled=is_writer)
+
+  step_fn = jax.jit(functools.partial(train_step, model=p.model, tx=tx, frozen=frozen), donate_argnums=0)
+  eval_fn = jax.jit(functools.partial(eval_step, model=p.model, num_classes=p.splits.num_classes))
+  run_eval = functools.partial(evaluate, eval_fn, batch_size=c.eval.batch_size, mesh=mesh)
+
+  step = int(state.step)
+  progress = writers.Progress(p.total_steps, step)
+  train_metrics = None
+  t0 = time.perf_counter()
+  while step < p.total_steps and not loop['stopped_early']:
+    batch = parallel.shard_batch(next(train_iter), mesh)
+    state, m = step_fn(state, batch)
+    train_metrics = m if train_metrics is None else train_metrics.merge(m)
+    step += 1
+    if is_writer and (step % c.train.log_every_steps == 0 or step == p.total_steps):
+      print(progress.line(step, float(m.loss.compute())), flush=True)
+    evaluating = step % p.eval_every == 0 or step == p.total_steps
+    metric_value = None
+    if evaluating:
+      lr = float(builder.hyperparams(state.opt_state)['learning_rate'])
+      train_row = {**metrics_lib.summarize(train_metrics), 'learning_rate': lr}
+      train_metrics = None
+      val = run_eval(state, p.splits.validation)
+      writer.write(step, 'train', train_row)
+      if c.eval.train_subset:
+        train_eval = run_eval(state, p.splits.train, limit=c.eval.train_subset)
+        writer.write(step, 'train_eval', train_eval)
+        val.update({f'gap_{k}': train_eval[k] - val[k] for k in metrics_lib.METRIC_NAMES})
+      writer.write(step, 'validation', val)
+      metric_value = val[c.eval.metric]
+      loop = _early_stopping(loop, metric_value, c.early_stopping, mode)
+      if is_writer:
+        print(f'  eval @ {step}: validation {c.eval.metric} {metric_value:.4f}  loss {val["loss"]:.4f}  '
+              f'accuracy {val["accuracy"]:.4f}', flush=True)
+    if evaluating or (c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0):
+      ckpts.save(step, state, train_iter, loop, metric=metric_value)
+  ckpts.wait()
+  train_seconds = time.perf_counter() - t0
+
+  best_step = ckpts.best_step()
+  best_state, _ = ckpts.restore(best_step, state)
+  best_state = parallel.replicate(best_state, mesh)
+  best_val = run_eval(best_state, p.splits.validation)
+  test = run_eval(best_state, p.splits.test)
+  writer.write(best_step, 'test', test)
+  writer.close()
+  ckpts.close()
+  summary = {'best_step': best_step, 'final_step': step, 'total_steps': p.total_steps,
+             'stopped_early': loop['stopped_early'], 'selection_metric': c.eval.metric, 'selection_mode': mode,
+             'validation': best_val, 'test': test, 'train_seconds_this_session': round(train_seconds, 3),
+             'num_classes': p.splits.num_classes, 'class_names': list(p.splits.class_names)}
+  if is_writer:
+    writers.write_json_atomic(os.path.join(workdir, 'summary.json'), summary)
+    print(f'ftlab: {workdir}: best validation {c.eval.metric} {best_val[c.eval.metric]:.4f} at step {best_step}; '
+          f'test accuracy {test["accuracy"]:.4f}, test {c.eval.metric} {test[c.eval.metric]:.4f}', flush=True)
+  return summary
+
+
+def _early_stopping(loop: dict, value: float, es, mode: str) -> dict:
+  """The loop state after an evaluation: best value so far, evaluations without improvement, stop flag."""
+  best = loop['best']
+  improved = best is None or (value > best + es.min_delta if mode == 'max' else value < best - es.min_delta)
+  bad = 0 if improved else loop['bad_evals'] + 1
+  return {'best': value if improved else best, 'bad_evals': bad,
+          'stopped_early': bool(es.enabled and bad >= es.patience)}
+
+
+def train_and_evaluate(config, workdir: str, *, init_from: str = '') -> dict:
+  """plan + execute: the whole of one run."""
+  return execute(plan(config, workdir, init_from=init_from))

@@ -1,0 +1,74 @@
+"""Where a run's numbers go: metrics.jsonl, TensorBoard event files (tensorboardX, no TensorFlow), the console."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+
+import numpy as np
+from tensorboardX import SummaryWriter
+
+SCALARS = ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'learning_rate')
+
+
+def write_json_atomic(path: str, obj) -> None:
+  """Writes JSON to `path` through a temporary file and a rename: readers never see half a file."""
+  tmp = f'{path}.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write('\n')
+  os.replace(tmp, path)
+
+
+class MetricWriter:
+  """Appends rows {'step', 'split', metric...} to <workdir>/metrics.jsonl and scalars to TensorBoard.
+
+  Opened at `resume_step`, it first drops rows a killed run wrote after its last checkpoint (and any final
+  'test' rows), so a resumed run's file ends exactly like an uninterrupted run's.
+  """
+
+  def __init__(self, workdir: str, *, resume_step: int, enabled: bool = True):
+    self.enabled = enabled
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    if not enabled:
+      return
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+      keep = [r for r in rows if r['step'] <= resume_step and r['split'] != 'test']
+      if len(keep) != len(rows):
+        tmp = self.path + '.tmp'
+        with open(tmp, 'w') as f:
+          f.writelines(json.dumps(r) + '\n' for r in keep)
+        os.replace(tmp, self.path)
+    self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1)
+
+  def write(self, step: int, split: str, values: dict) -> None:
+    if not self.enabled:
+      return
+    row = {'step': int(step), 'split': split, **values}
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(row) + '\n')
+    for name, value in values.items():
+      if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
+        self.tensorboard.add_scalar(f'{split}/{name}', float(value), int(step))
+
+  def close(self) -> None:
+    if self.enabled:
+      self.tensorboard.close()
+
+
+class Progress:
+  """The console line: step, loss, steps/s over the last interval, ETA."""
+
+  def __init__(self, total_steps: int, start_step: int):
+    self.total, self.last_step, self.last_time = total_steps, start_step, time.perf_counter()
+
+  def line(self, step: int, loss: float) -> str:
+    now = time.perf_counter()
+    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    self.last_step, self.last_time = step, now
+    eta = datetime.timedelta(seconds=round((self.total - step) / max(rate, 1e-9)))
+    width = len(str(self.total))
+    return f'step {step:>{width}}/{self.total}  loss {loss:.4f}  {rate:7.1f} steps/s  ETA {eta}'
