@@ -10,6 +10,7 @@ import os
 
 import grain.checkpoint as grain_checkpoint
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 _policies = ocp.checkpoint_managers
@@ -62,9 +63,18 @@ class Checkpoints:
 
 
 def restore_params(directory: str, step: int) -> dict:
-  """The raw 'params' tree (numpy arrays) saved at `step` in a run's checkpoint directory, without a template."""
-  with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
-    if step not in manager.all_steps():
-      raise FileNotFoundError(f'{directory}: no checkpoint at step {step} (it has {manager.all_steps()})')
-    restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  return restored.state['params']
+  """The 'params' tree saved at `step` in a run's checkpoint directory, as numpy arrays, without a template.
+
+  Restored as host arrays, so parameters saved on any device topology load into any other.
+  """
+  path = os.path.join(os.path.abspath(directory), str(step), 'state')
+  if not os.path.isdir(path):
+    steps = sorted(int(s) for s in os.listdir(directory) if s.isdigit()) if os.path.isdir(directory) else []
+    raise FileNotFoundError(f'{directory}: no checkpoint at step {step} (it has {steps})')
+  checkpointer = ocp.PyTreeCheckpointer()
+  meta = checkpointer.metadata(path).item_metadata['params']
+  target = {'params': jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), meta)}
+  restore_args = {'params': jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)}
+  restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args,
+                                                                    partial_restore=True))
+  return restored['params']

@@ -80,7 +80,10 @@ def parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:
   options, overrides, problems = split_args(argv)
   if 'config' not in options:
     raise config_lib.ConfigError(problems)
-  config = config_lib.load_config_file(options['config'])
+  try:
+    config = config_lib.load_config_file(options['config'])
+  except config_lib.ConfigError as err:
+    raise config_lib.ConfigError(problems + err.problems) from err
   problems += apply_overrides(config, overrides)
   problems += config_lib.validate(config)
   if problems:

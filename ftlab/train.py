@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import os
+import signal
 import time
 from typing import Any
 
@@ -171,7 +172,8 @@ def _init_variables(model, example, rng):
   return model.init({'params': rng, 'dropout': rng}, example, dropout_rate=0.0, train=False)
 
 
-def _initial_state(p: RunPlan, tx_builder) -> tuple[TrainState, optax.GradientTransformation, Any]:
+def initial_state(p: RunPlan) -> tuple[TrainState, optax.GradientTransformation, Any]:
+  """(state at step 0, the optimizer, the static frozen mask) of a planned run; pretrained weights loaded."""
   c = p.config
   init_rng, state_rng = jax.random.split(jax.random.key(c.seed))
   variables = _init_variables(p.model, p.splits.train[0]['image'][None], init_rng)
@@ -179,7 +181,7 @@ def _initial_state(p: RunPlan, tx_builder) -> tuple[TrainState, optax.GradientTr
   model_state = {k: v for k, v in variables.items() if k != 'params'}
   if p.init_from:
     params = surgery.load_run_params(p.init_from, params, reinit=c.init.reinit)
-  tx = tx_builder(params)
+  tx = builder.build(c.optimizer, c.schedule, params, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
   frozen = groups.regex_mask(params, c.optimizer.freeze)
   state = create_state(params, model_state, tx, rng=state_rng, dropout_rate=c.model.dropout_rate,
                        label_smoothing=c.train.label_smoothing)
@@ -198,9 +200,7 @@ def execute(p: RunPlan) -> dict:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config_lib.to_json(c))
   mesh = parallel.data_mesh()
-  tx_builder = functools.partial(builder.build, c.optimizer, c.schedule, total_steps=p.total_steps,
-                                 steps_per_epoch=p.steps_per_epoch)
-  state, tx, frozen = _initial_state(p, tx_builder)
+  state, tx, frozen = initial_state(p)
   train_iter = data_lib.train_iterator(p.splits.train, batch_size=c.train.batch_size, seed=c.seed)
   mode = config_lib.eval_mode(c)
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep, mode=mode)
@@ -219,6 +219,7 @@ def execute(p: RunPlan) -> dict:
   step = int(state.step)
   progress = writers.Progress(p.total_steps, step)
   train_metrics = None
+  kill_at = int(os.environ.get('FTLAB_TEST_SIGKILL_AT_STEP', '0'))
   t0 = time.perf_counter()
   while step < p.total_steps and not loop['stopped_early']:
     batch = parallel.shard_batch(next(train_iter), mesh)
@@ -247,6 +248,8 @@ def execute(p: RunPlan) -> dict:
               f'accuracy {val["accuracy"]:.4f}', flush=True)
     if evaluating or (c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0):
       ckpts.save(step, state, train_iter, loop, metric=metric_value)
+    if step == kill_at:  # tests: die here as a preempted VM does, with no chance to clean up
+      os.kill(os.getpid(), signal.SIGKILL)
   ckpts.wait()
   train_seconds = time.perf_counter() - t0
 

@@ -1,0 +1,182 @@
+"""The engine end to end on digits: freezing, outputs, checkpoints, resumption after a kill, early stopping."""
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import ROOT, small_config
+from ftlab import checkpoints, data, train
+from ftlab.optim import groups
+
+
+def _leaves(tree):
+  def host(v):
+    return np.asarray(jax.random.key_data(v) if jax.dtypes.issubdtype(v.dtype, jax.dtypes.prng_key) else v)
+  return {groups.path_str(kp): host(v) for kp, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _final_params(workdir, step):
+  return _leaves(checkpoints.restore_params(os.path.join(workdir, 'checkpoints'), step))
+
+
+@pytest.mark.parametrize('model', ['mlp', 'cnn'])
+def test_frozen_parameters_are_bit_identical_and_the_rest_moves(tmp_path, model):
+  config = small_config(optimizer__freeze='^backbone/', model__name=model, model__features=[8, 8])
+  plan = train.plan(config, str(tmp_path))
+  initial = _leaves(train.initial_state(plan)[0].params)
+  train.execute(plan)
+  final = _final_params(str(tmp_path), 40)
+  assert initial.keys() == final.keys()
+  for path in initial:
+    if path.startswith('backbone/'):
+      assert initial[path].tobytes() == final[path].tobytes(), path
+    else:
+      assert not np.array_equal(initial[path], final[path]), f'{path} did not train'
+
+
+def test_run_writes_config_metrics_summary_tensorboard_and_checkpoints(tmp_path):
+  workdir = str(tmp_path)
+  summary = train.train_and_evaluate(small_config(), workdir)
+  assert sorted(os.listdir(workdir)) == ['checkpoints', 'config.json', 'metrics.jsonl', 'summary.json',
+                                         'tensorboard']
+  assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  validation = [r for r in rows if r['split'] == 'validation']
+  assert [r['step'] for r in validation] == [10, 20, 30, 40]
+  for r in validation:
+    for key in ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'f1_per_class',
+                'confusion_matrix', 'gap_loss', 'gap_accuracy', 'gap_f1_macro'):
+      assert key in r, key
+    assert sum(map(sum, r['confusion_matrix'])) == len(data.load(small_config().data).validation)
+  assert {r['split'] for r in rows} == {'train', 'train_eval', 'validation', 'test'}
+  assert all('learning_rate' in r for r in rows if r['split'] == 'train')
+  best = max(validation, key=lambda r: r['f1_macro'])['f1_macro']
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    assert json.load(f) == summary
+  assert summary['validation']['f1_macro'] == pytest.approx(best)
+  by_step = {r['step']: r for r in validation}
+  assert by_step[summary['best_step']]['f1_macro'] == pytest.approx(best)
+  test_rows = [r for r in rows if r['split'] == 'test']
+  assert len(test_rows) == 1 and test_rows[0]['step'] == summary['best_step']
+  assert test_rows[0]['f1_macro'] == summary['test']['f1_macro']
+  steps = sorted(int(s) for s in os.listdir(os.path.join(workdir, 'checkpoints')) if s.isdigit())
+  assert summary['best_step'] in steps and 40 in steps and len(steps) <= 3  # keep=2 latest + the best
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+  plan = train.plan(small_config(model__name='cnn', model__features=[4]), str(tmp_path / 'unused'))
+  state, tx, frozen = train.initial_state(plan)
+  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen))
+  it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
+  for _ in range(3):
+    state, _ = step_fn(state, next(it))
+  ckpts = checkpoints.Checkpoints(str(tmp_path / 'ckpt'), keep=2, mode='max')
+  ckpts.save(3, state, it, {'best': 0.5, 'bad_evals': 1, 'stopped_early': False}, metric=0.5)
+  ckpts.wait()
+  expected_batch = next(it)
+  fresh_state, _, _ = train.initial_state(plan)
+  fresh_it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
+  restored, loop = ckpts.restore(3, fresh_state, fresh_it)
+  assert loop == {'best': 0.5, 'bad_evals': 1, 'stopped_early': False}
+  a, b = _leaves(state), _leaves(restored)
+  assert a.keys() == b.keys() and {'rng', 'model_state/batch_stats/backbone/batchnorm_0/mean'} <= a.keys()
+  for path in a:
+    assert a[path].dtype == b[path].dtype and a[path].tobytes() == b[path].tobytes(), path
+  batch = next(fresh_it)
+  np.testing.assert_array_equal(batch['label'], expected_batch['label'])
+  np.testing.assert_array_equal(batch['image'], expected_batch['image'])
+
+
+def test_traced_hyperparameters_change_results_without_recompiling(tmp_path):
+  plan = train.plan(small_config(schedule__name='constant', schedule__warmup='0'), str(tmp_path))
+  state, tx, frozen = train.initial_state(plan)
+  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen))
+  batch = next(data.train_iterator(plan.splits.train, batch_size=32, seed=0))
+  base, _ = step_fn(state, batch)
+  changed = train.set_hyperparams(state, learning_rate=0.5, weight_decay=0.1, dropout_rate=0.3,
+                                  label_smoothing=0.2)
+  assert train.hyperparams(changed) == pytest.approx(
+      {'learning_rate': 0.5, 'weight_decay': 0.1, 'dropout_rate': 0.3, 'label_smoothing': 0.2})
+  other, metrics = step_fn(changed, batch)
+  assert step_fn._cache_size() == 1
+  assert not np.array_equal(base.params['head']['kernel'], other.params['head']['kernel'])
+  # label smoothing and dropout reach the loss: the same params give another training loss
+  _, m0 = step_fn(state, batch)
+  smoothed, m1 = step_fn(train.set_hyperparams(state, label_smoothing=0.5), batch)
+  assert float(m0.loss.compute()) != float(m1.loss.compute())
+  assert step_fn._cache_size() == 1
+
+
+def _write_config(tmp_path, **overrides):
+  lines = ['from ftlab.config import defaults', '', 'def get_config(arg=None):', '  c = defaults()',
+           '  c.data.classes = [5, 6, 7, 8, 9]', '  c.model.features = [32, 16]',
+           '  c.train.num_steps, c.train.num_epochs = 60, 0.0', '  c.eval.every_steps = 10',
+           "  c.schedule.name = 'cosine'", "  c.schedule.warmup = '5 steps'"]
+  lines += [f'  c.{k} = {v!r}' for k, v in overrides.items()]
+  path = tmp_path / 'tiny.py'
+  path.write_text('\n'.join(lines + ['  return c', '']))
+  return str(path)
+
+
+def _run(config_path, workdir, env=None):
+  return subprocess.run([sys.executable, '-m', 'ftlab.main', f'--config={config_path}', f'--workdir={workdir}'],
+                        capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': ROOT, **(env or {})})
+
+
+def _rows(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def _summary(workdir):
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    s = json.load(f)
+  s.pop('train_seconds_this_session')
+  return s
+
+
+def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path):
+  config_path = _write_config(tmp_path)
+  whole, killed = str(tmp_path / 'whole'), str(tmp_path / 'killed')
+  assert _run(config_path, whole).returncode == 0
+  first = _run(config_path, killed, env={'FTLAB_TEST_SIGKILL_AT_STEP': '37'})
+  assert first.returncode == -signal.SIGKILL, first.stderr
+  assert not os.path.exists(os.path.join(killed, 'summary.json'))
+  second = _run(config_path, killed)
+  assert second.returncode == 0, second.stderr
+  # From the last checkpoint that was complete when it died (step 30, or 20 if 30 was still being written).
+  resumed = [line for line in second.stdout.splitlines() if 'resuming' in line]
+  assert len(resumed) == 1 and resumed[0].split()[-1] in ('20', '30'), second.stdout
+  a, b = _final_params(whole, 60), _final_params(killed, 60)
+  for path in a:
+    assert a[path].tobytes() == b[path].tobytes(), path
+  assert _rows(whole) == _rows(killed)  # no duplicated or missing rows
+  assert _summary(whole) == _summary(killed)
+
+
+def test_early_stopping_stops_and_stays_stopped(tmp_path):
+  config = small_config(early_stopping__enabled=True, early_stopping__patience=2, early_stopping__min_delta=10.0,
+                        eval__metric='loss')
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  # The first evaluation sets the best; no later one can improve by 10, so it stops after two more.
+  assert summary['stopped_early'] and summary['final_step'] == 30
+  again = train.train_and_evaluate(config, str(tmp_path))
+  assert again['final_step'] == 30 and again['test'] == summary['test']
+
+
+def test_eight_virtual_devices_train_like_one(tmp_path):
+  config_path = _write_config(tmp_path, **{'train.num_steps': 20})
+  one, eight = str(tmp_path / 'one'), str(tmp_path / 'eight')
+  assert _run(config_path, one, env={'XLA_FLAGS': ''}).returncode == 0
+  result = _run(config_path, eight, env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
+  assert result.returncode == 0, result.stderr
+  a, b = _final_params(one, 20), _final_params(eight, 20)
+  for path in a:
+    np.testing.assert_allclose(a[path], b[path], rtol=1e-4, atol=1e-5, err_msg=path)
