@@ -63,6 +63,7 @@ def defaults() -> ml_collections.ConfigDict:
           'validation_fraction': 0.2,  # carved (stratified) from what is left after the test split
           'test_fraction': 0.2,  # held out once, never seen before the final evaluation
           'split_seed': 0,  # the splits depend on this, not on `seed`, so seeds vary the run, not the data
+          'read_threads': 0,  # threads reading ahead; 0 reads in the training thread (best for in-memory data)
       },
       'optimizer': {
           'name': 'adamw',  # one of OPTIMIZERS
@@ -209,6 +210,7 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
     need(0 < v < 1, f'data.{key}: must be in (0, 1), got {v}')
   need(c.data.validation_fraction + c.data.test_fraction < 1,
        'data.validation_fraction + data.test_fraction: must leave something to train on (sum < 1)')
+  need(c.data.read_threads >= 0, f'data.read_threads: must be >= 0, got {c.data.read_threads}')
   need(len(set(c.data.classes)) == len(c.data.classes), f'data.classes: repeated labels in {list(c.data.classes)}')
   need(o.name in OPTIMIZERS, f'optimizer.name: {o.name!r} is not an optimizer; choose one of {", ".join(OPTIMIZERS)}')
   need(o.learning_rate > 0, f'optimizer.learning_rate: must be > 0, got {o.learning_rate} '

@@ -172,14 +172,16 @@ def _init_variables(model, example, rng):
   return model.init({'params': rng, 'dropout': rng}, example, dropout_rate=0.0, train=False)
 
 
-def initial_state(p: RunPlan) -> tuple[TrainState, optax.GradientTransformation, Any]:
-  """(state at step 0, the optimizer, the static frozen mask) of a planned run; pretrained weights loaded."""
+def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainState, optax.GradientTransformation,
+                                                                       Any]:
+  """(state at step 0, the optimizer, the static frozen mask) of a planned run, with its pretrained weights
+  unless `load_pretrained` is False (a resumed run restores its own)."""
   c = p.config
   init_rng, state_rng = jax.random.split(jax.random.key(c.seed))
   variables = _init_variables(p.model, p.splits.train[0]['image'][None], init_rng)
   params = variables['params']
   model_state = {k: v for k, v in variables.items() if k != 'params'}
-  if p.init_from:
+  if p.init_from and load_pretrained:
     params = surgery.load_run_params(p.init_from, params, reinit=c.init.reinit)
   tx = builder.build(c.optimizer, c.schedule, params, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
   frozen = groups.regex_mask(params, c.optimizer.freeze)
@@ -200,12 +202,13 @@ def execute(p: RunPlan) -> dict:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config_lib.to_json(c))
   mesh = parallel.data_mesh()
-  state, tx, frozen = initial_state(p)
-  train_iter = data_lib.train_iterator(p.splits.train, batch_size=c.train.batch_size, seed=c.seed)
   mode = config_lib.eval_mode(c)
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep, mode=mode)
-  loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
   start = ckpts.latest_step()
+  state, tx, frozen = initial_state(p, load_pretrained=start is None)
+  train_iter = data_lib.train_iterator(p.splits.train, batch_size=c.train.batch_size, seed=c.seed,
+                                       read_threads=c.data.read_threads)
+  loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
   if start is not None:
     state, loop = ckpts.restore(start, state, train_iter)
     print(f'ftlab: resuming {workdir} from step {start}', flush=True)

@@ -180,3 +180,25 @@ def test_eight_virtual_devices_train_like_one(tmp_path):
   a, b = _final_params(one, 20), _final_params(eight, 20)
   for path in a:
     np.testing.assert_allclose(a[path], b[path], rtol=1e-4, atol=1e-5, err_msg=path)
+
+
+def test_quickstart_pretrains_then_fine_tunes_from_the_source_run(tmp_path):
+  """The frozen quickstart: the fine-tuned backbone is bit-for-bit the source run's best backbone; the head is new."""
+  from ftlab import config as config_lib
+  from ftlab import main
+  config = config_lib.load_config_file(os.path.join(ROOT, 'configs', 'quickstart.py') + ':frozen')
+  config.init.pretrain.num_steps = 40
+  config.train.num_steps, config.train.num_epochs = 20, 0.0
+  config.eval.every_steps = 10
+  config.schedule.warmup = '2 steps'
+  workdir = str(tmp_path)
+  summary = main.run(config, workdir)
+  with open(os.path.join(workdir, 'pretrain', 'summary.json')) as f:
+    source = json.load(f)
+  assert source['class_names'] == ['0', '1', '2', '3', '4'] and summary['class_names'] == ['5', '6', '7', '8', '9']
+  pretrained = _final_params(os.path.join(workdir, 'pretrain'), source['best_step'])
+  tuned = _final_params(workdir, 20)
+  for path in pretrained:
+    if path.startswith('backbone/'):
+      assert pretrained[path].tobytes() == tuned[path].tobytes(), path
+  assert not np.array_equal(pretrained['head/kernel'], tuned['head/kernel'])

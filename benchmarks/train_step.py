@@ -1,0 +1,62 @@
+"""Train-step throughput on the quickstart model (digits, MLP 128-64), by batch size. Run by hand:
+
+    python benchmarks/train_step.py [--steps 300]
+
+Prints compile time, steps/s and examples/s of the jitted train step (batches already on device, so this is the
+step itself), and the eval step's examples/s. Figures go in the issue notes; CI never runs this.
+"""
+import argparse
+import functools
+import os
+import sys
+import time
+
+import jax
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ftlab import config as config_lib  # noqa: E402
+from ftlab import data, parallel, train  # noqa: E402
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--steps', type=int, default=300)
+  parser.add_argument('--batch_sizes', default='32,128,512')
+  args = parser.parse_args()
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  print(f'devices: {jax.device_count()} x {jax.devices()[0].platform}; jax {jax.__version__}')
+  print(f'{"batch":>6} {"compile s":>10} {"steps/s":>10} {"examples/s":>12} {"eval ex/s":>10}')
+  for batch_size in map(int, args.batch_sizes.split(',')):
+    config = config_lib.load_config_file(os.path.join(root, 'configs', 'quickstart.py'))
+    config.init.pretrain.enabled = False
+    config.train.batch_size = batch_size
+    plan = train.plan(config, '/nonexistent-benchmark-workdir')
+    mesh = parallel.data_mesh()
+    state, tx, frozen = train.initial_state(plan)
+    state = parallel.replicate(state, mesh)
+    step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen), donate_argnums=0)
+    it = data.train_iterator(plan.splits.train, batch_size=batch_size, seed=0)
+    batches = [parallel.shard_batch(next(it), mesh) for _ in range(8)]
+    t = time.perf_counter()
+    state, m = step_fn(state, batches[0])
+    jax.block_until_ready(state)
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    for i in range(args.steps):
+      state, m = step_fn(state, batches[i % len(batches)])
+    jax.block_until_ready(state)
+    rate = args.steps / (time.perf_counter() - t)
+    eval_fn = jax.jit(functools.partial(train.eval_step, model=plan.model, num_classes=plan.splits.num_classes))
+    run_eval = functools.partial(train.evaluate, eval_fn, batch_size=256, mesh=mesh)
+    run_eval(state, plan.splits.validation)
+    t = time.perf_counter()
+    reps = 20
+    for _ in range(reps):
+      run_eval(state, plan.splits.validation)
+    eval_rate = reps * len(plan.splits.validation) / (time.perf_counter() - t)
+    print(f'{batch_size:>6} {compile_s:>10.2f} {rate:>10.1f} {rate * batch_size:>12.0f} {eval_rate:>10.0f}')
+
+
+if __name__ == '__main__':
+  main()
