@@ -29,7 +29,7 @@ from ftlab import config as config_lib
 from ftlab import data as data_lib
 from ftlab import metrics as metrics_lib
 from ftlab import models, parallel, tasks, writers
-from ftlab.optim import builder, groups
+from ftlab.optim import builder, groups, schedules
 from ftlab.pretrained import surgery
 
 LOOP_HPARAMS = ('dropout_rate', 'label_smoothing')
@@ -81,7 +81,8 @@ def _apply(model, state: TrainState, params, images, *, train: bool, rng=None):
 
 
 def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTransformation, frozen):
-  """One optimizer step. `frozen` is a static pytree of bools: those parameters come back bit-identical."""
+  """One optimizer step. `frozen` ({'params': ..., 'model_state': ...}, static pytrees of bools, see
+  `frozen_masks`) marks what comes back bit-identical: frozen parameters and their batch-norm statistics."""
   rng = jax.random.fold_in(state.rng, state.step)
 
   def loss_fn(params):
@@ -93,7 +94,9 @@ def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTrans
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   stepped = optax.apply_updates(state.params, updates)
   # Frozen parameters keep their exact bits (p + 0.0 would turn -0.0 into +0.0).
-  params = jax.tree.map(lambda f, old, new: old if f else new, frozen, state.params, stepped)
+  keep = lambda mask, old, new: jax.tree.map(lambda f, o, n: o if f else n, mask, old, new)
+  params = keep(frozen['params'], state.params, stepped)
+  model_state = keep(frozen['model_state'], state.model_state, model_state)
   metrics = metrics_lib.make_train_metrics().single_from_model_output(
       loss=losses, logits=logits, labels=batch['label'])
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state)
@@ -184,10 +187,17 @@ def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainSta
   if p.init_from and load_pretrained:
     params = surgery.load_run_params(p.init_from, params, reinit=c.init.reinit)
   tx = builder.build(c.optimizer, c.schedule, params, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
-  frozen = groups.regex_mask(params, c.optimizer.freeze)
+  frozen = frozen_masks(params, model_state, c.optimizer.freeze)
   state = create_state(params, model_state, tx, rng=state_rng, dropout_rate=c.model.dropout_rate,
                        label_smoothing=c.train.label_smoothing)
   return state, tx, frozen
+
+
+def frozen_masks(params, model_state, freeze: str) -> dict:
+  """Static masks of what `freeze` (a regex over parameter paths) keeps fixed: the parameters it matches, and
+  the model-state entries (batch-norm statistics) at the same paths within each collection."""
+  return {'params': groups.regex_mask(params, freeze),
+          'model_state': {name: groups.regex_mask(tree, freeze) for name, tree in model_state.items()}}
 
 
 def execute(p: RunPlan) -> dict:
@@ -199,8 +209,7 @@ def execute(p: RunPlan) -> dict:
   is_writer = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   if is_writer and not p.resuming:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config_lib.to_json(c))
+    writers.write_json_atomic(os.path.join(workdir, 'config.json'), c.to_dict())
   mesh = parallel.data_mesh()
   mode = config_lib.eval_mode(c)
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep, mode=mode)
@@ -215,6 +224,7 @@ def execute(p: RunPlan) -> dict:
   state = parallel.replicate(state, mesh)
   writer = writers.MetricWriter(workdir, resume_step=start or 0, enabled=is_writer)
 
+  schedule = schedules.build_schedule(c.schedule, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
   step_fn = jax.jit(functools.partial(train_step, model=p.model, tx=tx, frozen=frozen), donate_argnums=0)
   eval_fn = jax.jit(functools.partial(eval_step, model=p.model, num_classes=p.splits.num_classes))
   run_eval = functools.partial(evaluate, eval_fn, batch_size=c.eval.batch_size, mesh=mesh)
@@ -234,7 +244,8 @@ def execute(p: RunPlan) -> dict:
     evaluating = step % p.eval_every == 0 or step == p.total_steps
     metric_value = None
     if evaluating:
-      lr = float(builder.hyperparams(state.opt_state)['learning_rate'])
+      peak = builder.hyperparams(state.opt_state)['learning_rate']
+      lr = float(peak * schedule(step - 1))  # the rate the last step used
       train_row = {**metrics_lib.summarize(train_metrics), 'learning_rate': lr}
       train_metrics = None
       val = run_eval(state, p.splits.validation)

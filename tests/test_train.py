@@ -202,3 +202,27 @@ def test_quickstart_pretrains_then_fine_tunes_from_the_source_run(tmp_path):
     if path.startswith('backbone/'):
       assert pretrained[path].tobytes() == tuned[path].tobytes(), path
   assert not np.array_equal(pretrained['head/kernel'], tuned['head/kernel'])
+
+
+def test_freezing_a_batch_norm_backbone_also_fixes_its_statistics(tmp_path):
+  config = small_config(model__name='cnn', model__features=[4, 4], optimizer__freeze='^backbone/conv_0|batchnorm_0')
+  plan = train.plan(config, str(tmp_path))
+  state, tx, frozen = train.initial_state(plan)
+  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen))
+  it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
+  before = _leaves(state.model_state)
+  for _ in range(3):
+    state, _ = step_fn(state, next(it))
+  after = _leaves(state.model_state)
+  for path in before:
+    if 'batchnorm_0' in path:
+      assert before[path].tobytes() == after[path].tobytes(), path
+    else:
+      assert not np.array_equal(before[path], after[path]), f'{path} did not update'
+
+
+def test_train_rows_log_the_scheduled_learning_rate(tmp_path):
+  config = small_config(schedule__name='linear', schedule__warmup='0', optimizer__learning_rate=0.01)
+  train.train_and_evaluate(config, str(tmp_path))
+  lrs = {r['step']: r['learning_rate'] for r in _rows(str(tmp_path)) if r['split'] == 'train'}
+  assert lrs == pytest.approx({s: 0.01 * (1 - (s - 1) / 40) for s in (10, 20, 30, 40)}, rel=1e-5)
