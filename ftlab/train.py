@@ -246,15 +246,12 @@ def execute(p: RunPlan) -> dict:
     if evaluating:
       peak = builder.hyperparams(state.opt_state)['learning_rate']
       lr = float(peak * schedule(step - 1))  # the rate the last step used
-      train_row = {**metrics_lib.summarize(train_metrics), 'learning_rate': lr}
+      writer.write(step, 'train', {**metrics_lib.summarize(train_metrics), 'learning_rate': lr})
       train_metrics = None
-      val = run_eval(state, p.splits.validation)
-      writer.write(step, 'train', train_row)
-      if c.eval.train_subset:
-        train_eval = run_eval(state, p.splits.train, limit=c.eval.train_subset)
-        writer.write(step, 'train_eval', train_eval)
-        val.update({f'gap_{k}': train_eval[k] - val[k] for k in metrics_lib.METRIC_NAMES})
-      writer.write(step, 'validation', val)
+      rows = _evaluate_splits(run_eval, state, p.splits, train_subset=c.eval.train_subset)
+      for split, row in rows.items():
+        writer.write(step, split, row)
+      val = rows['validation']
       metric_value = val[c.eval.metric]
       loop = _early_stopping(loop, metric_value, c.early_stopping, mode)
       if is_writer:
@@ -270,20 +267,32 @@ def execute(p: RunPlan) -> dict:
   best_step = ckpts.best_step()
   best_state, _ = ckpts.restore(best_step, state)
   best_state = parallel.replicate(best_state, mesh)
-  best_val = run_eval(best_state, p.splits.validation)
-  test = run_eval(best_state, p.splits.test)
+  at_best = _evaluate_splits(run_eval, best_state, p.splits, train_subset=c.eval.train_subset)
+  best_val, test = at_best['validation'], run_eval(best_state, p.splits.test)
   writer.write(best_step, 'test', test)
   writer.close()
   ckpts.close()
   summary = {'best_step': best_step, 'final_step': step, 'total_steps': p.total_steps,
              'stopped_early': loop['stopped_early'], 'selection_metric': c.eval.metric, 'selection_mode': mode,
-             'validation': best_val, 'test': test, 'train_seconds_this_session': round(train_seconds, 3),
+             'validation': best_val, 'test': test, 'train_eval': at_best.get('train_eval'),
+             'train_seconds_this_session': round(train_seconds, 3),
              'num_classes': p.splits.num_classes, 'class_names': list(p.splits.class_names)}
   if is_writer:
     writers.write_json_atomic(os.path.join(workdir, 'summary.json'), summary)
     print(f'ftlab: {workdir}: best validation {c.eval.metric} {best_val[c.eval.metric]:.4f} at step {best_step}; '
           f'test accuracy {test["accuracy"]:.4f}, test {c.eval.metric} {test[c.eval.metric]:.4f}', flush=True)
   return summary
+
+
+def _evaluate_splits(run_eval, state, splits, *, train_subset: int) -> dict[str, dict]:
+  """{'train_eval': ..., 'validation': ...}: the validation metrics and, when train_subset > 0, the same metrics
+  on that many training examples, with the gap (train minus validation) added to the validation row."""
+  val = run_eval(state, splits.validation)
+  if not train_subset:
+    return {'validation': val}
+  train_eval = run_eval(state, splits.train, limit=train_subset)
+  val.update({f'gap_{k}': train_eval[k] - val[k] for k in metrics_lib.METRIC_NAMES})
+  return {'train_eval': train_eval, 'validation': val}
 
 
 def _early_stopping(loop: dict, value: float, es, mode: str) -> dict:

@@ -226,3 +226,18 @@ def test_train_rows_log_the_scheduled_learning_rate(tmp_path):
   train.train_and_evaluate(config, str(tmp_path))
   lrs = {r['step']: r['learning_rate'] for r in _rows(str(tmp_path)) if r['split'] == 'train'}
   assert lrs == pytest.approx({s: 0.01 * (1 - (s - 1) / 40) for s in (10, 20, 30, 40)}, rel=1e-5)
+
+
+@pytest.mark.parametrize('mode,values,stop_at', [
+    ('max', [0.5, 0.6, 0.605, 0.61, 0.7], 3),  # +0.005 and +0.01 are below min_delta=0.05: patience 2 runs out
+    ('min', [1.0, 0.9, 0.95, 0.8, 0.85, 0.84], 5),
+])
+def test_early_stopping_rule(mode, values, stop_at):
+  from ml_collections import ConfigDict
+  es = ConfigDict({'enabled': True, 'patience': 2, 'min_delta': 0.05 if mode == 'max' else 0.0})
+  loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
+  for i, v in enumerate(values):
+    loop = train._early_stopping(loop, v, es, mode)
+    if loop['stopped_early']:
+      break
+  assert i == stop_at
