@@ -26,6 +26,10 @@ class ArraySource:
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     return {'image': self.images[index], 'label': self.labels[index]}
 
+  def get_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """The examples at `indices`, stacked (one numpy gather)."""
+    return {'image': self.images[indices], 'label': self.labels[indices]}
+
   def __repr__(self) -> str:
     return f'ArraySource({len(self)} examples, image shape {self.images.shape[1:]})'
 
