@@ -7,7 +7,9 @@ initialises the fine-tuning run on digits 5-9, with a fresh head.
     python -m ftlab.main --config configs/quickstart.py:frozen --workdir runs/quickstart_frozen
 
 `frozen` trains the head alone (the backbone stays bit-identical); the default fine-tunes everything.
-Expected (2 CPU cores, < 1 minute each): see README.md for the measured test accuracies.
+Expected, about 10 s each on 2 CPU cores (seed 0): fine-tune test accuracy 0.9778 (best validation F1 0.9607 at
+step 200); over seeds 0-2 (experiments/freeze_vs_finetune.py) test accuracy 0.9815 +- 0.0026 fine-tuned and
+0.9444 +- 0.0198 frozen.
 """
 from ftlab.config import defaults
 

@@ -12,7 +12,6 @@ problems and the key's name, instead of as a TypeError at the first bad assignme
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from typing import Any, Iterator
 
@@ -304,10 +303,6 @@ def check_run(config, *, num_devices: int, total_steps: int, steps_per_epoch: in
   if src and not os.path.isdir(os.path.join(src, 'checkpoints')):
     p.append(f'init.checkpoint: {src!r} is not an ftlab run directory (no checkpoints/ in it)')
   return p
-
-
-def to_json(config) -> str:
-  return json.dumps(config.to_dict(), indent=2, sort_keys=True)
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:

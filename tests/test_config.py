@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT, small_config
 from ftlab import cli
 from ftlab import config as config_lib
+from ftlab import writers
 
 
 def test_defaults_and_shipped_configs_are_valid():
@@ -106,8 +107,8 @@ def test_cli_config_errors_exit_2_and_write_nothing(tmp_path):
 def test_cli_refuses_a_workdir_holding_another_config_and_leaves_it_untouched(tmp_path):
   workdir = tmp_path / 'run'
   workdir.mkdir()
-  (workdir / 'config.json').write_text(config_lib.to_json(config_lib.load_config_file(
-      os.path.join(ROOT, 'configs', 'quickstart.py'))))
+  writers.write_json_atomic(str(workdir / 'config.json'),
+                            config_lib.load_config_file(os.path.join(ROOT, 'configs', 'quickstart.py')).to_dict())
   (workdir / 'metrics.jsonl').write_text('{"step": 1, "split": "train", "loss": 1.0}\n')
   before = _tree_hash(workdir)
   result = _main('--config', os.path.join(ROOT, 'configs', 'quickstart.py'), '--workdir', str(workdir),

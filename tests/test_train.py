@@ -115,13 +115,12 @@ def test_traced_hyperparameters_change_results_without_recompiling(tmp_path):
 
 
 def _write_config(tmp_path, **overrides):
-  lines = ['from ftlab.config import defaults', '', 'def get_config(arg=None):', '  c = defaults()',
-           '  c.data.classes = [5, 6, 7, 8, 9]', '  c.model.features = [32, 16]',
-           '  c.train.num_steps, c.train.num_epochs = 60, 0.0', '  c.eval.every_steps = 10',
-           "  c.schedule.name = 'cosine'", "  c.schedule.warmup = '5 steps'"]
-  lines += [f'  c.{k} = {v!r}' for k, v in overrides.items()]
+  """A config file for subprocess runs: small_config() with 60 steps and `overrides` ('a__b': value)."""
+  tests_dir = os.path.dirname(os.path.abspath(__file__))
+  overrides = {'train__num_steps': 60, **overrides}
   path = tmp_path / 'tiny.py'
-  path.write_text('\n'.join(lines + ['  return c', '']))
+  path.write_text(f'import sys\nsys.path.insert(0, {tests_dir!r})\nfrom conftest import small_config\n\n'
+                  f'def get_config(arg=None):\n  return small_config(**{overrides!r})\n')
   return str(path)
 
 
@@ -172,7 +171,7 @@ def test_early_stopping_stops_and_stays_stopped(tmp_path):
 
 
 def test_eight_virtual_devices_train_like_one(tmp_path):
-  config_path = _write_config(tmp_path, **{'train.num_steps': 20})
+  config_path = _write_config(tmp_path, train__num_steps=20)
   one, eight = str(tmp_path / 'one'), str(tmp_path / 'eight')
   assert _run(config_path, one, env={'XLA_FLAGS': ''}).returncode == 0
   result = _run(config_path, eight, env={'XLA_FLAGS': '--xla_force_host_platform_device_count=8'})
