@@ -6,7 +6,8 @@ initialises the fine-tuning run on digits 5-9, with a fresh head.
     python -m ftlab.main --config configs/quickstart.py --workdir runs/quickstart
     python -m ftlab.main --config configs/quickstart.py:frozen --workdir runs/quickstart_frozen
 
-`frozen` trains the head alone (the backbone stays bit-identical); the default fine-tunes everything.
+`frozen` trains the head alone (the backbone stays bit-identical); the default fine-tunes everything; `llrd`
+adds layer-wise learning-rate decay (0.5 per layer from the head down); `head_lr` trains the head 10x faster.
 Expected, about 10 s each on 2 CPU cores (seed 0): fine-tune test accuracy 0.9778 (best validation F1 0.9607 at
 step 200); over seeds 0-2 (experiments/freeze_vs_finetune.py) test accuracy 0.9815 +- 0.0026 fine-tuned and
 0.9444 +- 0.0198 frozen.
@@ -40,6 +41,10 @@ def get_config(arg=None):
   if arg == 'frozen':
     config.optimizer.freeze = '^backbone/'
     config.optimizer.learning_rate = 3e-2  # a linear probe wants a higher rate (3e-3 left it undertrained)
+  elif arg == 'llrd':
+    config.optimizer.layer_decay = 0.5  # head at lr, layer 2 at lr/2, layer 1 at lr/4
+  elif arg == 'head_lr':
+    config.optimizer.groups = [('^head/', {'lr_mult': 10.0}), ('', {})]
   elif arg not in (None, '', 'finetune'):
-    raise ValueError(f"configs/quickstart.py: unknown arg {arg!r}; use 'frozen' or 'finetune'")
+    raise ValueError(f"configs/quickstart.py: unknown arg {arg!r}; use finetune, frozen, llrd or head_lr")
   return config

@@ -12,13 +12,14 @@ problems and the key's name, instead of as a TypeError at the first bad assignme
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from typing import Any, Iterator
 
 import ml_collections
 
 from ftlab import metrics
-from ftlab.optim import schedules
+from ftlab.optim import plan, schedules
 
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
 MODELS = ('mlp', 'cnn')
@@ -30,7 +31,7 @@ DURATION_KEYS = ('schedule.warmup', 'schedule.transition', 'schedule.every', 'sc
 DURATION_LIST_KEYS = ('schedule.boundaries',)
 # Lists and the type of their elements.
 LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes': int,
-             'schedule.values': float}
+             'schedule.values': float, 'train.class_weights': float}
 
 
 class ConfigError(Exception):
@@ -74,6 +75,14 @@ def defaults() -> ml_collections.ConfigDict:
           # Parameters that get no weight decay, by regex over '/'-joined paths: biases and normalisation scales.
           'no_decay': r'(^|/)bias$|(^|/)[^/]*(norm|Norm|ln|LN)[^/]*/scale$',
           'freeze': '',  # regex over parameter paths: matched parameters never change ('' freezes nothing)
+          # Parameter groups, in order, first match wins: [(regex, settings)], settings from lr_mult, wd_mult,
+          # frozen, schedule (a dict of config.schedule keys for this group), e.g.
+          # [('^head/', {'lr_mult': 10.0}), ('norm', {'wd_mult': 0.0}), ('.*', {})]. [] puts everything in one group.
+          # Every parameter must be covered; `freeze` goes before these.
+          'groups': [],
+          'layer_decay': 1.0,  # layer-wise LR decay: layer l trains at lr * layer_decay^(L - l); 1.0 turns it off
+          'layer_pattern': r'_(\d+)/',  # regex whose first group is a parameter's layer index (layer = index + 1)
+          'head_pattern': '^head/',  # parameters of the top layer L; those matching neither are layer 0
       },
       'schedule': schedules.schedule_defaults(),  # a multiplier of optimizer.learning_rate over the run
       'train': {
@@ -81,6 +90,8 @@ def defaults() -> ml_collections.ConfigDict:
           'num_steps': 0,  # run length in optimizer steps; set this or num_epochs, not both
           'num_epochs': 10.0,  # run length in passes over the training split
           'label_smoothing': 0.0,  # traced
+          'class_weights': [],  # per-class loss weights (traced), one per class; [] weighs every class 1
+          'balance_classes': False,  # weights inversely proportional to the training split's class counts
           'log_every_steps': 50,  # console progress line
       },
       'eval': {
@@ -190,6 +201,11 @@ def _type_problem(key: str, value: Any, default: Any) -> str | None:
   return None if ok else f'{key}: expected {want}, got {value!r} ({type(value).__name__})'
 
 
+def _has_problem(problems: list[str], key: str) -> bool:
+  """Whether `problems` already has one about `key`."""
+  return any(m.startswith(key + ':') for m in problems)
+
+
 def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
   """Out-of-range values; only called once every key has the right type."""
   p = []
@@ -219,12 +235,20 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
     need(0 <= o[key] < 1, f'optimizer.{key}: must be in [0, 1), got {o[key]}')
   need(o.eps > 0, f'optimizer.eps: must be > 0, got {o.eps}')
   need(o.grad_clip_norm >= 0, f'optimizer.grad_clip_norm: must be >= 0 (0 turns clipping off), got {o.grad_clip_norm}')
-  for key in ('optimizer.freeze', 'optimizer.no_decay', 'init.reinit'):
+  p += plan.check_groups_config(o.groups, set(schedules.schedule_defaults()))
+  need(0 < o.layer_decay <= 1, f'optimizer.layer_decay: must be in (0, 1] (1 turns it off), got {o.layer_decay}')
+  need(all(w > 0 for w in t.class_weights), f'train.class_weights: must all be > 0, got {list(t.class_weights)}')
+  need(not (t.class_weights and t.balance_classes),
+       'train.class_weights / train.balance_classes: give explicit weights or balance_classes, not both')
+  for key in ('optimizer.freeze', 'optimizer.no_decay', 'init.reinit', 'optimizer.layer_pattern',
+              'optimizer.head_pattern'):
     section, leaf = key.split('.')
     try:
       re.compile(c[section][leaf])
     except re.error as err:
       p.append(f'{key}: {c[section][leaf]!r} is not a valid regex ({err})')
+  if o.layer_decay != 1 and not _has_problem(p, 'optimizer.layer_pattern') and re.compile(o.layer_pattern).groups < 1:
+    p.append(f'optimizer.layer_pattern: {o.layer_pattern!r} needs a group capturing the layer index, e.g. r"_(\\d+)/"')
   p += schedules.check_schedule_config(c.schedule)
   need(t.batch_size > 0, f'train.batch_size: must be > 0, got {t.batch_size}')
   need((t.num_steps > 0) != (t.num_epochs > 0),
@@ -312,11 +336,8 @@ def config_differences(saved: dict, current: dict) -> list[str]:
   for key in sorted(set(a) | set(b)):
     if key in RUN_LENGTH_KEYS:
       continue
-    va, vb = a.get(key, '<absent>'), b.get(key, '<absent>')
-    if isinstance(va, tuple):
-      va = list(va)
-    if isinstance(vb, tuple):
-      vb = list(vb)
+    # Through JSON, as the saved config was: tuples become lists at any depth.
+    va, vb = (json.loads(json.dumps(d.get(key, '<absent>'))) for d in (a, b))
     if va != vb:
       diffs.append(f'{key}: {va!r} in the workdir, {vb!r} now')
   return diffs

@@ -30,9 +30,10 @@ from ftlab import data as data_lib
 from ftlab import metrics as metrics_lib
 from ftlab import models, parallel, tasks, writers
 from ftlab.optim import builder, groups, schedules
+from ftlab.optim import plan as optim_plan
 from ftlab.pretrained import surgery
 
-LOOP_HPARAMS = ('dropout_rate', 'label_smoothing')
+LOOP_HPARAMS = ('dropout_rate', 'label_smoothing', 'class_weights')
 
 
 @flax.struct.dataclass
@@ -43,20 +44,21 @@ class TrainState:
   opt_state: Any
   rng: jax.Array
   model_state: Any  # mutable collections other than params (batch_stats), {} when the model has none
-  hparams: dict  # traced loop hyperparameters: dropout_rate, label_smoothing
+  hparams: dict  # traced loop hyperparameters: dropout_rate, label_smoothing, class_weights [C]
 
 
-def create_state(params, model_state, tx: optax.GradientTransformation, *, rng, dropout_rate,
-                 label_smoothing) -> TrainState:
-  hparams = {'dropout_rate': jnp.float32(dropout_rate), 'label_smoothing': jnp.float32(label_smoothing)}
+def create_state(params, model_state, tx: optax.GradientTransformation, *, rng, dropout_rate, label_smoothing,
+                 class_weights) -> TrainState:
+  hparams = {'dropout_rate': jnp.float32(dropout_rate), 'label_smoothing': jnp.float32(label_smoothing),
+             'class_weights': jnp.asarray(class_weights, jnp.float32)}
   return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), rng=rng,
                     model_state=model_state, hparams=hparams)
 
 
-def hyperparams(state: TrainState) -> dict[str, float]:
-  """All traced hyperparameters of `state` as Python floats."""
+def hyperparams(state: TrainState) -> dict:
+  """All traced hyperparameters of `state` as Python floats (class_weights as a list)."""
   values = {**builder.hyperparams(state.opt_state), **state.hparams}
-  return {k: float(v) for k, v in values.items()}
+  return {k: np.asarray(v).tolist() for k, v in values.items()}
 
 
 def set_hyperparams(state: TrainState, **values) -> TrainState:
@@ -88,7 +90,7 @@ def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTrans
   def loss_fn(params):
     logits, model_state = _apply(model, state, params, batch['image'], train=True, rng=rng)
     losses = tasks.classification_loss(logits, batch['label'], label_smoothing=state.hparams['label_smoothing'])
-    return losses.mean(), (losses, logits, model_state)
+    return tasks.weighted_mean(losses, batch['label'], state.hparams['class_weights']), (losses, logits, model_state)
 
   (_, (losses, logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -154,9 +156,15 @@ def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
   abstract = jax.eval_shape(functools.partial(_init_variables, model), splits.train[0]['image'][None],
                             jax.random.key(0))
   try:
-    builder.freeze_labels(config.optimizer, abstract['params'])
-  except groups.GroupError as err:
+    _, rules = optim_plan.resolve(config.optimizer, abstract['params'])
+    for rule in rules.values():
+      builder.rule_schedule(config.schedule, rule, total_steps=total, steps_per_epoch=spe)
+  except (groups.GroupError, ValueError) as err:
     problems += str(err).split('\n')
+  weights = config.train.class_weights
+  if weights and len(weights) != splits.num_classes:
+    problems.append(f'train.class_weights: {len(weights)} weights for {splits.num_classes} classes '
+                    f'({", ".join(splits.class_names)}); give one per class')
   config_path = os.path.join(workdir, 'config.json')
   resuming = os.path.exists(config_path)
   if resuming:
@@ -187,17 +195,31 @@ def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainSta
   if p.init_from and load_pretrained:
     params = surgery.load_run_params(p.init_from, params, reinit=c.init.reinit)
   tx = builder.build(c.optimizer, c.schedule, params, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
-  frozen = frozen_masks(params, model_state, c.optimizer.freeze)
+  frozen = frozen_masks(params, model_state, c.optimizer)
   state = create_state(params, model_state, tx, rng=state_rng, dropout_rate=c.model.dropout_rate,
-                       label_smoothing=c.train.label_smoothing)
+                       label_smoothing=c.train.label_smoothing, class_weights=class_weights(c.train, p.splits))
   return state, tx, frozen
 
 
-def frozen_masks(params, model_state, freeze: str) -> dict:
-  """Static masks of what `freeze` (a regex over parameter paths) keeps fixed: the parameters it matches, and
-  the model-state entries (batch-norm statistics) at the same paths within each collection."""
-  return {'params': groups.regex_mask(params, freeze),
-          'model_state': {name: groups.regex_mask(tree, freeze) for name, tree in model_state.items()}}
+def frozen_masks(params, model_state, opt) -> dict:
+  """Static masks of what config.optimizer keeps fixed: its frozen parameters, and the model-state entries
+  (batch-norm statistics) whose path falls in a frozen group."""
+  labels, rules = optim_plan.resolve(opt, params)
+  frozen_state = lambda tree: groups.map_paths(lambda path: optim_plan.frozen_by_path(opt, path), tree)
+  return {'params': jax.tree.map(lambda name: rules[name].frozen, labels),
+          'model_state': {name: frozen_state(tree) for name, tree in model_state.items()}}
+
+
+def class_weights(train_config, splits: data_lib.Splits) -> np.ndarray:
+  """Per-class loss weights: train.class_weights, or with balance_classes n / (C * count_c) as sklearn's
+  'balanced' (a class absent from the training split gets weight 1), or all ones."""
+  num = splits.num_classes
+  if train_config.class_weights:
+    return np.asarray(train_config.class_weights, np.float32)
+  if not train_config.balance_classes:
+    return np.ones(num, np.float32)
+  counts = np.bincount(splits.train.labels, minlength=num)
+  return np.where(counts > 0, len(splits.train) / (num * np.maximum(counts, 1)), 1.0).astype(np.float32)
 
 
 def execute(p: RunPlan) -> dict:
@@ -215,6 +237,10 @@ def execute(p: RunPlan) -> dict:
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep, mode=mode)
   start = ckpts.latest_step()
   state, tx, frozen = initial_state(p, load_pretrained=start is None)
+  if is_writer:
+    table = optim_plan.describe(*optim_plan.resolve(c.optimizer, state.params), state.params)
+    print(f'ftlab: optimizer plan\n{table}', flush=True)
+    writers.write_text_atomic(os.path.join(workdir, 'optimizer_plan.txt'), table + '\n')
   train_iter = data_lib.train_iterator(p.splits.train, batch_size=c.train.batch_size, seed=c.seed,
                                        read_threads=c.data.read_threads)
   loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}

@@ -12,13 +12,16 @@ from tensorboardX import SummaryWriter
 SCALARS = ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'learning_rate')
 
 
-def write_json_atomic(path: str, obj) -> None:
-  """Writes JSON to `path` through a temporary file and a rename: readers never see half a file."""
+def write_text_atomic(path: str, text: str) -> None:
+  """Writes `text` to `path` through a temporary file and a rename: readers never see half a file."""
   tmp = f'{path}.tmp'
   with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write('\n')
+    f.write(text)
   os.replace(tmp, path)
+
+
+def write_json_atomic(path: str, obj) -> None:
+  write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')
 
 
 class MetricWriter:

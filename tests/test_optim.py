@@ -111,3 +111,88 @@ def test_each_optimizer_reduces_a_quadratic(name):
     updates, state = tx.update(jax.grad(loss)(params), state, params)
     params = optax.apply_updates(params, updates)
   assert float(loss(params)) < 0.5 * 16 * 9
+
+
+def _sgd(**overrides):
+  base = dict(optimizer__name='sgd', optimizer__momentum=0.0, optimizer__weight_decay=0.0,
+              optimizer__grad_clip_norm=0.0, optimizer__learning_rate=0.1, schedule__name='constant',
+              schedule__warmup='0')
+  return small_config(**{**base, **overrides})
+
+
+def _first_update(config, params, grads=None):
+  tx = _build(config, params)
+  updates, _ = tx.update(grads or jax.tree.map(jnp.ones_like, params), tx.init(params), params)
+  return {p: np.asarray(u) for p, u in zip(groups.param_paths(params), jax.tree.leaves(updates))}
+
+
+def test_layer_wise_decay_gives_each_layer_lr_times_decay_to_the_distance_from_the_top():
+  config = _sgd(optimizer__layer_decay=0.5, model__features=[8, 8])
+  params = dict(_params(config))
+  params['embed'] = {'embedding': jnp.zeros((3, 2))}  # no layer index: below the first layer (0)
+  updates = _first_update(config, params)
+  layer = {'embed': 0, 'backbone/dense_0': 1, 'backbone/norm_0': 1, 'backbone/dense_1': 2, 'backbone/norm_1': 2,
+           'head': 3}
+  for path, u in updates.items():
+    l = next(v for k, v in layer.items() if path.startswith(k + '/'))
+    np.testing.assert_allclose(u, np.full_like(u, -0.1 * 0.5 ** (3 - l)), rtol=1e-6, err_msg=path)
+
+
+def test_group_multipliers_for_learning_rate_and_weight_decay():
+  config = _sgd(optimizer__weight_decay=0.5,
+                optimizer__groups=[('^head/', {'lr_mult': 10.0, 'wd_mult': 0.0}), ('', {'wd_mult': 2.0})])
+  params = jax.tree.map(lambda p: p + 1.0, _params(config))
+  updates = _first_update(config, params, jax.tree.map(jnp.zeros_like, params))
+  for (path, u), p in zip(updates.items(), jax.tree.leaves(params)):
+    decayed = not (path.endswith('/bias') or '/norm_' in path)
+    expected = 0.0 if path.startswith('head/') or not decayed else -0.1 * 0.5 * 2.0
+    np.testing.assert_allclose(u, expected * np.asarray(p), rtol=1e-6, err_msg=path)
+  grads_only = _first_update(config, params)
+  np.testing.assert_allclose(grads_only['head/kernel'], -1.0, rtol=1e-6)  # lr 0.1 x 10
+
+
+def test_a_group_can_have_its_own_schedule():
+  config = _sgd(schedule__name='linear', optimizer__groups=[('^head/', {'schedule': {'name': 'constant'}}),
+                                                            ('', {})])
+  params = _params(config)
+  tx = _build(config, params, total_steps=10)
+  state = tx.init(params)
+  ones = jax.tree.map(jnp.ones_like, params)
+  for k in range(3):
+    updates, state = tx.update(ones, state, params)
+  np.testing.assert_allclose(updates['head']['kernel'], -0.1, rtol=1e-6)
+  np.testing.assert_allclose(updates['backbone']['dense_0']['kernel'], -0.1 * (1 - 2 / 10), rtol=1e-6)
+
+
+def test_frozen_group_gets_no_update_no_state_and_no_clipping_share():
+  config = _sgd(optimizer__grad_clip_norm=1.0, optimizer__groups=[('^backbone/', {'frozen': True}), ('', {})])
+  params = _params(config)
+  tx = _build(config, params)
+  state = tx.init(params)
+  assert not any('backbone' in groups.path_str(kp) for kp, _ in jax.tree_util.tree_flatten_with_path(state)[0])
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 100.0), params)
+  grads['head'] = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params['head'])  # norm well below the clip
+  updates, _ = tx.update(grads, state, params)
+  np.testing.assert_allclose(updates['head']['kernel'], -0.1 * 1e-3, rtol=1e-5)  # the backbone's huge grads
+  assert not any(np.any(np.asarray(u)) for u in jax.tree.leaves(updates['backbone']))  # did not clip the head
+
+
+def test_groups_must_cover_every_parameter():
+  from ftlab.optim import plan
+  config = _sgd(optimizer__groups=[('^head/', {'lr_mult': 2.0}), ('^nothing/', {})])
+  with pytest.raises(groups.GroupError) as err:
+    plan.resolve(config.optimizer, _params(config))
+  assert "groups[1]='^nothing/'" in str(err.value) and 'parameters in no group: backbone/dense_0/bias' in str(err.value)
+
+
+def test_optimizer_plan_counts_parameters_per_group():
+  from ftlab.optim import plan
+  config = _sgd(optimizer__freeze='^backbone/dense_0/', optimizer__groups=[('^head/', {'lr_mult': 5.0}), ('', {})])
+  params = _params(config)  # dense_0: 64*32+32, head: 16*5+5
+  text = plan.describe(*plan.resolve(config.optimizer, params), params)
+  rows = {line.split()[0]: line.split() for line in text.splitlines()[2:-1]}
+  assert rows['freeze'][2] == '2,080' and rows['freeze'][-1] == 'run'  # 'frozen for the whole run'
+  assert rows['groups[0]'][2] == '85' and rows['groups[0]'][3] == '5'
+  total = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+  assert text.splitlines()[-1] == f'trainable parameters: {total - 2080:,} of {total:,} ' \
+                                  f'({100 * (total - 2080) / total:.1f}%)'

@@ -43,8 +43,8 @@ def test_frozen_parameters_are_bit_identical_and_the_rest_moves(tmp_path, model)
 def test_run_writes_config_metrics_summary_tensorboard_and_checkpoints(tmp_path):
   workdir = str(tmp_path)
   summary = train.train_and_evaluate(small_config(), workdir)
-  assert sorted(os.listdir(workdir)) == ['checkpoints', 'config.json', 'metrics.jsonl', 'summary.json',
-                                         'tensorboard']
+  assert sorted(os.listdir(workdir)) == ['checkpoints', 'config.json', 'metrics.jsonl', 'optimizer_plan.txt',
+                                         'summary.json', 'tensorboard']
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     rows = [json.loads(line) for line in f]
@@ -101,9 +101,11 @@ def test_traced_hyperparameters_change_results_without_recompiling(tmp_path):
   batch = next(data.train_iterator(plan.splits.train, batch_size=32, seed=0))
   base, _ = step_fn(state, batch)
   changed = train.set_hyperparams(state, learning_rate=0.5, weight_decay=0.1, dropout_rate=0.3,
-                                  label_smoothing=0.2)
-  assert train.hyperparams(changed) == pytest.approx(
-      {'learning_rate': 0.5, 'weight_decay': 0.1, 'dropout_rate': 0.3, 'label_smoothing': 0.2})
+                                  label_smoothing=0.2, class_weights=[1.0, 2.0, 1.0, 1.0, 3.0])
+  values = train.hyperparams(changed)
+  assert values.pop('class_weights') == [1.0, 2.0, 1.0, 1.0, 3.0]
+  assert values == pytest.approx({'learning_rate': 0.5, 'weight_decay': 0.1, 'dropout_rate': 0.3,
+                                  'label_smoothing': 0.2})
   other, metrics = step_fn(changed, batch)
   assert step_fn._cache_size() == 1
   assert not np.array_equal(base.params['head']['kernel'], other.params['head']['kernel'])
@@ -111,6 +113,9 @@ def test_traced_hyperparameters_change_results_without_recompiling(tmp_path):
   _, m0 = step_fn(state, batch)
   smoothed, m1 = step_fn(train.set_hyperparams(state, label_smoothing=0.5), batch)
   assert float(m0.loss.compute()) != float(m1.loss.compute())
+  # class weights reach the gradient
+  reweighted, _ = step_fn(train.set_hyperparams(state, class_weights=[5.0, 1.0, 1.0, 1.0, 1.0]), batch)
+  assert not np.array_equal(base.params['head']['kernel'], reweighted.params['head']['kernel'])
   assert step_fn._cache_size() == 1
 
 

@@ -1,21 +1,25 @@
-"""The optimizer of a run as one optax chain, built from config.optimizer and config.schedule.
+"""The optimizer of a run as one optax chain, built from config.optimizer, config.schedule and the optimizer plan.
 
-    multi_transform({
-        'trainable': inject_hyperparams(chain(clip, core, decayed weights (masked), -lr * schedule)),
-        'frozen':    set_to_zero(),
-    }, labels)
+    inject_hyperparams(learning_rate, weight_decay)(chain(
+        zero the gradients of frozen parameters,        # so they take no share of the clipping norm
+        clip_by_global_norm,
+        multi_transform({label: chain(core, decayed weights * wd_mult (masked), -lr * lr_mult * schedule)
+                         or set_to_zero() for frozen labels}, labels)))
 
-Frozen parameters (optimizer.freeze) get exactly zero updates, keep no optimizer state, take no part in clipping
-and get no weight decay, because the trainable chain never sees them. The peak learning rate and the weight decay
-are injected hyperparameters: traced values in the optimizer state, so a sweep changes them without recompiling.
+Labels and their multipliers come from `plan.resolve` (optimizer.freeze, optimizer.groups, layer-wise decay).
+Frozen parameters get exactly zero updates, keep no optimizer state and get no weight decay. The peak learning
+rate and the weight decay are injected hyperparameters: traced values in the optimizer state, so a sweep changes
+them without recompiling; the per-label multipliers and schedules are static.
 """
 from __future__ import annotations
 
+import copy
 import re
 
+import jax
 import optax
 
-from ftlab.optim import groups, schedules
+from ftlab.optim import groups, plan, schedules
 
 TRACED = ('learning_rate', 'weight_decay')
 
@@ -31,33 +35,45 @@ def _core(opt) -> optax.GradientTransformation:
   raise ValueError(f'optimizer.name: unknown optimizer {opt.name!r}')
 
 
-def freeze_labels(opt, params):
-  """'frozen' / 'trainable' per parameter from optimizer.freeze (errors if the pattern matches nothing)."""
-  spec = ([('frozen', opt.freeze)] if opt.freeze else []) + [('trainable', '')]
-  return groups.assign(params, spec, origin='optimizer.freeze')
+def rule_schedule(sched, rule: plan.Rule, *, total_steps: int, steps_per_epoch: int):
+  """config.schedule with a group's overrides applied, as an optax schedule."""
+  if not rule.schedule:
+    return schedules.build_schedule(sched, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  merged = copy.deepcopy(sched)
+  for key, value in rule.schedule:
+    merged[key] = value
+  try:
+    return schedules.build_schedule(merged, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  except ValueError as err:
+    raise ValueError(f'optimizer.groups ({rule.group} schedule): {err}') from err
 
 
 def build(opt, sched, params, *, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
   """config.optimizer + config.schedule + the parameter tree -> the run's optax transformation."""
-  schedule = schedules.build_schedule(sched, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  labels, rules = plan.resolve(opt, params)
+  fns = {name: rule_schedule(sched, r, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+         for name, r in rules.items() if not r.frozen}
   no_decay = re.compile(opt.no_decay) if opt.no_decay else None
+  frozen = jax.tree.map(lambda name: rules[name].frozen, labels)
 
-  def decay_mask(tree):  # a callable: inside multi_transform the tree has MaskedNode leaves for frozen params
+  def decay_mask(tree):  # a callable: inside multi_transform the tree has MaskedNode leaves for other labels
     return groups.map_paths(lambda p: no_decay is None or not no_decay.search(p), tree)
 
-  def trainable(learning_rate, weight_decay):
-    parts = [optax.clip_by_global_norm(opt.grad_clip_norm)] if opt.grad_clip_norm else []
-    parts += [_core(opt),
-              optax.add_decayed_weights(weight_decay, mask=decay_mask),
-              optax.scale_by_learning_rate(lambda count: learning_rate * schedule(count))]
+  def chain(learning_rate, weight_decay):
+    def branch(name, r):
+      if r.frozen:
+        return optax.set_to_zero()
+      return optax.chain(_core(opt),
+                         optax.add_decayed_weights(weight_decay * r.wd_mult, mask=decay_mask),
+                         optax.scale_by_learning_rate(lambda count: learning_rate * r.lr_mult * fns[name](count)))
+
+    parts = [optax.masked(optax.set_to_zero(), frozen)] if any(r.frozen for r in rules.values()) else []
+    if opt.grad_clip_norm:
+      parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
+    parts.append(optax.multi_transform({name: branch(name, r) for name, r in rules.items()}, labels))
     return optax.chain(*parts)
 
-  labels = freeze_labels(opt, params)
-  transforms = {'trainable': optax.inject_hyperparams(trainable)(
-      learning_rate=opt.learning_rate, weight_decay=opt.weight_decay)}
-  if opt.freeze:
-    transforms['frozen'] = optax.set_to_zero()
-  return optax.multi_transform(transforms, labels)
+  return optax.inject_hyperparams(chain)(learning_rate=opt.learning_rate, weight_decay=opt.weight_decay)
 
 
 def hyperparams(opt_state) -> dict[str, float]:

@@ -59,7 +59,3 @@ def assign(params, groups: Sequence[tuple[str, str]], *, origin: str = 'optimize
     raise GroupError('\n'.join(problems))
   return map_paths(label_of.__getitem__, params)
 
-
-def regex_mask(params, pattern: str) -> Any:
-  """True where the path matches `pattern` (re.search); all False for ''."""
-  return map_paths(lambda p: bool(pattern) and re.search(pattern, p) is not None, params)

@@ -1,0 +1,136 @@
+"""The optimizer plan: config.optimizer's freeze regex, groups and layer-wise decay resolved per parameter.
+
+Each parameter gets a label, and each label a Rule (learning-rate and weight-decay multipliers, frozen, schedule
+overrides). The builder makes one optax branch per label; `describe` is the table printed at the start of a run
+and saved as <workdir>/optimizer_plan.txt.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import jax
+import numpy as np
+
+from ftlab.optim.groups import assign, param_paths, path_str
+
+
+SETTINGS = {'lr_mult': (int, float), 'wd_mult': (int, float), 'frozen': (bool,), 'schedule': (dict,)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """What the optimizer does to one label's parameters: a group's settings at one layer."""
+  group: str  # the group's name in the plan: 'freeze', 'groups[0]', ... or 'all'
+  pattern: str
+  lr_mult: float = 1.0  # the group's multiplier times the layer-wise decay factor
+  wd_mult: float = 1.0
+  frozen: bool = False
+  schedule: tuple = ()  # (key, value) overrides of config.schedule for this group
+  layer: int | None = None  # with layer-wise decay: 0 = embeddings ... L = head
+
+
+def group_specs(opt) -> list[tuple[str, str, dict]]:
+  """Ordered (name, pattern, settings) from optimizer.freeze (first) and optimizer.groups; 'all' if no groups."""
+  specs = [('freeze', opt.freeze, {'frozen': True})] if opt.freeze else []
+  specs += [(f'groups[{i}]', pattern, dict(settings)) for i, (pattern, settings) in enumerate(opt.groups)]
+  return specs if opt.groups else specs + [('all', '', {})]
+
+
+def check_groups_config(groups_value, schedule_keys) -> list[str]:
+  """Static problems of optimizer.groups: shape, regexes, setting names, types and ranges."""
+  problems = []
+  if not isinstance(groups_value, (list, tuple)):
+    return [f'optimizer.groups: expected a list of (regex, settings) pairs, got {groups_value!r}']
+  for i, item in enumerate(groups_value):
+    key = f'optimizer.groups[{i}]'
+    if not (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
+            and isinstance(item[1], dict)):
+      problems.append(f"{key}: expected (regex, settings), e.g. ('^head/', {{'lr_mult': 10.0}}), got {item!r}")
+      continue
+    pattern, settings = item
+    try:
+      re.compile(pattern)
+    except re.error as err:
+      problems.append(f'{key}: {pattern!r} is not a valid regex ({err})')
+    for name, value in settings.items():
+      if name not in SETTINGS:
+        problems.append(f'{key}: unknown setting {name!r}; use {", ".join(SETTINGS)}')
+      elif not isinstance(value, SETTINGS[name]) or (name != 'frozen' and isinstance(value, bool)):
+        problems.append(f'{key}: {name} must be {"/".join(t.__name__ for t in SETTINGS[name])}, got {value!r}')
+      elif name == 'lr_mult' and value <= 0:
+        problems.append(f'{key}: lr_mult must be > 0 (to stop training a group, set frozen), got {value}')
+      elif name == 'wd_mult' and value < 0:
+        problems.append(f'{key}: wd_mult must be >= 0, got {value}')
+      elif name == 'schedule':
+        problems += [f'{key}: schedule has no key {k!r}' for k in value if k not in schedule_keys]
+  return problems
+
+
+def layer_index(path: str, *, layer_pattern: str, head_pattern: str) -> int | None:
+  """A parameter's layer for layer-wise decay: None for the head, index + 1 where `layer_pattern`'s first group
+  matches an index, 0 otherwise (embeddings and anything below the first layer)."""
+  if head_pattern and re.search(head_pattern, path):
+    return None
+  match = re.search(layer_pattern, path)
+  return int(match.group(1)) + 1 if match else 0
+
+
+def resolve(opt, params) -> tuple[Any, dict[str, Rule]]:
+  """(a pytree of labels like `params`, {label: Rule}) for config.optimizer; raises GroupError naming patterns
+  that match nothing and parameters left uncovered."""
+  specs = group_specs(opt)
+  group_of = assign(params, [(name, pattern) for name, pattern, _ in specs], origin='optimizer.groups')
+  by_name = {name: (pattern, settings) for name, pattern, settings in specs}
+  decay = opt.layer_decay
+  layers = {}
+  if decay != 1.0:
+    layers = {p: layer_index(p, layer_pattern=opt.layer_pattern, head_pattern=opt.head_pattern)
+              for p in param_paths(params)}
+    top = max([l for l in layers.values() if l is not None], default=0) + 1
+    layers = {p: top if l is None else l for p, l in layers.items()}
+  top = max(layers.values(), default=0)
+  rules = {}
+
+  def label(key_path, group):
+    path = path_str(key_path)
+    pattern, settings = by_name[group]
+    layer = layers.get(path)
+    lr_mult = float(settings.get('lr_mult', 1.0)) * (decay ** (top - layer) if layer is not None else 1.0)
+    rule = Rule(group=group, pattern=pattern, lr_mult=lr_mult, wd_mult=float(settings.get('wd_mult', 1.0)),
+                frozen=bool(settings.get('frozen', False)),
+                schedule=tuple(sorted(settings.get('schedule', {}).items())), layer=layer)
+    name = group if layer is None else f'{group}@layer{layer}'
+    rules[name] = rule
+    return name
+
+  labels = jax.tree_util.tree_map_with_path(label, group_of)
+  return labels, rules
+
+
+def frozen_by_path(opt, path: str) -> bool:
+  """Whether the first group matching `path` is frozen (False if none matches): for batch-norm statistics and other
+  model state that lives at the paths of the parameters it belongs to."""
+  for _, pattern, settings in group_specs(opt):
+    if re.search(pattern, path):
+      return bool(settings.get('frozen', False))
+  return False
+
+
+def describe(labels, rules: dict[str, Rule], params) -> str:
+  """The optimizer plan: one row per label with its pattern, parameter count and settings; the trainable total."""
+  counts = {name: 0 for name in rules}
+  for lab, leaf in zip(jax.tree.leaves(labels), jax.tree.leaves(params)):
+    counts[lab] += int(np.prod(leaf.shape))
+  head = f'{"group":<24} {"pattern":<22} {"params":>10} {"lr mult":>9} {"wd mult":>8} {"schedule":<18} status'
+  lines = [head, '-' * len(head)]
+  for name, r in rules.items():
+    sched = ', '.join(f'{k}={v}' for k, v in r.schedule) or 'run schedule'
+    status = 'frozen for the whole run' if r.frozen else 'trained'
+    lines.append(f'{name:<24} {r.pattern or "(everything else)":<22} {counts[name]:>10,} {r.lr_mult:>9.4g} '
+                 f'{r.wd_mult:>8.4g} {sched:<18} {status}')
+  trainable = sum(c for name, c in counts.items() if not rules[name].frozen)
+  total = sum(counts.values())
+  lines.append(f'trainable parameters: {trainable:,} of {total:,} ({100 * trainable / max(total, 1):.1f}%)')
+  return '\n'.join(lines)
