@@ -7,7 +7,9 @@ initialises the fine-tuning run on digits 5-9, with a fresh head.
     python -m ftlab.main --config configs/quickstart.py:frozen --workdir runs/quickstart_frozen
 
 `frozen` trains the head alone (the backbone stays bit-identical); the default fine-tunes everything; `llrd`
-adds layer-wise learning-rate decay (0.5 per layer from the head down); `head_lr` trains the head 10x faster.
+adds layer-wise learning-rate decay (0.5 per layer from the head down); `head_lr` trains the head 10x faster;
+`gradual` unfreezes one layer every 2 epochs from the head down (ULMFiT); `lpft` trains the head alone for 5
+epochs, then everything (LP-FT).
 Expected, about 10 s each on 2 CPU cores (seed 0): fine-tune test accuracy 0.9778 (best validation F1 0.9607 at
 step 200); over seeds 0-2 (experiments/freeze_vs_finetune.py) test accuracy 0.9815 +- 0.0026 fine-tuned and
 0.9444 +- 0.0198 frozen.
@@ -43,8 +45,12 @@ def get_config(arg=None):
     config.optimizer.learning_rate = 3e-2  # a linear probe wants a higher rate (3e-3 left it undertrained)
   elif arg == 'llrd':
     config.optimizer.layer_decay = 0.5  # head at lr, layer 2 at lr/2, layer 1 at lr/4
+  elif arg == 'gradual':
+    config.optimizer.unfreeze_every = '2 epochs'  # head first, then one layer more every 2 epochs
+  elif arg == 'lpft':
+    config.optimizer.lp_ft = '5 epochs'  # the head alone for 5 epochs, then everything
   elif arg == 'head_lr':
     config.optimizer.groups = [('^head/', {'lr_mult': 10.0}), ('', {})]
   elif arg not in (None, '', 'finetune'):
-    raise ValueError(f"configs/quickstart.py: unknown arg {arg!r}; use finetune, frozen, llrd or head_lr")
+    raise ValueError(f"configs/quickstart.py: unknown arg {arg!r}; use finetune, frozen, gradual, lpft, llrd or head_lr")
   return config

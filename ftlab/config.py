@@ -27,7 +27,8 @@ DATASETS = ('digits',)
 # Keys that may change between a run and its resumption: only the run's length.
 RUN_LENGTH_KEYS = ('train.num_steps', 'train.num_epochs')
 # Keys whose value is a duration (int steps, or '500 steps', '3 epochs', '10%'), or a list of them.
-DURATION_KEYS = ('schedule.warmup', 'schedule.transition', 'schedule.every', 'schedule.timescale')
+DURATION_KEYS = ('schedule.warmup', 'schedule.transition', 'schedule.every', 'schedule.timescale',
+                 'optimizer.lp_ft', 'optimizer.unfreeze_every')
 DURATION_LIST_KEYS = ('schedule.boundaries',)
 # Lists and the type of their elements.
 LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes': int,
@@ -83,6 +84,9 @@ def defaults() -> ml_collections.ConfigDict:
           'layer_decay': 1.0,  # layer-wise LR decay: layer l trains at lr * layer_decay^(L - l); 1.0 turns it off
           'layer_pattern': r'_(\d+)/',  # regex whose first group is a parameter's layer index (layer = index + 1)
           'head_pattern': '^head/',  # parameters of the top layer L; those matching neither are layer 0
+          # Freezing over time (durations: 500, '500 steps', '3 epochs', '10%'; '' turns it off). Layers as above.
+          'lp_ft': '',  # LP-FT: train the head alone for this long, then everything
+          'unfreeze_every': '',  # gradual unfreezing (ULMFiT): head first, one more layer down every this long
       },
       'schedule': schedules.schedule_defaults(),  # a multiplier of optimizer.learning_rate over the run
       'train': {
@@ -236,6 +240,12 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
   need(o.eps > 0, f'optimizer.eps: must be > 0, got {o.eps}')
   need(o.grad_clip_norm >= 0, f'optimizer.grad_clip_norm: must be >= 0 (0 turns clipping off), got {o.grad_clip_norm}')
   p += plan.check_groups_config(o.groups, set(schedules.schedule_defaults()))
+  for key in ('lp_ft', 'unfreeze_every'):
+    if o[key] != '':
+      try:
+        schedules.parse_duration(o[key], steps_per_epoch=1, total_steps=1)
+      except schedules.DurationError as err:
+        p.append(f"optimizer.{key}: {err}; or '' to turn it off")
   need(0 < o.layer_decay <= 1, f'optimizer.layer_decay: must be in (0, 1] (1 turns it off), got {o.layer_decay}')
   need(all(w > 0 for w in t.class_weights), f'train.class_weights: must all be > 0, got {list(t.class_weights)}')
   need(not (t.class_weights and t.balance_classes),
@@ -247,7 +257,7 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
       re.compile(c[section][leaf])
     except re.error as err:
       p.append(f'{key}: {c[section][leaf]!r} is not a valid regex ({err})')
-  if o.layer_decay != 1 and not _has_problem(p, 'optimizer.layer_pattern') and re.compile(o.layer_pattern).groups < 1:
+  if (o.layer_decay != 1 or o.lp_ft or o.unfreeze_every) and not _has_problem(p, 'optimizer.layer_pattern') and re.compile(o.layer_pattern).groups < 1:
     p.append(f'optimizer.layer_pattern: {o.layer_pattern!r} needs a group capturing the layer index, e.g. r"_(\\d+)/"')
   p += schedules.check_schedule_config(c.schedule)
   need(t.batch_size > 0, f'train.batch_size: must be > 0, got {t.batch_size}')

@@ -83,8 +83,9 @@ def _apply(model, state: TrainState, params, images, *, train: bool, rng=None):
 
 
 def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTransformation, frozen):
-  """One optimizer step. `frozen` ({'params': ..., 'model_state': ...}, static pytrees of bools, see
-  `frozen_masks`) marks what comes back bit-identical: frozen parameters and their batch-norm statistics."""
+  """One optimizer step. `frozen` ({'params': ..., 'model_state': ...}, static trees of plan.Freezing, see
+  `frozen_masks`) marks what comes back bit-identical at this step: frozen parameters and their batch-norm
+  statistics. The phase of freezing over time is computed from the traced step, so it never recompiles."""
   rng = jax.random.fold_in(state.rng, state.step)
 
   def loss_fn(params):
@@ -95,8 +96,11 @@ def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTrans
   (_, (losses, logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   stepped = optax.apply_updates(state.params, updates)
-  # Frozen parameters keep their exact bits (p + 0.0 would turn -0.0 into +0.0).
-  keep = lambda mask, old, new: jax.tree.map(lambda f, o, n: o if f else n, mask, old, new)
+  def keep(mask, old, new):  # frozen entries keep their exact bits (p + 0.0 would turn -0.0 into +0.0)
+    def one(f, o, n):
+      return o if f.always else n if f.never else jnp.where(f.trained_at(state.step), n, o)
+    return jax.tree.map(one, mask, old, new)
+
   params = keep(frozen['params'], state.params, stepped)
   model_state = keep(frozen['model_state'], state.model_state, model_state)
   metrics = metrics_lib.make_train_metrics().single_from_model_output(
@@ -156,7 +160,7 @@ def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
   abstract = jax.eval_shape(functools.partial(_init_variables, model), splits.train[0]['image'][None],
                             jax.random.key(0))
   try:
-    _, rules = optim_plan.resolve(config.optimizer, abstract['params'])
+    _, rules = optim_plan.resolve(config.optimizer, abstract['params'], steps_per_epoch=spe, total_steps=total)
     for rule in rules.values():
       builder.rule_schedule(config.schedule, rule, total_steps=total, steps_per_epoch=spe)
   except (groups.GroupError, ValueError) as err:
@@ -195,19 +199,22 @@ def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainSta
   if p.init_from and load_pretrained:
     params = surgery.load_run_params(p.init_from, params, reinit=c.init.reinit)
   tx = builder.build(c.optimizer, c.schedule, params, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
-  frozen = frozen_masks(params, model_state, c.optimizer)
+  frozen = frozen_masks(params, model_state, p)
   state = create_state(params, model_state, tx, rng=state_rng, dropout_rate=c.model.dropout_rate,
                        label_smoothing=c.train.label_smoothing, class_weights=class_weights(c.train, p.splits))
   return state, tx, frozen
 
 
-def frozen_masks(params, model_state, opt) -> dict:
-  """Static masks of what config.optimizer keeps fixed: its frozen parameters, and the model-state entries
-  (batch-norm statistics) whose path falls in a frozen group."""
-  labels, rules = optim_plan.resolve(opt, params)
-  frozen_state = lambda tree: groups.map_paths(lambda path: optim_plan.frozen_by_path(opt, path), tree)
-  return {'params': jax.tree.map(lambda name: rules[name].frozen, labels),
-          'model_state': {name: frozen_state(tree) for name, tree in model_state.items()}}
+def frozen_masks(params, model_state, p: RunPlan) -> dict:
+  """Static trees of plan.Freezing: {'params': like params, 'model_state': like model_state}. A model-state entry
+  (batch-norm statistics) freezes exactly when all parameters of its module do; otherwise it is never frozen."""
+  labels, rules = optim_plan.resolve(p.config.optimizer, params, steps_per_epoch=p.steps_per_epoch,
+                                     total_steps=p.total_steps)
+  modules = optim_plan.module_freezing(labels, rules)
+  state_mask = lambda tree: groups.map_paths(
+      lambda path: modules.get(path.rpartition('/')[0], optim_plan.Freezing()), tree)
+  return {'params': optim_plan.freezing_tree(labels, rules),
+          'model_state': {name: state_mask(tree) for name, tree in model_state.items()}}
 
 
 def class_weights(train_config, splits: data_lib.Splits) -> np.ndarray:
@@ -238,7 +245,8 @@ def execute(p: RunPlan) -> dict:
   start = ckpts.latest_step()
   state, tx, frozen = initial_state(p, load_pretrained=start is None)
   if is_writer:
-    table = optim_plan.describe(*optim_plan.resolve(c.optimizer, state.params), state.params)
+    table = optim_plan.describe(*optim_plan.resolve(c.optimizer, state.params, steps_per_epoch=p.steps_per_epoch,
+                                                    total_steps=p.total_steps), state.params)
     print(f'ftlab: optimizer plan\n{table}', flush=True)
     writers.write_text_atomic(os.path.join(workdir, 'optimizer_plan.txt'), table + '\n')
   train_iter = data_lib.train_iterator(p.splits.train, batch_size=c.train.batch_size, seed=c.seed,

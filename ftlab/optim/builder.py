@@ -7,7 +7,10 @@
                          or set_to_zero() for frozen labels}, labels)))
 
 Labels and their multipliers come from `plan.resolve` (optimizer.freeze, optimizer.groups, layer-wise decay).
-Frozen parameters get exactly zero updates, keep no optimizer state and get no weight decay. The peak learning
+Frozen parameters get exactly zero updates, keep no optimizer state and get no weight decay. Parameters frozen
+for part of the run (LP-FT, gradual unfreezing, frozen_steps) are gated by the step count before clipping and
+after the branches; they keep their optimizer state for when they train, and Adam's bias correction runs on the
+global count, so a layer unfrozen late starts with small steps (a built-in warm-up). The peak learning
 rate and the weight decay are injected hyperparameters: traced values in the optimizer state, so a sweep changes
 them without recompiling; the per-label multipliers and schedules are static.
 """
@@ -17,6 +20,7 @@ import copy
 import re
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from ftlab.optim import groups, plan, schedules
@@ -48,9 +52,25 @@ def rule_schedule(sched, rule: plan.Rule, *, total_steps: int, steps_per_epoch: 
     raise ValueError(f'optimizer.groups ({rule.group} schedule): {err}') from err
 
 
+def gate_by_step(freezing) -> optax.GradientTransformation:
+  """Zeroes the updates of parameters inside one of their frozen step ranges (`freezing`: a tree of
+  plan.Freezing like the parameters). Counts steps itself; the phase is computed from the traced count."""
+
+  def init(params):
+    del params
+    return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+  def update(updates, state, params=None):
+    del params
+    gated = jax.tree.map(lambda f, u: jnp.where(f.trained_at(state.count), u, jnp.zeros_like(u)), freezing, updates)
+    return gated, optax.ScaleByScheduleState(count=optax.safe_increment(state.count))
+
+  return optax.GradientTransformation(init, update)
+
+
 def build(opt, sched, params, *, total_steps: int, steps_per_epoch: int) -> optax.GradientTransformation:
   """config.optimizer + config.schedule + the parameter tree -> the run's optax transformation."""
-  labels, rules = plan.resolve(opt, params)
+  labels, rules = plan.resolve(opt, params, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
   fns = {name: rule_schedule(sched, r, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
          for name, r in rules.items() if not r.frozen}
   no_decay = re.compile(opt.no_decay) if opt.no_decay else None
@@ -68,10 +88,14 @@ def build(opt, sched, params, *, total_steps: int, steps_per_epoch: int) -> opta
                          optax.scale_by_learning_rate(lambda count: learning_rate * r.lr_mult * fns[name](count)))
 
     parts = [optax.masked(optax.set_to_zero(), frozen)] if any(r.frozen for r in rules.values()) else []
+    # Parameters frozen for part of the run: zero gradients (no clipping share, no moments) and zero updates
+    # (no weight decay) while frozen.
+    timed = any(not (r.freezing.always or r.freezing.never) for r in rules.values())
+    gate = [gate_by_step(plan.freezing_tree(labels, rules))] if timed else []
     if opt.grad_clip_norm:
       parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
     parts.append(optax.multi_transform({name: branch(name, r) for name, r in rules.items()}, labels))
-    return optax.chain(*parts)
+    return optax.chain(*gate, *parts, *gate)
 
   return optax.inject_hyperparams(chain)(learning_rate=opt.learning_rate, weight_decay=opt.weight_decay)
 

@@ -1,22 +1,58 @@
 """The optimizer plan: config.optimizer's freeze regex, groups and layer-wise decay resolved per parameter.
 
-Each parameter gets a label, and each label a Rule (learning-rate and weight-decay multipliers, frozen, schedule
-overrides). The builder makes one optax branch per label; `describe` is the table printed at the start of a run
+Each parameter gets a label, and each label a Rule (learning-rate and weight-decay multipliers, when it is frozen,
+schedule overrides). Freezing over time (LP-FT, gradual unfreezing, a group frozen for a step range) is a set of
+step ranges per label, tested against the traced step inside the compiled step, so phase changes never recompile. The builder makes one optax branch per label; `describe` is the table printed at the start of a run
 and saved as <workdir>/optimizer_plan.txt.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+import sys
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from ftlab.optim import schedules
 from ftlab.optim.groups import assign, param_paths, path_str
 
 
-SETTINGS = {'lr_mult': (int, float), 'wd_mult': (int, float), 'frozen': (bool,), 'schedule': (dict,)}
+SETTINGS = {'lr_mult': (int, float), 'wd_mult': (int, float), 'frozen': (bool,), 'schedule': (dict,),
+            'frozen_steps': (list, tuple)}
+ALWAYS = ((0, sys.maxsize),)  # the frozen ranges of a parameter frozen for the whole run
+
+
+@dataclasses.dataclass(frozen=True)
+class Freezing:
+  """When a parameter is frozen: half-open step ranges [start, end). A plain object, not a pytree node, so a tree
+  of them can sit beside the parameters as a static mask."""
+  ranges: tuple = ()
+
+  @property
+  def always(self) -> bool:
+    return self.ranges == ALWAYS
+
+  @property
+  def never(self) -> bool:
+    return not self.ranges
+
+  def trained_at(self, step) -> jax.Array:
+    """Whether the parameter trains at `step`, a traced or concrete step count."""
+    frozen = jnp.zeros((), bool)
+    for start, end in self.ranges:
+      frozen = frozen | ((step >= start) & (step < end))
+    return ~frozen
+
+  def describe(self) -> str:
+    if self.never:
+      return 'trained'
+    if self.always:
+      return 'frozen for the whole run'
+    return 'frozen at steps ' + ', '.join(f'[{a}, {b})' for a, b in self.ranges) + ', trained otherwise'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,9 +62,14 @@ class Rule:
   pattern: str
   lr_mult: float = 1.0  # the group's multiplier times the layer-wise decay factor
   wd_mult: float = 1.0
-  frozen: bool = False
+  freezing: Freezing = Freezing()
   schedule: tuple = ()  # (key, value) overrides of config.schedule for this group
-  layer: int | None = None  # with layer-wise decay: 0 = embeddings ... L = head
+  layer: int | None = None  # with layer-wise settings: 0 = embeddings ... L = head
+
+  @property
+  def frozen(self) -> bool:
+    """Frozen for the whole run: such parameters keep no optimizer state at all."""
+    return self.freezing.always
 
 
 def group_specs(opt) -> list[tuple[str, str, dict]]:
@@ -65,6 +106,16 @@ def check_groups_config(groups_value, schedule_keys) -> list[str]:
         problems.append(f'{key}: wd_mult must be >= 0, got {value}')
       elif name == 'schedule':
         problems += [f'{key}: schedule has no key {k!r}' for k in value if k not in schedule_keys]
+      elif name == 'frozen_steps':
+        for r in value:
+          if not (isinstance(r, (list, tuple)) and len(r) == 2):
+            problems.append(f"{key}: frozen_steps holds (start, end) pairs, e.g. [(0, '2 epochs')], got {r!r}")
+            continue
+          for d in r:
+            try:
+              schedules.parse_duration(d, steps_per_epoch=1, total_steps=1)
+            except schedules.DurationError as err:
+              problems.append(f'{key}: frozen_steps: {err}')
   return problems
 
 
@@ -77,30 +128,49 @@ def layer_index(path: str, *, layer_pattern: str, head_pattern: str) -> int | No
   return int(match.group(1)) + 1 if match else 0
 
 
-def resolve(opt, params) -> tuple[Any, dict[str, Rule]]:
+def _merge(ranges) -> tuple:
+  """Step ranges sorted, with overlapping or touching ones joined and empty ones dropped."""
+  out = []
+  for a, b in sorted(r for r in ranges if r[1] > r[0]):
+    if out and a <= out[-1][1]:
+      out[-1] = (out[-1][0], max(out[-1][1], b))
+    else:
+      out.append((a, b))
+  return tuple(out)
+
+
+def resolve(opt, params, *, steps_per_epoch: int = 1, total_steps: int = 1) -> tuple[Any, dict[str, Rule]]:
   """(a pytree of labels like `params`, {label: Rule}) for config.optimizer; raises GroupError naming patterns
-  that match nothing and parameters left uncovered."""
+  that match nothing and parameters left uncovered. The run length turns the durations of LP-FT, gradual
+  unfreezing and frozen_steps into steps."""
+  steps = functools.partial(schedules.parse_duration, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
   specs = group_specs(opt)
   group_of = assign(params, [(name, pattern) for name, pattern, _ in specs], origin='optimizer.groups')
   by_name = {name: (pattern, settings) for name, pattern, settings in specs}
   decay = opt.layer_decay
   layers = {}
-  if decay != 1.0:
+  if decay != 1.0 or opt.unfreeze_every or opt.lp_ft:
     layers = {p: layer_index(p, layer_pattern=opt.layer_pattern, head_pattern=opt.head_pattern)
               for p in param_paths(params)}
     top = max([l for l in layers.values() if l is not None], default=0) + 1
     layers = {p: top if l is None else l for p, l in layers.items()}
   top = max(layers.values(), default=0)
+  lp_ft = steps(opt.lp_ft) if opt.lp_ft else 0
+  every = steps(opt.unfreeze_every) if opt.unfreeze_every else 0
   rules = {}
 
   def label(key_path, group):
     path = path_str(key_path)
     pattern, settings = by_name[group]
     layer = layers.get(path)
+    ranges = list(ALWAYS) if settings.get('frozen') else []
+    ranges += [(steps(a), steps(b)) for a, b in settings.get('frozen_steps', [])]
+    if layer is not None and layer < top:  # LP-FT freezes all but the head; ULMFiT unfreezes from the top down
+      ranges += [(0, lp_ft), (0, (top - layer) * every)]
     lr_mult = float(settings.get('lr_mult', 1.0)) * (decay ** (top - layer) if layer is not None else 1.0)
     rule = Rule(group=group, pattern=pattern, lr_mult=lr_mult, wd_mult=float(settings.get('wd_mult', 1.0)),
-                frozen=bool(settings.get('frozen', False)),
-                schedule=tuple(sorted(settings.get('schedule', {}).items())), layer=layer)
+                freezing=Freezing(_merge(ranges)), schedule=tuple(sorted(settings.get('schedule', {}).items())),
+                layer=layer)
     name = group if layer is None else f'{group}@layer{layer}'
     rules[name] = rule
     return name
@@ -109,13 +179,18 @@ def resolve(opt, params) -> tuple[Any, dict[str, Rule]]:
   return labels, rules
 
 
-def frozen_by_path(opt, path: str) -> bool:
-  """Whether the first group matching `path` is frozen (False if none matches): for batch-norm statistics and other
-  model state that lives at the paths of the parameters it belongs to."""
-  for _, pattern, settings in group_specs(opt):
-    if re.search(pattern, path):
-      return bool(settings.get('frozen', False))
-  return False
+def freezing_tree(labels, rules: dict[str, Rule]):
+  """A tree like the parameters holding each one's Freezing: the static mask the train step applies."""
+  return jax.tree.map(lambda name: rules[name].freezing, labels)
+
+
+def module_freezing(labels, rules: dict[str, Rule]) -> dict[str, Freezing]:
+  """{module path: Freezing} for modules whose parameters all freeze alike: their model state (batch-norm
+  statistics, at 'module/mean') then stays fixed exactly when their parameters do."""
+  by_module = {}
+  for kp, name in jax.tree_util.tree_flatten_with_path(labels)[0]:
+    by_module.setdefault(path_str(kp).rpartition('/')[0], set()).add(rules[name].freezing)
+  return {module: next(iter(f)) for module, f in by_module.items() if len(f) == 1}
 
 
 def describe(labels, rules: dict[str, Rule], params) -> str:
@@ -127,7 +202,7 @@ def describe(labels, rules: dict[str, Rule], params) -> str:
   lines = [head, '-' * len(head)]
   for name, r in rules.items():
     sched = ', '.join(f'{k}={v}' for k, v in r.schedule) or 'run schedule'
-    status = 'frozen for the whole run' if r.frozen else 'trained'
+    status = r.freezing.describe()
     lines.append(f'{name:<24} {r.pattern or "(everything else)":<22} {counts[name]:>10,} {r.lr_mult:>9.4g} '
                  f'{r.wd_mult:>8.4g} {sched:<18} {status}')
   trainable = sum(c for name, c in counts.items() if not rules[name].frozen)
