@@ -90,7 +90,8 @@ def defaults() -> ml_collections.ConfigDict:
       },
       'schedule': schedules.schedule_defaults(),  # a multiplier of optimizer.learning_rate over the run
       'train': {
-          'batch_size': 32,  # global batch; must divide by the device count
+          'batch_size': 32,  # global batch per optimizer step; must divide by grad_accum_steps x device count
+          'grad_accum_steps': 1,  # split each batch into this many sequential micro-batches (same update, less memory)
           'num_steps': 0,  # run length in optimizer steps; set this or num_epochs, not both
           'num_epochs': 10.0,  # run length in passes over the training split
           'label_smoothing': 0.0,  # traced
@@ -261,6 +262,7 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
     p.append(f'optimizer.layer_pattern: {o.layer_pattern!r} needs a group capturing the layer index, e.g. r"_(\\d+)/"')
   p += schedules.check_schedule_config(c.schedule)
   need(t.batch_size > 0, f'train.batch_size: must be > 0, got {t.batch_size}')
+  need(t.grad_accum_steps >= 1, f'train.grad_accum_steps: must be >= 1, got {t.grad_accum_steps}')
   need((t.num_steps > 0) != (t.num_epochs > 0),
        f'train.num_steps / train.num_epochs: set exactly one of them > 0 (got num_steps={t.num_steps}, '
        f'num_epochs={t.num_epochs}); set the other to 0')
@@ -324,6 +326,10 @@ def check_run(config, *, num_devices: int, total_steps: int, steps_per_epoch: in
     size = config[section][leaf]
     if size % num_devices:
       p.append(f'{key}: {size} does not divide by the {num_devices} devices; use a multiple of {num_devices}')
+  accum = config.train.grad_accum_steps
+  if accum > 1 and config.train.batch_size % (accum * num_devices):
+    p.append(f'train.grad_accum_steps: train.batch_size {config.train.batch_size} does not split into {accum} '
+             f'micro-batches over {num_devices} devices; make it a multiple of {accum * num_devices}')
   every = config.eval.every_steps or steps_per_epoch
   if every > total_steps:
     p.append(f'eval.every_steps: {every} is larger than the run ({total_steps} steps); lower it or lengthen the run')

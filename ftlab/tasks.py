@@ -10,8 +10,3 @@ def classification_loss(logits: jax.Array, labels: jax.Array, *, label_smoothing
   targets = optax.smooth_labels(targets, jnp.asarray(label_smoothing, logits.dtype))
   return optax.softmax_cross_entropy(logits, targets)
 
-
-def weighted_mean(losses: jax.Array, labels: jax.Array, class_weights: jax.Array) -> jax.Array:
-  """sum(w[y] * loss) / sum(w[y]): the class-weighted batch loss (PyTorch's CrossEntropyLoss(weight=w) mean)."""
-  w = class_weights[labels]
-  return jnp.sum(w * losses) / jnp.sum(w)

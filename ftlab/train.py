@@ -70,32 +70,65 @@ def set_hyperparams(state: TrainState, **values) -> TrainState:
   return state.replace(opt_state=opt_state, hparams={**state.hparams, **loop})
 
 
-def _apply(model, state: TrainState, params, images, *, train: bool, rng=None):
-  """(logits, new model_state) for a batch; model_state is updated only in training."""
-  variables = {'params': params, **state.model_state}
+def _apply(model, state: TrainState, params, images, *, train: bool, rng=None, model_state=None):
+  """(logits, new model_state) for a batch; model_state (default: the state's) is updated only in training."""
+  model_state = state.model_state if model_state is None else model_state
+  variables = {'params': params, **model_state}
   kwargs = {'dropout_rate': state.hparams['dropout_rate'], 'train': train}
-  if train and state.model_state:
-    logits, new_state = model.apply(variables, images, rngs={'dropout': rng}, mutable=list(state.model_state),
-                                    **kwargs)
+  if train and model_state:
+    logits, new_state = model.apply(variables, images, rngs={'dropout': rng}, mutable=list(model_state), **kwargs)
     return logits, dict(new_state)
   rngs = {'dropout': rng} if train else {}
-  return model.apply(variables, images, rngs=rngs, **kwargs), state.model_state
+  return model.apply(variables, images, rngs=rngs, **kwargs), model_state
 
 
-def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTransformation, frozen):
-  """One optimizer step. `frozen` ({'params': ..., 'model_state': ...}, static trees of plan.Freezing, see
-  `frozen_masks`) marks what comes back bit-identical at this step: frozen parameters and their batch-norm
-  statistics. The phase of freezing over time is computed from the traced step, so it never recompiles."""
+def micro_batches(batch: dict, k: int) -> dict:
+  """[B, ...] -> [k, B/k, ...] with micro-batch j = rows j, j+k, j+2k, ...: strided, so that with the batch sharded
+  over devices every micro-batch still spans all of them."""
+  return jax.tree.map(lambda x: x.reshape((x.shape[0] // k, k) + x.shape[1:]).swapaxes(0, 1), batch)
+
+
+def accumulated_gradients(model, state: TrainState, batch: dict, rng, accum_steps: int):
+  """Gradients of the class-weighted mean loss over `batch`, computed in `accum_steps` sequential micro-batches.
+
+  Each micro-batch contributes the gradient of its weighted loss *sum*; the total is divided by the whole batch's
+  weight, so K micro-batches give the gradient of one batch K times larger (up to float summation order).
+  Returns (grads, per-example losses [B], logits [B, C], new model_state).
+  """
+  weights = state.hparams['class_weights']
+
+  def micro(carry, xs):
+    grads, total_weight, model_state = carry
+    mb, j = xs
+
+    def loss_sum(params):
+      logits, new_state = _apply(model, state, params, mb['image'], train=True, rng=jax.random.fold_in(rng, j),
+                                 model_state=model_state)
+      losses = tasks.classification_loss(logits, mb['label'], label_smoothing=state.hparams['label_smoothing'])
+      return jnp.sum(weights[mb['label']] * losses), (losses, logits, new_state)
+
+    (_, (losses, logits, new_state)), g = jax.value_and_grad(loss_sum, has_aux=True)(state.params)
+    carry = (jax.tree.map(jnp.add, grads, g), total_weight + jnp.sum(weights[mb['label']]), new_state)
+    return carry, (losses, logits)
+
+  zeros = jax.tree.map(jnp.zeros_like, state.params)
+  (grads, total_weight, model_state), (losses, logits) = jax.lax.scan(
+      micro, (zeros, jnp.zeros(()), state.model_state), (micro_batches(batch, accum_steps), jnp.arange(accum_steps)))
+  unstack = lambda x: x.swapaxes(0, 1).reshape((-1,) + x.shape[2:])  # back to the batch's row order
+  return jax.tree.map(lambda g: g / total_weight, grads), unstack(losses), unstack(logits), model_state
+
+
+def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTransformation, frozen,
+               accum_steps: int = 1):
+  """One optimizer step over `batch`, in `accum_steps` micro-batches. `frozen` ({'params': ..., 'model_state':
+  ...}, static trees of plan.Freezing, see `frozen_masks`) marks what comes back bit-identical at this step: frozen
+  parameters and their batch-norm statistics. The phase of freezing over time is computed from the traced step,
+  so it never recompiles."""
   rng = jax.random.fold_in(state.rng, state.step)
-
-  def loss_fn(params):
-    logits, model_state = _apply(model, state, params, batch['image'], train=True, rng=rng)
-    losses = tasks.classification_loss(logits, batch['label'], label_smoothing=state.hparams['label_smoothing'])
-    return tasks.weighted_mean(losses, batch['label'], state.hparams['class_weights']), (losses, logits, model_state)
-
-  (_, (losses, logits, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads, losses, logits, model_state = accumulated_gradients(model, state, batch, rng, accum_steps)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   stepped = optax.apply_updates(state.params, updates)
+
   def keep(mask, old, new):  # frozen entries keep their exact bits (p + 0.0 would turn -0.0 into +0.0)
     def one(f, o, n):
       return o if f.always else n if f.never else jnp.where(f.trained_at(state.step), n, o)
@@ -259,7 +292,8 @@ def execute(p: RunPlan) -> dict:
   writer = writers.MetricWriter(workdir, resume_step=start or 0, enabled=is_writer)
 
   schedule = schedules.build_schedule(c.schedule, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
-  step_fn = jax.jit(functools.partial(train_step, model=p.model, tx=tx, frozen=frozen), donate_argnums=0)
+  step_fn = jax.jit(functools.partial(train_step, model=p.model, tx=tx, frozen=frozen,
+                                      accum_steps=c.train.grad_accum_steps), donate_argnums=0)
   eval_fn = jax.jit(functools.partial(eval_step, model=p.model, num_classes=p.splits.num_classes))
   run_eval = functools.partial(evaluate, eval_fn, batch_size=c.eval.batch_size, mesh=mesh)
 

@@ -1,4 +1,6 @@
 """The optimizer chain: parameter groups, freezing, the weight-decay mask, traced hyperparameters."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -196,3 +198,25 @@ def test_optimizer_plan_counts_parameters_per_group():
   total = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
   assert text.splitlines()[-1] == f'trainable parameters: {total - 2080:,} of {total:,} ' \
                                   f'({100 * (total - 2080) / total:.1f}%)'
+
+
+@pytest.mark.parametrize('name', ['adamw', 'sgd'])
+def test_gradient_accumulation_equals_one_large_batch(tmp_path, name):
+  """4 micro-batches of 16 give the update of one batch of 64: weight decay, class weights and a warm-up + cosine
+  schedule counted in optimizer steps included."""
+  from ftlab import data, train
+  final = {}
+  for k in (1, 4):
+    config = small_config(optimizer__name=name, optimizer__weight_decay=0.05, model__dropout_rate=0.0,
+                          train__batch_size=64, train__grad_accum_steps=k, schedule__name='cosine',
+                          schedule__warmup='2 steps', train__class_weights=[1.0, 2.0, 1.0, 0.5, 1.0])
+    plan = train.plan(config, str(tmp_path / str(k)))
+    state, tx, frozen = train.initial_state(plan)
+    step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen, accum_steps=k))
+    it = data.train_iterator(plan.splits.train, batch_size=64, seed=0)
+    for _ in range(6):
+      state, metrics = step_fn(state, next(it))
+    final[k] = (jax.tree.leaves(state.params), float(metrics.loss.compute()))
+  for a, b in zip(final[1][0], final[4][0]):
+    np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
+  assert final[1][1] == pytest.approx(final[4][1], rel=1e-6)

@@ -8,14 +8,22 @@ from conftest import small_config
 from ftlab import data, tasks, train
 
 
-def test_class_weighted_loss_is_the_weighted_mean():
-  logits = jax.random.normal(jax.random.key(0), (6, 3))
-  labels = jnp.array([0, 1, 2, 2, 1, 0])
-  weights = jnp.array([1.0, 2.0, 0.5])
-  losses = tasks.classification_loss(logits, labels)
-  w = np.array([1.0, 2.0, 0.5, 0.5, 2.0, 1.0])
-  np.testing.assert_allclose(tasks.weighted_mean(losses, labels, weights), np.sum(w * losses) / w.sum(), rtol=1e-6)
-  np.testing.assert_allclose(tasks.weighted_mean(losses, labels, jnp.ones(3)), losses.mean(), rtol=1e-6)
+def test_class_weighted_training_gradient_is_that_of_the_weighted_mean(tmp_path):
+  """sum(w[y] * loss) / sum(w[y]), as PyTorch's CrossEntropyLoss(weight=w) averages."""
+  weights = [1.0, 2.0, 0.5, 3.0, 1.0]
+  plan = train.plan(small_config(train__class_weights=weights, model__dropout_rate=0.0), str(tmp_path))
+  state, _, _ = train.initial_state(plan)
+  batch = next(data.train_iterator(plan.splits.train, batch_size=32, seed=0))
+  grads, losses, _, _ = train.accumulated_gradients(plan.model, state, batch, jax.random.key(0), 1)
+
+  def weighted_mean(params):
+    logits = plan.model.apply({'params': params}, batch['image'], dropout_rate=0.0)
+    w = jnp.asarray(weights)[batch['label']]
+    return jnp.sum(w * tasks.classification_loss(logits, batch['label'])) / jnp.sum(w)
+
+  expected = jax.grad(weighted_mean)(state.params)
+  for g, e in zip(jax.tree.leaves(grads), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-7)
 
 
 def test_label_smoothing_matches_its_closed_form():
