@@ -88,6 +88,13 @@ def defaults() -> ml_collections.ConfigDict:
           'lp_ft': '',  # LP-FT: train the head alone for this long, then everything
           'unfreeze_every': '',  # gradual unfreezing (ULMFiT): head first, one more layer down every this long
       },
+      'lora': {  # low-rank adapters; on when target is set. The base weights freeze, but for lora.train.
+          'target': '',  # regex over module paths of the dense kernels to adapt, e.g. '^backbone/dense_'
+          'rank': 8,
+          'alpha': 16.0,  # the adapter's output is scaled by alpha / rank
+          'dropout': 0.0,  # on the adapter's input
+          'train': '^head/',  # base parameters that still train (the new task head); '' freezes all of the base
+      },
       'schedule': schedules.schedule_defaults(),  # a multiplier of optimizer.learning_rate over the run
       'train': {
           'batch_size': 32,  # global batch per optimizer step; must divide by grad_accum_steps x device count
@@ -251,8 +258,14 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
   need(all(w > 0 for w in t.class_weights), f'train.class_weights: must all be > 0, got {list(t.class_weights)}')
   need(not (t.class_weights and t.balance_classes),
        'train.class_weights / train.balance_classes: give explicit weights or balance_classes, not both')
+  lo = c.lora
+  need(lo.rank >= 1, f'lora.rank: must be >= 1, got {lo.rank}')
+  need(lo.alpha > 0, f'lora.alpha: must be > 0, got {lo.alpha}')
+  need(0 <= lo.dropout < 1, f'lora.dropout: must be in [0, 1), got {lo.dropout}')
+  need(not (lo.target and o.groups), 'lora.target / optimizer.groups: LoRA sets the groups itself (adapters, '
+       'lora.train, frozen base); use optimizer.freeze or lora.train instead of optimizer.groups')
   for key in ('optimizer.freeze', 'optimizer.no_decay', 'init.reinit', 'optimizer.layer_pattern',
-              'optimizer.head_pattern'):
+              'optimizer.head_pattern', 'lora.target', 'lora.train'):
     section, leaf = key.split('.')
     try:
       re.compile(c[section][leaf])

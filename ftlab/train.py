@@ -29,6 +29,7 @@ from ftlab import config as config_lib
 from ftlab import data as data_lib
 from ftlab import metrics as metrics_lib
 from ftlab import models, parallel, tasks, writers
+from ftlab.models import lora as lora_lib
 from ftlab.optim import builder, groups, schedules
 from ftlab.optim import plan as optim_plan
 from ftlab.pretrained import surgery
@@ -172,6 +173,11 @@ class RunPlan:
   init_from: str  # a run directory whose best parameters initialise this run, or ''
   resuming: bool
 
+  def parameter_groups(self, params):
+    """(labels, {label: Rule}) of the optimizer plan for `params`."""
+    return optim_plan.resolve(self.config.optimizer, params, steps_per_epoch=self.steps_per_epoch,
+                              total_steps=self.total_steps, lora=self.config.lora)
+
 
 def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
   """Checks everything that can be checked without training; raises ConfigError listing every problem.
@@ -190,13 +196,20 @@ def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
   total = t.num_steps or max(1, math.ceil(t.num_epochs * spe))
   problems = config_lib.check_run(config, num_devices=jax.device_count(), total_steps=total, steps_per_epoch=spe)
   model = models.build(config.model, splits.num_classes)
+  spec = lora_lib.Spec.of(config.lora)
+  model = lora_lib.Adapted(model, spec) if spec else model
   abstract = jax.eval_shape(functools.partial(_init_variables, model), splits.train[0]['image'][None],
                             jax.random.key(0))
   try:
-    _, rules = optim_plan.resolve(config.optimizer, abstract['params'], steps_per_epoch=spe, total_steps=total)
+    params = abstract['params']
+    if spec:
+      params = jax.eval_shape(functools.partial(lora_lib.add_adapters, lora_config=config.lora), params,
+                              rng=jax.random.key(0))
+    _, rules = optim_plan.resolve(config.optimizer, params, steps_per_epoch=spe, total_steps=total,
+                                  lora=config.lora)
     for rule in rules.values():
       builder.rule_schedule(config.schedule, rule, total_steps=total, steps_per_epoch=spe)
-  except (groups.GroupError, ValueError) as err:
+  except (groups.GroupError, lora_lib.LoraError, ValueError) as err:
     problems += str(err).split('\n')
   weights = config.train.class_weights
   if weights and len(weights) != splits.num_classes:
@@ -231,7 +244,10 @@ def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainSta
   model_state = {k: v for k, v in variables.items() if k != 'params'}
   if p.init_from and load_pretrained:
     params = surgery.load_run_params(p.init_from, params, reinit=c.init.reinit)
-  tx = builder.build(c.optimizer, c.schedule, params, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
+  if lora_lib.Spec.of(c.lora):
+    params = lora_lib.add_adapters(params, c.lora, jax.random.fold_in(init_rng, 1))
+  tx = builder.build(c.optimizer, c.schedule, params, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch,
+                     lora=c.lora)
   frozen = frozen_masks(params, model_state, p)
   state = create_state(params, model_state, tx, rng=state_rng, dropout_rate=c.model.dropout_rate,
                        label_smoothing=c.train.label_smoothing, class_weights=class_weights(c.train, p.splits))
@@ -241,8 +257,7 @@ def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainSta
 def frozen_masks(params, model_state, p: RunPlan) -> dict:
   """Static trees of plan.Freezing: {'params': like params, 'model_state': like model_state}. A model-state entry
   (batch-norm statistics) freezes exactly when all parameters of its module do; otherwise it is never frozen."""
-  labels, rules = optim_plan.resolve(p.config.optimizer, params, steps_per_epoch=p.steps_per_epoch,
-                                     total_steps=p.total_steps)
+  labels, rules = p.parameter_groups(params)
   modules = optim_plan.module_freezing(labels, rules)
   state_mask = lambda tree: groups.map_paths(
       lambda path: modules.get(path.rpartition('/')[0], optim_plan.Freezing()), tree)
@@ -278,8 +293,7 @@ def execute(p: RunPlan) -> dict:
   start = ckpts.latest_step()
   state, tx, frozen = initial_state(p, load_pretrained=start is None)
   if is_writer:
-    table = optim_plan.describe(*optim_plan.resolve(c.optimizer, state.params, steps_per_epoch=p.steps_per_epoch,
-                                                    total_steps=p.total_steps), state.params)
+    table = optim_plan.describe(*p.parameter_groups(state.params), state.params)
     print(f'ftlab: optimizer plan\n{table}', flush=True)
     writers.write_text_atomic(os.path.join(workdir, 'optimizer_plan.txt'), table + '\n')
   train_iter = data_lib.train_iterator(p.splits.train, batch_size=c.train.batch_size, seed=c.seed,
@@ -345,6 +359,11 @@ def execute(p: RunPlan) -> dict:
              'validation': best_val, 'test': test, 'train_eval': at_best.get('train_eval'),
              'train_seconds_this_session': round(train_seconds, 3),
              'num_classes': p.splits.num_classes, 'class_names': list(p.splits.class_names)}
+  spec = lora_lib.Spec.of(c.lora)
+  if is_writer and spec:  # the best adapters folded into the base: a plain model for export
+    merged = lora_lib.merge(jax.device_get(best_state.params), scale=spec.scale)
+    writers.write_npz_atomic(os.path.join(workdir, 'merged_params.npz'),
+                             {groups.path_str(kp): np.asarray(v) for kp, v in jax.tree_util.tree_flatten_with_path(merged)[0]})
   if is_writer:
     writers.write_json_atomic(os.path.join(workdir, 'summary.json'), summary)
     print(f'ftlab: {workdir}: best validation {c.eval.metric} {best_val[c.eval.metric]:.4f} at step {best_step}; '

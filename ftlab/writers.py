@@ -20,6 +20,13 @@ def write_text_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+def write_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
+  """Arrays by name into an .npz (no pickles: load with allow_pickle=False), through a rename."""
+  tmp = f'{path}.tmp.npz'
+  np.savez(tmp, **arrays)
+  os.replace(tmp, path)
+
+
 def write_json_atomic(path: str, obj) -> None:
   write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')
 

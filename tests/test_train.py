@@ -245,3 +245,14 @@ def test_early_stopping_rule(mode, values, stop_at):
     if loop['stopped_early']:
       break
   assert i == stop_at
+
+
+def test_the_source_task_run_uses_no_fine_tuning_strategy():
+  from ftlab import config as config_lib
+  from ftlab.pretrained import source_task
+  for arg in ('frozen', 'gradual', 'lpft', 'llrd', 'head_lr', 'lora'):
+    tuned = config_lib.load_config_file(os.path.join(ROOT, 'configs', f'quickstart.py:{arg}'))
+    source = source_task.source_config(tuned)
+    plain = source_task.source_config(config_lib.load_config_file(os.path.join(ROOT, 'configs', 'quickstart.py')))
+    assert source.to_dict() == plain.to_dict(), arg  # every variant fine-tunes from the same source run
+    assert config_lib.validate(source) == []

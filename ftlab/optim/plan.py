@@ -72,9 +72,13 @@ class Rule:
     return self.freezing.always
 
 
-def group_specs(opt) -> list[tuple[str, str, dict]]:
-  """Ordered (name, pattern, settings) from optimizer.freeze (first) and optimizer.groups; 'all' if no groups."""
+def group_specs(opt, lora=None) -> list[tuple[str, str, dict]]:
+  """Ordered (name, pattern, settings) from optimizer.freeze (first) and optimizer.groups; 'all' if no groups.
+  With LoRA on (config.lora given, target set): the adapters, lora.train, then the rest of the base, frozen."""
   specs = [('freeze', opt.freeze, {'frozen': True})] if opt.freeze else []
+  if lora is not None and lora.target:
+    specs += [('lora adapters', '^lora/', {})] + ([('lora.train', lora.train, {})] if lora.train else [])
+    return specs + [('frozen base', '', {'frozen': True})]
   specs += [(f'groups[{i}]', pattern, dict(settings)) for i, (pattern, settings) in enumerate(opt.groups)]
   return specs if opt.groups else specs + [('all', '', {})]
 
@@ -139,12 +143,13 @@ def _merge(ranges) -> tuple:
   return tuple(out)
 
 
-def resolve(opt, params, *, steps_per_epoch: int = 1, total_steps: int = 1) -> tuple[Any, dict[str, Rule]]:
+def resolve(opt, params, *, steps_per_epoch: int = 1, total_steps: int = 1, lora=None
+            ) -> tuple[Any, dict[str, Rule]]:
   """(a pytree of labels like `params`, {label: Rule}) for config.optimizer; raises GroupError naming patterns
   that match nothing and parameters left uncovered. The run length turns the durations of LP-FT, gradual
-  unfreezing and frozen_steps into steps."""
+  unfreezing and frozen_steps into steps; `lora` is config.lora."""
   steps = functools.partial(schedules.parse_duration, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-  specs = group_specs(opt)
+  specs = group_specs(opt, lora)
   group_of = assign(params, [(name, pattern) for name, pattern, _ in specs], origin='optimizer.groups')
   by_name = {name: (pattern, settings) for name, pattern, settings in specs}
   decay = opt.layer_decay

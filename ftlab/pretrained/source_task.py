@@ -8,15 +8,22 @@ from __future__ import annotations
 import copy
 import os
 
+from ftlab import config as config_lib
+
 
 def source_config(config):
   """The source-task run derived from a fine-tuning config with init.pretrain enabled.
 
   Same model, data source, optimizer and seed; the labels of init.pretrain.classes, its own length and learning
-  rate; nothing frozen, no early stopping, evaluated four times.
+  rate; none of the fine-tuning strategies (everything trains at one rate: no freezing, groups, layer-wise
+  decay, LP-FT, gradual unfreezing or LoRA), no early stopping, evaluated four times.
   """
   pre = config.init.pretrain
   c = copy.deepcopy(config)
+  defaults = config_lib.defaults()
+  for key in ('groups', 'layer_decay', 'lp_ft', 'unfreeze_every'):
+    c.optimizer[key] = defaults.optimizer[key]
+  c.lora.target = ''
   c.data.classes = list(pre.classes)
   c.train.num_steps, c.train.num_epochs = pre.num_steps, 0.0
   c.optimizer.learning_rate = pre.learning_rate

@@ -1,0 +1,116 @@
+"""LoRA: low-rank adapters on the dense kernels a regex selects, outside the model's code.
+
+The adapters live in the parameter tree under 'lora', one {'a': [in, r], 'b': [r, out]} per adapted module,
+keyed by the module path with '.' for '/' ('backbone.dense_0'), so their paths read 'lora/backbone.dense_0/a'.
+While the model runs, flax's method interception adds `scale * dropout(x) @ a @ b` to each adapted nn.Dense's
+output, with scale = alpha / rank: any linen model gets LoRA without changes. `b` starts at zero, so a fresh
+adapter leaves the model's outputs unchanged. `merge` folds the adapters into the kernels for export.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ftlab.models.layers import dropout as traced_dropout
+from ftlab.optim import groups
+
+KEY = 'lora'
+
+
+class LoraError(ValueError):
+  """A LoRA setting that cannot apply to this model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """What the forward pass needs to know about the adapters: their scale (alpha / rank) and dropout rate."""
+  scale: float
+  dropout: float = 0.0
+
+  @classmethod
+  def of(cls, lora_config) -> Spec | None:
+    """The spec of config.lora, or None when LoRA is off (lora.target '')."""
+    if not lora_config.target:
+      return None
+    return cls(scale=lora_config.alpha / lora_config.rank, dropout=lora_config.dropout)
+
+
+def targets(params, pattern: str) -> dict[str, tuple[int, int]]:
+  """{module path: (in, out)} of the 2-D '.../kernel' parameters whose module path matches `pattern`."""
+  found = {}
+  for kp, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    path = groups.path_str(kp)
+    module, _, name = path.rpartition('/')
+    if name == 'kernel' and len(leaf.shape) == 2 and not path.startswith(KEY + '/') and re.search(pattern, module):
+      found[module] = tuple(leaf.shape)
+  if not found:
+    kernels = [groups.path_str(kp).rpartition('/')[0] for kp, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+               if groups.path_str(kp).endswith('/kernel') and len(leaf.shape) == 2]
+    raise LoraError(f'lora.target: {pattern!r} matches no dense kernel; modules with one: {", ".join(kernels)}')
+  return found
+
+
+def add_adapters(params, lora_config, rng) -> dict:
+  """`params` with a fresh adapter per targeted kernel under 'lora' (a: uniform +-1/sqrt(in), as peft; b: 0)."""
+  adapters = {}
+  for i, (module, (fan_in, fan_out)) in enumerate(sorted(targets(params, lora_config.target).items())):
+    bound = 1.0 / fan_in ** 0.5
+    a = jax.random.uniform(jax.random.fold_in(rng, i), (fan_in, lora_config.rank), jnp.float32, -bound, bound)
+    adapters[module.replace('/', '.')] = {'a': a, 'b': jnp.zeros((lora_config.rank, fan_out), jnp.float32)}
+  return {**params, KEY: adapters}
+
+
+def split(params) -> tuple[dict, dict]:
+  """(base params, adapters) of a tree that may hold adapters."""
+  base = {k: v for k, v in params.items() if k != KEY}
+  return base, params.get(KEY, {})
+
+
+@contextlib.contextmanager
+def applied(adapters: dict, *, scale: float, dropout_rate: float = 0.0, train: bool = False):
+  """Within this context, every nn.Dense with an adapter adds scale * dropout(x) @ a @ b to its output."""
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    key = '.'.join(module.path)
+    if context.method_name != '__call__' or not isinstance(module, nn.Dense) or key not in adapters:
+      return next_fun(*args, **kwargs)
+    x = args[0]
+    low_rank = traced_dropout(module, x, dropout_rate, train=train) @ adapters[key]['a'] @ adapters[key]['b']
+    return next_fun(*args, **kwargs) + scale * low_rank.astype(x.dtype)
+
+  with nn.intercept_methods(interceptor):
+    yield
+
+
+def merge(params, *, scale: float) -> dict:
+  """Base params with each adapter folded in (kernel + scale * a @ b): a plain model for export."""
+  base, adapters = split(params)
+  merged = jax.tree_util.tree_map_with_path(lambda kp, v: v, base)  # a copy with the same structure
+  for key, ab in adapters.items():
+    node = merged
+    *parents, leaf = key.split('.')
+    for name in parents:
+      node = node[name]
+    node[leaf] = {**node[leaf], 'kernel': node[leaf]['kernel'] + scale * ab['a'] @ ab['b']}
+  return merged
+
+
+@dataclasses.dataclass(frozen=True)
+class Adapted:
+  """A linen model whose `apply` takes parameters with adapters under 'lora' and runs them with `spec`;
+  `init` is the base model's (adapters are added by `add_adapters`, after any pretrained weights)."""
+  model: nn.Module
+  spec: Spec
+
+  def init(self, *args, **kwargs):
+    return self.model.init(*args, **kwargs)
+
+  def apply(self, variables, *args, train: bool = False, **kwargs):
+    base, adapters = split(variables['params'])
+    with applied(adapters, scale=self.spec.scale, dropout_rate=self.spec.dropout, train=train):
+      return self.model.apply({**variables, 'params': base}, *args, train=train, **kwargs)
