@@ -1,7 +1,7 @@
 """Ablation: how much of the pretrained network to train, on the quickstart (digits 0-4 -> 5-9): everything,
-the head alone on a frozen backbone, gradual unfreezing, LP-FT, layer-wise LR decay, a 10x head rate.
+the head alone on a frozen backbone, gradual unfreezing, LP-FT, layer-wise LR decay, a 10x head rate, LoRA.
 
-    python experiments/freeze_vs_finetune.py [--seeds 0 1 2] [--variants finetune frozen gradual lpft llrd head_lr]
+    python experiments/freeze_vs_finetune.py [--seeds 0 1 2] [--variants finetune frozen gradual lpft llrd ...]
 
 Each (variant, seed) is a normal ftlab run in WORKDIR/<variant>_seed<seed> (rerunning resumes/skips finished runs);
 the table gives mean +- std over seeds of the best validation F1 and of the test accuracy and F1 at that checkpoint.
@@ -24,7 +24,7 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
   parser.add_argument('--workdir', default='runs/freeze_vs_finetune')
-  parser.add_argument('--variants', nargs='+', default=['finetune', 'frozen', 'gradual', 'lpft', 'llrd', 'head_lr'])
+  parser.add_argument('--variants', nargs='+', default=['finetune', 'frozen', 'gradual', 'lpft', 'llrd', 'head_lr', 'lora'])
   args = parser.parse_args()
   rows = {}
   for variant in args.variants:
