@@ -246,18 +246,18 @@ def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainSta
     params = surgery.load_run_params(p.init_from, params, reinit=c.init.reinit)
   if lora_lib.Spec.of(c.lora):
     params = lora_lib.add_adapters(params, c.lora, jax.random.fold_in(init_rng, 1))
-  tx = builder.build(c.optimizer, c.schedule, params, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch,
-                     lora=c.lora)
-  frozen = frozen_masks(params, model_state, p)
+  labels, rules = p.parameter_groups(params)
+  tx = builder.build(c.optimizer, c.schedule, labels, rules, total_steps=p.total_steps,
+                     steps_per_epoch=p.steps_per_epoch)
+  frozen = frozen_masks(labels, rules, model_state)
   state = create_state(params, model_state, tx, rng=state_rng, dropout_rate=c.model.dropout_rate,
                        label_smoothing=c.train.label_smoothing, class_weights=class_weights(c.train, p.splits))
   return state, tx, frozen
 
 
-def frozen_masks(params, model_state, p: RunPlan) -> dict:
-  """Static trees of plan.Freezing: {'params': like params, 'model_state': like model_state}. A model-state entry
-  (batch-norm statistics) freezes exactly when all parameters of its module do; otherwise it is never frozen."""
-  labels, rules = p.parameter_groups(params)
+def frozen_masks(labels, rules, model_state) -> dict:
+  """Static trees of plan.Freezing: {'params': like the labels, 'model_state': like model_state}. A model-state
+  entry (batch-norm statistics) freezes exactly when all parameters of its module do; otherwise it never does."""
   modules = optim_plan.module_freezing(labels, rules)
   state_mask = lambda tree: groups.map_paths(
       lambda path: modules.get(path.rpartition('/')[0], optim_plan.Freezing()), tree)

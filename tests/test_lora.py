@@ -74,11 +74,16 @@ def test_plan_reports_the_trained_parameter_count(tmp_path):
   assert text.splitlines()[-1].startswith(f'trainable parameters: {adapters:,} of {total:,}')
 
 
-def test_lora_run_exports_merged_params(tmp_path):
+def test_lora_run_exports_its_best_checkpoint_merged(tmp_path):
+  from ftlab import checkpoints
   summary = train.train_and_evaluate(_lora_config(), str(tmp_path))
+  best = checkpoints.restore_params(os.path.join(tmp_path, 'checkpoints'), summary['best_step'])
+  expected = _leaves(lora.merge(best, scale=4.0 / 2))
   with np.load(os.path.join(tmp_path, 'merged_params.npz'), allow_pickle=False) as f:
-    assert 'backbone/dense_0/kernel' in f.files and not any(k.startswith('lora') for k in f.files)
-  assert summary['test']['accuracy'] > 0
+    assert sorted(f.files) == sorted(expected)  # the base's paths, no adapters
+    for path in expected:
+      np.testing.assert_allclose(f[path], expected[path], rtol=1e-6, err_msg=path)
+  assert not np.array_equal(expected['backbone/dense_0/kernel'], best['backbone']['dense_0']['kernel'])
 
 
 def test_target_matching_no_kernel_is_an_error_naming_the_modules(tmp_path):

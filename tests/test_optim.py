@@ -9,7 +9,7 @@ import pytest
 
 from conftest import small_config
 from ftlab import models
-from ftlab.optim import builder, groups
+from ftlab.optim import builder, groups, plan
 
 
 def _params(config):
@@ -42,7 +42,9 @@ def test_first_matching_group_wins():
 
 
 def _build(config, params, total_steps=100):
-  return builder.build(config.optimizer, config.schedule, params, total_steps=total_steps, steps_per_epoch=10)
+  labels, rules = plan.resolve(config.optimizer, params, steps_per_epoch=10, total_steps=total_steps)
+  return builder.build(config.optimizer, config.schedule, labels, rules, total_steps=total_steps,
+                       steps_per_epoch=10)
 
 
 def test_frozen_parameters_get_zero_updates_and_no_optimizer_state():
@@ -180,7 +182,6 @@ def test_frozen_group_gets_no_update_no_state_and_no_clipping_share():
 
 
 def test_groups_must_cover_every_parameter():
-  from ftlab.optim import plan
   config = _sgd(optimizer__groups=[('^head/', {'lr_mult': 2.0}), ('^nothing/', {})])
   with pytest.raises(groups.GroupError) as err:
     plan.resolve(config.optimizer, _params(config))
@@ -188,7 +189,6 @@ def test_groups_must_cover_every_parameter():
 
 
 def test_optimizer_plan_counts_parameters_per_group():
-  from ftlab.optim import plan
   config = _sgd(optimizer__freeze='^backbone/dense_0/', optimizer__groups=[('^head/', {'lr_mult': 5.0}), ('', {})])
   params = _params(config)  # dense_0: 64*32+32, head: 16*5+5
   text = plan.describe(*plan.resolve(config.optimizer, params), params)

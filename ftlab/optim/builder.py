@@ -68,9 +68,10 @@ def gate_by_step(freezing) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
-def build(opt, sched, params, *, total_steps: int, steps_per_epoch: int, lora=None) -> optax.GradientTransformation:
-  """config.optimizer + config.schedule (+ config.lora) + the parameter tree -> the run's optax transformation."""
-  labels, rules = plan.resolve(opt, params, steps_per_epoch=steps_per_epoch, total_steps=total_steps, lora=lora)
+def build(opt, sched, labels, rules: dict[str, plan.Rule], *, total_steps: int,
+          steps_per_epoch: int) -> optax.GradientTransformation:
+  """config.optimizer + config.schedule + the optimizer plan (`plan.resolve`'s labels and rules) -> the run's
+  optax transformation."""
   fns = {name: rule_schedule(sched, r, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
          for name, r in rules.items() if not r.frozen}
   no_decay = re.compile(opt.no_decay) if opt.no_decay else None

@@ -153,13 +153,12 @@ def resolve(opt, params, *, steps_per_epoch: int = 1, total_steps: int = 1, lora
   group_of = assign(params, [(name, pattern) for name, pattern, _ in specs], origin='optimizer.groups')
   by_name = {name: (pattern, settings) for name, pattern, settings in specs}
   decay = opt.layer_decay
-  layers = {}
+  layers, top = {}, 0  # layer of each parameter path, and the head's (L), when a layer-wise setting is on
   if decay != 1.0 or opt.unfreeze_every or opt.lp_ft:
     layers = {p: layer_index(p, layer_pattern=opt.layer_pattern, head_pattern=opt.head_pattern)
               for p in param_paths(params)}
     top = max([l for l in layers.values() if l is not None], default=0) + 1
     layers = {p: top if l is None else l for p, l in layers.items()}
-  top = max(layers.values(), default=0)
   lp_ft = steps(opt.lp_ft) if opt.lp_ft else 0
   every = steps(opt.unfreeze_every) if opt.unfreeze_every else 0
   rules = {}
