@@ -23,7 +23,8 @@ from ftlab.optim import plan, schedules
 
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
 MODELS = ('mlp', 'cnn')
-DATASETS = ('digits',)
+IMAGE_STATS = ('none', 'imagenet', 'inception', 'mnist')
+DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder')
 # Keys that may change between a run and its resumption: only the run's length.
 RUN_LENGTH_KEYS = ('train.num_steps', 'train.num_epochs')
 # Keys whose value is a duration (int steps, or '500 steps', '3 epochs', '10%'), or a list of them.
@@ -31,7 +32,8 @@ DURATION_KEYS = ('schedule.warmup', 'schedule.transition', 'schedule.every', 'sc
                  'optimizer.lp_ft', 'optimizer.unfreeze_every')
 DURATION_LIST_KEYS = ('schedule.boundaries',)
 # Lists and the type of their elements.
-LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes': int,
+LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes': int, 'data.text.label_names': str,
+             'data.image.mean': float, 'data.image.std': float,
              'schedule.values': float, 'train.class_weights': float}
 
 
@@ -39,7 +41,7 @@ class ConfigError(Exception):
   """A config that cannot run; `problems` lists each one as 'key: what is wrong and what to do'."""
 
   def __init__(self, problems: list[str]):
-    self.problems = list(problems)
+    self.problems = list(dict.fromkeys(problems))  # once each, in order
     super().__init__('\n'.join(self.problems))
 
   def report(self) -> str:
@@ -59,12 +61,53 @@ def defaults() -> ml_collections.ConfigDict:
           'dropout_rate': 0.1,  # traced: changing it does not recompile
       },
       'data': {
-          'name': 'digits',  # one of DATASETS; 'digits' is scikit-learn's 8x8 digits, shipped with it
-          'classes': [],  # keep only these labels, renumbered 0..k-1 in this order; [] keeps all
-          'validation_fraction': 0.2,  # carved (stratified) from what is left after the test split
-          'test_fraction': 0.2,  # held out once, never seen before the final evaluation
+          # Where examples come from: 'digits' (scikit-learn's 8x8 digits, shipped with it), 'tfds' (a standard
+          # TFDS dataset named by data.name), or local files under data.path: 'text' (CSV/TSV/JSONL), 'conll'
+          # (CoNLL token tags), 'idx' (MNIST-format IDX, gzip or raw), 'image_folder' (a sub-folder per class).
+          # Local files are prepared once into array_record under data_dir and reused while they are unchanged.
+          'source': 'digits',
+          'name': '',  # source 'tfds': the dataset, e.g. 'mnist', 'cifar10', 'glue/sst2', 'imdb_reviews', 'conll2003'
+          'path': '',  # local sources: the folder of the files (or, for 'text' and 'conll', the one training file)
+          # Local sources: a file name or glob per split under data.path ('IMAGES,LABELS' for idx); '' finds it by
+          # name: train*, validation|valid|val|dev|testa*, test|testb|t10k*.
+          'files': {'train': '', 'validation': '', 'test': ''},
+          'data_dir': '',  # TFDS data_dir ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+          'download': False,  # source 'tfds': download and prepare the dataset if data_dir lacks it (needs network)
+          # The split of each role, in TFDS split syntax ('train[:5000]', 'train[:10%]', 'train+validation');
+          # 'auto' takes the dataset's split of that name and carves it from train when there is none; '' carves.
+          'splits': {'train': 'train', 'validation': 'auto', 'test': 'auto'},
+          'validation_fraction': 0.2,  # carved from train: a fraction of it (< 1) or a number of examples (>= 1)
+          'test_fraction': 0.2,  # carved first, never seen before the final evaluation; fraction or count
+          'stratify': True,  # carve with the same class proportions as train (classification only)
           'split_seed': 0,  # the splits depend on this, not on `seed`, so seeds vary the run, not the data
+          'classes': [],  # keep only these label ids, renumbered 0..k-1 in this order; [] keeps all
+          'in_memory': True,  # images: decode every split into memory once; False reads records per batch
+          'remainder': 'spill',  # training batches at an epoch's end: 'spill' into the next epoch, 'drop', 'pad' (masked)
+          'workers': 0,  # worker processes preparing training batches (grain mp_prefetch); 0: in this process
           'read_threads': 0,  # threads reading ahead; 0 reads in the training thread (best for in-memory data)
+          'text': {  # source 'text' (and the feature names of TFDS text datasets; '' = the dataset's own)
+              'text_column': '',  # the text's column / key ('' = 'text', or 'sentence' for TFDS glue)
+              'text_pair_column': '',  # a second text (sentence pairs), or ''
+              'label_column': '',  # '' = 'label'
+              'label_names': [],  # the label set, in id order; labels in files may be these names or ids. [] infers it
+              'format': 'auto',  # 'csv', 'tsv', 'jsonl', or 'auto' (from the file suffix)
+          },
+          'conll': {'word_column': 0, 'tag_column': -1, 'scheme': 'iob1'},  # scheme: 'iob1', 'iob2' or 'bio'
+          'tokenizer': {
+              'path': '',  # text: a tokenizer.json, a vocab.txt (WordPiece) or a model folder holding one
+              'lowercase': True,  # vocab.txt only (tokenizer.json carries its own normalisation)
+              'max_length': 128,  # tokens per example, special tokens included; longer ones are truncated (counted)
+              'bucket': False,  # training batches of similar lengths, padded to the next of 16, 32, 64, ... max_length
+          },
+          'image': {
+              'size': 0,  # resize / pad / crop every image to size x size; 0 keeps the stored size
+              'resize': 'resize',  # 'resize' (bilinear), 'pad' (centred, zeros) or 'crop' (centre)
+              'channels': 0,  # 1 or 3 to convert; 0 keeps the stored channels (folders decode to 3)
+              'stats': 'none',  # normalisation: 'none' (uint8 / 255), 'imagenet', 'inception', 'mnist'
+              'mean': [], 'std': [],  # explicit per-channel statistics, overriding `stats`
+              'crop_padding': 0,  # training augmentation: pad by this much and crop back at a random place
+              'flip': False,  # training augmentation: random horizontal flips
+          },
       },
       'optimizer': {
           'name': 'adamw',  # one of OPTIMIZERS
@@ -231,13 +274,36 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
   need(c.model.name in MODELS, f'model.name: {c.model.name!r} is not a model; choose one of {", ".join(MODELS)}')
   need(all(f > 0 for f in c.model.features), f'model.features: widths must be > 0, got {list(c.model.features)}')
   need(0 <= c.model.dropout_rate < 1, f'model.dropout_rate: must be in [0, 1), got {c.model.dropout_rate}')
-  need(c.data.name in DATASETS, f'data.name: {c.data.name!r} is not a dataset; choose one of {", ".join(DATASETS)}')
+  d = c.data
+  need(d.source in DATA_SOURCES, f'data.source: {d.source!r} is not a data source; choose one of '
+       f'{", ".join(DATA_SOURCES)}')
+  need(d.source != 'tfds' or d.name, "data.name: source 'tfds' needs a dataset name, e.g. 'mnist' or 'glue/sst2'")
+  need(d.source in ('digits', 'tfds') or d.path, f"data.path: source {d.source!r} reads local files; set their folder")
   for key in ('validation_fraction', 'test_fraction'):
-    v = c.data[key]
-    need(0 < v < 1, f'data.{key}: must be in (0, 1), got {v}')
-  need(c.data.validation_fraction + c.data.test_fraction < 1,
-       'data.validation_fraction + data.test_fraction: must leave something to train on (sum < 1)')
-  need(c.data.read_threads >= 0, f'data.read_threads: must be >= 0, got {c.data.read_threads}')
+    v = d[key]
+    need(0 < v < 1 or (v >= 1 and v == int(v)), f'data.{key}: a fraction in (0, 1) or a whole count >= 1, got {v}')
+  if d.validation_fraction < 1 and d.test_fraction < 1:
+    need(d.validation_fraction + d.test_fraction < 1,
+         'data.validation_fraction + data.test_fraction: must leave something to train on (sum < 1)')
+  for role in ('train', 'validation', 'test'):
+    need(role in d.splits, f'data.splits.{role}: missing; give a split name, \'auto\' or \'\'')
+  need(d.remainder in ('spill', 'drop', 'pad'), f"data.remainder: {d.remainder!r}; choose 'spill', 'drop' or 'pad'")
+  need(d.workers >= 0, f'data.workers: must be >= 0, got {d.workers}')
+  need(d.read_threads >= 0, f'data.read_threads: must be >= 0, got {d.read_threads}')
+  need(d.text.format in ('auto', 'csv', 'tsv', 'jsonl'), f"data.text.format: {d.text.format!r}; choose 'auto', "
+       "'csv', 'tsv' or 'jsonl'")
+  need(d.conll.scheme in ('iob1', 'iob2', 'bio'), f"data.conll.scheme: {d.conll.scheme!r}; choose 'iob1', 'iob2' "
+       "or 'bio'")
+  need(d.tokenizer.max_length >= 4, f'data.tokenizer.max_length: must be >= 4, got {d.tokenizer.max_length}')
+  need(d.image.size >= 0, f'data.image.size: must be >= 0, got {d.image.size}')
+  need(d.image.resize in ('resize', 'pad', 'crop'), f"data.image.resize: {d.image.resize!r}; choose 'resize', "
+       "'pad' or 'crop'")
+  need(d.image.channels in (0, 1, 3), f'data.image.channels: 0, 1 or 3, got {d.image.channels}')
+  need(d.image.stats in IMAGE_STATS, f'data.image.stats: {d.image.stats!r}; choose one of {", ".join(IMAGE_STATS)}')
+  need(len(d.image.mean) == len(d.image.std), f'data.image.mean / std: {len(d.image.mean)} means but '
+       f'{len(d.image.std)} stds; give both per channel (or neither)')
+  need(all(v > 0 for v in d.image.std), f'data.image.std: must be > 0, got {list(d.image.std)}')
+  need(d.image.crop_padding >= 0, f'data.image.crop_padding: must be >= 0, got {d.image.crop_padding}')
   need(len(set(c.data.classes)) == len(c.data.classes), f'data.classes: repeated labels in {list(c.data.classes)}')
   need(o.name in OPTIMIZERS, f'optimizer.name: {o.name!r} is not an optimizer; choose one of {", ".join(OPTIMIZERS)}')
   need(o.learning_rate > 0, f'optimizer.learning_rate: must be > 0, got {o.learning_rate} '

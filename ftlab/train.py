@@ -96,7 +96,7 @@ def accumulated_gradients(model, state: TrainState, batch: dict, rng, accum_step
   weight, so K micro-batches give the gradient of one batch K times larger (up to float summation order).
   Returns (grads, per-example losses [B], logits [B, C], new model_state).
   """
-  weights = state.hparams['class_weights']
+  class_weights = state.hparams['class_weights']
 
   def micro(carry, xs):
     grads, total_weight, model_state = carry
@@ -106,10 +106,11 @@ def accumulated_gradients(model, state: TrainState, batch: dict, rng, accum_step
       logits, new_state = _apply(model, state, params, mb['image'], train=True, rng=jax.random.fold_in(rng, j),
                                  model_state=model_state)
       losses = tasks.classification_loss(logits, mb['label'], label_smoothing=state.hparams['label_smoothing'])
-      return jnp.sum(weights[mb['label']] * losses), (losses, logits, new_state)
+      return jnp.sum(weights * losses), (losses, logits, new_state)
 
+    weights = class_weights[mb['label']] * mb['mask'] if 'mask' in mb else class_weights[mb['label']]
     (_, (losses, logits, new_state)), g = jax.value_and_grad(loss_sum, has_aux=True)(state.params)
-    carry = (jax.tree.map(jnp.add, grads, g), total_weight + jnp.sum(weights[mb['label']]), new_state)
+    carry = (jax.tree.map(jnp.add, grads, g), total_weight + jnp.sum(weights), new_state)
     return carry, (losses, logits)
 
   zeros = jax.tree.map(jnp.zeros_like, state.params)
@@ -138,7 +139,7 @@ def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTrans
   params = keep(frozen['params'], state.params, stepped)
   model_state = keep(frozen['model_state'], state.model_state, model_state)
   metrics = metrics_lib.make_train_metrics().single_from_model_output(
-      loss=losses, logits=logits, labels=batch['label'])
+      loss=losses, logits=logits, labels=batch['label'], mask=batch.get('mask'))
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state)
   return new_state, metrics
 
@@ -189,10 +190,13 @@ def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
     raise config_lib.ConfigError(problems)
   try:
     splits = data_lib.load(config.data)
-  except ValueError as err:
+  except ValueError as err:  # DataError, and sklearn's / TFDS's value errors
     raise config_lib.ConfigError([str(err)]) from err
+  if splits.task != 'image':
+    raise config_lib.ConfigError([f'model.name={config.model.name!r} takes images, but data.source='
+                                  f'{config.data.source!r} gives {splits.task} examples; use an image dataset'])
   t = config.train
-  spe = data_lib.steps_per_epoch(len(splits.train), t.batch_size)
+  spe = data_lib.steps_per_epoch(len(splits.train), t.batch_size, config.data.remainder)
   total = t.num_steps or max(1, math.ceil(t.num_epochs * spe))
   problems = config_lib.check_run(config, num_devices=jax.device_count(), total_steps=total, steps_per_epoch=spe)
   model = models.build(config.model, splits.num_classes)
@@ -294,10 +298,11 @@ def execute(p: RunPlan) -> dict:
   state, tx, frozen = initial_state(p, load_pretrained=start is None)
   if is_writer:
     table = optim_plan.describe(*p.parameter_groups(state.params), state.params)
+    print(f'ftlab: data {json.dumps(p.splits.report)}', flush=True)
     print(f'ftlab: optimizer plan\n{table}', flush=True)
     writers.write_text_atomic(os.path.join(workdir, 'optimizer_plan.txt'), table + '\n')
   train_iter = data_lib.train_iterator(p.splits.train, batch_size=c.train.batch_size, seed=c.seed,
-                                       read_threads=c.data.read_threads)
+                                       **data_lib.stream_options(c.data))
   loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
   if start is not None:
     state, loop = ckpts.restore(start, state, train_iter)
@@ -358,7 +363,8 @@ def execute(p: RunPlan) -> dict:
              'stopped_early': loop['stopped_early'], 'selection_metric': c.eval.metric, 'selection_mode': mode,
              'validation': best_val, 'test': test, 'train_eval': at_best.get('train_eval'),
              'train_seconds_this_session': round(train_seconds, 3),
-             'num_classes': p.splits.num_classes, 'class_names': list(p.splits.class_names)}
+             'num_classes': p.splits.num_classes, 'class_names': list(p.splits.class_names),
+             'data': p.splits.report}
   spec = lora_lib.Spec.of(c.lora)
   if is_writer and spec:  # the best adapters folded into the base: a plain model for export
     merged = lora_lib.merge(jax.device_get(best_state.params), scale=spec.scale)

@@ -1,6 +1,8 @@
 """Shared fixtures: a small, fast config on scikit-learn's digits (no download)."""
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -8,6 +10,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from ftlab.config import defaults  # noqa: E402
+
+# Local datasets (the digits too) are prepared into TFDS's data_dir: one fresh folder per test session, never the
+# user's ~/tensorflow_datasets. Subprocesses (and grain's worker processes, which import this file) inherit it.
+OWNER = 'FTLAB_TESTS_TFDS_DATA_DIR' not in os.environ
+if OWNER:
+  os.environ['FTLAB_TESTS_TFDS_DATA_DIR'] = tempfile.mkdtemp(prefix='ftlab-tests-tfds-')
+TFDS_DATA_DIR = os.environ['TFDS_DATA_DIR'] = os.environ['FTLAB_TESTS_TFDS_DATA_DIR']
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  if OWNER:
+    shutil.rmtree(TFDS_DATA_DIR, ignore_errors=True)
 
 
 def small_config(**overrides):

@@ -1,0 +1,71 @@
+"""Which stored split plays which role (train / validation / test), and deterministic carving of missing ones.
+
+Each role in data.splits is a TFDS split string (slicing included: 'train[:5000]', 'train[:10%]'), 'auto' (the
+dataset's split of that name when it has one, else carved from train), or '' (always carved). Carving is seeded
+by data.split_seed and stratified by label when data.stratify is on: the test split first, then validation from
+what is left. A fraction < 1 is a share of the train split; a value >= 1 is a count of examples.
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn import model_selection
+
+from ftlab.data.errors import DataError
+
+ROLES = ('train', 'validation', 'test')
+
+
+def resolve(spec: dict, available: tuple[str, ...], *, dataset: str) -> dict[str, str]:
+  """{role: split string, or '' to carve it from train}."""
+  out = {}
+  for role in ROLES:
+    value = spec[role]
+    if value == 'auto':
+      value = role if role in available else ''
+    base = value.split('[')[0].split('+')[0]
+    if value and base not in available:
+      raise DataError(f'data.splits.{role}={spec[role]!r}: {dataset} has no split {base!r}; it has '
+                      f'{", ".join(available)} (or set \'\' to carve it from train)')
+    out[role] = value
+  if not out['train']:
+    raise DataError(f'data.splits.train is empty: name the training split of {dataset} (one of '
+                    f'{", ".join(available)})')
+  return out
+
+
+def _amount(value: float, n: int, key: str) -> float | int:
+  if value >= 1:
+    if int(value) != value or value >= n:
+      raise DataError(f'data.{key}={value}: a count must be a whole number below the {n} training examples')
+    return int(value)
+  return value
+
+
+def carve(n: int, labels: np.ndarray | None, amount: float | int, *, seed: int, key: str) -> tuple[np.ndarray,
+                                                                                                 np.ndarray]:
+  """(rest, held_out) sorted index arrays over range(n); stratified by `labels` when given."""
+  amount = _amount(amount, n, key)
+  idx = np.arange(n)
+  try:
+    rest, held = model_selection.train_test_split(idx, test_size=amount, random_state=seed, stratify=labels)
+  except ValueError as err:
+    raise DataError(f'data.{key}={amount}: cannot carve it from {n} training examples ({err}); use a larger '
+                    'value, or data.stratify=False') from err
+  return np.sort(rest), np.sort(held)
+
+
+def carve_roles(n: int, labels: np.ndarray | None, roles: dict[str, str], data_config) -> dict[str, np.ndarray]:
+  """{role: indices into the train split} for train and every role that is carved from it."""
+  strat = labels if data_config.stratify and labels is not None else None
+  rest, out = np.arange(n), {}
+  test, val = data_config.test_fraction, data_config.validation_fraction
+  if not roles['test']:
+    rest, out['test'] = carve(n, strat, test, seed=data_config.split_seed, key='test_fraction')
+  if not roles['validation']:
+    if not roles['test'] and val < 1 and test < 1:
+      val = val / (1 - test)  # a share of the whole train split, as the key says
+    sub = strat[rest] if strat is not None else None
+    keep, held = carve(len(rest), sub, val, seed=data_config.split_seed, key='validation_fraction')
+    rest, out['validation'] = rest[keep], rest[held]
+  out['train'] = rest
+  return out

@@ -1,0 +1,197 @@
+"""Data sources end to end: standard TFDS datasets (under tfds.testing.mock_data), local files prepared as TFDS
+builders, split roles and carving, and preparation that never leaves a half-written dataset."""
+import gzip
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from conftest import small_config
+from ftlab import data
+from ftlab.data import builders
+from ftlab.data.errors import DataError
+
+VOCAB = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'a', 'good', 'bad', 'movie', 'film', 'not', 'very',
+         'eu', 'rejects', 'german', 'call', 'peter', 'blackburn', '.']
+
+
+@pytest.fixture
+def vocab(tmp_path):
+  path = tmp_path / 'vocab.txt'
+  path.write_text('\n'.join(VOCAB) + '\n')
+  return str(path)
+
+
+def _config(tmp_path, **overrides):
+  c = small_config(**overrides)
+  c.data.classes = []
+  c.data.data_dir = str(tmp_path / 'tfds')
+  return c
+
+
+@pytest.mark.parametrize('name, task, classes', [
+    ('mnist', 'image', 10), ('fashion_mnist', 'image', 10), ('cifar10', 'image', 10), ('cifar100', 'image', 100),
+    ('glue/sst2', 'text', 2), ('imdb_reviews', 'text', 2)])
+def test_standard_datasets_load_through_tfds_data_source(tmp_path, vocab, name, task, classes):
+  c = _config(tmp_path, data__source='tfds', data__name=name)
+  c.data.splits.validation = 'test' if name != 'glue/sst2' else 'validation'
+  c.data.tokenizer.path, c.data.tokenizer.max_length = vocab, 16
+  with tfds.testing.mock_data(num_examples=12):
+    splits = data.load(c.data)
+  assert splits.task == task and splits.num_classes == classes
+  assert len(splits.train) == len(splits.validation) == len(splits.test) == 12
+  batch = splits.train.get_batch(np.arange(4))
+  if task == 'image':
+    assert batch['image'].dtype == np.float32 and 0 <= batch['image'].min() and batch['image'].max() <= 1
+    assert batch['image'].shape[1:] == tfds.builder(name).info.features['image'].shape
+  else:
+    assert batch['input_ids'].shape == (4, 16) and (batch['input_ids'][:, 0] == VOCAB.index('[CLS]')).all()
+  assert batch['label'].shape == (4,)
+
+
+def test_conll2003_loads_with_tags_on_first_subtokens(tmp_path, vocab):
+  sentence = {'tokens': ['EU', 'rejects', 'German', 'call', '.'], 'ner': [3, 0, 7, 0, 0], 'pos': [0] * 5,
+              'chunks': [0] * 5}
+
+  def source(builder, split, **kwargs):
+    del builder, split, kwargs
+    return [sentence] * 6
+
+  c = _config(tmp_path, data__source='tfds', data__name='conll2003')
+  c.data.tokenizer.path, c.data.tokenizer.max_length = vocab, 12
+  with tfds.testing.mock_data(as_data_source_fn=source):
+    splits = data.load(c.data)
+  assert splits.task == 'tags' and splits.class_names[:2] == ('O', 'B-PER')
+  batch = splits.validation.get_batch(np.arange(2))
+  assert batch['labels'][0].tolist() == [-1, 3, 0, 7, 0, 0, -1] + [-1] * 5
+
+
+def test_a_split_without_labels_is_refused(tmp_path, vocab):
+  c = _config(tmp_path, data__source='tfds', data__name='glue/sst2')
+  c.data.tokenizer.path = vocab
+  unlabelled = lambda builder, split, **kw: [{'idx': i, 'sentence': 'a movie', 'label': -1} for i in range(4)]
+  with tfds.testing.mock_data(as_data_source_fn=unlabelled), pytest.raises(DataError, match='without labels'):
+    data.load(c.data)
+
+
+def _write_idx(folder, prefix, images, labels):
+  folder.mkdir(parents=True, exist_ok=True)
+  n, h, w = images.shape
+  with gzip.open(folder / f'{prefix}-images-idx3-ubyte.gz', 'wb') as f:
+    f.write(struct.pack('>IIII', 2051, n, h, w) + images.astype(np.uint8).tobytes())
+  with gzip.open(folder / f'{prefix}-labels-idx1-ubyte.gz', 'wb') as f:
+    f.write(struct.pack('>II', 2049, n) + labels.astype(np.uint8).tobytes())
+
+
+def test_idx_files_prepare_once_into_array_record_and_are_reused(tmp_path):
+  rng = np.random.default_rng(0)
+  images, labels = rng.integers(0, 256, (40, 6, 6), np.uint8), np.arange(40) % 4
+  _write_idx(tmp_path / 'idx', 'train', images, labels)
+  _write_idx(tmp_path / 'idx', 't10k', images[:8], labels[:8])
+  c = _config(tmp_path, data__source='idx', data__path=str(tmp_path / 'idx'), data__validation_fraction=8)
+  splits = data.load(c.data)
+  assert splits.report['sizes'] == {'train': 32, 'validation': 8, 'test': 8}
+  np.testing.assert_array_equal(splits.test.images[..., 0], images[:8])  # file order kept, pixels exact
+  assert splits.test.get_batch(np.arange(8))['image'].max() <= 1.0  # uint8 / 255
+  prepared = builders.prepare(c.data)
+  marker = os.path.join(prepared.data_path, 'dataset_info.json')
+  before = os.stat(marker).st_mtime_ns
+  data.load(c.data)
+  assert os.stat(marker).st_mtime_ns == before  # reused, not prepared again
+  _write_idx(tmp_path / 'idx', 't10k', images[:6], labels[:6])  # an edited file is a new dataset
+  assert len(data.load(c.data).test) == 6
+
+
+def test_text_files_with_names_or_ids_and_subsets(tmp_path, vocab):
+  folder = tmp_path / 'reviews'
+  folder.mkdir()
+  (folder / 'train.csv').write_text('review,sentiment\n' + ''.join(
+      f'"a {"good" if i % 2 else "bad"}, very very good movie",{"pos" if i % 2 else "neg"}\n' for i in range(30)))
+  (folder / 'dev.jsonl').write_text(''.join(json.dumps({'review': 'bad film', 'sentiment': i % 2}) + '\n'
+                                            for i in range(6)))
+  c = _config(tmp_path, data__source='text', data__path=str(folder))
+  c.data.text.text_column, c.data.text.label_column = 'review', 'sentiment'
+  c.data.text.label_names = ['neg', 'pos']
+  c.data.tokenizer.path, c.data.tokenizer.max_length = vocab, 8
+  c.data.splits.train = 'train[:20]'
+  c.data.files.validation = 'dev.jsonl'
+  splits = data.load(c.data)
+  assert splits.class_names == ('neg', 'pos') and splits.task == 'text'
+  assert splits.report['sizes'] == {'train': 16, 'validation': 6, 'test': 4}  # test carved from train[:20]
+  assert splits.validation.labels.tolist() == [0, 1, 0, 1, 0, 1]  # ids in the JSONL file
+  assert splits.report['truncated'] == {'train': 16, 'validation': 0, 'test': 4}  # 9 tokens > 8
+
+
+def test_conll_files_become_iob2_tags(tmp_path, vocab):
+  folder = tmp_path / 'ner'
+  folder.mkdir()
+  sentence = 'EU NNP I-ORG\nrejects VBZ O\nGerman JJ I-MISC\ncall NN O\n. . O\n\n'
+  (folder / 'eng.train').write_text('-DOCSTART- -X- O\n\n' + sentence * 10)
+  (folder / 'eng.testa').write_text(sentence * 2)
+  c = _config(tmp_path, data__source='conll', data__path=str(folder))
+  c.data.tokenizer.path, c.data.tokenizer.max_length = vocab, 16
+  splits = data.load(c.data)
+  assert splits.class_names == ('O', 'B-MISC', 'I-MISC', 'B-ORG', 'I-ORG')
+  assert splits.report['sizes'] == {'train': 8, 'validation': 2, 'test': 2}
+  labels = splits.validation.get_batch(np.arange(1))['labels'][0]
+  assert labels[:7].tolist() == [-1, 3, 0, 1, 0, 0, -1]  # I-ORG at a span start became B-ORG
+
+
+def test_image_folders_decode_and_resize(tmp_path):
+  root = tmp_path / 'pets'
+  for c, colour in (('cat', 200), ('dog', 50)):
+    (root / c).mkdir(parents=True)
+    for i in range(6):
+      Image.new('RGB', (10 + i, 12), (colour, i, 0)).save(root / c / f'{i}.png')
+  c = _config(tmp_path, data__source='image_folder', data__path=str(root), data__validation_fraction=2,
+              data__test_fraction=2, data__image__size=8)
+  splits = data.load(c.data)
+  assert splits.class_names == ('cat', 'dog') and len(splits.train) == 8
+  batch = splits.train.get_batch(np.arange(8))
+  assert batch['image'].shape == (8, 8, 8, 3)
+  red = batch['image'][..., 0].mean(axis=(1, 2))
+  np.testing.assert_allclose(red, np.where(batch['label'] == 0, 200 / 255, 50 / 255), atol=1e-6)
+
+
+def test_a_failed_preparation_leaves_no_dataset_that_looks_complete(tmp_path, vocab):
+  folder = tmp_path / 'reviews'
+  folder.mkdir()
+  (folder / 'train.tsv').write_text('sentence\tlabel\n' + 'a good movie\t1\n' * 5)
+  (folder / 'test.tsv').write_text('sentence\tlabel\na movie\t7\n')
+  c = _config(tmp_path, data__source='text', data__path=str(folder))
+  c.data.text.text_column = 'sentence'
+  c.data.tokenizer.path = vocab
+  with pytest.raises(DataError, match=r'test.tsv:2.*label'):
+    data.load(c.data)
+  root = tmp_path / 'tfds'
+  complete = [p for p in root.rglob('dataset_info.json')] if root.exists() else []
+  assert complete == []
+  (folder / 'test.tsv').write_text('sentence\tlabel\na movie\t0\n')
+  assert len(data.load(c.data).test) == 1
+
+
+def test_splits_auto_carve_and_stratify(tmp_path):
+  c = _config(tmp_path)  # digits: one 'train' split, so validation and test are carved
+  splits = data.load(c.data)
+  sizes = splits.report['sizes']
+  assert sizes == {'train': 1077, 'validation': 360, 'test': 360}
+  for split in (splits.validation, splits.test):  # stratified: class shares within one example of train's
+    share = np.bincount(split.labels, minlength=10) / len(split)
+    np.testing.assert_allclose(share, np.bincount(splits.train.labels, minlength=10) / len(splits.train), atol=0.01)
+  again = data.load(c.data)
+  np.testing.assert_array_equal(again.validation.images, splits.validation.images)
+  c.data.split_seed = 1
+  assert not np.array_equal(data.load(c.data).validation.images, splits.validation.images)
+
+
+def test_bad_split_names_and_counts_are_named(tmp_path):
+  c = _config(tmp_path, data__splits__validation='dev')
+  with pytest.raises(DataError, match=r"data.splits.validation='dev'.*has no split 'dev'"):
+    data.load(c.data)
+  c = _config(tmp_path, data__validation_fraction=5000)
+  with pytest.raises(DataError, match='data.validation_fraction=5000'):
+    data.load(c.data)
