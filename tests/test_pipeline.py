@@ -1,5 +1,6 @@
 """The data pipeline: order is a function of (seed, epoch), every example once per epoch, exact eval coverage."""
 import numpy as np
+import pytest
 
 from ftlab import data
 from ftlab.data.pipeline import ShuffledBatches
@@ -46,3 +47,61 @@ def test_eval_batches_cover_every_example_once_with_padding_masked():
   assert real == list(range(23)) and sum(int(b['mask'].sum()) for b in batches) == 23
   limited = list(data.eval_batches(_source(), batch_size=10, limit=12))
   assert [i for b in limited for i, m in zip(_ids(b), b['mask']) if m] == list(range(12))
+
+
+@pytest.mark.parametrize('count', [2, 4])
+def test_process_shards_are_disjoint_and_cover_the_split_once(count):
+  source = _source(23)
+  epochs = [data.pipeline.train_batches(source, batch_size=4 * count, seed=3, process_index=p,
+                                        process_count=count).order(0) for p in range(count)]
+  together = np.concatenate(epochs)
+  assert sorted(together.tolist()) == list(range(23))  # disjoint, and every example once per epoch
+  shares = [[i for b in data.eval_batches(source, batch_size=2 * count, process_index=p, process_count=count)
+             for i, m in zip(_ids(b), b['mask']) if m] for p in range(count)]
+  assert sorted(i for s in shares for i in s) == list(range(23))  # evaluation counts every example once
+  lengths = {len(list(data.eval_batches(source, batch_size=2 * count, process_index=p, process_count=count)))
+             for p in range(count)}
+  assert len(lengths) == 1  # every process runs the same number of evaluation steps
+
+
+def test_remainder_drop_and_pad():
+  source = _source(23)
+  drop = data.pipeline.train_batches(source, batch_size=5, seed=0, remainder='drop', process_count=1,
+                                     process_index=0)
+  first_epoch = [i for k in range(4) for i in _ids(drop[k])]
+  assert len(set(first_epoch)) == 20 and set(first_epoch) < set(drop.order(0).tolist())
+  assert set(_ids(drop[4])) <= set(drop.order(1).tolist()[:5])  # batch 4 opens epoch 1
+  pad = data.pipeline.train_batches(source, batch_size=5, seed=0, remainder='pad', process_count=1,
+                                    process_index=0)
+  masks = [pad[k]['mask'] for k in range(5)]
+  assert [int(m.sum()) for m in masks] == [5, 5, 5, 5, 3]
+  real = [i for k in range(5) for i, m in zip(_ids(pad[k]), pad[k]['mask']) if m]
+  assert sorted(real) == list(range(23))  # each example exactly once in the padded epoch
+  assert data.steps_per_epoch(23, 5, 'pad') == 5 and data.steps_per_epoch(23, 5, 'drop') == 4
+
+
+def test_augmentation_is_a_function_of_seed_and_batch_index():
+  rng = np.random.default_rng(0)
+  source = data.ArraySource(rng.integers(0, 256, (16, 6, 6, 3)).astype(np.uint8), np.arange(16) % 2)
+  batches = data.pipeline.train_batches(source, batch_size=8, seed=1, augment={'crop_padding': 2, 'flip': True},
+                                        process_count=1, process_index=0)
+  np.testing.assert_array_equal(batches[3]['image'], batches[3]['image'])
+  plain = data.pipeline.train_batches(source, batch_size=8, seed=1, process_count=1, process_index=0)
+  assert not np.array_equal(batches[3]['image'], plain[3]['image'])
+  np.testing.assert_array_equal(batches[3]['label'], plain[3]['label'])  # same examples, augmented
+
+
+def test_resumed_iterator_with_worker_processes_matches_an_uninterrupted_one():
+  it = data.train_iterator(_source(), batch_size=4, seed=0, workers=2)
+  for _ in range(5):
+    next(it)
+  state = it.get_state()
+  expected = [_ids(next(it)) for _ in range(6)]
+  it.close()
+  fresh = data.train_iterator(_source(), batch_size=4, seed=0, workers=2)
+  fresh.set_state(state)
+  resumed = [_ids(next(fresh)) for _ in range(6)]
+  fresh.close()
+  single = data.train_iterator(_source(), batch_size=4, seed=0)
+  in_process = [_ids(next(single)) for _ in range(11)][5:]
+  assert resumed == expected == in_process  # workers change where batches are made, not which

@@ -1,10 +1,12 @@
 """grain pipelines: a seeded, endlessly repeating training stream and padded evaluation batches.
 
-Training order is a function of (seed, epoch): each epoch is a numpy permutation seeded by (seed, epoch), and
-batch k holds positions [k*B, (k+1)*B) of the endless stream of epochs, so remainders spill into the next epoch.
-The stream is a grain MapDataset of whole batches, iterated by a grain DatasetIterator whose state goes into
-every checkpoint: a resumed run reads exactly the batches an uninterrupted run would have read. Each process
-reads its own slice of the data (multi-host).
+Training order is a function of (seed, epoch): each epoch is a numpy permutation seeded by (seed, epoch) (with
+length bucketing, a permutation that groups similar lengths, also seeded by (seed, epoch)). The stream is a grain
+MapDataset whose element k is training batch k, a pure function of k: its indices, its preprocessing and its
+augmentation (seeded by (seed, k)). The grain iterator's state goes into every checkpoint, so a resumed run reads
+exactly the batches an uninterrupted run would have read, with any number of worker processes. The remainder of
+an epoch 'spill's into the next epoch (every example once per epoch, no short batch), is dropped, or is padded
+with masked rows. Each process reads its own strided share of the examples (multi-host).
 
 Why not grain's `shuffle().repeat().batch()`: it shuffles one index at a time (a Feistel permutation per element)
 and fetches elements one by one through Python wrappers, about 50 us per example here: 6-20x slower than the
@@ -16,23 +18,42 @@ import sys
 from typing import Iterator
 
 import grain
+from absl import flags
 import jax
 import numpy as np
 
+REMAINDERS = ('spill', 'drop', 'pad')
 
-def gather(source, indices: np.ndarray) -> dict[str, np.ndarray]:
+
+def gather(source, indices: np.ndarray, **kwargs) -> dict[str, np.ndarray]:
   """The examples at `indices`, stacked: one vectorised read when the source has `get_batch`."""
   if hasattr(source, 'get_batch'):
-    return source.get_batch(indices)
+    return source.get_batch(indices, **kwargs)
   items = [source[int(i)] for i in indices]
   return {k: np.stack([item[k] for item in items]) for k in items[0]}
 
 
-class ShuffledBatches:
-  """A grain random-access source whose element k is training batch k of an endless, epoch-reshuffled stream."""
+def shard(n: int, process_index: int, process_count: int) -> np.ndarray:
+  """The examples of one process: every process_count-th, starting at process_index (disjoint, covering range(n))."""
+  return np.arange(n)[process_index::process_count]
 
-  def __init__(self, source, *, batch_size: int, seed: int, examples: np.ndarray):
-    self.source, self.batch_size, self.seed, self.examples = source, batch_size, seed, examples
+
+class ShuffledBatches:
+  """A grain random-access source whose element k is training batch k of an endless, epoch-reshuffled stream.
+
+  `augment` (a dict of ftlab.data.images.augment options) is applied with an rng seeded by (seed, k); with
+  `buckets` (allowed padded lengths) and a source with `lengths`, batches group similar lengths and are padded to
+  the smallest bucket that fits.
+  """
+
+  def __init__(self, source, *, batch_size: int, seed: int, examples: np.ndarray, remainder: str = 'spill',
+               augment: dict | None = None, buckets: np.ndarray | None = None):
+    if remainder not in REMAINDERS:
+      raise ValueError(f'remainder {remainder!r}: choose one of {REMAINDERS}')
+    if remainder == 'drop' and len(examples) < batch_size:
+      raise ValueError(f'{len(examples)} examples cannot fill one batch of {batch_size} with remainder "drop"')
+    self.source, self.batch_size, self.seed, self.examples = source, batch_size, seed, np.asarray(examples)
+    self.remainder, self.augment, self.buckets = remainder, augment or None, buckets
     self._orders: dict[int, np.ndarray] = {}
 
   def __len__(self) -> int:
@@ -42,51 +63,115 @@ class ShuffledBatches:
     """The example indices of `epoch`, in the order it reads them (the last two epochs are cached)."""
     if epoch not in self._orders:
       self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
-      self._orders[epoch] = self.examples[np.random.default_rng([self.seed, epoch]).permutation(len(self.examples))]
+      rng = np.random.default_rng([self.seed, epoch])
+      if self.buckets is not None:
+        from ftlab.data import text
+        perm = text.length_bucketed_order(self.source.lengths[self.examples], self.batch_size, rng)
+      else:
+        perm = rng.permutation(len(self.examples))
+      self._orders[epoch] = self.examples[perm]
     return self._orders[epoch]
 
+  def batches_per_epoch(self) -> int | None:
+    n, b = len(self.examples), self.batch_size
+    return {'spill': None, 'drop': n // b, 'pad': -(-n // b)}[self.remainder]
+
+  def indices(self, k: int) -> tuple[np.ndarray, int]:
+    """(the example indices of batch k, how many of them are real rather than padding)."""
+    n, b = len(self.examples), self.batch_size
+    if self.remainder == 'spill':
+      positions = np.arange(k * b, (k + 1) * b)
+      epochs, within = np.divmod(positions, n)
+      indices = np.empty(b, np.int64)
+      for epoch in np.unique(epochs):
+        at = epochs == epoch
+        indices[at] = self.order(int(epoch))[within[at]]
+      return indices, b
+    epoch, j = divmod(k, self.batches_per_epoch())
+    indices = self.order(epoch)[j * b:(j + 1) * b]
+    real = len(indices)
+    return np.concatenate([indices, np.repeat(indices[:1], b - real)]), real
+
   def __getitem__(self, k: int) -> dict[str, np.ndarray]:
-    n = len(self.examples)
-    positions = np.arange(k * self.batch_size, (k + 1) * self.batch_size)
-    epochs, within = np.divmod(positions, n)
-    indices = np.empty(self.batch_size, np.int64)
-    for epoch in np.unique(epochs):
-      at = epochs == epoch
-      indices[at] = self.order(int(epoch))[within[at]]
-    return gather(self.source, indices)
+    indices, real = self.indices(k)
+    kwargs = {}
+    if self.augment:
+      kwargs = {'rng': np.random.default_rng([self.seed, 1, k]), 'augment': self.augment}
+    if self.buckets is not None:
+      from ftlab.data import text
+      kwargs['length'] = text.padded_length(self.source.lengths[indices[:real]], self.buckets)
+    batch = gather(self.source, indices, **kwargs)
+    if self.remainder == 'pad':
+      batch['mask'] = np.arange(self.batch_size) < real
+    return batch
 
 
-def train_iterator(source, *, batch_size: int, seed: int, read_threads: int = 0) -> grain.DatasetIterator:
-  """Endless shuffled batches of `batch_size` (global; each process gets its share of examples and batch). Every
-  example is seen once per epoch and no step sees a short batch.
+def train_batches(source, *, batch_size: int, seed: int, remainder: str = 'spill', augment: dict | None = None,
+                  bucket: bool = False, max_length: int = 0, process_index: int | None = None,
+                  process_count: int | None = None) -> ShuffledBatches:
+  """The training stream of this process: its share of the examples and of the global `batch_size`."""
+  pi = jax.process_index() if process_index is None else process_index
+  pc = jax.process_count() if process_count is None else process_count
+  buckets = None
+  if bucket:
+    from ftlab.data import text
+    buckets = text.bucket_lengths(max_length)
+  return ShuffledBatches(source, batch_size=batch_size // pc, seed=seed, examples=shard(len(source), pi, pc),
+                         remainder=remainder, augment=augment, buckets=buckets)
+
+
+def train_iterator(source, *, batch_size: int, seed: int, read_threads: int = 0, workers: int = 0,
+                   **options) -> grain.DatasetIterator:
+  """Endless shuffled batches of `batch_size` (global; each process gets its share of examples and batch).
 
   `read_threads` > 0 reads ahead in that many threads (for sources on slow storage); 0 reads in the training
   thread, which is fastest for in-memory sources (reader threads only contend for the GIL, as grain notes).
+  `workers` > 0 prepares batches in that many worker processes (grain mp_prefetch): for preprocessing that holds
+  the GIL (decoding images read per batch). `options` go to `train_batches`.
   """
-  per_process = batch_size // jax.process_count()
-  examples = np.arange(len(source))[jax.process_index()::jax.process_count()]
-  batches = ShuffledBatches(source, batch_size=per_process, seed=seed, examples=examples)
-  options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(1, 4 * read_threads))
-  return iter(grain.MapDataset.source(batches).to_iter_dataset(options))
+  batches = train_batches(source, batch_size=batch_size, seed=seed, **options)
+  read = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=max(1, 4 * read_threads))
+  dataset = grain.MapDataset.source(batches).to_iter_dataset(read)
+  if workers:
+    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; ftlab has its own command line
+      flags.FLAGS.mark_as_parsed()
+    dataset = dataset.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2))
+  return iter(dataset)
 
 
-def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+def steps_per_epoch(num_examples: int, batch_size: int, remainder: str = 'spill') -> int:
   """Optimizer steps in one pass over `num_examples` (at least 1)."""
+  if remainder == 'pad':
+    return max(1, -(-num_examples // batch_size))
   return max(1, num_examples // batch_size)
 
 
-def eval_batches(source, *, batch_size: int, limit: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(source, *, batch_size: int, limit: int | None = None, process_index: int | None = None,
+                 process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
   """Every example of `source` (or its first `limit`) once, in order, in batches of exactly `batch_size` (each
-  process its share): the last batch is padded by repeating its first row, and a 'mask' field (1 real, 0 padding)
-  keeps padding out of metrics."""
-  per_process = batch_size // jax.process_count()
+  process its share, all processes the same number of batches): the last batches are padded by repeating a row,
+  and a 'mask' field (1 real, 0 padding) keeps padding out of metrics."""
+  pi = jax.process_index() if process_index is None else process_index
+  pc = jax.process_count() if process_count is None else process_count
+  per_process = batch_size // pc
   n = len(source) if limit is None else min(limit, len(source))
-  examples = np.arange(n)[jax.process_index()::jax.process_count()]
+  examples = shard(n, pi, pc)
+  num_batches = -(-(-(-n // pc)) // per_process)  # the largest share decides, so that processes stay in step
 
   def batch(b: int) -> dict[str, np.ndarray]:
     indices = examples[b * per_process:(b + 1) * per_process]
     real = len(indices)
-    indices = np.concatenate([indices, np.repeat(indices[:1], per_process - real)])
+    fill = indices[:1] if real else np.zeros(1, np.int64)
+    indices = np.concatenate([indices, np.repeat(fill, per_process - real)])
     return {**gather(source, indices), 'mask': np.arange(per_process) < real}
 
-  return iter(grain.MapDataset.range(-(-len(examples) // per_process)).map(batch))
+  return iter(grain.MapDataset.range(num_batches).map(batch))
+
+
+def stream_options(data_config) -> dict:
+  """`train_iterator` options from config.data."""
+  image = data_config.image
+  augment = {'crop_padding': image.crop_padding, 'flip': image.flip} if image.crop_padding or image.flip else None
+  return {'read_threads': data_config.read_threads, 'workers': data_config.workers,
+          'remainder': data_config.remainder, 'augment': augment, 'bucket': data_config.tokenizer.bucket,
+          'max_length': data_config.tokenizer.max_length}
