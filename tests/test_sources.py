@@ -195,3 +195,61 @@ def test_bad_split_names_and_counts_are_named(tmp_path):
   c = _config(tmp_path, data__validation_fraction=5000)
   with pytest.raises(DataError, match='data.validation_fraction=5000'):
     data.load(c.data)
+
+
+def test_bad_data_at_the_command_line_exits_2_naming_file_and_fix_and_writes_nothing(tmp_path, vocab):
+  import subprocess
+  import sys
+  from conftest import ROOT
+  folder = tmp_path / 'reviews'
+  folder.mkdir()
+  (folder / 'train.csv').write_text('review,label\na good movie,1\n')
+  workdir = tmp_path / 'run'
+  result = subprocess.run(
+      [sys.executable, '-m', 'ftlab.main', f'--config={ROOT}/configs/quickstart.py', f'--workdir={workdir}',
+       '--config.data.source=text', f'--config.data.path={folder}', f'--config.data.data_dir={tmp_path}/tfds',
+       f'--config.data.tokenizer.path={vocab}', '--config.init.pretrain.enabled=False'],
+      capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': ROOT})
+  assert result.returncode == 2, result.stderr
+  assert 'train.csv' in result.stderr and "'text'" in result.stderr and 'data.text.text_column' in result.stderr
+  assert not workdir.exists()
+
+
+def test_length_buckets_pad_less_and_every_batch_fits(vocab):
+  from ftlab.data import text
+  tokenizer = text.load_tokenizer(vocab)
+  rng = np.random.default_rng(0)
+  texts = [' '.join(['good'] * int(n)) for n in rng.choice([2, 3, 40, 60], size=200, p=[0.4, 0.4, 0.1, 0.1])]
+  source = text.TokenizedText(texts, np.zeros(200, np.int32), tokenizer, max_length=64)
+  stream = lambda bucket: data.pipeline.train_batches(source, batch_size=10, seed=0, bucket=bucket, max_length=64,
+                                                      remainder='drop', process_index=0, process_count=1)
+  bucketed, plain = stream(True), stream(False)
+  widths, padding = set(), [0, 0]
+  for k in range(20):  # one epoch
+    b, p = bucketed[k], plain[k]
+    assert b['input_ids'].shape[1] in text.bucket_lengths(64)
+    assert b['attention_mask'].sum(1).max() <= b['input_ids'].shape[1]
+    widths.add(b['input_ids'].shape[1])
+    padding[0] += int((b['attention_mask'] == 0).sum())
+    padding[1] += int((p['attention_mask'] == 0).sum())
+  assert sorted(np.concatenate([bucketed.indices(k)[0] for k in range(20)]).tolist()) == list(range(200))
+  assert len(widths) > 1 and padding[0] < padding[1] / 3
+
+
+def test_images_read_per_batch_equal_images_held_in_memory(tmp_path):
+  root = tmp_path / 'pets'
+  for c, colour in (('cat', 200), ('dog', 50)):
+    (root / c).mkdir(parents=True)
+    for i in range(6):
+      Image.new('RGB', (10 + i, 12), (colour, 20 * i, 0)).save(root / c / f'{i}.png')
+  c = _config(tmp_path, data__source='image_folder', data__path=str(root), data__validation_fraction=2,
+              data__test_fraction=2, data__image__size=8, data__image__stats='imagenet')
+  held = data.load(c.data)
+  c.data.in_memory = False
+  lazy = data.load(c.data)
+  assert type(lazy.train).__name__ == 'RecordImages'
+  for role in ('train', 'validation', 'test'):
+    idx = np.arange(len(getattr(held, role)))[::-1]
+    a, b = getattr(held, role).get_batch(idx), getattr(lazy, role).get_batch(idx)
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['label'], b['label'])
