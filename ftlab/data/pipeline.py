@@ -22,6 +22,8 @@ from absl import flags
 import jax
 import numpy as np
 
+from ftlab.data import text
+
 REMAINDERS = ('spill', 'drop', 'pad')
 
 
@@ -65,7 +67,6 @@ class ShuffledBatches:
       self._orders = {e: o for e, o in self._orders.items() if e >= epoch - 1}
       rng = np.random.default_rng([self.seed, epoch])
       if self.buckets is not None:
-        from ftlab.data import text
         perm = text.length_bucketed_order(self.source.lengths[self.examples], self.batch_size, rng)
       else:
         perm = rng.permutation(len(self.examples))
@@ -98,7 +99,6 @@ class ShuffledBatches:
     if self.augment:
       kwargs = {'rng': np.random.default_rng([self.seed, 1, k]), 'augment': self.augment}
     if self.buckets is not None:
-      from ftlab.data import text
       kwargs['length'] = text.padded_length(self.source.lengths[indices[:real]], self.buckets)
     batch = gather(self.source, indices, **kwargs)
     if self.remainder == 'pad':
@@ -114,7 +114,6 @@ def train_batches(source, *, batch_size: int, seed: int, remainder: str = 'spill
   pc = jax.process_count() if process_count is None else process_count
   buckets = None
   if bucket:
-    from ftlab.data import text
     buckets = text.bucket_lengths(max_length)
   return ShuffledBatches(source, batch_size=batch_size // pc, seed=seed, examples=shard(len(source), pi, pc),
                          remainder=remainder, augment=augment, buckets=buckets)

@@ -14,7 +14,7 @@ import dataclasses
 
 import numpy as np
 
-from ftlab.data import builders, images as images_lib, splits as splits_lib, standard
+from ftlab.data import builders, images as images_lib, splits as splits_lib, standard, text
 from ftlab.data.errors import DataError
 
 
@@ -222,11 +222,10 @@ def _image_source(columns, records, indices, data_config, where: str):
 
 
 def _tokenizer(data_config):
-  from ftlab.data import text  # tokenizers is only needed for text
   if not data_config.tokenizer.path:
     raise DataError('data.tokenizer.path is empty: text datasets need a tokenizer; set it to a tokenizer.json, '
                     "a vocab.txt, or a model folder holding one (e.g. the pretrained model's folder)")
-  return text, text.load_tokenizer(data_config.tokenizer.path, lowercase=data_config.tokenizer.lowercase)
+  return text.load_tokenizer(data_config.tokenizer.path, lowercase=data_config.tokenizer.lowercase)
 
 
 def load(data_config) -> Splits:
@@ -259,8 +258,8 @@ def load(data_config) -> Splits:
   for role in splits_lib.ROLES:
     if role in carved:
       columns[role] = {k: _take(v, carved[role]) for k, v in train_cols.items()}
-      origin[role] = f'{roles["train"]} (carved, {len(carved[role])} examples)' if role != 'train' or len(
-          carved) > 1 else roles['train']
+      carved_any = len(carved) > 1
+      origin[role] = f'{roles["train"]} (carved, {len(carved[role])} examples)' if carved_any else roles['train']
       record_index[role] = ('train', carved[role])
     else:
       origin[role] = roles[role]
@@ -272,7 +271,7 @@ def load(data_config) -> Splits:
       src_role, idx = record_index[role]
       built[role] = _image_source(columns[role], records.get(src_role), idx, dc, f'{raw.name}, {role} split')
   else:
-    text, tokenizer = _tokenizer(dc)
+    tokenizer = _tokenizer(dc)
     for role in splits_lib.ROLES:
       cols = columns[role]
       if raw.task == 'text':
