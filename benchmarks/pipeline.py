@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ftlab import config as config_lib  # noqa: E402
 from ftlab import data  # noqa: E402
+from ftlab.data import builders  # noqa: E402
 
 
 class Encoder(nn.Module):
@@ -122,7 +123,6 @@ def main():
     c.data.splits.validation, c.data.validation_fraction = '', 872
     c.data.tokenizer.path, c.data.tokenizer.max_length = str(tokenizer), length
     t = time.perf_counter()
-    from ftlab.data import builders
     builders.prepare(c.data)
     prepare = time.perf_counter() - t
     t = time.perf_counter()

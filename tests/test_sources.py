@@ -253,3 +253,10 @@ def test_images_read_per_batch_equal_images_held_in_memory(tmp_path):
     a, b = getattr(held, role).get_batch(idx), getattr(lazy, role).get_batch(idx)
     np.testing.assert_array_equal(a['image'], b['image'])
     np.testing.assert_array_equal(a['label'], b['label'])
+
+
+def test_a_standard_dataset_that_is_not_prepared_is_named_with_the_fix(tmp_path):
+  c = _config(tmp_path, data__source='tfds', data__name='mnist')
+  with pytest.raises(DataError, match=r"'mnist' is not prepared under data.data_dir=.*tfds build mnist.*download"):
+    data.load(c.data)
+  assert not list(tmp_path.rglob('*.array_record*'))  # nothing was written

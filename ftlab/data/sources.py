@@ -132,7 +132,7 @@ def _text(value) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
-def _columns(records, keys: dict, task: str, *, chunk: int = 2048) -> dict[str, list]:
+def _columns(records, keys: dict, *, chunk: int = 2048) -> dict[str, list]:
   """Every record of a split, by role (strings decoded; images as stored: arrays or encoded bytes)."""
   out = {role: [] for role in keys}
   for start in range(0, len(records), chunk):
@@ -236,7 +236,7 @@ def load(data_config) -> Splits:
   records = {r: raw.open(s) for r, s in roles.items() if s}
   lazy = raw.task == 'image' and not dc.in_memory and not dc.classes  # images stay on disk: read labels only
   keys = {'label': raw.keys['label']} if lazy else raw.keys
-  columns = {r: _columns(rec, keys, raw.task) for r, rec in records.items()}
+  columns = {r: _columns(rec, keys) for r, rec in records.items()}
   names = raw.class_names
   for role, cols in columns.items():
     if not len(next(iter(cols.values()))):

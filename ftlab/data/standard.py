@@ -39,13 +39,13 @@ def open_split(name: str, split: str, *, data_dir: str | None, download: bool):
     b.download_and_prepare(file_format='array_record')
   try:
     return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
-  except (AssertionError, ValueError, KeyError) as err:
+  except Exception as err:  # TFDS raises several types, by version and cause; is_prepared tells them apart
+    if not b.is_prepared():
+      raise DataError(f'data.name={name!r} is not prepared under data.data_dir={data_dir or b.data_dir!r}: prepare '
+                      f'it where there is network (`tfds build {name} --data_dir DIR`) and point data.data_dir at '
+                      'DIR, or set data.download=True') from err
     raise DataError(f'data.splits: {name!r} has no split {split!r} ({str(err).splitlines()[0]}); it has '
-                    f'{", ".join(b.info.splits) or "no prepared splits"}') from err
-  except Exception as err:  # not prepared: TFDS raises AssertionError or DatasetNotFoundError by version
-    raise DataError(f'data.name={name!r} is not prepared under data.data_dir={b.data_dir!r}: prepare it where '
-                    f'there is network (`tfds build {name} --data_dir DIR`) and point data.data_dir at DIR, or '
-                    f'set data.download=True ({type(err).__name__}: {str(err).splitlines()[0]})') from err
+                    f'{", ".join(b.info.splits)}') from err
 
 
 def split_names(name: str, data_dir: str | None) -> tuple[str, ...]:
