@@ -1,6 +1,6 @@
-"""Param surgery: put pretrained parameters into a freshly initialised tree, by path, with a report.
-
-The models issue adds weight import from Hugging Face / timm files on top of `merge`.
+"""Param surgery on plain pytrees: merge pretrained parameters into a freshly initialised tree by path (with a
+report), drop or re-initialise by regex, resize embedding tables, cast. Weight import (ftlab.pretrained.hf, .vision)
+renames a checkpoint's tensors to ftlab's paths and then calls `merge`.
 """
 from __future__ import annotations
 
@@ -23,16 +23,33 @@ def _flat(tree) -> dict[str, object]:
   return {groups.path_str(kp): v for kp, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+MISMATCH_FIX = ('. Re-initialise them with init.reinit (a regex over parameter paths, e.g. \'^head/\' for a head '
+                'with another label count) or change model.* to the checkpoint\'s shape')
+
+
+def mismatches(fresh, loaded, *, reinit: str = '') -> list[str]:
+  """'path: checkpoint (shape) vs model (shape)' for each parameter both trees hold with different shapes, except
+  those matching `reinit`. `fresh` may hold jax.ShapeDtypeStructs (checked before any compute)."""
+  source = _flat(loaded)
+  return [f'{path}: checkpoint {tuple(np.shape(source[path]))} vs model {tuple(value.shape)}'
+          for path, value in _flat(fresh).items()
+          if path in source and not (reinit and re.search(reinit, path))
+          and tuple(np.shape(source[path])) != tuple(value.shape)]
+
+
 def merge(fresh, loaded, *, reinit: str = '') -> tuple[object, dict[str, list[str]]]:
-  """`fresh` with each parameter replaced by `loaded`'s at the same path, except those matching `reinit`.
+  """`fresh` with each parameter replaced by `loaded`'s at the same path (cast to fresh's dtype), except those
+  matching `reinit`.
 
   Returns (params, report) with report lists 'loaded', 'reinitialised', 'missing' (in the model, not in the
   checkpoint: left fresh) and 'unexpected' (in the checkpoint, not in the model: ignored). A shape mismatch on a
   parameter that is not re-initialised is an error naming it, both shapes, and the config key to change.
   """
+  bad = mismatches(fresh, loaded, reinit=reinit)
+  if bad:
+    raise SurgeryError('pretrained shapes differ from the model: ' + '; '.join(bad) + MISMATCH_FIX)
   source = _flat(loaded)
   report = {'loaded': [], 'reinitialised': [], 'missing': [], 'unexpected': []}
-  mismatched = []
 
   def take(key_path, value):
     path = groups.path_str(key_path)
@@ -42,19 +59,56 @@ def merge(fresh, loaded, *, reinit: str = '') -> tuple[object, dict[str, list[st
     if path not in source:
       report['missing'].append(path)
       return value
-    new = np.asarray(source[path])
-    if new.shape != value.shape:
-      mismatched.append(f'{path}: checkpoint {new.shape} vs model {value.shape}')
-      return value
     report['loaded'].append(path)
-    return jax.numpy.asarray(new, dtype=value.dtype)
+    return jax.numpy.asarray(np.asarray(source[path]), dtype=value.dtype)
 
   params = jax.tree_util.tree_map_with_path(take, fresh)
-  if mismatched:
-    raise SurgeryError('pretrained shapes differ from the model: ' + '; '.join(mismatched) +
-                       '. Re-initialise them with init.reinit (a regex over parameter paths) or change model.*')
   report['unexpected'] = sorted(set(source) - set(_flat(fresh)))
   return params, report
+
+
+def _unflatten(flat: dict[str, object]) -> dict:
+  tree = {}
+  for path, value in flat.items():
+    node = tree
+    *parents, leaf = path.split('/')
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return tree
+
+
+def drop(tree, pattern: str) -> dict:
+  """`tree` without the parameters whose path matches `pattern` (e.g. a checkpoint's old head before merging)."""
+  return _unflatten({p: v for p, v in _flat(tree).items() if not re.search(pattern, p)})
+
+
+def reinit(params, fresh, pattern: str) -> dict:
+  """`params` with the parameters matching `pattern` taken from `fresh` (a newly initialised tree like it)."""
+  new = _flat(fresh)
+  return _unflatten({p: new[p] if re.search(pattern, p) else v for p, v in _flat(params).items()})
+
+
+def cast(tree, dtype, pattern: str = '') -> dict:
+  """`tree` with the floating parameters matching `pattern` ('' = all) cast to `dtype` (e.g. to store bfloat16)."""
+  def one(path, v):
+    if pattern and not re.search(pattern, path) or not jax.numpy.issubdtype(v.dtype, jax.numpy.floating):
+      return v
+    return jax.numpy.asarray(v, dtype)
+  return _unflatten({p: one(p, v) for p, v in _flat(tree).items()})
+
+
+def resize_rows(table, rows: int, fresh_rows=None, *, path: str = 'parameter'):
+  """An embedding table [N, D] cut or grown to `rows` (a tokenizer with more or fewer tokens); new rows come from
+  `fresh_rows` (a fresh init of at least `rows` rows), else zeros."""
+  table = np.asarray(table)
+  if table.ndim != 2:
+    raise SurgeryError(f'{path}: resize_rows takes a 2-D embedding table, got shape {table.shape}')
+  if rows <= len(table):
+    return table[:rows]
+  extra = np.asarray(fresh_rows)[len(table):rows] if fresh_rows is not None else np.zeros(
+      (rows - len(table), table.shape[1]), table.dtype)
+  return np.concatenate([table, extra.astype(table.dtype)])
 
 
 def load_run_params(run_dir: str, fresh, *, reinit: str):
