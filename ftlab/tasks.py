@@ -1,12 +1,96 @@
-"""Per-task losses. Classification: softmax cross-entropy with (traced) label smoothing and an optional mask."""
+"""Per-task inputs, losses and metrics: image classification, sequence (text) classification and token
+classification (NER). The train and eval steps ask the run's `Task` what the model reads from a batch, how each
+prediction is weighted in the loss, and which metrics to accumulate, so one pair of steps serves all three.
+
+Losses are softmax cross-entropy with (traced) label smoothing. Weights multiply per-class weights, the batch's
+row mask (padded rows count nowhere) and, for token classification, the positions that carry a word's tag (the
+first sub-token of each word; labels -1 elsewhere).
+"""
+from __future__ import annotations
+
+import dataclasses
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from ftlab import entity_metrics
+from ftlab import metrics as metrics_lib
+
+TEXT_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids')
+KINDS = ('image', 'text', 'tags')
 
 
 def classification_loss(logits: jax.Array, labels: jax.Array, *, label_smoothing=0.0) -> jax.Array:
-  """Per-example cross-entropy [B]; `label_smoothing` may be a traced scalar."""
+  """Per-prediction cross-entropy (logits [..., C], labels [...]); `label_smoothing` may be a traced scalar."""
   targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
   targets = optax.smooth_labels(targets, jnp.asarray(label_smoothing, logits.dtype))
   return optax.softmax_cross_entropy(logits, targets)
 
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What a run predicts: 'image' / 'text' (one label per example) or 'tags' (one label per word)."""
+  kind: str
+  class_names: tuple[str, ...]
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def inputs(self, batch: dict):
+    """What the model reads: the image array, or the dict of token arrays."""
+    if self.kind == 'image':
+      return batch['image']
+    return {k: batch[k] for k in TEXT_INPUTS if k in batch}
+
+  def example_input(self, source):
+    """One example of `source` shaped as a batch of one, to initialise the model."""
+    return self.inputs(source.get_batch(np.zeros(1, np.int64)))
+
+  def labels_and_mask(self, batch: dict) -> tuple[jax.Array, jax.Array]:
+    """(labels clipped to valid ids, mask) of the predictions that count: [B] per example, [B, L] per token."""
+    rows = batch.get('mask')
+    if self.kind != 'tags':
+      labels = batch['label']
+      mask = jnp.ones(labels.shape, jnp.float32) if rows is None else rows.astype(jnp.float32)
+      return labels, mask
+    labels = batch['labels']
+    mask = (labels >= 0).astype(jnp.float32)
+    if rows is not None:
+      mask = mask * rows.astype(jnp.float32)[:, None]
+    return jnp.maximum(labels, 0), mask
+
+  def losses_and_weights(self, logits, batch: dict, *, label_smoothing, class_weights):
+    """(per-prediction losses, their weights): the batch's loss is sum(w * loss) / sum(w)."""
+    labels, mask = self.labels_and_mask(batch)
+    losses = classification_loss(logits, labels, label_smoothing=label_smoothing)
+    return losses, class_weights[labels] * mask
+
+  def train_metrics(self, *, losses, logits, batch):
+    labels, mask = self.labels_and_mask(batch)
+    return metrics_lib.make_train_metrics().single_from_model_output(loss=losses, logits=logits, labels=labels,
+                                                                     mask=mask)
+
+  def eval_metrics(self, *, logits, batch):
+    """Loss (no label smoothing), accuracy and the confusion matrix; for tags also entity-level counts."""
+    labels, mask = self.labels_and_mask(batch)
+    losses = classification_loss(logits, labels)
+    if self.kind != 'tags':
+      return metrics_lib.make_eval_metrics(self.num_classes).single_from_model_output(
+          loss=losses, logits=logits, labels=labels, mask=mask)
+    return metrics_lib.make_tag_eval_metrics(self.class_names).single_from_model_output(
+        loss=losses, logits=logits, labels=labels, mask=mask)
+
+  def check_metric(self, metric: str) -> str | None:
+    """A problem when eval.metric does not exist for this task."""
+    if metric.startswith('entity_') and self.kind != 'tags':
+      return (f'eval.metric: {metric!r} is for token classification (NER) only; this run classifies '
+              f'{"images" if self.kind == "image" else "texts"}: use f1_macro or accuracy')
+    if self.kind == 'tags':
+      try:
+        entity_metrics.tag_scheme(self.class_names)
+      except ValueError as err:
+        return f'data: the tag set is not IOB2 ({err}); entity metrics need B-/I-/O tags (data.conll.scheme)'
+    return None

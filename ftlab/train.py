@@ -8,6 +8,7 @@ weight decay in the optimizer state (optax.inject_hyperparams), the dropout rate
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import json
@@ -32,9 +33,11 @@ from ftlab import models, parallel, tasks, writers
 from ftlab.models import lora as lora_lib
 from ftlab.optim import builder, groups, schedules
 from ftlab.optim import plan as optim_plan
+from ftlab.pretrained import load as pretrained_lib
 from ftlab.pretrained import surgery
 
-LOOP_HPARAMS = ('dropout_rate', 'label_smoothing', 'class_weights')
+DROPOUT_RATES = ('dropout_rate', 'attention_dropout_rate', 'head_dropout_rate')
+LOOP_HPARAMS = DROPOUT_RATES + ('label_smoothing', 'class_weights')
 
 
 @flax.struct.dataclass
@@ -45,12 +48,13 @@ class TrainState:
   opt_state: Any
   rng: jax.Array
   model_state: Any  # mutable collections other than params (batch_stats), {} when the model has none
-  hparams: dict  # traced loop hyperparameters: dropout_rate, label_smoothing, class_weights [C]
+  hparams: dict  # traced loop hyperparameters: the dropout rates, label_smoothing, class_weights [C]
 
 
-def create_state(params, model_state, tx: optax.GradientTransformation, *, rng, dropout_rate, label_smoothing,
+def create_state(params, model_state, tx: optax.GradientTransformation, *, rng, dropout: dict, label_smoothing,
                  class_weights) -> TrainState:
-  hparams = {'dropout_rate': jnp.float32(dropout_rate), 'label_smoothing': jnp.float32(label_smoothing),
+  """`dropout` holds the DROPOUT_RATES by name."""
+  hparams = {**{k: jnp.float32(dropout[k]) for k in DROPOUT_RATES}, 'label_smoothing': jnp.float32(label_smoothing),
              'class_weights': jnp.asarray(class_weights, jnp.float32)}
   return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), rng=rng,
                     model_state=model_state, hparams=hparams)
@@ -71,16 +75,17 @@ def set_hyperparams(state: TrainState, **values) -> TrainState:
   return state.replace(opt_state=opt_state, hparams={**state.hparams, **loop})
 
 
-def _apply(model, state: TrainState, params, images, *, train: bool, rng=None, model_state=None):
-  """(logits, new model_state) for a batch; model_state (default: the state's) is updated only in training."""
+def _apply(model, state: TrainState, params, inputs, *, train: bool, rng=None, model_state=None):
+  """(logits, new model_state) for a batch's model inputs; model_state (default: the state's) is updated only in
+  training."""
   model_state = state.model_state if model_state is None else model_state
   variables = {'params': params, **model_state}
-  kwargs = {'dropout_rate': state.hparams['dropout_rate'], 'train': train}
+  kwargs = {**{k: state.hparams[k] for k in DROPOUT_RATES}, 'train': train}
   if train and model_state:
-    logits, new_state = model.apply(variables, images, rngs={'dropout': rng}, mutable=list(model_state), **kwargs)
+    logits, new_state = model.apply(variables, inputs, rngs={'dropout': rng}, mutable=list(model_state), **kwargs)
     return logits, dict(new_state)
   rngs = {'dropout': rng} if train else {}
-  return model.apply(variables, images, rngs=rngs, **kwargs), model_state
+  return model.apply(variables, inputs, rngs=rngs, **kwargs), model_state
 
 
 def micro_batches(batch: dict, k: int) -> dict:
@@ -89,45 +94,45 @@ def micro_batches(batch: dict, k: int) -> dict:
   return jax.tree.map(lambda x: x.reshape((x.shape[0] // k, k) + x.shape[1:]).swapaxes(0, 1), batch)
 
 
-def accumulated_gradients(model, state: TrainState, batch: dict, rng, accum_steps: int):
-  """Gradients of the class-weighted mean loss over `batch`, computed in `accum_steps` sequential micro-batches.
+def accumulated_gradients(model, task: tasks.Task, state: TrainState, batch: dict, rng, accum_steps: int):
+  """Gradients of the weighted mean loss over `batch` (see Task.losses_and_weights), computed in `accum_steps`
+  sequential micro-batches.
 
   Each micro-batch contributes the gradient of its weighted loss *sum*; the total is divided by the whole batch's
   weight, so K micro-batches give the gradient of one batch K times larger (up to float summation order).
-  Returns (grads, per-example losses [B], logits [B, C], new model_state).
+  Returns (grads, per-prediction losses [B] or [B, L], logits, new model_state).
   """
-  class_weights = state.hparams['class_weights']
-
   def micro(carry, xs):
     grads, total_weight, model_state = carry
     mb, j = xs
 
     def loss_sum(params):
-      logits, new_state = _apply(model, state, params, mb['image'], train=True, rng=jax.random.fold_in(rng, j),
+      logits, new_state = _apply(model, state, params, task.inputs(mb), train=True, rng=jax.random.fold_in(rng, j),
                                  model_state=model_state)
-      losses = tasks.classification_loss(logits, mb['label'], label_smoothing=state.hparams['label_smoothing'])
-      return jnp.sum(weights * losses), (losses, logits, new_state)
+      losses, weights = task.losses_and_weights(logits, mb, label_smoothing=state.hparams['label_smoothing'],
+                                                class_weights=state.hparams['class_weights'])
+      return jnp.sum(weights * losses), (losses, logits, new_state, jnp.sum(weights))
 
-    weights = class_weights[mb['label']] * mb['mask'] if 'mask' in mb else class_weights[mb['label']]
-    (_, (losses, logits, new_state)), g = jax.value_and_grad(loss_sum, has_aux=True)(state.params)
-    carry = (jax.tree.map(jnp.add, grads, g), total_weight + jnp.sum(weights), new_state)
+    (_, (losses, logits, new_state, weight)), g = jax.value_and_grad(loss_sum, has_aux=True)(state.params)
+    carry = (jax.tree.map(jnp.add, grads, g), total_weight + weight, new_state)
     return carry, (losses, logits)
 
   zeros = jax.tree.map(jnp.zeros_like, state.params)
   (grads, total_weight, model_state), (losses, logits) = jax.lax.scan(
       micro, (zeros, jnp.zeros(()), state.model_state), (micro_batches(batch, accum_steps), jnp.arange(accum_steps)))
   unstack = lambda x: x.swapaxes(0, 1).reshape((-1,) + x.shape[2:])  # back to the batch's row order
+  total_weight = jnp.maximum(total_weight, jnp.finfo(jnp.float32).tiny)  # a batch of padding only: zero gradients
   return jax.tree.map(lambda g: g / total_weight, grads), unstack(losses), unstack(logits), model_state
 
 
-def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTransformation, frozen,
-               accum_steps: int = 1):
+def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: optax.GradientTransformation,
+               frozen, accum_steps: int = 1):
   """One optimizer step over `batch`, in `accum_steps` micro-batches. `frozen` ({'params': ..., 'model_state':
   ...}, static trees of plan.Freezing, see `frozen_masks`) marks what comes back bit-identical at this step: frozen
   parameters and their batch-norm statistics. The phase of freezing over time is computed from the traced step,
   so it never recompiles."""
   rng = jax.random.fold_in(state.rng, state.step)
-  grads, losses, logits, model_state = accumulated_gradients(model, state, batch, rng, accum_steps)
+  grads, losses, logits, model_state = accumulated_gradients(model, task, state, batch, rng, accum_steps)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   stepped = optax.apply_updates(state.params, updates)
 
@@ -138,18 +143,15 @@ def train_step(state: TrainState, batch: dict, *, model, tx: optax.GradientTrans
 
   params = keep(frozen['params'], state.params, stepped)
   model_state = keep(frozen['model_state'], state.model_state, model_state)
-  metrics = metrics_lib.make_train_metrics().single_from_model_output(
-      loss=losses, logits=logits, labels=batch['label'], mask=batch.get('mask'))
+  metrics = task.train_metrics(losses=losses, logits=logits, batch=batch)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state)
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict, *, model, num_classes: int):
+def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task):
   """Metrics of one padded evaluation batch; rows with mask 0 count nowhere. Loss without label smoothing."""
-  logits, _ = _apply(model, state, state.params, batch['image'], train=False)
-  losses = tasks.classification_loss(logits, batch['label'])
-  return metrics_lib.make_eval_metrics(num_classes).single_from_model_output(
-      loss=losses, logits=logits, labels=batch['label'], mask=batch['mask'])
+  logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
+  return task.eval_metrics(logits=logits, batch=batch)
 
 
 def evaluate(eval_fn, state: TrainState, source, *, batch_size: int, mesh, limit: int | None = None) -> dict:
@@ -171,6 +173,7 @@ class RunPlan:
   total_steps: int
   eval_every: int
   model: Any
+  task: tasks.Task
   init_from: str  # a run directory whose best parameters initialise this run, or ''
   resuming: bool
 
@@ -188,21 +191,36 @@ def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
   problems = config_lib.validate(config)
   if problems:
     raise config_lib.ConfigError(problems)
+  m = config.model
+  try:  # before the data: a wrong checkpoint path fails fast, and its folder holds the default tokenizer
+    encoder = pretrained_lib.encoder_config(m)
+    data_config = _with_default_tokenizer(config.data, pretrained_lib.tokenizer_folder(m))
+  except surgery.SurgeryError as err:
+    raise config_lib.ConfigError([str(err)]) from err
   try:
-    splits = data_lib.load(config.data)
+    splits = data_lib.load(data_config)
   except ValueError as err:  # DataError, and sklearn's / TFDS's value errors
     raise config_lib.ConfigError([str(err)]) from err
-  if splits.task != 'image':
-    raise config_lib.ConfigError([f'model.name={config.model.name!r} takes images, but data.source='
-                                  f'{config.data.source!r} gives {splits.task} examples; use an image dataset'])
+  takes = 'text' if m.name in models.TEXT_MODELS else 'image'
+  if (splits.task == 'image') != (takes == 'image'):
+    fix = "an image dataset" if takes == 'image' else "a text dataset (data.source 'text', 'conll' or a TFDS text set)"
+    other = "model.name='bert'" if takes == 'image' else "an image model (mlp, cnn, vit, resnet)"
+    raise config_lib.ConfigError([f'model.name={m.name!r} takes {takes}, but data.source={config.data.source!r} '
+                                  f'gives {splits.task} examples; use {fix}, or {other}'])
+  task = tasks.Task(splits.task, tuple(splits.class_names))
+  if encoder is None and m.name == 'bert':
+    encoder = (models.bert_config(m, vocab_size=splits.report['vocab_size'], pad_id=splits.report['pad_id']), 0)
   t = config.train
   spe = data_lib.steps_per_epoch(len(splits.train), t.batch_size, config.data.remainder)
   total = t.num_steps or max(1, math.ceil(t.num_epochs * spe))
   problems = config_lib.check_run(config, num_devices=jax.device_count(), total_steps=total, steps_per_epoch=spe)
-  model = models.build(config.model, splits.num_classes)
+  try:
+    model = models.build(m, task, bert=encoder[0] if encoder else None)
+  except ValueError as err:  # a variant that names no size
+    raise config_lib.ConfigError([f'model.variant: {err}']) from err
   spec = lora_lib.Spec.of(config.lora)
   model = lora_lib.Adapted(model, spec) if spec else model
-  abstract = jax.eval_shape(functools.partial(_init_variables, model), splits.train[0]['image'][None],
+  abstract = jax.eval_shape(functools.partial(_init_variables, model), task.example_input(splits.train),
                             jax.random.key(0))
   try:
     params = abstract['params']
@@ -215,6 +233,14 @@ def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
       builder.rule_schedule(config.schedule, rule, total_steps=total, steps_per_epoch=spe)
   except (groups.GroupError, lora_lib.LoraError, ValueError) as err:
     problems += str(err).split('\n')
+  metric_problem = task.check_metric(config.eval.metric)
+  if metric_problem:
+    problems.append(metric_problem)
+  if task.kind == 'tags' and config.train.balance_classes:
+    problems.append('train.balance_classes: not available for token classification; give per-tag weights in '
+                    'train.class_weights')
+  if m.pretrained and not init_from and 'params' in abstract:
+    problems += pretrained_lib.check(m, abstract['params'], reinit=config.init.reinit)
   weights = config.train.class_weights
   if weights and len(weights) != splits.num_classes:
     problems.append(f'train.class_weights: {len(weights)} weights for {splits.num_classes} classes '
@@ -230,11 +256,22 @@ def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
                       'config (only train.num_steps / train.num_epochs may change). Differences: ' + '; '.join(diffs))
   if problems:
     raise config_lib.ConfigError(problems)
-  return RunPlan(config, workdir, splits, spe, total, config.eval.every_steps or spe, model, init_from, resuming)
+  return RunPlan(config, workdir, splits, spe, total, config.eval.every_steps or spe, model, task, init_from,
+                 resuming)
+
+
+def _with_default_tokenizer(data_config, folder: str):
+  """config.data, with data.tokenizer.path defaulting to the pretrained checkpoint's folder (not saved: the run's
+  config keeps '' and resolves it the same way again)."""
+  if data_config.tokenizer.path or not folder:
+    return data_config
+  data_config = copy.deepcopy(data_config)
+  data_config.tokenizer.path = folder
+  return data_config
 
 
 def _init_variables(model, example, rng):
-  return model.init({'params': rng, 'dropout': rng}, example, dropout_rate=0.0, train=False)
+  return model.init({'params': rng, 'dropout': rng}, example, train=False)
 
 
 def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainState, optax.GradientTransformation,
@@ -243,18 +280,25 @@ def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainSta
   unless `load_pretrained` is False (a resumed run restores its own)."""
   c = p.config
   init_rng, state_rng = jax.random.split(jax.random.key(c.seed))
-  variables = _init_variables(p.model, p.splits.train[0]['image'][None], init_rng)
+  variables = _init_variables(p.model, p.task.example_input(p.splits.train), init_rng)
   params = variables['params']
   model_state = {k: v for k, v in variables.items() if k != 'params'}
   if p.init_from and load_pretrained:
     params = surgery.load_run_params(p.init_from, params, reinit=c.init.reinit)
+  elif c.model.pretrained and load_pretrained:
+    imported = pretrained_lib.import_pretrained(c.model, params, model_state, reinit=c.init.reinit)
+    params, model_state = imported.params, imported.model_state
+    if jax.process_index() == 0:
+      print(imported.summary(pretrained_lib.describe_source(c.model)), flush=True)
+      os.makedirs(p.workdir, exist_ok=True)
+      writers.write_json_atomic(os.path.join(p.workdir, 'import_report.json'), imported.report)
   if lora_lib.Spec.of(c.lora):
     params = lora_lib.add_adapters(params, c.lora, jax.random.fold_in(init_rng, 1))
   labels, rules = p.parameter_groups(params)
   tx = builder.build(c.optimizer, c.schedule, labels, rules, total_steps=p.total_steps,
                      steps_per_epoch=p.steps_per_epoch)
   frozen = frozen_masks(labels, rules, model_state)
-  state = create_state(params, model_state, tx, rng=state_rng, dropout_rate=c.model.dropout_rate,
+  state = create_state(params, model_state, tx, rng=state_rng, dropout={k: c.model[k] for k in DROPOUT_RATES},
                        label_smoothing=c.train.label_smoothing, class_weights=class_weights(c.train, p.splits))
   return state, tx, frozen
 
@@ -311,9 +355,9 @@ def execute(p: RunPlan) -> dict:
   writer = writers.MetricWriter(workdir, resume_step=start or 0, enabled=is_writer)
 
   schedule = schedules.build_schedule(c.schedule, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
-  step_fn = jax.jit(functools.partial(train_step, model=p.model, tx=tx, frozen=frozen,
+  step_fn = jax.jit(functools.partial(train_step, model=p.model, task=p.task, tx=tx, frozen=frozen,
                                       accum_steps=c.train.grad_accum_steps), donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, model=p.model, num_classes=p.splits.num_classes))
+  eval_fn = jax.jit(functools.partial(eval_step, model=p.model, task=p.task))
   run_eval = functools.partial(evaluate, eval_fn, batch_size=c.eval.batch_size, mesh=mesh)
 
   step = int(state.step)
@@ -384,7 +428,7 @@ def _evaluate_splits(run_eval, state, splits, *, train_subset: int) -> dict[str,
   if not train_subset:
     return {'validation': val}
   train_eval = run_eval(state, splits.train, limit=train_subset)
-  val.update({f'gap_{k}': train_eval[k] - val[k] for k in metrics_lib.METRIC_NAMES})
+  val.update({f'gap_{k}': train_eval[k] - val[k] for k in metrics_lib.METRIC_MODES if k in val})
   return {'train_eval': train_eval, 'validation': val}
 
 

@@ -17,7 +17,7 @@ def _trajectory(tmp_path, steps=10, **overrides):
                         optimizer__weight_decay=0.1, **overrides)
   plan = train.plan(config, str(tmp_path))
   state, tx, frozen = train.initial_state(plan)
-  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen))
+  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
   it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
   leaves = lambda s: {groups.path_str(kp): np.asarray(v) for kp, v in jax.tree_util.tree_flatten_with_path(s.params)[0]}
   trajectory = [leaves(state)]

@@ -27,7 +27,7 @@ def _leaves(tree):
 def _train(tmp_path, config, steps=5):
   p = train.plan(config, str(tmp_path))
   state, tx, frozen = train.initial_state(p)
-  step_fn = jax.jit(functools.partial(train.train_step, model=p.model, tx=tx, frozen=frozen))
+  step_fn = jax.jit(functools.partial(train.train_step, model=p.model, task=p.task, tx=tx, frozen=frozen))
   it = data.train_iterator(p.splits.train, batch_size=32, seed=0)
   before = _leaves(state.params)
   for _ in range(steps):

@@ -8,12 +8,12 @@ import optax
 import pytest
 
 from conftest import small_config
-from ftlab import models
+from ftlab import models, tasks
 from ftlab.optim import builder, groups, plan
 
 
 def _params(config):
-  model = models.build(config.model, 5)
+  model = models.build(config.model, tasks.Task('image', tuple('56789')))
   return model.init({'params': jax.random.key(0)}, jnp.zeros((1, 8, 8, 1)), dropout_rate=0.0)['params']
 
 
@@ -212,7 +212,7 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path, name):
                           schedule__warmup='2 steps', train__class_weights=[1.0, 2.0, 1.0, 0.5, 1.0])
     plan = train.plan(config, str(tmp_path / str(k)))
     state, tx, frozen = train.initial_state(plan)
-    step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen, accum_steps=k))
+    step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen, accum_steps=k))
     it = data.train_iterator(plan.splits.train, batch_size=64, seed=0)
     for _ in range(6):
       state, metrics = step_fn(state, next(it))

@@ -14,7 +14,7 @@ def test_class_weighted_training_gradient_is_that_of_the_weighted_mean(tmp_path)
   plan = train.plan(small_config(train__class_weights=weights, model__dropout_rate=0.0), str(tmp_path))
   state, _, _ = train.initial_state(plan)
   batch = next(data.train_iterator(plan.splits.train, batch_size=32, seed=0))
-  grads, losses, _, _ = train.accumulated_gradients(plan.model, state, batch, jax.random.key(0), 1)
+  grads, losses, _, _ = train.accumulated_gradients(plan.model, plan.task, state, batch, jax.random.key(0), 1)
 
   def weighted_mean(params):
     logits = plan.model.apply({'params': params}, batch['image'], dropout_rate=0.0)

@@ -73,7 +73,7 @@ def test_run_writes_config_metrics_summary_tensorboard_and_checkpoints(tmp_path)
 def test_checkpoint_round_trip_is_exact(tmp_path):
   plan = train.plan(small_config(model__name='cnn', model__features=[4]), str(tmp_path / 'unused'))
   state, tx, frozen = train.initial_state(plan)
-  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen))
+  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
   it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
   for _ in range(3):
     state, _ = step_fn(state, next(it))
@@ -97,15 +97,16 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
 def test_traced_hyperparameters_change_results_without_recompiling(tmp_path):
   plan = train.plan(small_config(schedule__name='constant', schedule__warmup='0'), str(tmp_path))
   state, tx, frozen = train.initial_state(plan)
-  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen))
+  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
   batch = next(data.train_iterator(plan.splits.train, batch_size=32, seed=0))
   base, _ = step_fn(state, batch)
   changed = train.set_hyperparams(state, learning_rate=0.5, weight_decay=0.1, dropout_rate=0.3,
-                                  label_smoothing=0.2, class_weights=[1.0, 2.0, 1.0, 1.0, 3.0])
+                                  attention_dropout_rate=0.05, head_dropout_rate=0.2, label_smoothing=0.2,
+                                  class_weights=[1.0, 2.0, 1.0, 1.0, 3.0])
   values = train.hyperparams(changed)
   assert values.pop('class_weights') == [1.0, 2.0, 1.0, 1.0, 3.0]
   assert values == pytest.approx({'learning_rate': 0.5, 'weight_decay': 0.1, 'dropout_rate': 0.3,
-                                  'label_smoothing': 0.2})
+                                  'attention_dropout_rate': 0.05, 'head_dropout_rate': 0.2, 'label_smoothing': 0.2})
   other, metrics = step_fn(changed, batch)
   assert step_fn._cache_size() == 1
   assert not np.array_equal(base.params['head']['kernel'], other.params['head']['kernel'])
@@ -212,7 +213,7 @@ def test_freezing_a_batch_norm_backbone_also_fixes_its_statistics(tmp_path):
   config = small_config(model__name='cnn', model__features=[4, 4], optimizer__freeze='^backbone/conv_0|batchnorm_0')
   plan = train.plan(config, str(tmp_path))
   state, tx, frozen = train.initial_state(plan)
-  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen))
+  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
   it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
   before = _leaves(state.model_state)
   for _ in range(3):
@@ -265,7 +266,7 @@ def test_padded_rows_take_no_part_in_the_gradient(tmp_path):
   padded = {k: np.concatenate([v, v[:4][::-1]]) for k, v in batch.items()}  # 4 padding rows of other values
   padded['image'][8:] = np.random.default_rng(0).random(padded['image'][8:].shape)
   padded['mask'] = np.arange(12) < 8
-  grads = lambda b: train.accumulated_gradients(plan.model, state, b, jax.random.key(0), 1)[0]
+  grads = lambda b: train.accumulated_gradients(plan.model, plan.task, state, b, jax.random.key(0), 1)[0]
   for path, g in _leaves(grads(padded)).items():
     np.testing.assert_allclose(g, _leaves(grads(batch))[path], rtol=1e-5, atol=1e-7, err_msg=path)
 

@@ -280,5 +280,7 @@ def load(data_config) -> Splits:
       else:
         built[role] = text.TokenizedTags(cols['tokens'], cols['tags'], tokenizer, max_length=dc.tokenizer.max_length)
     report['truncated'] = {role: int(built[role].num_truncated) for role in splits_lib.ROLES}
+    report['vocab_size'] = int(tokenizer.get_vocab_size(with_added_tokens=True))
+    report['pad_id'] = int(text.pad_token_id(tokenizer))
   report['sizes'] = {role: len(built[role]) for role in splits_lib.ROLES}
   return Splits(built['train'], built['validation'], built['test'], selected_names, raw.task, report)
