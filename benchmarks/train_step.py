@@ -37,7 +37,7 @@ def main():
     mesh = parallel.data_mesh()
     state, tx, frozen = train.initial_state(plan)
     state = parallel.replicate(state, mesh)
-    step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, tx=tx, frozen=frozen), donate_argnums=0)
+    step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen), donate_argnums=0)
     it = data.train_iterator(plan.splits.train, batch_size=batch_size, seed=0)
     batches = [parallel.shard_batch(next(it), mesh) for _ in range(8)]
     t = time.perf_counter()
@@ -54,7 +54,7 @@ def main():
       state, m = step_fn(state, parallel.shard_batch(next(it), mesh))
     jax.block_until_ready(state)
     loop_rate = args.steps / (time.perf_counter() - t)
-    eval_fn = jax.jit(functools.partial(train.eval_step, model=plan.model, num_classes=plan.splits.num_classes))
+    eval_fn = jax.jit(functools.partial(train.eval_step, model=plan.model, task=plan.task))
     run_eval = functools.partial(train.evaluate, eval_fn, batch_size=256, mesh=mesh)
     run_eval(state, plan.splits.validation)
     t = time.perf_counter()

@@ -417,7 +417,8 @@ def execute(p: RunPlan) -> dict:
   if is_writer:
     writers.write_json_atomic(os.path.join(workdir, 'summary.json'), summary)
     print(f'ftlab: {workdir}: best validation {c.eval.metric} {best_val[c.eval.metric]:.4f} at step {best_step}; '
-          f'test accuracy {test["accuracy"]:.4f}, test {c.eval.metric} {test[c.eval.metric]:.4f}', flush=True)
+          f'test accuracy {test["accuracy"]:.4f}'
+          + (f', test {c.eval.metric} {test[c.eval.metric]:.4f}' if c.eval.metric != 'accuracy' else ''), flush=True)
   return summary
 
 

