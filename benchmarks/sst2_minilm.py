@@ -4,9 +4,10 @@ same weights, data and hyperparameters (configs/sst2_minilm.py's defaults; bench
     python benchmarks/sst2_minilm.py [--seeds 0,1,2] [--workdir /tmp/sst2_bench] [--hf-python PYTHON]
 
 ftlab: one `python -m ftlab.main --config configs/sst2_minilm.py` run per seed (first 8,000 training sentences, one
-epoch of 500 steps of 16, max length 64), evaluated once, at the end, on the 872 dev sentences (eval.every_steps = the run's length, so
-no checkpoint is picked by dev accuracy). Hugging Face: benchmarks/hf_sst2.py under PYTHON (an interpreter with
-torch and transformers: `pip install torch==2.13.0 transformers`), skipped when none is given and this one lacks torch.
+epoch of 250 steps of 32, max length 64), evaluated once, at the end, on the 872 dev sentences (eval.every_steps =
+the run's length, so no checkpoint is picked by dev accuracy). Hugging Face: benchmarks/hf_sst2.py under PYTHON (an
+interpreter with torch and transformers: `pip install torch==2.13.0 transformers`), skipped when none is given and
+this one lacks torch.
 Prints per seed the dev accuracy and the training wall time, and the means; --json-out writes them.
 """
 import argparse
@@ -22,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def ftlab_run(seed: int, workdir: str, overrides: list[str]) -> dict:
-  steps = 500  # 8,000 / 16
+  steps = 250  # 8,000 / 32
   cmd = [sys.executable, '-m', 'ftlab.main', '--config', 'configs/sst2_minilm.py', '--workdir', workdir,
          f'--config.seed={seed}', f'--config.eval.every_steps={steps}', '--config.eval.train_subset=0', *overrides]
   t0 = time.perf_counter()
@@ -58,7 +59,7 @@ def main():
   if python:
     hf_json = os.path.join(args.workdir, 'hf.json')
     subprocess.run([python, os.path.join(ROOT, 'benchmarks', 'hf_sst2.py'), '--seeds', args.seeds, '--batch-size',
-                    '16', '--json-out', hf_json], cwd=ROOT, check=True)
+                    '32', '--json-out', hf_json], cwd=ROOT, check=True)
     with open(hf_json) as f:
       out['hf'] = json.load(f)
   else:

@@ -9,7 +9,7 @@ validation, eng.testb as test; IOB1 tags converted to IOB2), or TFDS conll2003 w
 Each word's tag is predicted at its first sub-token; entity precision / recall / F1 (exact IOB2 spans, as seqeval)
 are in metrics.jsonl (entity_f1) and select the best checkpoint. 2 epochs of 14,041 sentences (878 steps of 32,
 length-bucketed, max length 128), AdamW lr 1e-4 (10% warm-up, linear decay), weight decay 0.01, dropout 0.1.
-Measured (CPU, 2 cores): see the numbers at the end of this docstring.
+Not yet measured: the run did not fit this session's CPU time (see the issue's note).
 """
 import os
 

@@ -12,7 +12,8 @@ each training set; the t10k files are the test sets). Two steps, the second nami
 everything; `scratch` trains the same network on Fashion-MNIST from random init, for comparison. A ResNet fits here
 too (model.name='resnet', model.bn_frozen to keep its batch-norm statistics fixed), but on this 2-core CPU a width-16
 ResNet-18 did not reach 50 steps in 6 minutes, where this ViT runs 2-3 steps/s.
-Measured (CPU, 2 cores): see the numbers at the end of this docstring.
+Measured (seed 0, one epoch each, CPU, 2 cores shared with other runs, about 3-4 minutes per run): MNIST pretraining
+test accuracy 0.9282; Fashion-MNIST test accuracy 0.8486 fine-tuned fully, 0.7123 with the backbone frozen.
 """
 import os
 

@@ -8,11 +8,12 @@ prepared in $TFDS_DATA_DIR with the `tfds` arg.
     python -m ftlab.main --config configs/sst2_minilm.py:full --workdir runs/sst2_minilm_full      # GPU: 67k x 3 epochs
     python -m ftlab.main --config configs/sst2_minilm.py:tfds --workdir runs/sst2_tfds
 
-Default: the first 8,000 training sentences, one epoch (500 steps of 16), max length 64 (length-bucketed batches),
+Default: the first 8,000 training sentences, one epoch (250 steps of 32), max length 64 (length-bucketed batches),
 AdamW lr 1e-4 (10% linear warm-up, linear decay to 0), weight decay 0.01 (not on biases and norms), dropout 0.1
 (hidden, attention, head), mean pooling, gradient clipping 1.0. Validation is the 872-sentence dev set; the test split
 is the last 2,000 training sentences (disjoint from the first 8,000; GLUE's test labels are hidden).
-Measured (CPU, 2 cores; benchmarks/sst2_minilm.py): see the numbers at the end of this docstring.
+Measured (benchmarks/sst2_minilm.py, CPU, 2 cores shared with other runs): dev accuracy 0.8612, 0.8635, 0.8544 for
+seeds 0, 1, 2 (mean 0.8597), about 2 steps/s, 3-4 minutes per seed. Batch 16 (500 steps) gave 0.8544 at seed 0.
 """
 import os
 
@@ -46,10 +47,10 @@ def get_config(arg=None):
   o.grad_clip_norm = 1.0
   config.schedule.name = 'linear'
   config.schedule.warmup = '10%'
-  config.train.batch_size = 16
+  config.train.batch_size = 32
   config.train.num_epochs = 1.0
   config.train.log_every_steps = 25
-  config.eval.every_steps = 250
+  config.eval.every_steps = 125
   config.eval.batch_size = 128
   config.eval.metric = 'accuracy'
   config.eval.train_subset = 512
