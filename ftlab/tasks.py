@@ -19,7 +19,6 @@ from ftlab import entity_metrics
 from ftlab import metrics as metrics_lib
 
 TEXT_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids')
-KINDS = ('image', 'text', 'tags')
 
 
 def classification_loss(logits: jax.Array, labels: jax.Array, *, label_smoothing=0.0) -> jax.Array:
