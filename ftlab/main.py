@@ -2,7 +2,8 @@
 
 Every problem with the config, the workdir or the command line is reported at once before any compute, with exit
 status 2 and nothing written. With init.pretrain enabled the source-task run goes first, into DIR/pretrain.
-Rerunning the same command on the same DIR resumes.
+Rerunning the same command on the same DIR resumes. A run whose loss becomes NaN or Inf stops with exit status 3,
+naming the step and the last good checkpoint.
 """
 from __future__ import annotations
 
@@ -12,16 +13,22 @@ from ftlab import cli
 from ftlab import config as config_lib
 from ftlab import train
 from ftlab.pretrained import source_task
+from ftlab.sweeps import records
 
 
-def run(config, workdir: str) -> dict:
-  """Plans every stage (raising ConfigError with all problems), then runs them; returns the run's summary."""
+def run(config, workdir: str, *, pretrain_dir: str = '', on_eval=None) -> dict:
+  """Plans every stage (raising ConfigError with all problems), then runs them; returns the run's summary.
+
+  The source-task run (init.pretrain) goes into `pretrain_dir` (default <workdir>/pretrain; a sweep shares one
+  between trials whose source runs are identical), under a lock so that two processes never train it at once.
+  `on_eval` is passed to train.execute for the fine-tuning run.
+  """
   stages = []
   problems = []
   init_from = config.init.checkpoint
   if config.init.pretrain.enabled:
-    init_from = source_task.directory(workdir)
-    if not source_task.is_finished(workdir):
+    init_from = pretrain_dir or source_task.directory(workdir)
+    if not source_task.is_finished(init_from):
       try:
         stages.append(train.plan(source_task.source_config(config), init_from))
       except config_lib.ConfigError as err:
@@ -33,9 +40,11 @@ def run(config, workdir: str) -> dict:
   if problems:
     raise config_lib.ConfigError(problems)
   for stage in stages:
-    print(f'ftlab: pretraining on the source task in {stage.workdir}', flush=True)
-    train.execute(stage)
-  return train.execute(final)
+    with records.locked(stage.workdir.rstrip('/') + '.lock'):
+      if not source_task.is_finished(stage.workdir):  # another process may have finished it meanwhile
+        print(f'ftlab: pretraining on the source task in {stage.workdir}', flush=True)
+        train.execute(train.plan(stage.config, stage.workdir))
+  return train.execute(final, on_eval=on_eval)
 
 
 def main(argv: list[str]) -> int:
@@ -44,6 +53,9 @@ def main(argv: list[str]) -> int:
     run(config, workdir)
   except config_lib.ConfigError as err:
     cli.exit_on_config_error(err)
+  except train.Diverged as err:
+    print(f'ftlab: {err}', file=sys.stderr)
+    return 3
   return 0
 
 

@@ -37,6 +37,26 @@ from ftlab.pretrained import load as pretrained_lib
 from ftlab.pretrained import surgery
 
 DROPOUT_RATES = ('dropout_rate', 'attention_dropout_rate', 'head_dropout_rate')
+
+
+class Diverged(RuntimeError):
+  """The training loss became NaN or Inf: raised at the first such step, before anything of it is saved."""
+
+  def __init__(self, step: int, loss: float, workdir: str, last_good: int | None):
+    self.step, self.loss, self.last_good = step, loss, last_good
+    where = (f'the last good checkpoint is step {last_good} in {workdir}/checkpoints' if last_good is not None
+             else 'no checkpoint was saved before it')
+    super().__init__(f'training diverged: the loss is {loss} at step {step}; {where}. Lower '
+                     'optimizer.learning_rate, set optimizer.grad_clip_norm, or add schedule.warmup, then rerun in a '
+                     'new workdir')
+
+
+class Stop(Exception):
+  """Raised by an `on_eval` callback to end a run after an evaluation (a pruned sweep trial); `step` is where."""
+
+  def __init__(self, step: int, reason: str):
+    self.step, self.reason = step, reason
+    super().__init__(f'stopped at step {step}: {reason}')
 LOOP_HPARAMS = DROPOUT_RATES + ('label_smoothing', 'class_weights')
 
 
@@ -325,10 +345,13 @@ def class_weights(train_config, splits: data_lib.Splits) -> np.ndarray:
   return np.where(counts > 0, len(splits.train) / (num * np.maximum(counts, 1)), 1.0).astype(np.float32)
 
 
-def execute(p: RunPlan) -> dict:
+def execute(p: RunPlan, *, on_eval=None) -> dict:
   """Trains, evaluates, checkpoints and writes the outputs of a planned run; returns summary.json's contents.
 
   A workdir with checkpoints resumes from the latest; a finished run only re-evaluates the test split.
+  `on_eval(step, validation_row)` is called after each evaluation and may raise Stop (a pruned trial). The loss is
+  checked one step behind the dispatch (no stall) and before every save: NaN or Inf raises Diverged, so no
+  checkpoint ever holds a diverged state.
   """
   c, workdir = p.config, p.workdir
   is_writer = jax.process_index() == 0
@@ -363,36 +386,62 @@ def execute(p: RunPlan) -> dict:
   step = int(state.step)
   progress = writers.Progress(p.total_steps, step)
   train_metrics = None
-  kill_at = int(os.environ.get('FTLAB_TEST_SIGKILL_AT_STEP', '0'))
+  kill_at = _test_kill_step(workdir)
+  last_good = start
+
+  def check_finite(at_step: int, m):
+    loss = float(m.loss.compute())
+    if not math.isfinite(loss):
+      raise Diverged(at_step, loss, workdir, last_good)
+    return loss
+
   t0 = time.perf_counter()
-  while step < p.total_steps and not loop['stopped_early']:
-    batch = parallel.shard_batch(next(train_iter), mesh)
-    state, m = step_fn(state, batch)
-    train_metrics = m if train_metrics is None else train_metrics.merge(m)
-    step += 1
-    if is_writer and (step % c.train.log_every_steps == 0 or step == p.total_steps):
-      print(progress.line(step, float(m.loss.compute())), flush=True)
-    evaluating = step % p.eval_every == 0 or step == p.total_steps
-    metric_value = None
-    if evaluating:
-      peak = builder.hyperparams(state.opt_state)['learning_rate']
-      lr = float(peak * schedule(step - 1))  # the rate the last step used
-      writer.write(step, 'train', {**metrics_lib.summarize(train_metrics), 'learning_rate': lr})
-      train_metrics = None
-      rows = _evaluate_splits(run_eval, state, p.splits, train_subset=c.eval.train_subset)
-      for split, row in rows.items():
-        writer.write(step, split, row)
-      val = rows['validation']
-      metric_value = val[c.eval.metric]
-      loop = _early_stopping(loop, metric_value, c.early_stopping, mode)
-      if is_writer:
-        print(f'  eval @ {step}: validation {c.eval.metric} {metric_value:.4f}  loss {val["loss"]:.4f}  '
-              f'accuracy {val["accuracy"]:.4f}', flush=True)
-    if evaluating or (c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0):
-      ckpts.save(step, state, train_iter, loop, metric=metric_value)
-    if step == kill_at:  # tests: die here as a preempted VM does, with no chance to clean up
-      os.kill(os.getpid(), signal.SIGKILL)
-  ckpts.wait()
+  pending = None  # (step, metrics) of the step before the one in flight
+  try:
+    while step < p.total_steps and not loop['stopped_early']:
+      batch = parallel.shard_batch(next(train_iter), mesh)
+      state, m = step_fn(state, batch)
+      if pending is not None:
+        check_finite(*pending)
+      train_metrics = m if train_metrics is None else train_metrics.merge(m)
+      step += 1
+      pending = (step, m)
+      if is_writer and (step % c.train.log_every_steps == 0 or step == p.total_steps):
+        print(progress.line(step, check_finite(step, m)), flush=True)
+      evaluating = step % p.eval_every == 0 or step == p.total_steps
+      saving = evaluating or (c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0)
+      if saving:
+        check_finite(step, m)
+      metric_value = None
+      if evaluating:
+        peak = builder.hyperparams(state.opt_state)['learning_rate']
+        lr = float(peak * schedule(step - 1))  # the rate the last step used
+        writer.write(step, 'train', {**metrics_lib.summarize(train_metrics), 'learning_rate': lr})
+        train_metrics = None
+        rows = _evaluate_splits(run_eval, state, p.splits, train_subset=c.eval.train_subset)
+        for split, row in rows.items():
+          writer.write(step, split, row)
+        val = rows['validation']
+        metric_value = val[c.eval.metric]
+        loop = _early_stopping(loop, metric_value, c.early_stopping, mode)
+        if is_writer:
+          print(f'  eval @ {step}: validation {c.eval.metric} {metric_value:.4f}  loss {val["loss"]:.4f}  '
+                f'accuracy {val["accuracy"]:.4f}', flush=True)
+      if saving:
+        ckpts.save(step, state, train_iter, loop, metric=metric_value)
+        last_good = step
+      if evaluating and on_eval is not None:
+        on_eval(step, rows['validation'])
+      if step == kill_at:  # tests: die here as a preempted VM does, with no chance to clean up
+        os.kill(os.getpid(), signal.SIGKILL)
+    if pending is not None:
+      check_finite(*pending)
+    ckpts.wait()
+  except BaseException:
+    ckpts.wait()
+    writer.close()
+    ckpts.close()
+    raise
   train_seconds = time.perf_counter() - t0
 
   best_step = ckpts.best_step()
@@ -420,6 +469,13 @@ def execute(p: RunPlan) -> dict:
           f'test accuracy {test["accuracy"]:.4f}'
           + (f', test {c.eval.metric} {test[c.eval.metric]:.4f}' if c.eval.metric != 'accuracy' else ''), flush=True)
   return summary
+
+
+def _test_kill_step(workdir: str) -> int:
+  """FTLAB_TEST_SIGKILL_AT_STEP=STEP (any run) or STEP:TEXT (only a run whose workdir contains TEXT): the step at
+  which tests make this process SIGKILL itself; 0 when unset."""
+  step, _, where = os.environ.get('FTLAB_TEST_SIGKILL_AT_STEP', '0').partition(':')
+  return int(step) if not where or where in workdir else 0
 
 
 def _evaluate_splits(run_eval, state, splits, *, train_subset: int) -> dict[str, dict]:

@@ -40,5 +40,6 @@ def directory(workdir: str) -> str:
   return os.path.join(workdir, 'pretrain')
 
 
-def is_finished(workdir: str) -> bool:
-  return os.path.exists(os.path.join(directory(workdir), 'summary.json'))
+def is_finished(run_dir: str) -> bool:
+  """Whether the source-task run in `run_dir` (see directory()) has finished."""
+  return os.path.exists(os.path.join(run_dir, 'summary.json'))
