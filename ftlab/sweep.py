@@ -1,0 +1,89 @@
+"""A whole ablation in one command: `python -m ftlab.sweep --config=configs/NAME.py[:ARG] --workdir=DIR [options]`.
+
+Runs the sweep that the config file's get_sweep(arg) defines (see ftlab/sweeps/space.py): every trial is a normal
+ftlab run in DIR/trials/<id>, one row per finished trial goes to DIR/trials.jsonl, and DIR/report.md with
+DIR/plots/*.png is written at the end. Rerunning the same command resumes: finished trials are not rerun and an
+interrupted one resumes from its checkpoint. Several processes (on one machine, or several sharing --storage)
+given the same command split the trials between them.
+
+Options:
+  --config.KEY=VALUE   override a key of the base config, as in ftlab.main
+  --sweep.KEY=VALUE    override a key of the sweep definition (kind, seeds, metric, direction, num_trials, ...)
+  --storage=URL        the Optuna storage shared by the workers (default sqlite:///DIR/optuna.db)
+  --study=NAME         the study's name in that storage (default 'ftlab')
+  --stale-after=SECS   a trial of another machine silent for this long is taken over (default 300)
+  --report=false       do not write the report at the end (python -m ftlab.report DIR writes it later)
+Errors in the config, the sweep or any trial's config are reported together before any compute (exit status 2).
+"""
+from __future__ import annotations
+
+import ast
+import sys
+
+from ftlab import cli
+from ftlab import config as config_lib
+from ftlab.sweeps import records, runner
+
+USAGE = ('usage: python -m ftlab.sweep --config=configs/NAME.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...] '
+         '[--sweep.KEY=VALUE ...] [--storage=URL] [--study=NAME] [--stale-after=SECS] [--report=false]')
+OPTIONS = ('storage', 'study', 'stale-after', 'report')
+
+
+def parse(argv: list[str]):
+  """argv -> (config file, workdir, config overrides, sweep overrides, runner.Options); ConfigError on problems."""
+  rest, sweep_overrides, extra, problems = [], {}, {}, []
+  for arg in argv:
+    name, eq, value = arg[2:].partition('=') if arg.startswith('--') else ('', '', '')
+    if name.startswith('sweep.'):
+      sweep_overrides[name[len('sweep.'):]] = _literal(value)
+    elif name in OPTIONS:
+      if not eq:
+        problems.append(f'--{name}: needs a value (--{name}=VALUE)')
+      extra[name] = value
+    else:
+      rest.append(arg)
+  options, raw_overrides, more = cli.split_args(rest)
+  problems += [p.replace(cli.USAGE, USAGE) for p in more]
+  schema = dict(config_lib.flatten(config_lib.defaults()))
+  config_overrides = {key: cli.parse_value(raw, schema.get(key, '')) for key, raw in raw_overrides}
+  opts = runner.Options()
+  opts.storage = extra.get('storage', '')
+  opts.study_name = extra.get('study', runner.STUDY_NAME)
+  try:
+    opts.stale_after = float(extra.get('stale-after', runner.STALE_AFTER_SECONDS))
+  except ValueError:
+    problems.append(f'--stale-after: {extra["stale-after"]!r} is not a number of seconds')
+  if extra.get('report', 'true').lower() not in ('true', 'false'):
+    problems.append(f'--report: {extra["report"]!r}; use true or false')
+  opts.report = extra.get('report', 'true').lower() != 'false'
+  if problems:
+    raise config_lib.ConfigError(problems)
+  return options['config'], options['workdir'], config_overrides, sweep_overrides, opts
+
+
+def _literal(text: str):
+  try:
+    return ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    return text
+
+
+def main(argv: list[str]) -> int:
+  try:
+    config_file, workdir, config_overrides, sweep_overrides, options = parse(argv)
+    rows = runner.run(config_file, workdir, config_overrides=config_overrides, sweep_overrides=sweep_overrides,
+                      options=options)
+  except config_lib.ConfigError as err:
+    cli.exit_on_config_error(err)
+  except records.RecordError as err:
+    print(f'ftlab.sweep: {err}', file=sys.stderr)
+    return 2
+  counts = {}
+  for row in rows:
+    counts[row['status']] = counts.get(row['status'], 0) + 1
+  print(f'ftlab.sweep: {workdir}: {len(rows)} trials recorded ({", ".join(f"{n} {s}" for s, n in counts.items())})')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main(sys.argv[1:]))

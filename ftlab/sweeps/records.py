@@ -1,0 +1,120 @@
+"""The files of a sweep directory: sweep.json (what was asked) and trials.jsonl (one row per finished trial).
+
+trials.jsonl is appended by every worker of a sweep, possibly at once and possibly killed mid-write. Appends hold
+an exclusive lock (fcntl on trials.jsonl.lock) and first cut off a half-written last line left by a killed writer;
+a row is written once per trial id (a second write of the same id is a no-op), so a worker that resumes a trial
+whose row already landed does not duplicate it. Readers report a line that is not JSON with its file and line
+number instead of a traceback.
+
+A row: {'id', 'config_id', 'values' (the swept values by key), 'seed', 'status' ('complete', 'pruned', 'diverged'
+or 'failed'), 'step' (complete: the best step; pruned / diverged: the step it stopped at), 'best_step',
+'final_step', 'objective' (the sweep's metric at the best step, or None), 'validation', 'test', 'train_eval'
+(metric dicts or None), 'wall_seconds', 'workdir' (relative to the sweep directory), 'message'}.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+
+STATUSES = ('complete', 'pruned', 'diverged', 'failed')
+TRIALS = 'trials.jsonl'
+SWEEP = 'sweep.json'
+
+
+class RecordError(ValueError):
+  """A sweep file that cannot be read: names the file, the line and what to do."""
+
+
+@contextlib.contextmanager
+def locked(path: str):
+  """An exclusive advisory lock on `path` (created if missing), held for the block; works across processes."""
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  with open(path, 'a') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def read(sweep_dir: str) -> list[dict]:
+  """The rows of sweep_dir/trials.jsonl in file order ([] when there is none). A half-written last line (no
+  newline: its writer was killed) is ignored; any other line that is not a JSON object raises RecordError."""
+  path = os.path.join(sweep_dir, TRIALS)
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    text = f.read()
+  lines = text.split('\n')
+  complete, tail = lines[:-1], lines[-1]  # `tail` is '' when the file ends with a newline
+  rows = []
+  for number, line in enumerate(complete, 1):
+    if not line.strip():
+      continue
+    try:
+      row = json.loads(line)
+    except json.JSONDecodeError as err:
+      raise RecordError(f'{path}, line {number}: not a JSON row ({err.msg}); delete or repair that line and rerun '
+                        '(its trial is then run again)') from err
+    if not isinstance(row, dict) or 'id' not in row or row.get('status') not in STATUSES:
+      raise RecordError(f'{path}, line {number}: not a trial row (needs an "id" and a "status" in {STATUSES}); '
+                        'delete or repair that line and rerun')
+    rows.append(row)
+  del tail  # a killed writer's partial row: not a result; append() cuts it off
+  return rows
+
+
+def by_id(sweep_dir: str) -> dict[str, dict]:
+  return {row['id']: row for row in read(sweep_dir)}
+
+
+def append(sweep_dir: str, row: dict) -> bool:
+  """Appends `row` unless a row with its id is already there; returns whether it was written."""
+  if row.get('status') not in STATUSES:
+    raise ValueError(f'trial row status {row.get("status")!r} is not one of {STATUSES}')
+  path = os.path.join(sweep_dir, TRIALS)
+  with locked(path + '.lock'):
+    if row['id'] in by_id(sweep_dir):
+      return False
+    if os.path.exists(path):
+      with open(path, 'rb+') as f:  # cut a half-written last line (a killed writer's)
+        data = f.read()
+        if data and not data.endswith(b'\n'):
+          f.truncate(data.rfind(b'\n') + 1)
+    with open(path, 'a') as f:
+      f.write(json.dumps(row, sort_keys=True) + '\n')
+      f.flush()
+      os.fsync(f.fileno())
+  return True
+
+
+def read_sweep(sweep_dir: str) -> dict | None:
+  """sweep.json's contents, or None when the directory holds no sweep yet."""
+  path = os.path.join(sweep_dir, SWEEP)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except json.JSONDecodeError as err:
+    raise RecordError(f'{path}: not valid JSON ({err.msg} at line {err.lineno}); restore it, or start the sweep in a '
+                      'new --workdir') from err
+
+
+def read_metrics(sweep_dir: str, row: dict) -> list[dict]:
+  """The metrics.jsonl rows of a trial ([] when its run wrote none)."""
+  path = os.path.join(sweep_dir, row['workdir'], 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  out = []
+  with open(path) as f:
+    for line in f:
+      line = line.strip()
+      if line:
+        try:
+          out.append(json.loads(line))
+        except json.JSONDecodeError:
+          break  # a killed run's last line; the rows before it are whole
+  return out

@@ -1,0 +1,430 @@
+"""The report of a sweep: DIR/sweep.json and DIR/trials.jsonl -> DIR/report.md and DIR/plots/*.png.
+
+The tables are pure functions of the trial rows (ftlab/sweeps/records.py), so they are tested without training
+anything; write(DIR) reads the files, draws the figures (ftlab/sweeps/plots.py) and writes report.md. The sweep
+runner calls write() when a sweep ends; `python -m ftlab.report DIR` does it by hand.
+
+Configurations are ranked by the validation objective, mean over their complete seeds; test metrics are shown
+beside it, never used to choose. Means and stds are over complete seeds only (population std, ddof=0): a pruned
+or diverged seed has no final result, and counting its partial metrics would flatter or punish a configuration
+for where it happened to stop. Those trials are listed in a section of their own.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shlex
+
+import numpy as np
+
+from ftlab.sweeps import plots
+from ftlab.sweeps import records
+
+VALIDATION_METRICS = ('accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'loss')
+TEST_METRICS = ('accuracy', 'f1_macro')
+MIN_IMPORTANCE_CONFIGS = 4
+PM = '±'
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """What sweep.json says about the sweep, with its defaults filled in."""
+  config: str
+  kind: str
+  params: dict  # key -> list of values (grid / zip) or a distribution dict
+  seeds: list
+  metric: str
+  direction: str  # 'max' or 'min'
+  overrides: dict
+
+
+@dataclasses.dataclass
+class Configuration:
+  """One configuration (config_id): its swept values and its trials, one per seed."""
+  config_id: str
+  values: dict
+  trials: list  # every row of this config_id, in file order
+  complete: list  # the rows with status 'complete'
+  objectives: list  # the validation objective of each complete row (finite values only)
+
+  @property
+  def objective(self) -> float | None:
+    return float(np.mean(self.objectives)) if self.objectives else None
+
+
+def load(sweep_dir: str) -> tuple[Spec, list[dict]]:
+  """(the sweep's Spec, its trial rows); raises records.RecordError naming the file and the fix when sweep_dir
+  is not a sweep directory."""
+  path = os.path.join(sweep_dir, records.SWEEP)
+  if not os.path.isdir(sweep_dir):
+    raise records.RecordError(f'{sweep_dir}: no such directory; give the directory of a sweep (the --workdir of '
+                              'python -m ftlab.sweep, which holds sweep.json and trials.jsonl)')
+  info = records.read_sweep(sweep_dir)
+  if info is None:
+    raise records.RecordError(f'{path}: not found, so {sweep_dir} is not a sweep directory; give the --workdir of '
+                              'a sweep (python -m ftlab.sweep writes sweep.json there when it starts)')
+  return spec_of(info, path), records.read(sweep_dir)
+
+
+def spec_of(info, path: str = records.SWEEP) -> Spec:
+  """sweep.json's contents -> Spec; raises records.RecordError naming the missing or malformed entry."""
+  sweep = info.get('sweep') if isinstance(info, dict) else None
+  fix = 'restore the file, or rerun the sweep into a new --workdir'
+  if not isinstance(sweep, dict):
+    raise records.RecordError(f'{path}: has no "sweep" object (the sweep definition); {fix}')
+  if not isinstance(sweep.get('params'), dict) or not sweep['params']:
+    raise records.RecordError(f'{path}: "sweep.params" is missing or empty; {fix}')
+  metric = sweep.get('metric')
+  if not isinstance(metric, str):
+    raise records.RecordError(f'{path}: "sweep.metric" (the objective) is missing; {fix}')
+  direction = sweep.get('direction') or ('min' if metric.endswith('loss') else 'max')
+  if direction not in ('max', 'min'):
+    raise records.RecordError(f'{path}: "sweep.direction" is {direction!r}; it must be "max" or "min"')
+  return Spec(config=str(info.get('config', '?')), kind=str(sweep.get('kind', 'grid')), params=sweep['params'],
+              seeds=list(sweep.get('seeds') or []), metric=metric, direction=direction,
+              overrides=dict(info.get('overrides') or {}))
+
+
+def _number(value) -> float | None:
+  return float(value) if plots.is_number(value) and math.isfinite(value) else None
+
+
+def objective(row: dict, metric: str) -> float | None:
+  """A trial's validation objective: validation[metric], else the row's 'objective'; None when neither is a
+  finite number."""
+  value = _number((row.get('validation') or {}).get(metric))
+  return value if value is not None else _number(row.get('objective'))
+
+
+def stat(rows: list[dict], split: str, metric: str) -> tuple[float, float] | None:
+  """(mean, population std) of row[split][metric] over the rows that have it; None when none has."""
+  values = [v for v in (_number((r.get(split) or {}).get(metric)) for r in rows) if v is not None]
+  return (float(np.mean(values)), float(np.std(values))) if values else None
+
+
+def summarize(rows: list[dict], spec: Spec) -> list[Configuration]:
+  """The rows grouped by config_id, best first by the mean objective over complete seeds (spec.direction);
+  configurations with no complete seed come last. Ties keep the order of first appearance."""
+  groups = {}
+  for row in rows:
+    groups.setdefault(row.get('config_id', row['id']), []).append(row)
+  configs = []
+  for config_id, trials in groups.items():
+    complete = [r for r in trials if r['status'] == 'complete']
+    values = {k: trials[0].get('values', {}).get(k) for k in spec.params}
+    objectives = [v for v in (objective(r, spec.metric) for r in complete) if v is not None]
+    configs.append(Configuration(config_id, values, trials, complete, objectives))
+  sign = -1 if spec.direction == 'max' else 1
+  return sorted(configs, key=lambda c: (c.objective is None, sign * (c.objective or 0.0)))
+
+
+def _fmt(value, digits: int = 4) -> str:
+  return 'n/a' if value is None else f'{value:.{digits}f}'
+
+
+def _fmt_stat(s: tuple[float, float] | None) -> str:
+  return 'n/a' if s is None else f'{s[0]:.4f} {PM} {s[1]:.4f}'
+
+
+def _cell(text: str) -> str:
+  """Text made safe for one markdown table cell."""
+  return str(text).replace('\\', '\\\\').replace('|', '\\|').replace('\n', ' ')
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+  lines = ['| ' + ' | '.join(_cell(h) for h in header) + ' |', '|' + '---|' * len(header)]
+  lines += ['| ' + ' | '.join(_cell(c) for c in row) + ' |' for row in rows]
+  return '\n'.join(lines)
+
+
+def _has(configs: list[Configuration], split: str, metric: str) -> bool:
+  return any(metric in (r.get(split) or {}) for c in configs for r in c.complete)
+
+
+def columns(configs: list[Configuration], metric: str) -> list[tuple[str, str]]:
+  """The (split, metric) columns of the main table: the validation objective first, the other main validation
+  metrics (entity_f1 when the runs have it), then test accuracy, f1_macro and the objective."""
+  val = [metric] + [m for m in VALIDATION_METRICS if m != metric]
+  if _has(configs, 'validation', 'entity_f1') and 'entity_f1' not in val:
+    val.insert(1, 'entity_f1')
+  test = list(dict.fromkeys(TEST_METRICS + (metric,)))
+  return [('validation', m) for m in val] + [('test', m) for m in test]
+
+
+def main_table(configs: list[Configuration], spec: Spec) -> str:
+  """One row per configuration, best first: rank (★ on the best), swept values, seeds complete/finished, mean ±
+  std of the metrics over complete seeds, the mean best step, and the mean train-validation gap of the objective."""
+  cols = columns(configs, spec.metric)
+  header = (['rank'] + list(spec.params) + ['seeds complete/finished']
+            + [f'{"val" if split == "validation" else "test"} {m}' + (' (objective)' if (split, m) == (
+                'validation', spec.metric) else '') for split, m in cols]
+            + ['best step', f'gap {spec.metric} (train - val)'])
+  out = []
+  for rank, c in enumerate(configs, 1):
+    best = rank == 1 and c.objective is not None
+    gap = stat(c.complete, 'validation', f'gap_{spec.metric}')
+    steps = [s for s in (_number(r.get('best_step', r.get('step'))) for r in c.complete) if s is not None]
+    out.append([f'★ {rank}' if best else str(rank)] + [plots.format_value(c.values[k]) for k in spec.params]
+               + [f'{len(c.complete)}/{len(c.trials)}']
+               + [_fmt_stat(stat(c.complete, split, m)) for split, m in cols]
+               + [_fmt(float(np.mean(steps)), 1) if steps else 'n/a', _fmt(gap[0]) if gap else 'n/a'])
+  return _table(header, out)
+
+
+def incomplete_table(rows: list[dict], spec: Spec) -> str:
+  """The trials that did not complete (pruned, diverged, failed) with where they stopped and why."""
+  out = []
+  for r in rows:
+    if r['status'] == 'complete':
+      continue
+    message = (str(r.get('message') or '').strip().splitlines() or [''])[0]
+    if len(message) > 200:
+      message = message[:197] + '...'
+    out.append([str(r['id'])] + [plots.format_value((r.get('values') or {}).get(k)) for k in spec.params]
+               + [str(r.get('seed', '')), r['status'], str(r.get('step') if r.get('step') is not None else 'n/a'),
+                  _fmt(objective(r, spec.metric)), message or '-'])
+  if not out:
+    return 'None: every trial completed.'
+  header = ['id'] + list(spec.params) + ['seed', 'status', 'step', f'val {spec.metric} so far', 'message']
+  return _table(header, out)
+
+
+def status_counts(rows: list[dict]) -> dict[str, int]:
+  return {s: sum(r['status'] == s for r in rows) for s in records.STATUSES}
+
+
+def distributions(params: dict) -> dict:
+  """Optuna distributions of the swept params: loguniform / uniform -> FloatDistribution (log for loguniform),
+  int -> IntDistribution, choice, variants and grid lists -> CategoricalDistribution (values that Optuna cannot
+  hold, such as lists, as their JSON text)."""
+  from optuna import distributions as d
+  out = {}
+  for key, spec in params.items():
+    kind = next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else 'list'
+    if kind == 'loguniform':
+      out[key] = d.FloatDistribution(*spec[kind], log=True)
+    elif kind == 'uniform':
+      out[key] = d.FloatDistribution(*spec[kind])
+    elif kind == 'int':
+      out[key] = d.IntDistribution(*spec[kind])
+    elif kind == 'variants':
+      out[key] = d.CategoricalDistribution(list(spec[kind]))
+    elif kind == 'choice' or isinstance(spec, list):
+      out[key] = d.CategoricalDistribution([_categorical(v) for v in (spec['choice'] if kind == 'choice' else spec)])
+    else:
+      raise records.RecordError(f'sweep.params[{key!r}] is {spec!r}: not a list nor a distribution (loguniform, '
+                                'uniform, int, choice or variants)')
+  return out
+
+
+def _categorical(value):
+  return value if value is None or isinstance(value, (bool, int, float, str)) else plots.format_value(value)
+
+
+def importances(configs: list[Configuration], spec: Spec) -> tuple[dict[str, float] | None, str]:
+  """fANOVA importances of the params for the mean objective of the configurations, or (None, the reason they
+  were not computed). An in-memory Optuna study gets one trial per configuration with a complete seed; the
+  evaluator is seeded, so the same rows give the same numbers."""
+  scored = [c for c in configs if c.objective is not None]
+  if spec.kind not in ('random', 'bayes'):
+    return None, f'not computed: a {spec.kind} sweep; importances are for random and bayes searches (read the table)'
+  if len(spec.params) < 2:
+    return None, 'not computed: one parameter is swept; its plot shows all there is'
+  if len(scored) < MIN_IMPORTANCE_CONFIGS:
+    return None, (f'not computed: {len(scored)} configuration(s) with a complete seed; fANOVA needs at least '
+                  f'{MIN_IMPORTANCE_CONFIGS}')
+  if len({c.objective for c in scored}) == 1:
+    return None, 'not computed: every configuration has the same objective, so there is no variance to attribute'
+  import optuna
+  dists = distributions(spec.params)
+  verbosity = optuna.logging.get_verbosity()
+  optuna.logging.set_verbosity(optuna.logging.WARNING)
+  try:
+    study = optuna.create_study(direction='maximize' if spec.direction == 'max' else 'minimize')
+    for c in scored:
+      params = {k: _categorical(c.values[k]) if isinstance(dists[k], optuna.distributions.CategoricalDistribution)
+                else c.values[k] for k in spec.params}
+      try:
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=c.objective))
+      except ValueError as err:
+        return None, f'not computed: configuration {c.config_id} does not fit sweep.params ({err})'
+    try:
+      result = optuna.importance.get_param_importances(
+          study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except RuntimeError as err:  # fANOVA's forest found no variance to split on
+      return None, f'not computed: fANOVA failed ({err})'
+  finally:
+    optuna.logging.set_verbosity(verbosity)
+  return {k: float(v) for k, v in result.items()}, ''
+
+
+def importance_table(values: dict[str, float]) -> str:
+  return _table(['parameter', 'importance'], [[k, f'{v:.4f}'] for k, v in
+                                              sorted(values.items(), key=lambda kv: -kv[1])])
+
+
+def describe_param(spec) -> str:
+  """A swept parameter's space in a few words: '3 values: 0.0001, 0.001, 0.01', 'loguniform [1e-05, 0.01]'."""
+  if isinstance(spec, list):
+    return f'{len(spec)} values: ' + ', '.join(plots.format_value(v) for v in spec)
+  if isinstance(spec, dict) and len(spec) == 1:
+    kind, args = next(iter(spec.items()))
+    if kind in ('variants', 'choice'):
+      return f'{kind}: ' + ', '.join(plots.format_value(v) for v in args)
+    return f'{kind} [{", ".join(plots.format_value(v) for v in args)}]'
+  return plots.format_value(spec)
+
+
+def header(sweep_dir: str, spec: Spec, rows: list[dict], configs: list[Configuration]) -> str:
+  counts = status_counts(rows)
+  lines = [f'# Sweep report: {spec.config}', '',
+           f'- kind: **{spec.kind}**, {len(configs)} configuration(s) x seeds {spec.seeds}']
+  lines += [f'  - `{k}`: {describe_param(v)}' for k, v in spec.params.items()]
+  if spec.overrides:
+    lines.append('- overrides: ' + ', '.join(f'`{k}={plots.format_value(v)}`' for k, v in spec.overrides.items()))
+  lines += [f'- objective: validation **{spec.metric}**, direction **{spec.direction}** '
+            f'({"higher" if spec.direction == "max" else "lower"} is better)',
+            f'- trials finished: {len(rows)} (' + ', '.join(f'{n} {s}' for s, n in counts.items()) + ')',
+            f'- regenerate: `python -m ftlab.report {shlex.quote(sweep_dir)}`']
+  return '\n'.join(lines)
+
+
+def _plot_data(configs: list[Configuration]) -> list[dict]:
+  return [{'values': c.values, 'objectives': c.objectives} for c in configs]
+
+
+GENERIC_LEAVES = ('name', 'type', 'kind', 'mode', 'value', 'enabled')
+
+
+def short_names(keys: list[str]) -> dict[str, str]:
+  """Legend names for param keys: the last dotted part (learning_rate) when it is unique and says what it is, else
+  the whole key (schedule.name)."""
+  leaves = [k.rsplit('.', 1)[-1] for k in keys]
+  return {k: leaf if leaves.count(leaf) == 1 and leaf not in GENERIC_LEAVES else k for k, leaf in zip(keys, leaves)}
+
+
+def _label(values: dict) -> str:
+  names = short_names(list(values))
+  return ', '.join(f'{names[k]}={plots.format_value(v)}' for k, v in values.items())
+
+
+def _order(spec) -> list | None:
+  if isinstance(spec, list):
+    return spec
+  if isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in ('choice', 'variants'):
+    return list(next(iter(spec.values())))
+  return None
+
+
+def log_axes(params: dict) -> dict[str, bool]:
+  """The params whose distribution says how to draw their axis: loguniform on a log axis, uniform and int on a
+  linear one (a uniform dropout rate from 0.001 to 0.5 is not a rate to show in decades)."""
+  kinds = {'loguniform': True, 'uniform': False, 'int': False}
+  return {k: kinds[next(iter(v))] for k, v in params.items()
+          if isinstance(v, dict) and len(v) == 1 and next(iter(v)) in kinds}
+
+
+def draw(sweep_dir: str, spec: Spec, configs: list[Configuration],
+         importance_values: dict | None) -> list[tuple[str, str]]:
+  """Writes the figures into sweep_dir/plots; returns [(path, caption)]."""
+  out_dir = os.path.join(sweep_dir, 'plots')
+  figures = []
+  data = _plot_data(configs)
+  keys = list(spec.params)
+  if any(c.objectives for c in configs):
+    for key in keys:
+      others = [k for k in keys if k != key]
+      path = plots.metric_vs_param(os.path.join(out_dir, plots.file_name('metric_vs_', key)), data, key,
+                                   metric=spec.metric, direction=spec.direction, order=_order(spec.params[key]),
+                                   other_order=_order(spec.params[others[0]]) if len(others) == 1 else None,
+                                   connect=spec.kind in ('grid', 'zip'), log=log_axes(spec.params))
+      figures.append((path, f'validation {spec.metric} against {key}'))
+    if spec.kind == 'grid' and len(keys) == 2:
+      path = plots.heatmap(os.path.join(out_dir, 'heatmap.png'), data, keys[0], keys[1], metric=spec.metric,
+                           direction=spec.direction, row_order=_order(spec.params[keys[0]]),
+                           col_order=_order(spec.params[keys[1]]))
+      figures.append((path, f'validation {spec.metric} over the grid'))
+  trials = [{'label': _label({**c.values, 'seed': r.get('seed')}), 'group': c.config_id, 'seed': r.get('seed'),
+             'status': r['status'], 'history': _history(sweep_dir, r)} for c in configs for r in c.trials]
+  if any(t['history'] for t in trials):
+    figures.append((plots.curves(os.path.join(out_dir, 'curves.png'), trials, metric=spec.metric,
+                                 direction=spec.direction), 'training curves of every trial'))
+  panels = []
+  for rank, c in enumerate(configs, 1):
+    trial = representative(c)
+    history = _history(sweep_dir, trial)
+    if history:
+      panels.append({'title': f'#{rank} {_label(c.values)} (seed {trial.get("seed")}, {trial["status"]})',
+                     'history': history, 'best_step': trial.get('best_step')})
+  if panels:
+    figures.append((plots.overfitting(os.path.join(out_dir, 'overfitting.png'), panels[:plots.MAX_PANELS]),
+                    'train vs validation per configuration (best first)'))
+  if importance_values:
+    figures.append((plots.importance(os.path.join(out_dir, 'importance.png'), importance_values, metric=spec.metric),
+                    'parameter importances'))
+  return figures
+
+
+def representative(c: Configuration) -> dict:
+  """The trial whose curves stand for a configuration: seed 0 if it completed, else the first complete seed,
+  else seed 0, else the first."""
+  for pick in (lambda r: r['status'] == 'complete' and r.get('seed') == 0, lambda r: r['status'] == 'complete',
+               lambda r: r.get('seed') == 0):
+    found = [r for r in c.trials if pick(r)]
+    if found:
+      return found[0]
+  return c.trials[0]
+
+
+def _history(sweep_dir: str, row: dict) -> list[dict]:
+  return records.read_metrics(sweep_dir, row) if row.get('workdir') else []
+
+
+def markdown(sweep_dir: str, spec: Spec, rows: list[dict], configs: list[Configuration],
+             importance: tuple[dict | None, str], figures: list[tuple[str, str]]) -> str:
+  """The whole of report.md."""
+  parts = [header(sweep_dir, spec, rows, configs), '', '## Configurations, best first', '']
+  if configs:
+    parts += [f'Mean {PM} std over the complete seeds of each configuration (population std); ranked by validation '
+              f'{spec.metric}, ★ marks the best. Test metrics are for reference, not for choosing. The gap is train '
+              f'minus validation {spec.metric} at the best step (n/a when the runs evaluated no training subset).',
+              '', main_table(configs, spec)]
+    best, most = configs[0], max(len(c.complete) for c in configs)
+    if best.objective is not None and len(best.complete) < most:
+      parts += ['', f'Note: the best configuration has {len(best.complete)} complete seed(s) where others have '
+                f'{most}; its mean is less certain than its std suggests.']
+  else:
+    parts.append('No trial has finished yet.')
+  parts += ['', '## Trials that did not complete', '', incomplete_table(rows, spec), '', '## Parameter importances', '']
+  values, reason = importance
+  if values:
+    parts += [f'fANOVA (Optuna, seed 0) over {sum(c.objective is not None for c in configs)} configurations\' mean '
+              f'validation {spec.metric}.', '', importance_table(values)]
+  else:
+    parts.append(reason[0].upper() + reason[1:] + '.')
+  parts += ['', '## Plots', '']
+  for path, caption in figures:
+    rel = os.path.relpath(path, sweep_dir)
+    parts += [f'{caption[0].upper() + caption[1:]}:', '', f'![{caption}]({rel})', '']
+  if not figures:
+    parts.append('None yet: no trial has a result or a metrics.jsonl.')
+  return '\n'.join(parts).rstrip() + '\n'
+
+
+def write(sweep_dir: str) -> str:
+  """Writes sweep_dir/report.md and sweep_dir/plots/*.png; returns the path of report.md. Raises
+  records.RecordError when sweep_dir is not a readable sweep directory."""
+  spec, rows = load(sweep_dir)
+  configs = summarize(rows, spec)
+  try:
+    importance = importances(configs, spec)
+  except records.RecordError as err:
+    importance = (None, f'not computed: {err}')
+  figures = draw(sweep_dir, spec, configs, importance[0])
+  path = os.path.join(sweep_dir, 'report.md')
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    f.write(markdown(sweep_dir, spec, rows, configs, importance, figures))
+  os.replace(tmp, path)
+  return path

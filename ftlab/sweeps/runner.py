@@ -1,0 +1,403 @@
+"""The sweep runner: runs the trials of a sweep as normal ftlab runs, shares them between workers, and resumes.
+
+Every trial, whatever the sweep's kind, is an Optuna trial in one study (default storage: SQLite at
+DIR/optuna.db; any Optuna storage URL, e.g. PostgreSQL, for workers on several machines). Optuna is the ledger
+that hands each trial to exactly one worker:
+- grid / zip / random: every (configuration, seed) is enqueued once with its id; a worker takes the next waiting
+  one with study.ask(), which the storage hands out once.
+- bayes: a worker asks the sampler (TPE by default) for a new configuration and runs it for every seed; the budget
+  num_trials counts configurations by trial number, so two workers never overshoot it.
+A worker records its owner (host boot id, pid, process start time) and a heartbeat on the trial it runs. A RUNNING
+trial whose owner process is gone (same machine) or whose heartbeat is older than `stale_after` seconds (any
+machine) was interrupted: the next worker marks it failed and enqueues it again under the same id, and the trial's
+run resumes from its checkpoint in DIR/trials/<id>.
+
+A finished (configuration, seed) run appends its row to DIR/trials.jsonl (records.append: once per id), then the
+Optuna trial is told. Diverged runs (NaN/Inf loss) are recorded as 'diverged' with their step, pruned ones as
+'pruned', and the sweep goes on.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+
+import psutil
+
+from ftlab import config as config_lib
+from ftlab import main as ftlab_main
+from ftlab import train
+from ftlab import writers
+from ftlab.pretrained import source_task
+from ftlab.sweeps import records, space
+
+STUDY_NAME = 'ftlab'
+HEARTBEAT_SECONDS = 30.0
+STALE_AFTER_SECONDS = 300.0
+
+
+@dataclasses.dataclass
+class Options:
+  storage: str = ''  # Optuna storage URL; '' = sqlite:///DIR/optuna.db
+  study_name: str = STUDY_NAME
+  stale_after: float = STALE_AFTER_SECONDS  # seconds without a heartbeat after which another machine's trial is stale
+  report: bool = True  # write DIR/report.md when this worker finishes
+
+
+def storage_url(sweep_dir: str, options: Options) -> str:
+  return options.storage or f'sqlite:///{os.path.abspath(os.path.join(sweep_dir, "optuna.db"))}'
+
+
+def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, sweep_dir: str):
+  """(base config, Sweep, the record for sweep.json): loads and checks everything before any compute; raises
+  config.ConfigError listing every problem (the config's, the sweep's, and each trial config's)."""
+  path, _, arg = config_file.partition(':')
+  base = config_lib.load_config_file(config_file)
+  module = config_lib.load_module(path)
+  if not hasattr(module, 'get_sweep'):
+    raise config_lib.ConfigError([f'--config: {path} defines no get_sweep(arg=None); add one next to get_config '
+                                  '(see ftlab/sweeps/space.py) or run a single config with python -m ftlab.main'])
+  definition = config_lib.call_config_function(module, 'get_sweep', arg, path)
+  problems = []
+  for key, value in config_overrides.items():
+    problems += _set(base, key, value)
+  base_problems = config_lib.validate(base)
+  problems += base_problems
+  try:
+    sweep = space.parse(definition, base, sweep_overrides)
+  except space.SweepError as err:
+    raise config_lib.ConfigError(problems + err.problems) from err
+  if sweep.kind == 'bayes':
+    points = [space.Configuration('edge', v, space.expand(sweep, v)) for v in space.corner_points(sweep)]
+  else:
+    points = space.configurations(sweep)
+  for point in points:
+    for seed in sweep.seeds[:1]:
+      config = space.apply(base, point.overrides, seed)
+      problems += [f'trial {point.values}: {p}' for p in config_lib.validate(config) if p not in base_problems]
+  if problems:
+    raise config_lib.ConfigError(problems)
+  record = {'config': config_file, 'overrides': config_overrides, 'sweep': sweep.to_dict(),
+            'base_config': base.to_dict()}
+  return base, sweep, record
+
+
+def _set(config, key: str, value) -> list[str]:
+  schema = dict(config_lib.flatten(config_lib.defaults()))
+  if key not in schema:
+    return [f'--config.{key}: unknown key{config_lib.closest_key(key, sorted(schema))}']
+  *sections, leaf = key.split('.')
+  node = config
+  for s in sections:
+    node = node[s]
+  node[leaf] = value
+  return []
+
+
+def check_same_sweep(sweep_dir: str, record: dict) -> None:
+  """Refuses (ConfigError) a rerun whose sweep or base config differs from the one DIR/sweep.json holds."""
+  saved = records.read_sweep(sweep_dir)
+  if saved is None:
+    return
+  diffs = [f'sweep.{d}' for d in _differences(saved['sweep'], record['sweep'])]
+  diffs += config_lib.config_differences(saved['base_config'], record['base_config'])
+  if diffs:
+    raise config_lib.ConfigError([f'--workdir: {sweep_dir} holds a different sweep; use a new --workdir, or the same '
+                                  'config and options (only train.num_steps / train.num_epochs may change). '
+                                  'Differences: ' + '; '.join(diffs)])
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+  a, b = (dict(config_lib.flatten(x)) for x in (a, b))
+  return [f'{k}: {a.get(k, "<absent>")!r} in the workdir, {b.get(k, "<absent>")!r} now'
+          for k in sorted(set(a) | set(b)) if json.dumps(a.get(k)) != json.dumps(b.get(k))]
+
+
+def open_study(sweep_dir: str, sweep: space.Sweep, record: dict, options: Options):
+  """The sweep's Optuna study (created on first use, with its trials enqueued for grid / zip / random)."""
+  import optuna
+  optuna.logging.set_verbosity(optuna.logging.WARNING)
+  storage = optuna.storages.RDBStorage(storage_url(sweep_dir, options),
+                                       engine_kwargs={'connect_args': {'timeout': 120}}
+                                       if storage_url(sweep_dir, options).startswith('sqlite') else None)
+  sampler = (optuna.samplers.TPESampler(seed=sweep.sampler['seed'],
+                                        n_startup_trials=sweep.sampler.get('n_startup_trials', 10))
+             if sweep.sampler['name'] == 'tpe' else optuna.samplers.RandomSampler(seed=sweep.sampler['seed']))
+  study = optuna.create_study(storage=storage, study_name=options.study_name, load_if_exists=True, sampler=sampler,
+                              pruner=make_pruner(sweep.pruner),
+                              direction='maximize' if sweep.direction == 'max' else 'minimize')
+  saved = study.user_attrs.get('ftlab_sweep')
+  if saved is None:
+    study.set_user_attr('ftlab_sweep', record['sweep'])
+  elif _differences(saved, record['sweep']):
+    raise config_lib.ConfigError([f'--storage: study {options.study_name!r} in {storage_url(sweep_dir, options)} '
+                                  'belongs to a different sweep; give another --study or storage. Differences: '
+                                  + '; '.join(_differences(saved, record['sweep']))])
+  if sweep.kind != 'bayes' and not study.user_attrs.get('ftlab_enqueued'):
+    existing = {t.user_attrs.get('ftlab_id') for t in study.get_trials(deepcopy=False)}
+    for point in space.configurations(sweep):
+      for seed in sweep.seeds:
+        if point.run_id(seed) not in existing:
+          study.enqueue_trial({}, user_attrs={'ftlab_id': point.run_id(seed), 'ftlab_config_id': point.config_id,
+                                              'ftlab_seed': seed})
+    study.set_user_attr('ftlab_enqueued', True)
+  return study
+
+
+def make_pruner(spec: dict):
+  import optuna
+  options = {k: v for k, v in spec.items() if k != 'name'}
+  if spec['name'] == 'median':
+    return optuna.pruners.MedianPruner(**options)
+  if spec['name'] == 'halving':
+    return optuna.pruners.SuccessiveHalvingPruner(**options)
+  return optuna.pruners.NopPruner()
+
+
+def _boot_id() -> str:
+  try:
+    with open('/proc/sys/kernel/random/boot_id') as f:
+      return f.read().strip()
+  except OSError:
+    return socket.gethostname()
+
+
+def owner() -> dict:
+  """Who runs a trial: enough to tell later whether that process is still alive."""
+  me = psutil.Process()
+  return {'host': socket.gethostname(), 'boot_id': _boot_id(), 'pid': me.pid, 'started': me.create_time()}
+
+
+def is_stale(trial, *, now: float, stale_after: float) -> bool:
+  """Whether a RUNNING trial's worker is gone: dead on this machine, or silent for `stale_after` seconds."""
+  who = trial.user_attrs.get('ftlab_owner')
+  beat = trial.user_attrs.get('ftlab_heartbeat', trial.datetime_start.timestamp() if trial.datetime_start else now)
+  if who and who.get('boot_id') == _boot_id():
+    try:
+      return psutil.Process(who['pid']).create_time() != who['started']
+    except psutil.NoSuchProcess:
+      return True
+  return now - beat > stale_after
+
+
+def recover_stale(study, stale_after: float) -> list[str]:
+  """Fails every stale RUNNING trial and enqueues it again with its id and values; returns the ids."""
+  import optuna
+  recovered = []
+  for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    if not is_stale(t, now=time.time(), stale_after=stale_after):
+      continue
+    try:  # the storage changes a trial's state once: of two workers recovering it, one succeeds
+      study._storage.set_trial_user_attr(t._trial_id, 'ftlab_stale', True)
+      study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    except (RuntimeError, ValueError):
+      continue
+    attrs = {k: v for k, v in t.user_attrs.items() if k in ('ftlab_id', 'ftlab_config_id', 'ftlab_seed')}
+    if 'ftlab_id' in attrs:
+      study.enqueue_trial(dict(t.params), user_attrs={**attrs, 'ftlab_retry_of': t.number})
+      recovered.append(attrs['ftlab_id'])
+  return recovered
+
+
+class Heartbeat:
+  """Marks a trial alive every `every` seconds from a daemon thread, while the trial runs."""
+
+  def __init__(self, study, trial, every: float = HEARTBEAT_SECONDS):
+    self.study, self.trial_id, self.every = study, trial._trial_id, every
+    self.stop_event = threading.Event()
+    self.thread = threading.Thread(target=self._beat, daemon=True)
+
+  def _beat(self):
+    while not self.stop_event.wait(self.every):
+      try:
+        self.study._storage.set_trial_user_attr(self.trial_id, 'ftlab_heartbeat', time.time())
+      except Exception:  # the trial finished meanwhile, or the database is briefly away: the next beat retries
+        pass
+
+  def __enter__(self):
+    self.thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self.stop_event.set()
+    self.thread.join()
+
+
+def run_one(sweep_dir: str, base, sweep: space.Sweep, point: space.Configuration, seed: int, *, trial=None,
+            report_intermediate: bool = False) -> dict:
+  """Runs (or resumes) one (configuration, seed) as a normal ftlab run in DIR/trials/<id>; returns its row.
+
+  Already recorded in trials.jsonl: returns that row without running anything.
+  """
+  run_id = point.run_id(seed)
+  done = records.by_id(sweep_dir).get(run_id)
+  if done is not None:
+    return done
+  config = space.apply(base, point.overrides, seed)
+  workdir = os.path.join(sweep_dir, 'trials', run_id)
+  row = {'id': run_id, 'config_id': point.config_id, 'values': point.values, 'seed': seed,
+         'workdir': os.path.relpath(workdir, sweep_dir), 'best_step': None, 'final_step': None, 'objective': None,
+         'validation': None, 'test': None, 'train_eval': None, 'message': ''}
+  last_validation = {}
+
+  def on_eval(step, validation):
+    last_validation.update(row=validation, step=step)
+    if trial is not None and report_intermediate:
+      trial.report(float(validation[sweep.metric]), step)
+      if trial.should_prune():
+        raise train.Stop(step, f'pruned by the {sweep.pruner["name"]} pruner at step {step} '
+                               f'({sweep.metric} {validation[sweep.metric]:.4f})')
+
+  print(f'ftlab.sweep: trial {run_id} {json.dumps(point.values)} seed {seed}', flush=True)
+  t0 = time.perf_counter()
+  try:
+    summary = ftlab_main.run(config, workdir, pretrain_dir=_pretrain_dir(sweep_dir, config), on_eval=on_eval)
+  except train.Stop as stop:
+    row.update(status='pruned', step=stop.step, message=stop.reason, validation=last_validation.get('row'),
+               objective=_metric(last_validation.get('row'), sweep.metric))
+  except train.Diverged as err:
+    row.update(status='diverged', step=err.step, message=str(err), validation=last_validation.get('row'))
+  except config_lib.ConfigError as err:
+    row.update(status='failed', step=0, message=err.report())
+  except Exception as err:  # a bug or a broken data file in one trial: recorded, and the sweep goes on
+    row.update(status='failed', step=last_validation.get('step', 0),
+               message=f'{type(err).__name__}: {err}\n{traceback.format_exc(limit=5)}')
+  else:
+    row.update(status='complete', step=summary['best_step'], best_step=summary['best_step'],
+               final_step=summary['final_step'], validation=summary['validation'], test=summary['test'],
+               train_eval=summary.get('train_eval'), objective=_metric(summary['validation'], sweep.metric))
+  row['wall_seconds'] = round(time.perf_counter() - t0, 3)
+  row['validation'] = _scalars(row['validation'])
+  row['test'] = _scalars(row['test'])
+  row['train_eval'] = _scalars(row['train_eval'])
+  records.append(sweep_dir, row)
+  return records.by_id(sweep_dir)[run_id]
+
+
+def _metric(values: dict | None, name: str):
+  return None if not values or name not in values else float(values[name])
+
+
+def _scalars(values: dict | None):
+  """A metrics dict without its per-class lists and confusion matrix (those stay in the trial's summary.json)."""
+  if values is None:
+    return None
+  return {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _pretrain_dir(sweep_dir: str, config) -> str:
+  """Trials whose source-task runs are the same config share one, in DIR/pretrain/<hash>."""
+  if not config.init.pretrain.enabled:
+    return ''
+  import hashlib
+  source = json.dumps(source_task.source_config(config).to_dict(), sort_keys=True)
+  return os.path.join(sweep_dir, 'pretrain', hashlib.sha256(source.encode()).hexdigest()[:12])
+
+
+def work(sweep_dir: str, base, sweep: space.Sweep, study, options: Options) -> list[dict]:
+  """Takes and runs trials until none is left; returns the rows this worker wrote."""
+  import optuna
+  rows = []
+  while True:
+    recovered = recover_stale(study, options.stale_after)
+    if recovered:
+      print(f'ftlab.sweep: resuming interrupted trials {", ".join(recovered)}', flush=True)
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if not waiting and sweep.kind != 'bayes':
+      break
+    if not waiting and _fresh_count(study) >= sweep.num_trials:
+      break
+    trial = study.ask()
+    run_id = trial.user_attrs.get('ftlab_id')
+    if run_id is None and sweep.kind != 'bayes':  # the queue emptied meanwhile: Optuna made a new trial
+      _discard(study, trial)
+      break
+    if run_id is None:
+      index = _budget_position(study, trial)
+      if index >= sweep.num_trials:
+        _discard(study, trial)
+        break
+      config_id = f'b{index:03d}'
+      trial.set_user_attr('ftlab_config_id', config_id)
+      trial.set_user_attr('ftlab_id', config_id)
+    trial.set_user_attr('ftlab_owner', owner())
+    trial.set_user_attr('ftlab_heartbeat', time.time())
+    with Heartbeat(study, trial):
+      trial_rows = _run_trial(sweep_dir, base, sweep, study, trial)
+    rows += trial_rows
+    _tell(study, trial, sweep, trial_rows)
+  return rows
+
+
+def _fresh_count(study) -> int:
+  return sum(1 for t in study.get_trials(deepcopy=False)
+             if t.user_attrs.get('ftlab_fresh') and not t.user_attrs.get('ftlab_discarded'))
+
+
+def _budget_position(study, trial) -> int:
+  """The number of sampler-made (not re-enqueued) trials before this one: its place in the budget. Trial numbers
+  come from the storage in order, so every worker computes the same positions and the budget is never overshot."""
+  trial.set_user_attr('ftlab_fresh', True)
+  return sum(1 for t in study.get_trials(deepcopy=False)
+             if t.number < trial.number and t.user_attrs.get('ftlab_fresh', False)
+             and not t.user_attrs.get('ftlab_discarded'))
+
+
+def _discard(study, trial):
+  import optuna
+  trial.set_user_attr('ftlab_discarded', True)
+  study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+
+def _run_trial(sweep_dir, base, sweep, study, trial) -> list[dict]:
+  """Runs an Optuna trial's runs: one seed (grid / zip / random) or every seed of a configuration (bayes)."""
+  if sweep.kind == 'bayes':
+    point = space.suggest(sweep, trial, trial.user_attrs['ftlab_config_id'])
+    rows = []
+    for i, seed in enumerate(sweep.seeds):  # pruning watches the first seed; the others run if it survives
+      row = run_one(sweep_dir, base, sweep, point, seed, trial=trial, report_intermediate=i == 0)
+      rows.append(row)
+      if row['status'] != 'complete':
+        break
+    return rows
+  points = {p.config_id: p for p in space.configurations(sweep)}
+  point = points[trial.user_attrs['ftlab_config_id']]
+  return [run_one(sweep_dir, base, sweep, point, trial.user_attrs['ftlab_seed'], trial=trial,
+                  report_intermediate=True)]
+
+
+def _tell(study, trial, sweep, rows: list[dict]):
+  import numpy as np
+  import optuna
+  statuses = {r['status'] for r in rows}
+  if statuses == {'complete'}:
+    study.tell(trial, float(np.mean([r['objective'] for r in rows])), skip_if_finished=True)
+  elif 'pruned' in statuses:
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+  else:
+    study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+
+def run(config_file: str, sweep_dir: str, *, config_overrides: dict | None = None,
+        sweep_overrides: dict | None = None, options: Options | None = None) -> list[dict]:
+  """The whole command: checks, records sweep.json, works through the trials, writes the report. Returns every
+  row of trials.jsonl."""
+  options = options or Options()
+  base, sweep, record = prepare(config_file, config_overrides or {}, sweep_overrides or {}, sweep_dir)
+  os.makedirs(sweep_dir, exist_ok=True)
+  with records.locked(os.path.join(sweep_dir, 'sweep.lock')):  # workers starting together set it up once
+    check_same_sweep(sweep_dir, record)
+    if records.read_sweep(sweep_dir) is None:
+      record.update(storage=storage_url(sweep_dir, options), study_name=options.study_name)
+      writers.write_json_atomic(os.path.join(sweep_dir, records.SWEEP), record)
+    study = open_study(sweep_dir, sweep, record, options)
+  work(sweep_dir, base, sweep, study, options)
+  rows = records.read(sweep_dir)
+  if options.report:
+    from ftlab.sweeps import report
+    print(f'ftlab.sweep: report {report.write(sweep_dir)}', flush=True)
+  return rows

@@ -1,0 +1,181 @@
+"""The sweep runner on the quickstart data: rows per trial, divergence, pruning, resumption after a kill, two workers
+sharing one SQLite storage, and a changed definition refused."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import optuna
+import pytest
+
+from ftlab import config as config_lib
+from ftlab.sweeps import records, runner
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A quickstart-like sweep small enough for CI: 40 fine-tuning steps after a 40-step source-task run (shared by all
+# trials), evaluated every 20 steps.
+SWEEP_FILE = '''
+from ftlab.config import defaults
+from ftlab.sweeps.space import loguniform, variants
+
+
+def get_config(arg=None):
+  c = defaults()
+  c.model.features = [32]
+  c.data.source = 'digits'
+  c.data.classes = [5, 6, 7, 8, 9]
+  c.init.pretrain.enabled = True
+  c.init.pretrain.classes = [0, 1, 2, 3, 4]
+  c.init.pretrain.num_steps = 40
+  c.optimizer.learning_rate = 3e-3
+  c.train.num_steps = 40
+  c.train.num_epochs = 0.0
+  c.eval.every_steps = 20
+  c.eval.train_subset = 64
+  return c
+
+
+def get_sweep(arg=None):
+  if arg == 'bayes':
+    return {'kind': 'bayes', 'num_trials': 4, 'params': {'optimizer.learning_rate': loguniform(1e-3, 3e-2)},
+            'sampler': {'n_startup_trials': 2}}
+  if arg == 'prune':
+    return {'kind': 'grid', 'params': {'optimizer.learning_rate': [1e-2, 1e-7]},
+            'pruner': {'name': 'median', 'n_startup_trials': 1}}
+  return {'kind': 'grid', 'params': {'optimizer.learning_rate': [3e-3, 1e30],
+                                     'strategy': variants(full={}, frozen={'optimizer.freeze': '^backbone/'})}}
+'''
+
+
+@pytest.fixture(scope='module')
+def sweep_file(tmp_path_factory):
+  path = tmp_path_factory.mktemp('sweep_config') / 'tiny_sweep.py'
+  path.write_text(textwrap.dedent(SWEEP_FILE))
+  return str(path)
+
+
+@pytest.fixture(scope='module')
+def grid(sweep_file, tmp_path_factory):
+  """The default grid, run once, uninterrupted, in this process."""
+  sweep_dir = str(tmp_path_factory.mktemp('grid'))
+  rows = runner.run(sweep_file, sweep_dir, options=runner.Options(report=False))
+  return sweep_dir, rows
+
+
+def sweep_command(sweep_file, sweep_dir, *extra):
+  return [sys.executable, '-m', 'ftlab.sweep', f'--config={sweep_file}', f'--workdir={sweep_dir}', '--report=false',
+          *extra]
+
+
+def test_a_grid_writes_one_row_per_trial_and_a_nan_trial_is_diverged(grid):
+  sweep_dir, rows = grid
+  assert sorted(r['id'] for r in rows) == ['c000-s0', 'c001-s0', 'c002-s0', 'c003-s0']
+  by_id = {r['id']: r for r in rows}
+  for run_id in ('c000-s0', 'c001-s0'):  # lr 3e-3: full and frozen fine-tuning finish
+    row = by_id[run_id]
+    assert row['status'] == 'complete' and row['best_step'] in (20, 40) and row['final_step'] == 40
+    summary = json.load(open(os.path.join(sweep_dir, row['workdir'], 'summary.json')))
+    assert row['objective'] == summary['validation']['f1_macro']
+    assert row['test']['accuracy'] == summary['test']['accuracy']
+  assert by_id['c001-s0']['values'] == {'optimizer.learning_rate': 3e-3, 'strategy': 'frozen'}
+  for run_id in ('c002-s0', 'c003-s0'):  # lr 1e30: NaN within a few steps, recorded with its step; the sweep went on
+    row = by_id[run_id]
+    assert row['status'] == 'diverged' and 1 <= row['step'] < 20 and 'diverged' in row['message']
+    assert not os.path.exists(os.path.join(sweep_dir, row['workdir'], 'checkpoints', '20'))  # nothing NaN saved
+  # one source-task run shared by every trial
+  assert len(os.listdir(os.path.join(sweep_dir, 'pretrain'))) == 2  # the run and its .lock
+  study = optuna.load_study(study_name='ftlab', storage=f'sqlite:///{sweep_dir}/optuna.db')
+  states = sorted(t.state.name for t in study.trials)
+  assert states == ['COMPLETE', 'COMPLETE', 'FAIL', 'FAIL']
+
+
+def test_rerunning_a_finished_sweep_runs_nothing(grid, sweep_file):
+  sweep_dir, rows = grid
+  before = {r['id']: os.path.getmtime(os.path.join(sweep_dir, r['workdir'], 'config.json')) for r in rows
+            if r['status'] == 'complete'}
+  again = runner.run(sweep_file, sweep_dir, options=runner.Options(report=False))
+  assert again == rows
+  assert before == {r['id']: os.path.getmtime(os.path.join(sweep_dir, r['workdir'], 'config.json')) for r in rows
+                    if r['status'] == 'complete'}
+
+
+def test_a_changed_sweep_is_refused_with_the_difference(grid, sweep_file):
+  sweep_dir, rows = grid
+  with pytest.raises(config_lib.ConfigError) as err:
+    runner.run(sweep_file, sweep_dir, sweep_overrides={'seeds': [0, 1]}, options=runner.Options(report=False))
+  assert 'holds a different sweep' in str(err.value) and 'sweep.seeds' in str(err.value)
+  with pytest.raises(config_lib.ConfigError) as err:
+    runner.run(sweep_file, sweep_dir, config_overrides={'model.dropout_rate': 0.3}, options=runner.Options(report=False))
+  assert 'model.dropout_rate: 0.1 in the workdir, 0.3 now' in str(err.value)
+  assert records.read(sweep_dir) == rows
+
+
+def test_killed_mid_trial_the_rerun_loses_none_and_repeats_none(grid, sweep_file, tmp_path):
+  sweep_dir = str(tmp_path / 'killed')
+  # the 2nd trial dies at step 30, after its step-20 checkpoint (resumed from there if orbax had finalised it)
+  env = {**os.environ, 'FTLAB_TEST_SIGKILL_AT_STEP': '30:c001-s0'}
+  first = subprocess.run(sweep_command(sweep_file, sweep_dir), cwd=ROOT, env=env, capture_output=True, text=True)
+  assert first.returncode == -9, first.stderr[-2000:]
+  assert [r['id'] for r in records.read(sweep_dir)] == ['c000-s0']
+  finished = os.path.join(sweep_dir, 'trials', 'c000-s0', 'summary.json')
+  mtime = os.path.getmtime(finished)
+  env.pop('FTLAB_TEST_SIGKILL_AT_STEP')
+  second = subprocess.run(sweep_command(sweep_file, sweep_dir), cwd=ROOT, env=env, capture_output=True, text=True)
+  assert second.returncode == 0, second.stderr[-2000:]
+  assert 'resuming interrupted trials c001-s0' in second.stdout
+  rows = records.read(sweep_dir)
+  assert sorted(r['id'] for r in rows) == ['c000-s0', 'c001-s0', 'c002-s0', 'c003-s0']  # each once
+  assert os.path.getmtime(finished) == mtime  # the finished trial was not run again
+  uninterrupted = {r['id']: r for r in grid[1]}
+  for row in rows:  # the resumed trial ends where the uninterrupted one did
+    assert row['objective'] == uninterrupted[row['id']]['objective']
+    assert row['status'] == uninterrupted[row['id']]['status']
+  metric_rows = records.read_metrics(sweep_dir, {'workdir': 'trials/c001-s0'})
+  assert [(r['step'], r['split']) for r in metric_rows] == [
+      (20, 'train'), (20, 'train_eval'), (20, 'validation'), (40, 'train'), (40, 'train_eval'), (40, 'validation'),
+      (40, 'test')]
+
+
+def test_two_workers_share_a_sqlite_storage_and_split_a_budget(sweep_file, tmp_path):
+  sweep_dir = str(tmp_path / 'shared')
+  command = sweep_command(f'{sweep_file}:bayes', sweep_dir)
+  workers = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+  outputs = [w.communicate()[0] for w in workers]
+  assert [w.returncode for w in workers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+  rows = records.read(sweep_dir)
+  assert sorted(r['id'] for r in rows) == ['b000-s0', 'b001-s0', 'b002-s0', 'b003-s0']
+  assert all(r['status'] == 'complete' for r in rows)
+  study = optuna.load_study(study_name='ftlab', storage=f'sqlite:///{sweep_dir}/optuna.db')
+  complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+  assert sorted(t.user_attrs['ftlab_id'] for t in complete) == ['b000', 'b001', 'b002', 'b003']
+  assert {t.params['optimizer.learning_rate'] for t in complete} == {r['values']['optimizer.learning_rate'] for r in rows}
+  ran = [sum(f'trial {i}' in out for i in ('b000', 'b001', 'b002', 'b003')) for out in outputs]
+  assert sum(ran) == 4  # each trial run by exactly one worker
+
+
+def test_a_bad_trial_is_pruned_from_its_validation_metric(sweep_file, tmp_path):
+  sweep_dir = str(tmp_path / 'prune')
+  rows = {r['id']: r for r in runner.run(f'{sweep_file}:prune', sweep_dir, options=runner.Options(report=False))}
+  assert rows['c000-s0']['status'] == 'complete'
+  pruned = rows['c001-s0']  # lr 1e-7 barely moves from the fresh head: below the median at the first evaluation
+  assert pruned['status'] == 'pruned' and pruned['step'] == 20 and 'median pruner' in pruned['message']
+  assert pruned['objective'] < rows['c000-s0']['objective']
+
+
+class FakeTrial:
+  def __init__(self, owner, heartbeat):
+    self.user_attrs = {'ftlab_owner': owner, 'ftlab_heartbeat': heartbeat}
+    self.datetime_start = None
+
+
+def test_stale_trials_are_dead_local_owners_or_silent_remote_ones():
+  me = runner.owner()
+  assert not runner.is_stale(FakeTrial(me, 0.0), now=1e9, stale_after=60)  # alive here, whatever the heartbeat
+  dead = {**me, 'started': me['started'] - 1000}  # this pid, but another process (a reused pid)
+  assert runner.is_stale(FakeTrial(dead, 1e9), now=1e9, stale_after=60)
+  remote = {**me, 'boot_id': 'another-machine'}
+  assert not runner.is_stale(FakeTrial(remote, 1e9 - 30), now=1e9, stale_after=60)
+  assert runner.is_stale(FakeTrial(remote, 1e9 - 61), now=1e9, stale_after=60)
