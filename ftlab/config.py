@@ -24,6 +24,7 @@ from ftlab.optim import plan, schedules
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
 MODELS = ('mlp', 'cnn', 'bert', 'vit', 'resnet')
 DTYPES = ('float32', 'bfloat16')
+LR_BATCH_SCALING = ('none', 'linear', 'sqrt')
 IMAGE_STATS = ('none', 'imagenet', 'inception', 'mnist')
 DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder')
 # Keys that may change between a run and its resumption: only the run's length.
@@ -134,7 +135,10 @@ def defaults() -> ml_collections.ConfigDict:
       },
       'optimizer': {
           'name': 'adamw',  # one of OPTIMIZERS
-          'learning_rate': 1e-3,  # peak rate; traced
+          'learning_rate': 1e-3,  # peak rate (at base_batch_size when lr_batch_scaling is on); traced
+          # Scale the rate with train.batch_size: 'none', 'linear' (x batch / base_batch_size) or 'sqrt'.
+          'lr_batch_scaling': 'none',
+          'base_batch_size': 32,  # the batch size learning_rate is given for, when lr_batch_scaling is on
           'weight_decay': 1e-4,  # decoupled (multiplied by the rate, as AdamW); traced
           'b1': 0.9, 'b2': 0.999, 'eps': 1e-8,  # adamw moments
           'momentum': 0.9, 'nesterov': False,  # sgd (momentum 0 = plain SGD)
@@ -367,6 +371,9 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
   need(o.learning_rate > 0, f'optimizer.learning_rate: must be > 0, got {o.learning_rate} '
        '(to keep parameters fixed, freeze them with optimizer.freeze)')
   need(o.weight_decay >= 0, f'optimizer.weight_decay: must be >= 0, got {o.weight_decay}')
+  need(o.lr_batch_scaling in LR_BATCH_SCALING, f'optimizer.lr_batch_scaling: {o.lr_batch_scaling!r}; use one of '
+       f'{", ".join(LR_BATCH_SCALING)}')
+  need(o.base_batch_size >= 1, f'optimizer.base_batch_size: must be >= 1, got {o.base_batch_size}')
   for key in ('b1', 'b2', 'momentum'):
     need(0 <= o[key] < 1, f'optimizer.{key}: must be in [0, 1), got {o[key]}')
   need(o.eps > 0, f'optimizer.eps: must be > 0, got {o.eps}')

@@ -16,13 +16,11 @@ from ftlab.pretrained import source_task
 from ftlab.sweeps import records
 
 
-def run(config, workdir: str, *, pretrain_dir: str = '', on_eval=None) -> dict:
-  """Plans every stage (raising ConfigError with all problems), then runs them; returns the run's summary.
+def plan(config, workdir: str, *, pretrain_dir: str = '') -> tuple[list, object]:
+  """(source-task stages still to run, the fine-tuning RunPlan); raises ConfigError listing every problem of both.
 
   The source-task run (init.pretrain) goes into `pretrain_dir` (default <workdir>/pretrain; a sweep shares one
-  between trials whose source runs are identical), under a lock so that two processes never train it at once.
-  `on_eval` is passed to train.execute for the fine-tuning run.
-  """
+  between trials whose source runs are identical)."""
   stages = []
   problems = []
   init_from = config.init.checkpoint
@@ -39,6 +37,16 @@ def run(config, workdir: str, *, pretrain_dir: str = '', on_eval=None) -> dict:
     problems += err.problems
   if problems:
     raise config_lib.ConfigError(problems)
+  return stages, final
+
+
+def run(config, workdir: str, *, pretrain_dir: str = '', on_eval=None) -> dict:
+  """Plans every stage (raising ConfigError with all problems), then runs them; returns the run's summary.
+
+  A source-task stage runs under a lock, so that two processes never train the same one at once. `on_eval` is
+  passed to train.execute for the fine-tuning run.
+  """
+  stages, final = plan(config, workdir, pretrain_dir=pretrain_dir)
   for stage in stages:
     with records.locked(stage.workdir.rstrip('/') + '.lock'):
       if not source_task.is_finished(stage.workdir):  # another process may have finished it meanwhile

@@ -316,7 +316,7 @@ def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainSta
     params = lora_lib.add_adapters(params, c.lora, jax.random.fold_in(init_rng, 1))
   labels, rules = p.parameter_groups(params)
   tx = builder.build(c.optimizer, c.schedule, labels, rules, total_steps=p.total_steps,
-                     steps_per_epoch=p.steps_per_epoch)
+                     steps_per_epoch=p.steps_per_epoch, batch_size=c.train.batch_size)
   frozen = frozen_masks(labels, rules, model_state)
   state = create_state(params, model_state, tx, rng=state_rng, dropout={k: c.model[k] for k in DROPOUT_RATES},
                        label_smoothing=c.train.label_smoothing, class_weights=class_weights(c.train, p.splits))

@@ -44,7 +44,7 @@ def test_first_matching_group_wins():
 def _build(config, params, total_steps=100):
   labels, rules = plan.resolve(config.optimizer, params, steps_per_epoch=10, total_steps=total_steps)
   return builder.build(config.optimizer, config.schedule, labels, rules, total_steps=total_steps,
-                       steps_per_epoch=10)
+                       steps_per_epoch=10, batch_size=config.train.batch_size)
 
 
 def test_frozen_parameters_get_zero_updates_and_no_optimizer_state():
@@ -220,3 +220,15 @@ def test_gradient_accumulation_equals_one_large_batch(tmp_path, name):
   for a, b in zip(final[1][0], final[4][0]):
     np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7)
   assert final[1][1] == pytest.approx(final[4][1], rel=1e-6)
+
+
+@pytest.mark.parametrize('scaling, batch, expected', [('none', 128, 1e-3), ('linear', 128, 4e-3), ('linear', 16, 5e-4),
+                                                      ('sqrt', 128, 2e-3)])
+def test_the_learning_rate_scales_with_the_batch_size_when_asked(scaling, batch, expected):
+  config = small_config()
+  config.optimizer.learning_rate, config.optimizer.base_batch_size = 1e-3, 32
+  config.optimizer.lr_batch_scaling = scaling
+  config.train.batch_size = batch
+  params = {'backbone': {'dense_1': {'kernel': jnp.ones((3, 2)), 'bias': jnp.zeros(2)}}}
+  tx = _build(config, params)
+  assert builder.hyperparams(tx.init(params))['learning_rate'] == pytest.approx(expected, rel=1e-6)

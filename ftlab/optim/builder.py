@@ -68,10 +68,18 @@ def gate_by_step(freezing) -> optax.GradientTransformation:
   return optax.GradientTransformation(init, update)
 
 
-def build(opt, sched, labels, rules: dict[str, plan.Rule], *, total_steps: int,
-          steps_per_epoch: int) -> optax.GradientTransformation:
+def peak_learning_rate(opt, batch_size: int) -> float:
+  """optimizer.learning_rate, scaled with the batch size when optimizer.lr_batch_scaling asks: 'linear' multiplies
+  it by batch_size / base_batch_size (Goyal et al. 2017), 'sqrt' by the square root of that (Adam-style rules);
+  'none' leaves it."""
+  ratio = batch_size / opt.base_batch_size
+  return opt.learning_rate * {'none': 1.0, 'linear': ratio, 'sqrt': ratio ** 0.5}[opt.lr_batch_scaling]
+
+
+def build(opt, sched, labels, rules: dict[str, plan.Rule], *, total_steps: int, steps_per_epoch: int,
+          batch_size: int) -> optax.GradientTransformation:
   """config.optimizer + config.schedule + the optimizer plan (`plan.resolve`'s labels and rules) -> the run's
-  optax transformation."""
+  optax transformation; its traced learning_rate is peak_learning_rate(opt, batch_size)."""
   fns = {name: rule_schedule(sched, r, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
          for name, r in rules.items() if not r.frozen}
   no_decay = re.compile(opt.no_decay) if opt.no_decay else None
@@ -98,7 +106,8 @@ def build(opt, sched, labels, rules: dict[str, plan.Rule], *, total_steps: int,
     parts.append(optax.multi_transform({name: branch(name, r) for name, r in rules.items()}, labels))
     return optax.chain(*gate, *parts, *gate)
 
-  return optax.inject_hyperparams(chain)(learning_rate=opt.learning_rate, weight_decay=opt.weight_decay)
+  return optax.inject_hyperparams(chain)(learning_rate=peak_learning_rate(opt, batch_size),
+                                         weight_decay=opt.weight_decay)
 
 
 def hyperparams(opt_state) -> dict[str, float]:

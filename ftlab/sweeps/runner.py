@@ -52,9 +52,12 @@ def storage_url(sweep_dir: str, options: Options) -> str:
   return options.storage or f'sqlite:///{os.path.abspath(os.path.join(sweep_dir, "optuna.db"))}'
 
 
-def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, sweep_dir: str):
+def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, sweep_dir: str, *,
+            plan_trials: bool = True):
   """(base config, Sweep, the record for sweep.json): loads and checks everything before any compute; raises
-  config.ConfigError listing every problem (the config's, the sweep's, and each trial config's)."""
+  config.ConfigError listing every problem (the config's, the sweep's, and each trial config's). With
+  `plan_trials`, every configuration is also planned as ftlab.main would (data, model shapes, parameter groups,
+  pretrained weights; the first seed), which reads the data but trains nothing."""
   path, _, arg = config_file.partition(':')
   base = config_lib.load_config_file(config_file)
   module = config_lib.load_module(path)
@@ -76,9 +79,15 @@ def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, swe
   else:
     points = space.configurations(sweep)
   for point in points:
-    for seed in sweep.seeds[:1]:
-      config = space.apply(base, point.overrides, seed)
-      problems += [f'trial {point.values}: {p}' for p in config_lib.validate(config) if p not in base_problems]
+    config = space.apply(base, point.overrides, sweep.seeds[0])
+    trial_problems = [p for p in config_lib.validate(config) if p not in base_problems]
+    if plan_trials and not trial_problems and not problems:
+      try:
+        ftlab_main.plan(config, os.path.join(sweep_dir, 'trials', point.run_id(sweep.seeds[0])),
+                        pretrain_dir=_pretrain_dir(sweep_dir, config))
+      except config_lib.ConfigError as err:
+        trial_problems = err.problems
+    problems += [f'trial {point.values}: {p}' for p in trial_problems]
   if problems:
     raise config_lib.ConfigError(problems)
   record = {'config': config_file, 'overrides': config_overrides, 'sweep': sweep.to_dict(),
