@@ -11,7 +11,11 @@ adds layer-wise learning-rate decay (0.5 per layer from the head down); `head_lr
 `gradual` unfreezes one layer every 2 epochs from the head down (ULMFiT); `lpft` trains the head alone for 5
 epochs, then everything (LP-FT); `lora` trains rank-8 adapters on the dense layers and the head, the base frozen.
 Expected, about 10 s each on 2 CPU cores (seed 0): fine-tune test accuracy 0.9833 (best validation F1 0.9494 at
-step 240), frozen 0.9667. Over seeds 0-2 (experiments/freeze_vs_finetune.py, every variant) see README.md.
+step 240), frozen 0.9667. Over seeds 0-2 (experiments/freezing.py, every variant) see README.md.
+
+Its sweep (get_sweep below), a 3 x 3 grid of learning rate x dropout, one seed, about a minute:
+
+    python -m ftlab.sweep --config configs/quickstart.py --workdir runs/quickstart_sweep
 """
 from ftlab.config import defaults
 
@@ -56,3 +60,10 @@ def get_config(arg=None):
   elif arg not in (None, '', 'finetune'):
     raise ValueError(f"configs/quickstart.py: unknown arg {arg!r}; use finetune, frozen, gradual, lpft, llrd, head_lr or lora")
   return config
+
+
+def get_sweep(arg=None):
+  """The sweep `python -m ftlab.sweep --config configs/quickstart.py[:ARG]` runs (for any ARG's variant)."""
+  del arg
+  return {'kind': 'grid', 'seeds': [0],
+          'params': {'optimizer.learning_rate': [3e-4, 1e-3, 3e-3], 'model.dropout_rate': [0.0, 0.1, 0.3]}}

@@ -12,6 +12,7 @@ STUDIES = sorted(p for p in glob.glob(os.path.join(ROOT, 'experiments', '*.py'))
 
 
 def specs():
+  yield os.path.join(ROOT, 'configs', 'quickstart.py')  # the sweep beside the quickstart's get_config
   for path in STUDIES:
     options = ['grid', 'random', 'bayes'] if path.endswith('search.py') else ['']
     for option in options:

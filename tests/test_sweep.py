@@ -196,3 +196,10 @@ def test_stale_trials_are_dead_local_owners_or_silent_remote_ones():
   remote = {**me, 'boot_id': 'another-machine'}
   assert not runner.is_stale(FakeTrial(remote, 1e9 - 30), now=1e9, stale_after=60)
   assert runner.is_stale(FakeTrial(remote, 1e9 - 61), now=1e9, stale_after=60)
+
+
+def test_the_pruners_are_optunas():
+  assert isinstance(runner.make_pruner({'name': 'median', 'n_startup_trials': 2}), optuna.pruners.MedianPruner)
+  halving = runner.make_pruner({'name': 'halving', 'min_resource': 20, 'reduction_factor': 3})
+  assert isinstance(halving, optuna.pruners.SuccessiveHalvingPruner)
+  assert isinstance(runner.make_pruner({'name': 'none'}), optuna.pruners.NopPruner)
