@@ -79,12 +79,17 @@ def batches(tokenizer, encoded: list[dict], labels: list[int], order: list[int],
     yield batch, torch.tensor([labels[i] for i in idx])
 
 
-def optimizer_for(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+def optimizer_for(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 1.0) -> torch.optim.AdamW:
+  """AdamW without decay on biases and LayerNorm weights; the head's parameters at lr * head_lr_mult."""
   no_decay = ('bias', 'LayerNorm.weight')
-  decay = [p for n, p in model.named_parameters() if not any(k in n for k in no_decay)]
-  rest = [p for n, p in model.named_parameters() if any(k in n for k in no_decay)]
-  return torch.optim.AdamW([{'params': decay, 'weight_decay': weight_decay}, {'params': rest, 'weight_decay': 0.0}],
-                           lr=lr, betas=(0.9, 0.999), eps=1e-8)
+  groups = []
+  for is_head in (False, True):
+    named = [(n, p) for n, p in model.named_parameters() if n.startswith('head.') == is_head]
+    rate = lr * (head_lr_mult if is_head else 1.0)
+    groups += [{'params': [p for n, p in named if not any(k in n for k in no_decay)], 'weight_decay': weight_decay,
+                'lr': rate},
+               {'params': [p for n, p in named if any(k in n for k in no_decay)], 'weight_decay': 0.0, 'lr': rate}]
+  return torch.optim.AdamW([g for g in groups if g['params']], lr=lr, betas=(0.9, 0.999), eps=1e-8)
 
 
 def run_seed(args, seed: int, folder: str, tokenizer, train, dev) -> dict:
@@ -93,7 +98,7 @@ def run_seed(args, seed: int, folder: str, tokenizer, train, dev) -> dict:
       add_pooling_layer=args.pooling == 'pooler')
   torch.manual_seed(seed)
   model = Classifier(encoder, args.pooling, args.dropout)
-  optimizer = optimizer_for(model, args.lr, args.weight_decay)
+  optimizer = optimizer_for(model, args.lr, args.weight_decay, args.head_lr_mult)
   steps_per_epoch = math.ceil(len(train[0]) / args.batch_size)
   total = steps_per_epoch * args.epochs
   scheduler = transformers.get_linear_schedule_with_warmup(optimizer, math.ceil(args.warmup * total), total)
@@ -139,6 +144,7 @@ def main():
   parser.add_argument('--batch-size', type=int, default=32)
   parser.add_argument('--lr', type=float, default=1e-4)
   parser.add_argument('--weight-decay', type=float, default=0.01)
+  parser.add_argument('--head-lr-mult', type=float, default=1.0, help="the head's rate: lr x this")
   parser.add_argument('--warmup', type=float, default=0.1, help='fraction of the steps')
   parser.add_argument('--dropout', type=float, default=0.1)
   parser.add_argument('--pooling', choices=('mean', 'cls', 'pooler'), default='mean')

@@ -82,7 +82,7 @@ def test_bayes_suggestions_follow_the_distributions_and_the_sampler_seed():
     assert 8 <= p.values['train.batch_size'] <= 64 and isinstance(p.values['train.batch_size'], int)
     assert p.values['strategy'] in ('full', 'frozen')
     assert p.overrides.get('optimizer.freeze') == ('^backbone/' if p.values['strategy'] == 'frozen' else None)
-  log_dist = space.distributions(s)['optimizer.learning_rate']
+  log_dist = space.distributions(s.params)['optimizer.learning_rate']
   assert log_dist.log and (log_dist.low, log_dist.high) == (1e-4, 1e-1)
 
 
@@ -122,3 +122,10 @@ def test_command_line_overrides_replace_definition_keys():
             num_trials=5, seeds=[3, 4])
   assert s.num_trials == 5 and s.seeds == (3, 4)
   assert len(space.configurations(s)) == 5
+
+
+def test_bayes_choices_of_lists_come_back_as_lists():
+  s = parse({'kind': 'bayes', 'num_trials': 4, 'params': {'model.features': choice([64], [128, 64])}})
+  study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+  seen = [space.suggest(s, study.ask(), f'b{i}').values['model.features'] for i in range(8)]
+  assert all(v in ([64], [128, 64]) for v in seen) and len({tuple(v) for v in seen}) == 2

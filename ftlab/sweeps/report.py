@@ -19,7 +19,7 @@ import shlex
 import numpy as np
 
 from ftlab.sweeps import plots
-from ftlab.sweeps import records
+from ftlab.sweeps import records, space
 
 VALIDATION_METRICS = ('accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'loss')
 TEST_METRICS = ('accuracy', 'f1_macro')
@@ -194,34 +194,6 @@ def status_counts(rows: list[dict]) -> dict[str, int]:
   return {s: sum(r['status'] == s for r in rows) for s in records.STATUSES}
 
 
-def distributions(params: dict) -> dict:
-  """Optuna distributions of the swept params: loguniform / uniform -> FloatDistribution (log for loguniform),
-  int -> IntDistribution, choice, variants and grid lists -> CategoricalDistribution (values that Optuna cannot
-  hold, such as lists, as their JSON text)."""
-  from optuna import distributions as d
-  out = {}
-  for key, spec in params.items():
-    kind = next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else 'list'
-    if kind == 'loguniform':
-      out[key] = d.FloatDistribution(*spec[kind], log=True)
-    elif kind == 'uniform':
-      out[key] = d.FloatDistribution(*spec[kind])
-    elif kind == 'int':
-      out[key] = d.IntDistribution(*spec[kind])
-    elif kind == 'variants':
-      out[key] = d.CategoricalDistribution(list(spec[kind]))
-    elif kind == 'choice' or isinstance(spec, list):
-      out[key] = d.CategoricalDistribution([_categorical(v) for v in (spec['choice'] if kind == 'choice' else spec)])
-    else:
-      raise records.RecordError(f'sweep.params[{key!r}] is {spec!r}: not a list nor a distribution (loguniform, '
-                                'uniform, int, choice or variants)')
-  return out
-
-
-def _categorical(value):
-  return value if value is None or isinstance(value, (bool, int, float, str)) else plots.format_value(value)
-
-
 def importances(configs: list[Configuration], spec: Spec) -> tuple[dict[str, float] | None, str]:
   """fANOVA importances of the params for the mean objective of the configurations, or (None, the reason they
   were not computed). An in-memory Optuna study gets one trial per configuration with a complete seed; the
@@ -237,13 +209,17 @@ def importances(configs: list[Configuration], spec: Spec) -> tuple[dict[str, flo
   if len({c.objective for c in scored}) == 1:
     return None, 'not computed: every configuration has the same objective, so there is no variance to attribute'
   import optuna
-  dists = distributions(spec.params)
+  try:
+    dists = space.distributions(spec.params)
+  except space.SweepError as err:
+    raise records.RecordError(f'sweep.json: {err}') from err
   verbosity = optuna.logging.get_verbosity()
   optuna.logging.set_verbosity(optuna.logging.WARNING)
   try:
     study = optuna.create_study(direction='maximize' if spec.direction == 'max' else 'minimize')
     for c in scored:
-      params = {k: _categorical(c.values[k]) if isinstance(dists[k], optuna.distributions.CategoricalDistribution)
+      categorical = lambda k: isinstance(dists[k], optuna.distributions.CategoricalDistribution)
+      params = {k: space.categorical(c.values[k]) if categorical(k)
                 else c.values[k] for k in spec.params}
       try:
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=c.objective))

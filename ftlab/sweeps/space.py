@@ -259,20 +259,33 @@ def sample(spec: dict, rng: np.random.Generator):
   return options[int(rng.integers(len(options)))]
 
 
-def distributions(sweep: Sweep) -> dict:
-  """Optuna distributions of the params (grid lists and variants as categorical)."""
+def categorical(value):
+  """A value as an Optuna categorical choice holds it: None, bool, int, float and str as they are, anything else
+  (a list such as model.features) as its JSON text."""
+  return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
+
+
+def distributions(params: dict) -> dict:
+  """Optuna distributions of a sweep's params: loguniform / uniform -> FloatDistribution (log for loguniform), int
+  -> IntDistribution; choice, variants and grid lists -> CategoricalDistribution (of `categorical` values)."""
   import optuna
+  d = optuna.distributions
   out = {}
-  for key, spec in sweep.params.items():
-    dist = next(iter(spec)) if isinstance(spec, dict) else 'list'
+  for key, spec in params.items():
+    dist = next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else 'list'
     if dist == 'loguniform':
-      out[key] = optuna.distributions.FloatDistribution(*spec[dist], log=True)
+      out[key] = d.FloatDistribution(*spec[dist], log=True)
     elif dist == 'uniform':
-      out[key] = optuna.distributions.FloatDistribution(*spec[dist])
+      out[key] = d.FloatDistribution(*spec[dist])
     elif dist == 'int':
-      out[key] = optuna.distributions.IntDistribution(*spec[dist])
-    else:  # a grid list, choice(...) or variants(...)
-      out[key] = optuna.distributions.CategoricalDistribution(_choices(spec['choice'] if dist == 'choice' else spec))
+      out[key] = d.IntDistribution(*spec[dist])
+    elif dist == 'variants':
+      out[key] = d.CategoricalDistribution(list(spec[dist]))
+    elif dist == 'choice' or isinstance(spec, list):
+      out[key] = d.CategoricalDistribution([categorical(v) for v in (spec['choice'] if dist == 'choice' else spec)])
+    else:
+      raise SweepError([f'sweep.params[{key!r}] is {spec!r}: not a list nor a distribution (loguniform, uniform, '
+                        'int, choice or variants)'])
   return out
 
 
@@ -280,13 +293,16 @@ def suggest(sweep: Sweep, trial, config_id: str) -> Configuration:
   """A bayes configuration from an Optuna trial (its sampler picks the values)."""
   import optuna
   values = {}
-  for key, dist in distributions(sweep).items():
+  for key, dist in distributions(sweep.params).items():
     if isinstance(dist, optuna.distributions.FloatDistribution):
       values[key] = trial.suggest_float(key, dist.low, dist.high, log=dist.log)
     elif isinstance(dist, optuna.distributions.IntDistribution):
       values[key] = trial.suggest_int(key, dist.low, dist.high)
     else:
-      values[key] = trial.suggest_categorical(key, list(dist.choices))
+      picked = trial.suggest_categorical(key, list(dist.choices))
+      spec = sweep.params[key]
+      options = spec['choice'] if isinstance(spec, dict) and 'choice' in spec else []
+      values[key] = next((v for v in options if categorical(v) == picked), picked)  # a list back from its text
   return _point(sweep, config_id, values)
 
 
