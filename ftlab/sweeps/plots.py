@@ -239,10 +239,11 @@ def curves(path: str, trials: list[dict], *, metric: str, direction: str) -> str
   palette = plt.get_cmap('tab10' if len(groups) <= 10 else 'tab20')
   styles = ['-', '--', '-.', (0, (5, 1, 1, 1, 1, 1))]
   legend = len(trials) <= MAX_LEGEND_TRIALS
-  legend_rows = math.ceil(len(trials) / 2) if legend else 0
+  legend_rows = math.ceil(len(trials) / 2) if legend else math.ceil(min(len(groups), MAX_LEGEND_TRIALS) / 3)
   with plt.rc_context(STYLE):
     fig, (val_ax, loss_ax) = plt.subplots(1, 2, figsize=(12, 4.4 + 0.2 * legend_rows), layout='constrained')
     labels = []  # (a line of the trial, its legend text)
+    group_labels = []  # (group, its first line, its legend text): the legend when there are too many trials
     for t in trials:
       colour = palette(groups.index(t['group']) % palette.N)
       style = ':' if t['status'] != 'complete' else styles[seeds.index(t['seed']) % len(styles)]
@@ -255,8 +256,10 @@ def curves(path: str, trials: list[dict], *, metric: str, direction: str) -> str
         if t['status'] != 'complete':
           ax.plot(x[-1:], y[-1:], marker='x', color=colour, markersize=8, linestyle='none')
         handle = handle or line
-      if handle:
+      if handle and legend:
         labels.append((handle, t['label'] + (f'  [{t["status"]}]' if t['status'] != 'complete' else '')))
+      elif handle and t['group'] not in {g for g, _, _ in group_labels}:
+        group_labels.append((t['group'], handle, t.get('group_label', t['group'])))
     val_ax.set_title(f'validation {metric} ({_better(direction)})')
     val_ax.set_xlabel('step')
     val_ax.set_ylabel(f'validation {metric}')
@@ -272,6 +275,11 @@ def curves(path: str, trials: list[dict], *, metric: str, direction: str) -> str
                  ncol=min(2, len(labels)), frameon=False)
       fig.suptitle('Training curves: one colour per configuration, one line style per seed; dotted with a cross: '
                    'did not complete', fontsize=10)
+    elif len(group_labels) <= MAX_LEGEND_TRIALS:
+      fig.legend([h for _, h, _ in group_labels], [text for _, _, text in group_labels], loc='outside lower center',
+                 ncol=min(3, len(group_labels)), frameon=False)
+      fig.suptitle(f'Training curves of {len(trials)} trials: one colour per configuration, one line style per seed; '
+                   'dotted with a cross: did not complete', fontsize=10)
     else:
       fig.suptitle(f'Training curves of {len(trials)} trials: one colour per configuration (too many for a legend; '
                    'see report.md); dotted with a cross: did not complete', fontsize=10)

@@ -321,7 +321,7 @@ def draw(sweep_dir: str, spec: Spec, configs: list[Configuration],
                            direction=spec.direction, row_order=_order(spec.params[keys[0]]),
                            col_order=_order(spec.params[keys[1]]))
       figures.append((path, f'validation {spec.metric} over the grid'))
-  trials = [{'label': _label({**c.values, 'seed': r.get('seed')}), 'group': c.config_id, 'seed': r.get('seed'),
+  trials = [{'label': _label({**c.values, 'seed': r.get('seed')}), 'group_label': _label(c.values), 'group': c.config_id, 'seed': r.get('seed'),
              'status': r['status'], 'history': _history(sweep_dir, r)} for c in configs for r in c.trials]
   if any(t['history'] for t in trials):
     figures.append((plots.curves(os.path.join(out_dir, 'curves.png'), trials, metric=spec.metric,
