@@ -15,8 +15,7 @@ import study_base  # noqa: E402
 from ftlab.sweeps.space import variants  # noqa: E402
 
 
-def get_config(arg=None):
-  return study_base.base_config(arg)
+get_config = study_base.get_config  # the quickstart, or SST-2 with the arg sst2
 
 
 def get_sweep(arg=None):

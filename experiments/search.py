@@ -18,8 +18,7 @@ from ftlab.sweeps.space import loguniform  # noqa: E402
 KINDS = ('grid', 'random', 'bayes')
 
 
-def get_config(arg=None):
-  return study_base.base_config(arg)
+get_config = study_base.get_config  # the quickstart, or SST-2 with the arg sst2
 
 
 def get_sweep(arg=None):
