@@ -7,9 +7,11 @@ validation, eng.testb as test; IOB1 tags converted to IOB2), or TFDS conll2003 w
     python -m ftlab.main --config configs/conll_ner_minilm.py:tfds --workdir runs/conll_tfds
 
 Each word's tag is predicted at its first sub-token; entity precision / recall / F1 (exact IOB2 spans, as seqeval)
-are in metrics.jsonl (entity_f1) and select the best checkpoint. 2 epochs of 14,041 sentences (878 steps of 32,
+are in metrics.jsonl (entity_f1) and select the best checkpoint. 2 epochs of 14,041 sentences (876 steps of 32,
 length-bucketed, max length 128), AdamW lr 1e-4 (10% warm-up, linear decay), weight decay 0.01, dropout 0.1.
-Not yet measured: the run did not fit this session's CPU time (see the issue's note).
+Measured (seed 0, 2 CPU cores, 912 s of training, 19 minutes with evaluation): entity F1 on testb (test) 0.8532
+(precision 0.8393, recall 0.8675), on testa (validation) 0.8987 at step 876 (0.8788 after the first epoch). MiniLM
+is uncased, which costs NER: casing is a strong cue for names, so a cased BERT does better on this task.
 """
 import os
 
