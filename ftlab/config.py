@@ -489,13 +489,20 @@ def check_run(config, *, num_devices: int, total_steps: int, steps_per_epoch: in
   return p
 
 
+def _same(x, y) -> bool:
+  return json.loads(json.dumps(x)) == json.loads(json.dumps(y))
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
   """Keys whose values differ between a saved run config and the current one, ignoring run length."""
   a, b = dict(flatten(saved)), dict(flatten(current))
+  schema = dict(flatten(defaults()))
   diffs = []
   for key in sorted(set(a) | set(b)):
     if key in RUN_LENGTH_KEYS:
       continue
+    if key not in a and key in schema and _same(b.get(key), schema[key]):
+      continue  # a key added to ftlab after the run was saved, left at its default: the run is the same
     # Through JSON, as the saved config was: tuples become lists at any depth.
     va, vb = (json.loads(json.dumps(d.get(key, '<absent>'))) for d in (a, b))
     if va != vb:

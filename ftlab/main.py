@@ -11,7 +11,7 @@ import sys
 
 from ftlab import cli
 from ftlab import config as config_lib
-from ftlab import train
+from ftlab import step_cache, train
 from ftlab.pretrained import source_task
 from ftlab.sweeps import records
 
@@ -58,6 +58,7 @@ def run(config, workdir: str, *, pretrain_dir: str = '', on_eval=None) -> dict:
 def main(argv: list[str]) -> int:
   try:
     config, workdir = cli.parse(argv)
+    step_cache.enable_persistent_cache(workdir)
     run(config, workdir)
   except config_lib.ConfigError as err:
     cli.exit_on_config_error(err)

@@ -22,6 +22,7 @@ import sys
 
 from ftlab import cli
 from ftlab import config as config_lib
+from ftlab import step_cache
 from ftlab.sweeps import records, runner
 
 USAGE = ('usage: python -m ftlab.sweep --config=configs/NAME.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...] '
@@ -71,6 +72,7 @@ def _literal(text: str):
 def main(argv: list[str]) -> int:
   try:
     config_file, workdir, config_overrides, sweep_overrides, options = parse(argv)
+    step_cache.enable_persistent_cache(workdir)
     rows = runner.run(config_file, workdir, config_overrides=config_overrides, sweep_overrides=sweep_overrides,
                       options=options)
   except config_lib.ConfigError as err:

@@ -29,7 +29,7 @@ from ftlab import checkpoints as ckpt_lib
 from ftlab import config as config_lib
 from ftlab import data as data_lib
 from ftlab import metrics as metrics_lib
-from ftlab import models, parallel, tasks, writers
+from ftlab import models, parallel, step_cache, tasks, writers
 from ftlab.models import lora as lora_lib
 from ftlab.optim import builder, groups, schedules
 from ftlab.optim import plan as optim_plan
@@ -378,9 +378,12 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   writer = writers.MetricWriter(workdir, resume_step=start or 0, enabled=is_writer)
 
   schedule = schedules.build_schedule(c.schedule, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
-  step_fn = jax.jit(functools.partial(train_step, model=p.model, task=p.task, tx=tx, frozen=frozen,
-                                      accum_steps=c.train.grad_accum_steps), donate_argnums=0)
-  eval_fn = jax.jit(functools.partial(eval_step, model=p.model, task=p.task))
+  key = step_cache.static_key(c, model=p.model, task=p.task, steps_per_epoch=p.steps_per_epoch,
+                              total_steps=p.total_steps)
+  step_fn, eval_fn = step_cache.steps(key, lambda: (
+      functools.partial(train_step, model=p.model, task=p.task, tx=tx, frozen=frozen,
+                        accum_steps=c.train.grad_accum_steps),
+      functools.partial(eval_step, model=p.model, task=p.task)))
   run_eval = functools.partial(evaluate, eval_fn, batch_size=c.eval.batch_size, mesh=mesh)
 
   step = int(state.step)

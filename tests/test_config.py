@@ -123,3 +123,13 @@ def test_cli_usage_errors(tmp_path):
   assert result.returncode == 2
   assert "no such file 'configs/nope.py'" in result.stderr and '--workdir: required' in result.stderr
   assert os.listdir(tmp_path) == []
+
+
+def test_a_run_saved_before_a_key_existed_still_resumes_with_its_default():
+  saved = config_lib.defaults().to_dict()
+  del saved['optimizer']['lr_batch_scaling']  # as a config.json written before the key was added
+  current = config_lib.defaults().to_dict()
+  assert config_lib.config_differences(saved, current) == []
+  current['optimizer']['lr_batch_scaling'] = 'linear'
+  assert config_lib.config_differences(saved, current) == [
+      "optimizer.lr_batch_scaling: '<absent>' in the workdir, 'linear' now"]

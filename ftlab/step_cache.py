@@ -1,0 +1,76 @@
+"""Compiled train and eval steps shared by the runs of one process, so that a sweep over traced hyperparameters
+compiles its train step once in total.
+
+A run's steps are jax.jit of train_step / eval_step with static parts bound (model, task, optimizer, freezing
+masks). Two runs whose configs differ only in values that the state carries as traced numbers (learning rate,
+weight decay, dropout rates, label smoothing, class weights), or in what only changes the initial state, the data
+order or the loop around the step (seed, pretrained weights, evaluation, early stopping, checkpointing), build
+identical static parts. They get the same jitted functions, which jax compiled for the first run, instead of fresh
+ones. The optimizer is safe to share because its hyperparameters are injected: its update reads them from the
+optimizer state of the run at hand, not from the run it was built for.
+
+Any other difference (model, data shapes, schedule, parameter groups, run length...) makes a new entry. The last
+MAX_ENTRIES are kept.
+
+Across processes, jax's persistent compilation cache (on by default, in <workdir's parent>/.jax_cache; the
+environment variable FTLAB_COMPILATION_CACHE gives another folder, or 'off') lets a rerun or another worker of a
+sweep load what an earlier process compiled.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+from typing import Any, Callable
+
+import jax
+
+from ftlab import config as config_lib
+
+# Config keys that never change a compiled step: traced values, or the initial state / loop only.
+UNSTATIC_KEYS = ('seed', 'optimizer.learning_rate', 'optimizer.weight_decay', 'optimizer.lr_batch_scaling',
+                 'optimizer.base_batch_size', 'model.dropout_rate', 'model.attention_dropout_rate',
+                 'model.head_dropout_rate', 'model.pretrained', 'model.download', 'train.label_smoothing',
+                 'train.class_weights', 'train.balance_classes', 'train.log_every_steps')
+UNSTATIC_SECTIONS = ('init.', 'eval.', 'early_stopping.', 'checkpoint.')
+MAX_ENTRIES = 8
+
+_entries: collections.OrderedDict[str, tuple[Callable, Callable]] = collections.OrderedDict()
+
+
+def static_key(config, *, model, task, steps_per_epoch: int, total_steps: int) -> str:
+  """What the compiled steps of a run depend on, as text: the config without UNSTATIC keys, the model and task
+  (their dataclass reprs name every field) and the run's step counts."""
+  static = {k: v for k, v in config_lib.flatten(config.to_dict())
+            if k not in UNSTATIC_KEYS and not k.startswith(UNSTATIC_SECTIONS)}
+  return json.dumps([static, repr(model), repr(task), steps_per_epoch, total_steps], sort_keys=True, default=repr)
+
+
+def steps(key: str, build: Callable[[], tuple[Any, Any]]) -> tuple[Callable, Callable]:
+  """(train step, eval step) jitted for `key`; `build()` -> (train partial, eval partial) makes them when new."""
+  if key in _entries:
+    _entries.move_to_end(key)
+    return _entries[key]
+  train_fn, eval_fn = build()
+  _entries[key] = (jax.jit(train_fn, donate_argnums=0), jax.jit(eval_fn))
+  while len(_entries) > MAX_ENTRIES:
+    _entries.popitem(last=False)
+  return _entries[key]
+
+
+def clear() -> None:
+  _entries.clear()
+
+
+
+def enable_persistent_cache(workdir: str) -> str:
+  """Turns on jax's persistent compilation cache for this process, once (the first workdir's parent wins); returns
+  its folder, or '' when FTLAB_COMPILATION_CACHE is 'off'."""
+  if jax.config.jax_compilation_cache_dir:
+    return jax.config.jax_compilation_cache_dir
+  folder = os.environ.get('FTLAB_COMPILATION_CACHE', '')
+  if folder.lower() == 'off':
+    return ''
+  folder = folder or os.path.join(os.path.dirname(os.path.abspath(workdir.rstrip('/'))), '.jax_cache')
+  jax.config.update('jax_compilation_cache_dir', folder)
+  return folder

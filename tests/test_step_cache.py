@@ -1,0 +1,93 @@
+"""Compile once: a sweep over traced hyperparameters compiles its train step once in total, and sharing the
+compiled step changes no result."""
+import textwrap
+import types
+
+from ftlab import config as config_lib
+from ftlab import main as ftlab_main
+from ftlab import step_cache, train
+from ftlab.sweeps import runner, space
+
+SWEEP_FILE = '''
+from ftlab.config import defaults
+
+
+def get_config(arg=None):
+  c = defaults()
+  c.model.features = [32]
+  c.data.source = 'digits'
+  c.train.num_steps = 30
+  c.train.num_epochs = 0.0
+  c.eval.every_steps = 15
+  c.eval.train_subset = 0
+  return c
+
+
+def get_sweep(arg=None):
+  return {'kind': 'grid', 'seeds': [0, 1], 'params': {
+      'optimizer.learning_rate': [1e-3, 3e-3], 'optimizer.weight_decay': [0.0, 1e-2], 'model.dropout_rate': [0.0, 0.2]}}
+'''
+
+
+def test_eight_traced_trials_compile_the_train_step_once_and_match_fresh_runs(tmp_path, monkeypatch):
+  path = tmp_path / 'traced_sweep.py'
+  path.write_text(textwrap.dedent(SWEEP_FILE))
+  traces = []
+  original = train.train_step
+
+  def counting_step(*args, **kwargs):  # runs once per trace, i.e. once per compilation
+    traces.append(1)
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(train, 'train_step', counting_step)
+  step_cache.clear()
+  sweep_dir = str(tmp_path / 'sweep')
+  rows = runner.run(str(path), sweep_dir, sweep_overrides={'seeds': [0]}, options=runner.Options(report=False))
+  assert len(rows) == 8 and all(r['status'] == 'complete' for r in rows)
+  assert len(traces) == 1  # 8 trials (lr x wd x dropout), one compilation
+
+  # The last trial, run alone with a fresh compiled step, ends exactly where the shared step took it.
+  step_cache.clear()
+  base = config_lib.load_config_file(str(path))
+  definition = space.parse({'kind': 'grid', 'params': {'optimizer.learning_rate': [3e-3], 'optimizer.weight_decay':
+                                                        [1e-2], 'model.dropout_rate': [0.2]}}, base)
+  point = space.configurations(definition)[0]
+  summary = ftlab_main.run(space.apply(base, point.overrides, 0), str(tmp_path / 'alone'))
+  shared = next(r for r in rows if r['values'] == point.values)
+  assert shared['validation']['loss'] == summary['validation']['loss']
+  assert shared['objective'] == summary['validation']['f1_macro']
+  assert len(traces) == 2  # the fresh step compiled again
+
+
+def test_the_key_ignores_traced_values_and_sees_the_rest():
+  base = config_lib.defaults()
+  key = lambda c: step_cache.static_key(c, model='m', task='t', steps_per_epoch=10, total_steps=100)
+  other = config_lib.defaults()
+  other.optimizer.learning_rate, other.model.dropout_rate, other.seed = 0.5, 0.3, 7
+  other.eval.every_steps, other.early_stopping.enabled = 3, True
+  assert key(base) == key(other)
+  for name, value in (('optimizer.freeze', '^backbone/'), ('schedule.name', 'linear'), ('train.batch_size', 8),
+                      ('optimizer.grad_clip_norm', 0.0)):
+    changed = config_lib.defaults()
+    section, leaf = name.split('.')
+    changed[section][leaf] = value
+    assert key(changed) != key(base), name
+  assert step_cache.static_key(base, model='m', task='t', steps_per_epoch=10, total_steps=101) != key(base)
+
+
+def test_the_persistent_cache_goes_beside_the_workdir_once(tmp_path, monkeypatch):
+  class FakeConfig:  # jax.config's attributes cannot be patched; the module's handle on jax can
+    jax_compilation_cache_dir = None
+
+    def update(self, name, value):
+      setattr(self, name, value)
+
+  fake = FakeConfig()
+  monkeypatch.setattr(step_cache, 'jax', types.SimpleNamespace(config=fake))
+  monkeypatch.delenv('FTLAB_COMPILATION_CACHE', raising=False)
+  folder = step_cache.enable_persistent_cache(str(tmp_path / 'runs' / 'a'))
+  assert folder == str(tmp_path / 'runs' / '.jax_cache') == fake.jax_compilation_cache_dir
+  assert step_cache.enable_persistent_cache(str(tmp_path / 'elsewhere' / 'b')) == folder  # the first one stays
+  fake.jax_compilation_cache_dir = None
+  monkeypatch.setenv('FTLAB_COMPILATION_CACHE', 'off')
+  assert step_cache.enable_persistent_cache(str(tmp_path / 'c')) == '' and fake.jax_compilation_cache_dir is None
