@@ -37,6 +37,7 @@ from ftlab.pretrained import load as pretrained_lib
 from ftlab.pretrained import surgery
 
 DROPOUT_RATES = ('dropout_rate', 'attention_dropout_rate', 'head_dropout_rate')
+LOOP_HPARAMS = DROPOUT_RATES + ('label_smoothing', 'class_weights')
 
 
 class Diverged(RuntimeError):
@@ -57,7 +58,6 @@ class Stop(Exception):
   def __init__(self, step: int, reason: str):
     self.step, self.reason = step, reason
     super().__init__(f'stopped at step {step}: {reason}')
-LOOP_HPARAMS = DROPOUT_RATES + ('label_smoothing', 'class_weights')
 
 
 @flax.struct.dataclass
@@ -393,10 +393,9 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   last_good = start
 
   def check_finite(at_step: int, m):
-    loss = float(m.loss.compute())
-    if not math.isfinite(loss):
-      raise Diverged(at_step, loss, workdir, last_good)
-    return loss
+    total = float(m.loss.total)  # a transfer of the step's loss sum, no computation dispatched
+    if not math.isfinite(total):
+      raise Diverged(at_step, total, workdir, last_good)
 
   t0 = time.perf_counter()
   pending = None  # (step, metrics) of the step before the one in flight
@@ -410,7 +409,7 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
       step += 1
       pending = (step, m)
       if is_writer and (step % c.train.log_every_steps == 0 or step == p.total_steps):
-        print(progress.line(step, check_finite(step, m)), flush=True)
+        print(progress.line(step, float(m.loss.compute())), flush=True)
       evaluating = step % p.eval_every == 0 or step == p.total_steps
       saving = evaluating or (c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0)
       if saving:
