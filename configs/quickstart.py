@@ -13,7 +13,7 @@ epochs, then everything (LP-FT); `lora` trains rank-8 adapters on the dense laye
 Expected, about 10 s each on 2 CPU cores (seed 0): fine-tune test accuracy 0.9833 (best validation F1 0.9494 at
 step 240), frozen 0.9667. Over seeds 0-2 (experiments/freezing.py, every variant) see README.md.
 
-Its sweep (get_sweep below), a 3 x 3 grid of learning rate x dropout, one seed, 42 s on 2 CPU cores:
+Its sweep (get_sweep below), a 3 x 3 grid of learning rate x dropout, one seed, 26 s on 2 CPU cores:
 
     python -m ftlab.sweep --config configs/quickstart.py --workdir runs/quickstart_sweep
 """
