@@ -67,11 +67,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str
     if key not in schema:
       problems.append(f'--config.{key}: unknown key{config_lib.closest_key(key, sorted(schema))}')
       continue
-    *sections, leaf = key.split('.')
-    node = config
-    for s in sections:
-      node = node[s]
-    node[leaf] = parse_value(raw, schema[key])
+    config_lib.set_key(config, key, parse_value(raw, schema[key]))
   return problems
 
 

@@ -250,6 +250,15 @@ def _user_code(path: str, thunk):
                        f'{type(e).__name__}: {e}']) from e
 
 
+def set_key(config, key: str, value) -> None:
+  """Sets the dotted `key` ('optimizer.learning_rate') of a (nested) ConfigDict to `value`."""
+  *sections, leaf = key.split('.')
+  node = config
+  for s in sections:
+    node = node[s]
+  node[leaf] = value
+
+
 def flatten(config: Any, prefix: str = '') -> Iterator[tuple[str, Any]]:
   """Leaves of a (nested) ConfigDict or dict as ('a.b.c', value)."""
   items = config.items() if hasattr(config, 'items') else []

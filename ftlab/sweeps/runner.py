@@ -99,11 +99,7 @@ def _set(config, key: str, value) -> list[str]:
   schema = dict(config_lib.flatten(config_lib.defaults()))
   if key not in schema:
     return [f'--config.{key}: unknown key{config_lib.closest_key(key, sorted(schema))}']
-  *sections, leaf = key.split('.')
-  node = config
-  for s in sections:
-    node = node[s]
-  node[leaf] = value
+  config_lib.set_key(config, key, value)
   return []
 
 
@@ -342,18 +338,20 @@ def work(sweep_dir: str, base, sweep: space.Sweep, study, options: Options) -> l
   return rows
 
 
+def _in_budget(t) -> bool:
+  """A trial the bayes sampler made (not re-enqueued after a dead worker) that was not discarded over budget."""
+  return bool(t.user_attrs.get('ftlab_fresh')) and not t.user_attrs.get('ftlab_discarded')
+
+
 def _fresh_count(study) -> int:
-  return sum(1 for t in study.get_trials(deepcopy=False)
-             if t.user_attrs.get('ftlab_fresh') and not t.user_attrs.get('ftlab_discarded'))
+  return sum(1 for t in study.get_trials(deepcopy=False) if _in_budget(t))
 
 
 def _budget_position(study, trial) -> int:
   """The number of sampler-made (not re-enqueued) trials before this one: its place in the budget. Trial numbers
   come from the storage in order, so every worker computes the same positions and the budget is never overshot."""
   trial.set_user_attr('ftlab_fresh', True)
-  return sum(1 for t in study.get_trials(deepcopy=False)
-             if t.number < trial.number and t.user_attrs.get('ftlab_fresh', False)
-             and not t.user_attrs.get('ftlab_discarded'))
+  return sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and _in_budget(t))
 
 
 def _discard(study, trial):

@@ -310,11 +310,7 @@ def apply(base_config, overrides: dict, seed: int):
   """A copy of `base_config` with the dotted `overrides` set and config.seed = seed."""
   config = copy.deepcopy(base_config)
   for key, value in overrides.items():
-    *sections, leaf = key.split('.')
-    node = config
-    for s in sections:
-      node = node[s]
-    node[leaf] = copy.deepcopy(value)
+    config_lib.set_key(config, key, copy.deepcopy(value))
   config.seed = seed
   return config
 
