@@ -24,7 +24,8 @@ def parse_value(text: str, default):
     return text.lower() == 'true'
   try:
     return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
+  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    # TypeError: an unhashable dict key ('{[]: 1}'); MemoryError, RecursionError: nesting too deep for the parser.
     return text  # left as a string: validation names the key and the expected type
 
 
@@ -67,7 +68,13 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str
     if key not in schema:
       problems.append(f'--config.{key}: unknown key{config_lib.closest_key(key, sorted(schema))}')
       continue
-    config_lib.set_key(config, key, parse_value(raw, schema[key]))
+    try:
+      config_lib.set_key(config, key, parse_value(raw, schema[key]))
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
+      # A section the config file replaced, a dict with keys ConfigDict refuses, or a float key given a huge int.
+      problems.append(f'--config.{key}: cannot be set to {raw!r} ({err}); keep every section above it a section in '
+                      f"the config file, and give a value of the schema's type ({type(schema[key]).__name__}; dict "
+                      'keys must be strings without dots)')
   return problems
 
 

@@ -281,8 +281,20 @@ def closest_key(key: str, valid: list[str]) -> str:
   return f' (did you mean {match[0]}?)' if match else ''
 
 
+def _has_huge_int(value: Any) -> bool:
+  """Whether `value` is or holds (in lists, tuples, sets, dicts) an int beyond 64 bits."""
+  if isinstance(value, int):
+    return not -2**63 <= value < 2**63
+  if isinstance(value, dict):
+    return any(_has_huge_int(k) or _has_huge_int(v) for k, v in value.items())
+  return isinstance(value, (list, tuple, set, frozenset)) and any(_has_huge_int(v) for v in value)
+
+
 def _type_problem(key: str, value: Any, default: Any) -> str | None:
   """A message when `value` does not have the schema's type for `key`."""
+  if _has_huge_int(value):  # no key takes one, and str() refuses ints of more than 4300 digits: not printed
+    return f'{key}: holds an integer beyond 64 bits; use values between -2**63 and 2**63 - 1'
+
   def is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -352,7 +364,8 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
   need(d.source in ('digits', 'tfds') or d.path, f"data.path: source {d.source!r} reads local files; set their folder")
   for key in ('validation_fraction', 'test_fraction'):
     v = d[key]
-    need(0 < v < 1 or (v >= 1 and v == int(v)), f'data.{key}: a fraction in (0, 1) or a whole count >= 1, got {v}')
+    need(0 < v < 1 or (v >= 1 and float(v).is_integer()),
+         f'data.{key}: a fraction in (0, 1) or a whole count >= 1, got {v}')
   if d.validation_fraction < 1 and d.test_fraction < 1:
     need(d.validation_fraction + d.test_fraction < 1,
          'data.validation_fraction + data.test_fraction: must leave something to train on (sum < 1)')

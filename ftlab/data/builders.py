@@ -83,7 +83,7 @@ class FtlabText(_Local):
     read = {split: formats.read_text_classification(
         path, text_column=o['text_column'], label_column=o['label_column'],
         text_pair_column=o['text_pair_column'], file_format=o['format']) for split, path in o['files'].items()}
-    names = tuple(o['label_names']) or formats.infer_label_names(read['train'])
+    names = tuple(o['label_names']) or formats.infer_label_names(read['train'], path=o['files']['train'])
     splits = {}
     for split, rows in read.items():
       ids = formats.label_ids(rows, names, path=o['files'][split])

@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import os
 import pathlib
 import re
@@ -29,6 +30,7 @@ _SPLIT_ALIASES = {
     'test': ('test', 'testb'),
 }
 _INT = re.compile(r'[+-]?\d+')
+_MAX_INFERRED_CLASSES = 100_000  # integer labels name ids 0..max; a larger max is a label set to give explicitly
 
 
 def _read_bytes(path) -> bytes:
@@ -214,7 +216,7 @@ def label_ids(examples: list[dict], label_names: tuple[str, ...], *, path) -> li
     if label in index:
       ids.append(index[label])
       continue
-    if _INT.fullmatch(label) and 0 <= int(label) < len(label_names):
+    if _INT.fullmatch(label) and len(label) <= 18 and 0 <= int(label) < len(label_names):  # int() refuses long ones
       ids.append(int(label))
       continue
     raise DataError(f'{located(path, example.get("line"))}: label {label!r} is not in the label set '
@@ -223,11 +225,17 @@ def label_ids(examples: list[dict], label_names: tuple[str, ...], *, path) -> li
   return ids
 
 
-def infer_label_names(examples: list[dict]) -> tuple[str, ...]:
+def infer_label_names(examples: list[dict], *, path='the data') -> tuple[str, ...]:
   """('0', ..., str(max)) when every label is a non-negative integer string, else the sorted unique labels."""
   labels = {example['label'] for example in examples}
   if labels and all(label.isascii() and label.isdigit() for label in labels):
-    return tuple(str(i) for i in range(max(int(label) for label in labels) + 1))
+    largest = max((label.lstrip('0') or '0' for label in labels), key=lambda digits: (len(digits), digits))
+    if len(largest) > len(str(_MAX_INFERRED_CLASSES)) or int(largest) >= _MAX_INFERRED_CLASSES:
+      shown = largest if len(largest) <= 20 else f'{largest[:20]}... ({len(largest)} digits)'
+      raise DataError(f'{path}: the labels are integers, read as class ids 0..max, and the largest is {shown}: more '
+                      f'than the {_MAX_INFERRED_CLASSES:,} classes ftlab infers; list the label set in '
+                      'data.text.label_names (the integers index it), or renumber the labels 0..k-1')
+    return tuple(str(i) for i in range(int(largest) + 1))
   return tuple(sorted(labels))
 
 
@@ -345,7 +353,7 @@ def _idx_array(path, magic: int, dims: int) -> np.ndarray:
   if len(data) < header:
     raise DataError(f'{path}: truncated, {len(data)} bytes is less than the {header}-byte header; download it again')
   shape = struct.unpack(f'>{dims}I', data[4:header])
-  expected = int(np.prod(shape, dtype=np.int64))
+  expected = math.prod(shape)  # exact: an int64 product of three uint32 dimensions can wrap around
   payload = len(data) - header
   if payload != expected:
     what = 'truncated' if payload < expected else 'longer than declared'

@@ -56,8 +56,12 @@ def _from_json(path: str) -> tokenizers.Tokenizer:
 
 
 def _from_vocab(path: str, *, lowercase: bool) -> tokenizers.Tokenizer:
-  with open(path, encoding='utf-8') as f:
-    vocab = {line.rstrip('\n') for line in f}
+  try:
+    with open(path, encoding='utf-8') as f:
+      vocab = {line.rstrip('\n') for line in f}
+  except UnicodeDecodeError as e:
+    raise DataError(f'{located(path)}: not UTF-8 text ({e.reason}: byte 0x{e.object[e.start]:02x}); re-save the '
+                    'vocabulary as UTF-8, one token a line') from None
   missing = [t for t in ('[UNK]', '[CLS]', '[SEP]') if t not in vocab]
   if missing:
     raise DataError(f'{located(path)}: the vocabulary lacks {missing}, which a BERT WordPiece tokenizer needs; '

@@ -53,8 +53,15 @@ def read_config(folder: str) -> tuple[BertConfig, int]:
   if not os.path.isfile(path):
     raise SurgeryError(f'model.pretrained: {folder} has no config.json; a Hugging Face model folder holds '
                        'config.json and model.safetensors')
-  with open(path) as f:
-    cfg = json.load(f)
+  try:
+    with open(path, encoding='utf-8') as f:
+      cfg = json.load(f)
+  except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    raise SurgeryError(f'model.pretrained: {path} is not a JSON config ({err}); download the model folder '
+                       'again') from None
+  if not isinstance(cfg, dict):
+    raise SurgeryError(f'model.pretrained: {path} holds a JSON {type(cfg).__name__}, not a model config (an '
+                       'object); download the model folder again')
   kind = cfg.get('model_type', '')
   problems = []
   if kind not in MODEL_TYPES:
@@ -63,6 +70,18 @@ def read_config(folder: str) -> tuple[BertConfig, int]:
     problems.append(f'hidden_act {cfg["hidden_act"]!r} (ftlab implements exact gelu)')
   if cfg.get('position_embedding_type', 'absolute') != 'absolute':
     problems.append(f'position_embedding_type {cfg["position_embedding_type"]!r} (ftlab implements absolute)')
+  sizes = ('vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size',
+           'max_position_embeddings')
+  missing = [k for k in sizes if k not in cfg]
+  if missing:
+    problems.append(f'it lacks {", ".join(missing)}')
+  wrong = [k for k in sizes + ('type_vocab_size', 'pad_token_id') if k in cfg and cfg[k] is not None
+           and (not isinstance(cfg[k], int) or isinstance(cfg[k], bool) or cfg[k] < 0)]
+  if wrong:
+    problems.append(f'{", ".join(wrong)} must be non-negative integers')
+  for k in ('layer_norm_eps', 'initializer_range'):
+    if k in cfg and (not isinstance(cfg[k], (int, float)) or isinstance(cfg[k], bool)):
+      problems.append(f'{k} must be a number, got {cfg[k]!r}')
   if problems:
     raise SurgeryError(f'model.pretrained: {path}: ' + '; '.join(problems))
   pad = int(cfg.get('pad_token_id') or 0)
@@ -85,13 +104,17 @@ def read_weights(folder: str) -> dict[str, np.ndarray]:
     if os.path.isfile(single):
       return load_file(single)
     if os.path.isfile(index):
-      with open(index) as f:
-        shards = sorted(set(json.load(f)['weight_map'].values()))
+      with open(index, encoding='utf-8') as f:
+        weight_map = json.load(f).get('weight_map')
+      if not isinstance(weight_map, dict) or not all(isinstance(v, str) and v for v in weight_map.values()):
+        raise ValueError(f'{index} has no "weight_map" of tensor name -> shard file name')
+      shards = sorted(set(weight_map.values()))
       weights = {}
       for shard in shards:
         weights.update(load_file(os.path.join(folder, shard)))
       return weights
-  except (OSError, ValueError, KeyError, safetensors.SafetensorError) as err:  # truncated or not a safetensors file
+  except (OSError, ValueError, KeyError, AttributeError, safetensors.SafetensorError) as err:  # truncated, not
+    # safetensors, or an index that is not a JSON object (UnicodeDecodeError and JSONDecodeError are ValueErrors)
     raise SurgeryError(f'model.pretrained: cannot read the weights in {folder}: {err}; download them again') from None
   raise SurgeryError(f'model.pretrained: {folder} has no {" or ".join(WEIGHT_FILES)} (pytorch_model.bin is not '
                      'read: pickle can run code); convert it to safetensors')

@@ -45,16 +45,19 @@ def read(sweep_dir: str) -> list[dict]:
   path = os.path.join(sweep_dir, TRIALS)
   if not os.path.exists(path):
     return []
-  with open(path) as f:
-    text = f.read()
-  lines = text.split('\n')
-  complete, tail = lines[:-1], lines[-1]  # `tail` is '' when the file ends with a newline
+  with open(path, 'rb') as f:
+    data = f.read()
+  lines = data.split(b'\n')
+  complete, tail = lines[:-1], lines[-1]  # `tail` is b'' when the file ends with a newline
   rows = []
   for number, line in enumerate(complete, 1):
     if not line.strip():
       continue
     try:
-      row = json.loads(line)
+      row = json.loads(line.decode('utf-8'))
+    except UnicodeDecodeError as err:
+      raise RecordError(f'{path}, line {number}: not UTF-8 text (byte {line[err.start]:#04x} at column '
+                        f'{err.start + 1}); delete or repair that line and rerun (its trial is then run again)') from err
     except json.JSONDecodeError as err:
       raise RecordError(f'{path}, line {number}: not a JSON row ({err.msg}); delete or repair that line and rerun '
                         '(its trial is then run again)') from err
@@ -96,25 +99,39 @@ def read_sweep(sweep_dir: str) -> dict | None:
   if not os.path.exists(path):
     return None
   try:
-    with open(path) as f:
-      return json.load(f)
+    with open(path, encoding='utf-8') as f:
+      record = json.load(f)
+  except UnicodeDecodeError as err:
+    raise RecordError(f'{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); restore '
+                      'it, or start the sweep in a new --workdir') from err
   except json.JSONDecodeError as err:
     raise RecordError(f'{path}: not valid JSON ({err.msg} at line {err.lineno}); restore it, or start the sweep in a '
                       'new --workdir') from err
+  if not isinstance(record, dict):
+    raise RecordError(f'{path}: holds a JSON {type(record).__name__}, not the sweep record (an object); restore it, '
+                      'or start the sweep in a new --workdir')
+  return record
 
 
 def read_metrics(sweep_dir: str, row: dict) -> list[dict]:
-  """The metrics.jsonl rows of a trial ([] when its run wrote none)."""
+  """The metrics.jsonl rows of a trial ([] when its run wrote none). A last line that is not a whole row (a killed
+  run's) is ignored; any other line that is not a JSON object raises RecordError naming it."""
   path = os.path.join(sweep_dir, row['workdir'], 'metrics.jsonl')
   if not os.path.exists(path):
     return []
+  with open(path, 'rb') as f:
+    lines = [(number, line) for number, line in enumerate(f.read().split(b'\n'), 1) if line.strip()]
   out = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if line:
-        try:
-          out.append(json.loads(line))
-        except json.JSONDecodeError:
-          break  # a killed run's last line; the rows before it are whole
+  for k, (number, line) in enumerate(lines):
+    try:
+      value = json.loads(line.decode('utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+      if k == len(lines) - 1:
+        break  # a killed run's last line; the rows before it are whole
+      raise RecordError(f'{path}, line {number}: not a JSON row ({err}); delete that line, or rerun the trial in a '
+                        'new sweep --workdir') from err
+    if not isinstance(value, dict):
+      raise RecordError(f'{path}, line {number}: holds a JSON {type(value).__name__}, not a metrics row (an object); '
+                        'delete that line, or rerun the trial in a new sweep --workdir')
+    out.append(value)
   return out
