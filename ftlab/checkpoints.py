@@ -3,6 +3,12 @@
 Keeps the latest `keep` checkpoints plus the best one by the selection metric (orbax preservation policies).
 orbax writes each step to a temporary directory and renames it when complete, so a run killed mid-write
 never takes a partial checkpoint for the latest.
+
+The state is saved as the loop holds it, unreplicated: in every parallel.Layout (replicated, FSDP-sharded, the
+per-device 'pmap' program) it is one global array per leaf, so a checkpoint restores under any layout and device
+count (restore takes the shardings of its template). Multi-host: every process calls save and restore, which orbax
+coordinates (each process writes the shards it holds; process 0 commits the step); grain writes one iterator file
+per process, data/process_<i>-of-<n>.json, so a run resumes with the number of processes it was saved with.
 """
 from __future__ import annotations
 
@@ -51,9 +57,22 @@ class Checkpoints:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
     items = {'state': ocp.args.StandardRestore(abstract), 'loop': ocp.args.JsonRestore()}
     if data_iterator is not None:
+      self._check_processes(step)
       items['data'] = grain_checkpoint.CheckpointRestore(data_iterator)
     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
     return restored.state, restored.loop
+
+  def _check_processes(self, step: int):
+    """grain restores the iterator from this process's file of the same process count: say so clearly when the
+    checkpoint was written by another number of processes."""
+    data = os.path.join(str(self.manager.directory), str(step), 'data')
+    count = jax.process_count()
+    if not os.path.isdir(data) or os.path.exists(os.path.join(data, f'process_{jax.process_index()}-of-{count}.json')):
+      return
+    saved = sorted({name.rpartition('-of-')[2].removesuffix('.json') for name in os.listdir(data)
+                    if name.startswith('process_')})
+    raise ValueError(f'{data}: the checkpoint at step {step} was written by {" or ".join(saved)} processes, this run '
+                     f'has {count}; resume it with {saved[0] if saved else "the same number of"} processes')
 
   def wait(self):
     self.manager.wait_until_finished()

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 
 import ml_collections
 
-from ftlab import metrics
+from ftlab import metrics, parallel
 from ftlab.optim import plan, schedules
 
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
@@ -29,6 +29,9 @@ IMAGE_STATS = ('none', 'imagenet', 'inception', 'mnist')
 DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder')
 # Keys that may change between a run and its resumption: only the run's length.
 RUN_LENGTH_KEYS = ('train.num_steps', 'train.num_epochs')
+# Sections that may also change on resumption: how the run spreads over devices and processes, which changes no
+# result beyond float summation order (checkpoints hold the same unreplicated state in every layout).
+RESUMABLE_SECTIONS = ('parallel.',)
 # Keys whose value is a duration (int steps, or '500 steps', '3 epochs', '10%'), or a list of them.
 DURATION_KEYS = ('schedule.warmup', 'schedule.transition', 'schedule.every', 'schedule.timescale',
                  'optimizer.lp_ft', 'optimizer.unfreeze_every')
@@ -36,7 +39,7 @@ DURATION_LIST_KEYS = ('schedule.boundaries',)
 # Lists and the type of their elements.
 LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes': int, 'data.text.label_names': str,
              'data.image.mean': float, 'data.image.std': float,
-             'schedule.values': float, 'train.class_weights': float}
+             'schedule.values': float, 'train.class_weights': float, 'parallel.distributed.local_device_ids': int}
 
 
 class ConfigError(Exception):
@@ -193,6 +196,25 @@ def defaults() -> ml_collections.ConfigDict:
       'checkpoint': {
           'every_steps': 0,  # save every N steps; 0 saves at each evaluation
           'keep': 2,  # latest checkpoints kept; the best one is always kept besides
+      },
+      'parallel': {  # how a run spreads over devices and hosts (may change between resumes; see ftlab/parallel.py)
+          # 'jit': one program over the global batch, split across all devices on a 'data' mesh axis (jax.jit
+          # with shardings). 'pmap': a per-device program (jax.pmap's semantics) with gradients, the loss weight
+          # and metrics summed over devices (psum); same parameters up to float summation order, except that it
+          # draws dropout masks per device and batch norm normalises over each device's rows.
+          'mode': 'jit',
+          # mode 'jit': shard parameters and optimizer state over the devices too (FSDP / ZeRO-3), each leaf along
+          # its largest dimension that divides by the device count; for models whose state does not fit one device
+          'fsdp': False,
+          'fsdp_min_size': 16384,  # fsdp: leaves with fewer elements than this (or no divisible dimension) replicate
+          'distributed': {  # multi-host: every process runs the same command; process 0 writes the outputs
+              'enabled': False,  # call jax.distributed.initialize first; what is unset below jax detects (TPU, SLURM)
+              'coordinator_address': '',  # 'host:port' of process 0; '' = $JAX_COORDINATOR_ADDRESS or detected
+              'num_processes': 0,  # 0 = $JAX_NUM_PROCESSES or detected
+              'process_id': -1,  # -1 = $JAX_PROCESS_ID or detected
+              'local_device_ids': [],  # this process's devices; [] = $JAX_LOCAL_DEVICE_IDS, detected or all
+              'initialization_timeout': 300,  # seconds to wait for every process to join
+          },
       },
       'init': {
           'checkpoint': '',  # an earlier ftlab run's workdir: its best parameters initialise this run
@@ -445,12 +467,45 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
   need(c.early_stopping.min_delta >= 0, f'early_stopping.min_delta: must be >= 0, got {c.early_stopping.min_delta}')
   need(c.checkpoint.every_steps >= 0, f'checkpoint.every_steps: must be >= 0, got {c.checkpoint.every_steps}')
   need(c.checkpoint.keep >= 1, f'checkpoint.keep: must be >= 1, got {c.checkpoint.keep}')
+  p += _parallel_problems(c.parallel)
   pre = c.init.pretrain
   if pre.enabled:
     need(not c.init.checkpoint, 'init.pretrain.enabled / init.checkpoint: choose one way to initialise')
     need(len(pre.classes) > 0, 'init.pretrain.classes: name the source task labels, e.g. [0, 1, 2, 3, 4]')
     need(pre.num_steps > 0, f'init.pretrain.num_steps: must be > 0, got {pre.num_steps}')
     need(pre.learning_rate > 0, f'init.pretrain.learning_rate: must be > 0, got {pre.learning_rate}')
+  return p
+
+
+def _parallel_problems(par) -> list[str]:
+  """Problems of config.parallel (well-typed)."""
+  p = []
+  if par.mode not in parallel.MODES:
+    p.append(f"parallel.mode: {par.mode!r} is not a mode; choose 'jit' (sharded jax.jit, the default) or 'pmap' "
+             "(a per-device program)")
+  if par.fsdp and par.mode == 'pmap':
+    p.append("parallel.fsdp: needs parallel.mode='jit' (the per-device 'pmap' program keeps a whole copy of the "
+             "state on every device); set parallel.mode='jit' or parallel.fsdp=False")
+  if par.fsdp_min_size < 0:
+    p.append(f'parallel.fsdp_min_size: must be >= 0 elements, got {par.fsdp_min_size}')
+  d = par.distributed
+  if d.coordinator_address and not re.fullmatch(r'\[?[^\s/]+\]?:\d+', d.coordinator_address):
+    p.append(f"parallel.distributed.coordinator_address: {d.coordinator_address!r} is not 'host:port' (process 0's "
+             "address and a free port, e.g. '10.0.0.2:1234')")
+  if d.num_processes < 0:
+    p.append(f'parallel.distributed.num_processes: must be >= 1, or 0 for $JAX_NUM_PROCESSES or detection; '
+             f'got {d.num_processes}')
+  if d.process_id < -1 or (d.num_processes and d.process_id >= d.num_processes):
+    p.append(f'parallel.distributed.process_id: {d.process_id} is not in 0..num_processes-1 '
+             f'(num_processes {d.num_processes or "unset"}); -1 takes $JAX_PROCESS_ID or detection')
+  if any(i < 0 for i in d.local_device_ids):
+    p.append(f'parallel.distributed.local_device_ids: ids must be >= 0, got {list(d.local_device_ids)}')
+  if d.initialization_timeout <= 0:
+    p.append(f'parallel.distributed.initialization_timeout: must be > 0 seconds, got {d.initialization_timeout}')
+  given = [k for k, unset in (('coordinator_address', ''), ('num_processes', 0), ('process_id', -1)) if d[k] != unset]
+  if given and not d.enabled:
+    p.append(f'parallel.distributed.enabled: is False, but parallel.distributed.{given[0]} is set; set '
+             'parallel.distributed.enabled=True to run on several processes (or unset it)')
   return p
 
 
@@ -521,7 +576,7 @@ def config_differences(saved: dict, current: dict) -> list[str]:
   schema = dict(flatten(defaults()))
   diffs = []
   for key in sorted(set(a) | set(b)):
-    if key in RUN_LENGTH_KEYS:
+    if key in RUN_LENGTH_KEYS or key.startswith(RESUMABLE_SECTIONS):
       continue
     if key not in a and key in schema and _same(b.get(key), schema[key]):
       continue  # a key added to ftlab after the run was saved, left at its default: the run is the same

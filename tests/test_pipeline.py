@@ -50,18 +50,26 @@ def test_eval_batches_cover_every_example_once_with_padding_masked():
 
 
 @pytest.mark.parametrize('count', [2, 4])
-def test_process_shards_are_disjoint_and_cover_the_split_once(count):
+@pytest.mark.parametrize('remainder', ['spill', 'pad'])
+def test_processes_read_their_rows_of_the_single_process_batches(count, remainder):
+  """Multi-host: process p's element k is its block of rows of the one-process batch k, so N processes train on
+  the same global batches as one; evaluation likewise, and every process runs as many evaluation batches."""
   source = _source(23)
-  epochs = [data.pipeline.train_batches(source, batch_size=4 * count, seed=3, process_index=p,
-                                        process_count=count).order(0) for p in range(count)]
-  together = np.concatenate(epochs)
-  assert sorted(together.tolist()) == list(range(23))  # disjoint, and every example once per epoch
-  shares = [[i for b in data.eval_batches(source, batch_size=2 * count, process_index=p, process_count=count)
-             for i, m in zip(_ids(b), b['mask']) if m] for p in range(count)]
-  assert sorted(i for s in shares for i in s) == list(range(23))  # evaluation counts every example once
-  lengths = {len(list(data.eval_batches(source, batch_size=2 * count, process_index=p, process_count=count)))
-             for p in range(count)}
-  assert len(lengths) == 1  # every process runs the same number of evaluation steps
+  stream = lambda p, n: data.pipeline.train_batches(source, batch_size=4 * count, seed=3, remainder=remainder,
+                                                    process_index=p, process_count=n)
+  one, shares = stream(0, 1), [stream(p, count) for p in range(count)]
+  for k in range(8):  # several epochs
+    assert [i for s in shares for i in _ids(s[k])] == _ids(one[k])
+    if remainder == 'pad':
+      np.testing.assert_array_equal(np.concatenate([s[k]['mask'] for s in shares]), one[k]['mask'])
+  evals = [list(data.eval_batches(source, batch_size=2 * count, process_index=p, process_count=count))
+           for p in range(count)]
+  whole = list(data.eval_batches(source, batch_size=2 * count, process_index=0, process_count=1))
+  assert {len(e) for e in evals} == {len(whole)}  # every process runs the same number of evaluation steps
+  for b, batch in enumerate(whole):
+    real = [i for e in evals for i, m in zip(_ids(e[b]), e[b]['mask']) if m]
+    assert real == [i for i, m in zip(_ids(batch), batch['mask']) if m]
+  assert sorted(i for e in evals for b in e for i, m in zip(_ids(b), b['mask']) if m) == list(range(23))
 
 
 def test_remainder_drop_and_pad():

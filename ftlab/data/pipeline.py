@@ -6,7 +6,14 @@ MapDataset whose element k is training batch k, a pure function of k: its indice
 augmentation (seeded by (seed, k)). The grain iterator's state goes into every checkpoint, so a resumed run reads
 exactly the batches an uninterrupted run would have read, with any number of worker processes. The remainder of
 an epoch 'spill's into the next epoch (every example once per epoch, no short batch), is dropped, or is padded
-with masked rows. Each process reads its own strided share of the examples (multi-host).
+with masked rows.
+
+Multi-host: batch k is the same global batch for any number of processes; process i reads only its contiguous
+block of rows of it, the block its devices hold in the global array (parallel.Layout assembles it with
+make_array_from_process_local_data). So a run on N processes trains on exactly the batches of a run on one, the
+iterator position (k) means the same on every process, and padded lengths and masks agree across processes. (One
+exception: augmentation is drawn per process, seeded by (seed, k, process), so augmented runs are deterministic
+for a given process count but not equal across counts.)
 
 Why not grain's `shuffle().repeat().batch()`: it shuffles one index at a time (a Feistel permutation per element)
 and fetches elements one by one through Python wrappers, about 50 us per example here: 6-20x slower than the
@@ -35,27 +42,28 @@ def gather(source, indices: np.ndarray, **kwargs) -> dict[str, np.ndarray]:
   return {k: np.stack([item[k] for item in items]) for k in items[0]}
 
 
-def shard(n: int, process_index: int, process_count: int) -> np.ndarray:
-  """The examples of one process: every process_count-th, starting at process_index (disjoint, covering range(n))."""
-  return np.arange(n)[process_index::process_count]
-
-
 class ShuffledBatches:
   """A grain random-access source whose element k is training batch k of an endless, epoch-reshuffled stream.
 
-  `augment` (a dict of ftlab.data.images.augment options) is applied with an rng seeded by (seed, k); with
-  `buckets` (allowed padded lengths) and a source with `lengths`, batches group similar lengths and are padded to
-  the smallest bucket that fits.
+  `batch_size` is the global batch; element k holds this process's block of its rows (`process_index` of
+  `process_count`, batch_size / process_count rows). `augment` (a dict of ftlab.data.images.augment options) is
+  applied with an rng seeded by (seed, k) (and the process, with several); with `buckets` (allowed padded lengths)
+  and a source with `lengths`, batches group similar lengths and are padded to the smallest bucket that fits the
+  whole global batch.
   """
 
   def __init__(self, source, *, batch_size: int, seed: int, examples: np.ndarray, remainder: str = 'spill',
-               augment: dict | None = None, buckets: np.ndarray | None = None):
+               augment: dict | None = None, buckets: np.ndarray | None = None, process_index: int = 0,
+               process_count: int = 1):
     if remainder not in REMAINDERS:
       raise ValueError(f'remainder {remainder!r}: choose one of {REMAINDERS}')
     if remainder == 'drop' and len(examples) < batch_size:
       raise ValueError(f'{len(examples)} examples cannot fill one batch of {batch_size} with remainder "drop"')
+    if batch_size % process_count:
+      raise ValueError(f'a batch of {batch_size} does not split over {process_count} processes')
     self.source, self.batch_size, self.seed, self.examples = source, batch_size, seed, np.asarray(examples)
     self.remainder, self.augment, self.buckets = remainder, augment or None, buckets
+    self.process_index, self.process_count = process_index, process_count
     self._orders: dict[int, np.ndarray] = {}
 
   def __len__(self) -> int:
@@ -93,30 +101,36 @@ class ShuffledBatches:
     real = len(indices)
     return np.concatenate([indices, np.repeat(indices[:1], b - real)]), real
 
+  def rows(self) -> slice:
+    """This process's rows of every global batch."""
+    per_process = self.batch_size // self.process_count
+    return slice(self.process_index * per_process, (self.process_index + 1) * per_process)
+
   def __getitem__(self, k: int) -> dict[str, np.ndarray]:
     indices, real = self.indices(k)
     kwargs = {}
     if self.augment:
-      kwargs = {'rng': np.random.default_rng([self.seed, 1, k]), 'augment': self.augment}
+      seed = [self.seed, 1, k] + ([self.process_index] if self.process_count > 1 else [])
+      kwargs = {'rng': np.random.default_rng(seed), 'augment': self.augment}
     if self.buckets is not None:
       kwargs['length'] = text.padded_length(self.source.lengths[indices[:real]], self.buckets)
-    batch = gather(self.source, indices, **kwargs)
+    batch = gather(self.source, indices[self.rows()], **kwargs)
     if self.remainder == 'pad':
-      batch['mask'] = np.arange(self.batch_size) < real
+      batch['mask'] = (np.arange(self.batch_size) < real)[self.rows()]
     return batch
 
 
 def train_batches(source, *, batch_size: int, seed: int, remainder: str = 'spill', augment: dict | None = None,
                   bucket: bool = False, max_length: int = 0, process_index: int | None = None,
                   process_count: int | None = None) -> ShuffledBatches:
-  """The training stream of this process: its share of the examples and of the global `batch_size`."""
+  """The training stream of this process: its rows of every global batch of `batch_size`."""
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
   buckets = None
   if bucket:
     buckets = text.bucket_lengths(max_length)
-  return ShuffledBatches(source, batch_size=batch_size // pc, seed=seed, examples=shard(len(source), pi, pc),
-                         remainder=remainder, augment=augment, buckets=buckets)
+  return ShuffledBatches(source, batch_size=batch_size, seed=seed, examples=np.arange(len(source)),
+                         remainder=remainder, augment=augment, buckets=buckets, process_index=pi, process_count=pc)
 
 
 def train_iterator(source, *, batch_size: int, seed: int, read_threads: int = 0, workers: int = 0,
@@ -147,18 +161,19 @@ def steps_per_epoch(num_examples: int, batch_size: int, remainder: str = 'spill'
 
 def eval_batches(source, *, batch_size: int, limit: int | None = None, process_index: int | None = None,
                  process_count: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-  """Every example of `source` (or its first `limit`) once, in order, in batches of exactly `batch_size` (each
-  process its share, all processes the same number of batches): the last batches are padded by repeating a row,
-  and a 'mask' field (1 real, 0 padding) keeps padding out of metrics."""
+  """Every example of `source` (or its first `limit`) once, in order, in global batches of exactly `batch_size`,
+  of which each process reads its block of rows (as in training; all processes run the same number of batches):
+  the last batch is padded by repeating a row, and a 'mask' field (1 real, 0 padding) keeps padding out of
+  metrics."""
   pi = jax.process_index() if process_index is None else process_index
   pc = jax.process_count() if process_count is None else process_count
   per_process = batch_size // pc
   n = len(source) if limit is None else min(limit, len(source))
-  examples = shard(n, pi, pc)
-  num_batches = -(-(-(-n // pc)) // per_process)  # the largest share decides, so that processes stay in step
+  num_batches = -(-n // batch_size)
 
   def batch(b: int) -> dict[str, np.ndarray]:
-    indices = examples[b * per_process:(b + 1) * per_process]
+    start = b * batch_size + pi * per_process
+    indices = np.arange(start, min(start + per_process, n))
     real = len(indices)
     fill = indices[:1] if real else np.zeros(1, np.int64)
     indices = np.concatenate([indices, np.repeat(fill, per_process - real)])
