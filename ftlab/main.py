@@ -7,11 +7,14 @@ naming the step and the last good checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
+
+import jax
 
 from ftlab import cli
 from ftlab import config as config_lib
-from ftlab import step_cache, train
+from ftlab import parallel, step_cache, train
 from ftlab.pretrained import source_task
 from ftlab.sweeps import records
 
@@ -43,21 +46,39 @@ def plan(config, workdir: str, *, pretrain_dir: str = '') -> tuple[list, object]
 def run(config, workdir: str, *, pretrain_dir: str = '', on_eval=None) -> dict:
   """Plans every stage (raising ConfigError with all problems), then runs them; returns the run's summary.
 
-  A source-task stage runs under a lock, so that two processes never train the same one at once. `on_eval` is
-  passed to train.execute for the fine-tuning run.
+  `on_eval` is passed to train.execute for the fine-tuning run.
   """
   stages, final = plan(config, workdir, pretrain_dir=pretrain_dir)
+  run_stages(stages)
+  return train.execute(final, on_eval=on_eval)
+
+
+def run_stages(stages: list) -> None:
+  """Runs planned source-task stages, each under a lock, so that two independent processes (sweep workers) never
+  train the same one at once. The processes of one multi-host run train it together, so they take no lock (one
+  would hold it while the others wait outside the collective)."""
   for stage in stages:
-    with records.locked(stage.workdir.rstrip('/') + '.lock'):
+    lock = (records.locked(stage.workdir.rstrip('/') + '.lock') if jax.process_count() == 1
+            else contextlib.nullcontext())
+    with lock:
       if not source_task.is_finished(stage.workdir):  # another process may have finished it meanwhile
         print(f'ftlab: pretraining on the source task in {stage.workdir}', flush=True)
         train.execute(train.plan(stage.config, stage.workdir))
-  return train.execute(final, on_eval=on_eval)
+
+
+def start_processes(config) -> None:
+  """Joins a multi-host run (config.parallel.distributed) before anything touches jax's devices: validation does
+  not, planning does (it checks the batch against the device count, which must then be the global one)."""
+  try:
+    parallel.initialize(config.parallel.distributed)
+  except ValueError as err:
+    raise config_lib.ConfigError([str(err)]) from err
 
 
 def main(argv: list[str]) -> int:
   try:
     config, workdir = cli.parse(argv)
+    start_processes(config)
     step_cache.enable_persistent_cache(workdir)
     run(config, workdir)
   except config_lib.ConfigError as err:

@@ -58,8 +58,23 @@ def steps(key: str, build: Callable[[], tuple[Any, Any]]) -> tuple[Callable, Cal
   return _entries[key]
 
 
+_functions: collections.OrderedDict[Any, Callable] = collections.OrderedDict()
+
+
+def jitted(key, build: Callable[[], Callable]) -> Callable:
+  """jax.jit(build()) once per hashable `key` (the last MAX_ENTRIES kept): for functions every run calls with
+  the same static parts, such as a model's initialisation, which would otherwise run op by op."""
+  if key not in _functions:
+    _functions[key] = jax.jit(build())
+    while len(_functions) > MAX_ENTRIES:
+      _functions.popitem(last=False)
+  _functions.move_to_end(key)
+  return _functions[key]
+
+
 def clear() -> None:
   _entries.clear()
+  _functions.clear()
 
 
 

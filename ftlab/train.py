@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax.experimental import multihost_utils
 
 from ftlab import checkpoints as ckpt_lib
 from ftlab import config as config_lib
@@ -114,13 +115,18 @@ def micro_batches(batch: dict, k: int) -> dict:
   return jax.tree.map(lambda x: x.reshape((x.shape[0] // k, k) + x.shape[1:]).swapaxes(0, 1), batch)
 
 
-def accumulated_gradients(model, task: tasks.Task, state: TrainState, batch: dict, rng, accum_steps: int):
+def accumulated_gradients(model, task: tasks.Task, state: TrainState, batch: dict, rng, accum_steps: int,
+                          axis_name=None):
   """Gradients of the weighted mean loss over `batch` (see Task.losses_and_weights), computed in `accum_steps`
   sequential micro-batches.
 
   Each micro-batch contributes the gradient of its weighted loss *sum*; the total is divided by the whole batch's
   weight, so K micro-batches give the gradient of one batch K times larger (up to float summation order).
-  Returns (grads, per-prediction losses [B] or [B, L], logits, new model_state).
+  With `axis_name` (a per-device program, parallel.Layout 'pmap') `batch` is this device's rows of the global
+  batch: the weighted sums and the weight are summed over the devices before the division, so every device gets
+  the gradient of the global batch's weighted mean loss, as one device would (a per-device mean, averaged, would
+  weigh devices with more padding or heavier classes wrongly).
+  Returns (grads, per-prediction losses [B] or [B, L], logits, new model_state), the last three of these rows.
   """
   def micro(carry, xs):
     grads, total_weight, model_state = carry
@@ -141,18 +147,29 @@ def accumulated_gradients(model, task: tasks.Task, state: TrainState, batch: dic
   (grads, total_weight, model_state), (losses, logits) = jax.lax.scan(
       micro, (zeros, jnp.zeros(()), state.model_state), (micro_batches(batch, accum_steps), jnp.arange(accum_steps)))
   unstack = lambda x: x.swapaxes(0, 1).reshape((-1,) + x.shape[2:])  # back to the batch's row order
+  if axis_name is not None:
+    grads, total_weight = jax.lax.psum((grads, total_weight), axis_name)
   total_weight = jnp.maximum(total_weight, jnp.finfo(jnp.float32).tiny)  # a batch of padding only: zero gradients
   return jax.tree.map(lambda g: g / total_weight, grads), unstack(losses), unstack(logits), model_state
 
 
 def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: optax.GradientTransformation,
-               frozen, accum_steps: int = 1):
+               frozen, accum_steps: int = 1, axis_name=None):
   """One optimizer step over `batch`, in `accum_steps` micro-batches. `frozen` ({'params': ..., 'model_state':
   ...}, static trees of plan.Freezing, see `frozen_masks`) marks what comes back bit-identical at this step: frozen
   parameters and their batch-norm statistics. The phase of freezing over time is computed from the traced step,
-  so it never recompiles."""
+  so it never recompiles.
+
+  `axis_name`: run as one device's program of a per-device step (parallel.Layout 'pmap') on its rows of the batch.
+  Gradients and metrics are summed over the devices and batch statistics averaged, so every device returns the same
+  state; each device draws its own dropout masks (folding its index into the rng), else all would drop alike."""
   rng = jax.random.fold_in(state.rng, state.step)
-  grads, losses, logits, model_state = accumulated_gradients(model, task, state, batch, rng, accum_steps)
+  if axis_name is not None:
+    rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+  grads, losses, logits, model_state = accumulated_gradients(model, task, state, batch, rng, accum_steps,
+                                                             axis_name=axis_name)
+  if axis_name is not None:
+    model_state = jax.tree.map(lambda x: jax.lax.pmean(x, axis_name), model_state)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   stepped = optax.apply_updates(state.params, updates)
 
@@ -164,21 +181,26 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
   params = keep(frozen['params'], state.params, stepped)
   model_state = keep(frozen['model_state'], state.model_state, model_state)
   metrics = task.train_metrics(losses=losses, logits=logits, batch=batch)
+  if axis_name is not None:  # every metric is a sum (totals, counts, confusion counts)
+    metrics = jax.lax.psum(metrics, axis_name)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state)
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task):
-  """Metrics of one padded evaluation batch; rows with mask 0 count nowhere. Loss without label smoothing."""
+def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_name=None):
+  """Metrics of one padded evaluation batch; rows with mask 0 count nowhere. Loss without label smoothing.
+  `axis_name`: as in train_step, `batch` is this device's rows and the metrics are summed over the devices."""
   logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
-  return task.eval_metrics(logits=logits, batch=batch)
+  metrics = task.eval_metrics(logits=logits, batch=batch)
+  return metrics if axis_name is None else jax.lax.psum(metrics, axis_name)
 
 
-def evaluate(eval_fn, state: TrainState, source, *, batch_size: int, mesh, limit: int | None = None) -> dict:
+def evaluate(eval_fn, state: TrainState, source, *, batch_size: int, layout: parallel.Layout,
+             limit: int | None = None) -> dict:
   """Summarised metrics of `state` over every example of `source` (or its first `limit`)."""
   total = None
   for batch in data_lib.eval_batches(source, batch_size=batch_size, limit=limit):
-    m = eval_fn(state, parallel.shard_batch(batch, mesh))
+    m = eval_fn(state, layout.place_batch(batch))
     total = m if total is None else total.merge(m)
   return metrics_lib.summarize(total)
 
@@ -300,7 +322,8 @@ def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainSta
   unless `load_pretrained` is False (a resumed run restores its own)."""
   c = p.config
   init_rng, state_rng = jax.random.split(jax.random.key(c.seed))
-  variables = _init_variables(p.model, p.task.example_input(p.splits.train), init_rng)
+  variables = step_cache.jitted(('init', repr(p.model)), lambda: functools.partial(_init_variables, p.model))(
+      p.task.example_input(p.splits.train), init_rng)
   params = variables['params']
   model_state = {k: v for k, v in variables.items() if k != 'params'}
   if p.init_from and load_pretrained:
@@ -358,33 +381,30 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   os.makedirs(workdir, exist_ok=True)
   if is_writer and not p.resuming:
     writers.write_json_atomic(os.path.join(workdir, 'config.json'), c.to_dict())
-  mesh = parallel.data_mesh()
+  layout = parallel.Layout.of(c.parallel)
   mode = config_lib.eval_mode(c)
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep, mode=mode)
   start = ckpts.latest_step()
   state, tx, frozen = initial_state(p, load_pretrained=start is None)
   if is_writer:
-    table = optim_plan.describe(*p.parameter_groups(state.params), state.params)
-    print(f'ftlab: data {json.dumps(p.splits.report)}', flush=True)
-    print(f'ftlab: optimizer plan\n{table}', flush=True)
-    writers.write_text_atomic(os.path.join(workdir, 'optimizer_plan.txt'), table + '\n')
+    describe_run(p, state.params)
   train_iter = data_lib.train_iterator(p.splits.train, batch_size=c.train.batch_size, seed=c.seed,
                                        **data_lib.stream_options(c.data))
   loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
   if start is not None:
     state, loop = ckpts.restore(start, state, train_iter)
     print(f'ftlab: resuming {workdir} from step {start}', flush=True)
-  state = parallel.replicate(state, mesh)
+  state = layout.place_state(state)
   writer = writers.MetricWriter(workdir, resume_step=start or 0, enabled=is_writer)
 
   schedule = schedules.build_schedule(c.schedule, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
   key = step_cache.static_key(c, model=p.model, task=p.task, steps_per_epoch=p.steps_per_epoch,
                               total_steps=p.total_steps)
-  step_fn, eval_fn = step_cache.steps(key, lambda: (
+  step_fn, eval_fn = step_cache.steps(key, lambda: layout.wrap_steps(
       functools.partial(train_step, model=p.model, task=p.task, tx=tx, frozen=frozen,
                         accum_steps=c.train.grad_accum_steps),
       functools.partial(eval_step, model=p.model, task=p.task)))
-  run_eval = functools.partial(evaluate, eval_fn, batch_size=c.eval.batch_size, mesh=mesh)
+  run_eval = functools.partial(evaluate, eval_fn, batch_size=c.eval.batch_size, layout=layout)
 
   step = int(state.step)
   progress = writers.Progress(p.total_steps, step)
@@ -401,7 +421,7 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   pending = None  # (step, metrics) of the step before the one in flight
   try:
     while step < p.total_steps and not loop['stopped_early']:
-      batch = parallel.shard_batch(next(train_iter), mesh)
+      batch = layout.place_batch(next(train_iter))
       state, m = step_fn(state, batch)
       if pending is not None:
         check_finite(*pending)
@@ -448,21 +468,43 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
 
   best_step = ckpts.best_step()
   best_state, _ = ckpts.restore(best_step, state)
-  best_state = parallel.replicate(best_state, mesh)
+  best_state = layout.place_state(best_state)
   at_best = _evaluate_splits(run_eval, best_state, p.splits, train_subset=c.eval.train_subset)
-  best_val, test = at_best['validation'], run_eval(best_state, p.splits.test)
+  test = run_eval(best_state, p.splits.test)
   writer.write(best_step, 'test', test)
   writer.close()
   ckpts.close()
-  summary = {'best_step': best_step, 'final_step': step, 'total_steps': p.total_steps,
-             'stopped_early': loop['stopped_early'], 'selection_metric': c.eval.metric, 'selection_mode': mode,
-             'validation': best_val, 'test': test, 'train_eval': at_best.get('train_eval'),
-             'train_seconds_this_session': round(train_seconds, 3),
+  return finish(p, best_step=best_step, final_step=step, stopped_early=loop['stopped_early'], at_best=at_best,
+                test=test, best_params=best_state.params, train_seconds=train_seconds)
+
+
+def describe_run(p: RunPlan, params, *, echo: bool = True) -> None:
+  """Writes the run's optimizer_plan.txt (parameter groups, multipliers, freezing) and prints it with the data."""
+  table = optim_plan.describe(*p.parameter_groups(params), params)
+  if echo:
+    print(f'ftlab: data {json.dumps(p.splits.report)}', flush=True)
+    print(f'ftlab: optimizer plan\n{table}', flush=True)
+  writers.write_text_atomic(os.path.join(p.workdir, 'optimizer_plan.txt'), table + '\n')
+
+
+def finish(p: RunPlan, *, best_step: int, final_step: int, stopped_early: bool, at_best: dict, test: dict,
+           best_params, train_seconds: float) -> dict:
+  """Writes a finished run's summary.json (and, with LoRA, merged_params.npz) from its evaluations at the best
+  step (`at_best` as _evaluate_splits returns them); returns the summary."""
+  c, workdir = p.config, p.workdir
+  is_writer = jax.process_index() == 0
+  best_val = at_best['validation']
+  summary = {'best_step': best_step, 'final_step': final_step, 'total_steps': p.total_steps,
+             'stopped_early': stopped_early, 'selection_metric': c.eval.metric,
+             'selection_mode': config_lib.eval_mode(c), 'validation': best_val, 'test': test,
+             'train_eval': at_best.get('train_eval'), 'train_seconds_this_session': round(train_seconds, 3),
              'num_classes': p.splits.num_classes, 'class_names': list(p.splits.class_names),
              'data': p.splits.report}
   spec = lora_lib.Spec.of(c.lora)
+  if spec and jax.process_count() > 1:  # every process takes part; sharded (FSDP) leaves become whole host arrays
+    best_params = multihost_utils.process_allgather(best_params, tiled=True)
   if is_writer and spec:  # the best adapters folded into the base: a plain model for export
-    merged = lora_lib.merge(jax.device_get(best_state.params), scale=spec.scale)
+    merged = lora_lib.merge(jax.device_get(best_params), scale=spec.scale)
     writers.write_npz_atomic(os.path.join(workdir, 'merged_params.npz'),
                              {groups.path_str(kp): np.asarray(v) for kp, v in jax.tree_util.tree_flatten_with_path(merged)[0]})
   if is_writer:
@@ -487,8 +529,12 @@ def _evaluate_splits(run_eval, state, splits, *, train_subset: int) -> dict[str,
   if not train_subset:
     return {'validation': val}
   train_eval = run_eval(state, splits.train, limit=train_subset)
-  val.update({f'gap_{k}': train_eval[k] - val[k] for k in metrics_lib.METRIC_MODES if k in val})
-  return {'train_eval': train_eval, 'validation': val}
+  return {'train_eval': train_eval, 'validation': with_gap(val, train_eval)}
+
+
+def with_gap(val: dict, train_eval: dict) -> dict:
+  """The validation row with the overfitting gaps (train minus validation) of every metric added."""
+  return {**val, **{f'gap_{k}': train_eval[k] - val[k] for k in metrics_lib.METRIC_MODES if k in val}}
 
 
 def _early_stopping(loop: dict, value: float, es, mode: str) -> dict:

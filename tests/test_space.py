@@ -110,6 +110,10 @@ def test_bayes_edges_cover_every_bound_and_choice():
      'not an option of the median pruner'),
     ({'kind': 'grid', 'params': {'optimizer.learning_rate': [1e-3]}}, {'num_trial': 3}, 'unknown sweep option'),
     ({'kind': 'hyperband', 'params': {'optimizer.learning_rate': [1e-3]}}, {}, "'hyperband' is not one of"),
+    ({'kind': 'grid', 'params': {'optimizer.learning_rate': [1e-3]}, 'vectorize': 0}, {}, 'an integer >= 1'),
+    ({'kind': 'bayes', 'params': {'optimizer.learning_rate': loguniform(1e-4, 1e-2)}, 'num_trials': 4}, {'vectorize': 4},
+     'asks its sampler for one configuration at a time'),
+    ({'kind': 'grid', 'params': {'optimizer.learning_rate': [1e-3]}, 'shard_trials': 'yes'}, {}, 'use True or False'),
 ])
 def test_bad_definitions_name_the_key_and_the_fix(definition, overrides, expected):
   with pytest.raises(space.SweepError) as err:

@@ -3,6 +3,8 @@ compiled step changes no result."""
 import textwrap
 import types
 
+import pytest
+
 from ftlab import config as config_lib
 from ftlab import main as ftlab_main
 from ftlab import step_cache, train
@@ -91,3 +93,30 @@ def test_the_persistent_cache_goes_beside_the_workdir_once(tmp_path, monkeypatch
   fake.jax_compilation_cache_dir = None
   monkeypatch.setenv('FTLAB_COMPILATION_CACHE', 'off')
   assert step_cache.enable_persistent_cache(str(tmp_path / 'c')) == '' and fake.jax_compilation_cache_dir is None
+
+
+def test_eight_traced_trials_vectorised_compile_the_train_step_once_and_match_sequential(tmp_path, monkeypatch):
+  path = tmp_path / 'traced_sweep.py'
+  path.write_text(textwrap.dedent(SWEEP_FILE))
+  traces = []
+  original = train.train_step
+
+  def counting_step(*args, **kwargs):  # vmapped: traced once for all 8 trials
+    traces.append(1)
+    return original(*args, **kwargs)
+
+  step_cache.clear()
+  sequential = runner.run(str(path), str(tmp_path / 'sequential'), sweep_overrides={'seeds': [0]},
+                          options=runner.Options(report=False))
+  monkeypatch.setattr(train, 'train_step', counting_step)
+  step_cache.clear()
+  rows = runner.run(str(path), str(tmp_path / 'vectorised'), sweep_overrides={'seeds': [0], 'vectorize': 8},
+                    options=runner.Options(report=False))
+  assert len(traces) == 1  # 8 trials (lr x wd x dropout) in one vmapped step, compiled once
+  assert len({r['wall_seconds'] for r in rows}) == 1  # one group
+  by_id = {r['id']: r for r in sequential}
+  for row in rows:
+    alone = by_id[row['id']]
+    assert row['status'] == alone['status'] == 'complete' and row['best_step'] == alone['best_step']
+    assert row['objective'] == pytest.approx(alone['objective'], abs=1e-6)
+    assert row['validation']['loss'] == pytest.approx(alone['validation']['loss'], abs=1e-5)

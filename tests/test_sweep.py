@@ -155,6 +155,33 @@ def test_killed_mid_trial_the_rerun_loses_none_and_repeats_none(grid, sweep_file
       (40, 'test')]
 
 
+def test_a_vectorised_sweep_killed_mid_group_resumes_and_ends_as_the_sequential_one(grid, sweep_file, tmp_path):
+  sweep_dir = str(tmp_path / 'vectorised')
+  # 4 trials at once: the full-fine-tuning pair and the frozen pair each train as one vmapped step (the freezing
+  # mask is static, so the two strategies are two groups); the process dies at step 30 of the frozen group
+  command = sweep_command(sweep_file, sweep_dir, '--sweep.vectorize=4')
+  env = {**os.environ, 'FTLAB_TEST_SIGKILL_AT_STEP': '30:c001-s0'}
+  first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+  assert first.returncode == -9, first.stderr[-2000:]
+  assert sorted(r['id'] for r in records.read(sweep_dir)) == ['c000-s0', 'c002-s0']  # the group that had ended
+  env.pop('FTLAB_TEST_SIGKILL_AT_STEP')
+  second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+  assert second.returncode == 0, second.stderr[-2000:]
+  assert 'resuming interrupted trials c001-s0, c003-s0' in second.stdout
+  rows = records.read(sweep_dir)
+  assert sorted(r['id'] for r in rows) == ['c000-s0', 'c001-s0', 'c002-s0', 'c003-s0']  # each once
+  sequential = {r['id']: r for r in grid[1]}
+  for row in rows:
+    alone = sequential[row['id']]
+    assert (row['status'], row['step'], row['best_step']) == (alone['status'], alone['step'], alone['best_step'])
+    if row['status'] == 'complete':
+      assert row['objective'] == pytest.approx(alone['objective'], abs=1e-6)
+  metric_rows = records.read_metrics(sweep_dir, {'workdir': 'trials/c001-s0'})
+  assert [(r['step'], r['split']) for r in metric_rows] == [
+      (20, 'train'), (20, 'train_eval'), (20, 'validation'), (40, 'train'), (40, 'train_eval'), (40, 'validation'),
+      (40, 'test')]
+
+
 def test_two_workers_share_a_sqlite_storage_and_split_a_budget(sweep_file, tmp_path):
   sweep_dir = str(tmp_path / 'shared')
   command = sweep_command(f'{sweep_file}:bayes', sweep_dir)

@@ -74,6 +74,9 @@ def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, swe
     sweep = space.parse(definition, base, sweep_overrides)
   except space.SweepError as err:
     raise config_lib.ConfigError(problems + err.problems) from err
+  if sweep.vectorize > 1 and not base_problems:
+    from ftlab import vectorized
+    problems += [p for p in [vectorized.layout_problem(base)] if p]
   if sweep.kind == 'bayes':
     points = [space.Configuration('edge', v, space.expand(sweep, v)) for v in space.corner_points(sweep)]
   else:
@@ -117,7 +120,7 @@ def check_same_sweep(sweep_dir: str, record: dict) -> None:
 
 
 def _differences(a: dict, b: dict) -> list[str]:
-  a, b = (dict(config_lib.flatten(x)) for x in (a, b))
+  a, b = ({k: v for k, v in config_lib.flatten(x) if k not in space.EXECUTION_KEYS} for x in (a, b))
   return [f'{k}: {a.get(k, "<absent>")!r} in the workdir, {b.get(k, "<absent>")!r} now'
           for k in sorted(set(a) | set(b)) if json.dumps(a.get(k)) != json.dumps(b.get(k))]
 
@@ -209,19 +212,20 @@ def recover_stale(study, stale_after: float) -> list[str]:
 
 
 class Heartbeat:
-  """Marks a trial alive every `every` seconds from a daemon thread, while the trial runs."""
+  """Marks trials alive every `every` seconds from a daemon thread, while they run."""
 
-  def __init__(self, study, trial, every: float = HEARTBEAT_SECONDS):
-    self.study, self.trial_id, self.every = study, trial._trial_id, every
+  def __init__(self, study, trials: list, every: float = HEARTBEAT_SECONDS):
+    self.study, self.trial_ids, self.every = study, [t._trial_id for t in trials], every
     self.stop_event = threading.Event()
     self.thread = threading.Thread(target=self._beat, daemon=True)
 
   def _beat(self):
     while not self.stop_event.wait(self.every):
-      try:
-        self.study._storage.set_trial_user_attr(self.trial_id, 'ftlab_heartbeat', time.time())
-      except Exception:  # the trial finished meanwhile, or the database is briefly away: the next beat retries
-        pass
+      for trial_id in self.trial_ids:
+        try:
+          self.study._storage.set_trial_user_attr(trial_id, 'ftlab_heartbeat', time.time())
+        except Exception:  # the trial finished meanwhile, or the database is briefly away: the next beat retries
+          pass
 
   def __enter__(self):
     self.thread.start()
@@ -232,55 +236,112 @@ class Heartbeat:
     self.thread.join()
 
 
+@dataclasses.dataclass
+class Job:
+  """One (configuration, seed) run of a sweep, with the Optuna trial it reports to."""
+  point: space.Configuration
+  seed: int
+  trial: object = None
+  report_intermediate: bool = False
+
+
 def run_one(sweep_dir: str, base, sweep: space.Sweep, point: space.Configuration, seed: int, *, trial=None,
             report_intermediate: bool = False) -> dict:
   """Runs (or resumes) one (configuration, seed) as a normal ftlab run in DIR/trials/<id>; returns its row.
 
   Already recorded in trials.jsonl: returns that row without running anything.
   """
-  run_id = point.run_id(seed)
-  done = records.by_id(sweep_dir).get(run_id)
-  if done is not None:
-    return done
-  config = space.apply(base, point.overrides, seed)
-  workdir = os.path.join(sweep_dir, 'trials', run_id)
-  row = {'id': run_id, 'config_id': point.config_id, 'values': point.values, 'seed': seed,
-         'workdir': os.path.relpath(workdir, sweep_dir), 'best_step': None, 'final_step': None, 'objective': None,
-         'validation': None, 'test': None, 'train_eval': None, 'message': ''}
-  last_validation = {}
+  return run_many(sweep_dir, base, sweep, [Job(point, seed, trial, report_intermediate)])[0]
 
+
+def run_many(sweep_dir: str, base, sweep: space.Sweep, jobs: list[Job], *, on_row=None) -> list[dict]:
+  """Runs (or resumes) several (configuration, seed) runs, each a normal ftlab run in DIR/trials/<id>; returns
+  their rows in order. Runs that share a compiled train step and a start step train together as one vmapped
+  step (ftlab/vectorized.py); any other runs one by one. A run already recorded in trials.jsonl is not run.
+  Each row is appended to trials.jsonl, and given to `on_row(job, row)`, as soon as its run (or group) ends."""
+  done = records.by_id(sweep_dir)
+  rows: list[dict | None] = [done.get(job.point.run_id(job.seed)) for job in jobs]
+  todo, plans, on_evals, last = [], [], [], []
+  for i, job in enumerate(jobs):
+    if rows[i] is not None:
+      continue
+    t0 = time.perf_counter()
+    run_id = job.point.run_id(job.seed)
+    config = space.apply(base, job.point.overrides, job.seed)
+    workdir = os.path.join(sweep_dir, 'trials', run_id)
+    row = {'id': run_id, 'config_id': job.point.config_id, 'values': job.point.values, 'seed': job.seed,
+           'workdir': os.path.relpath(workdir, sweep_dir), 'best_step': None, 'final_step': None,
+           'objective': None, 'validation': None, 'test': None, 'train_eval': None, 'message': ''}
+    rows[i] = row
+    print(f'ftlab.sweep: trial {run_id} {json.dumps(job.point.values)} seed {job.seed}', flush=True)
+    try:
+      stages, final = ftlab_main.plan(config, workdir, pretrain_dir=_pretrain_dir(sweep_dir, config))
+      ftlab_main.run_stages(stages)
+    except Exception as err:  # a bad trial config, a broken data file, a bug: recorded, and the sweep goes on
+      _finish_row(row, err, {}, sweep.metric, time.perf_counter() - t0)
+      continue
+    seen: dict = {}
+    todo.append(i)
+    plans.append(final)
+    on_evals.append(_on_eval(job, sweep, seen))
+    last.append(seen)
+  def record(i: int) -> None:  # as soon as a run (or its group) ends: a later kill loses none of it
+    records.append(sweep_dir, rows[i])
+    if on_row is not None:
+      on_row(jobs[i], records.by_id(sweep_dir)[rows[i]['id']])
+
+  for i in range(len(jobs)):
+    if i not in todo:  # recorded before, or failed before training
+      record(i)
+
+  def finished(j: int, outcome) -> None:
+    _finish_row(rows[todo[j]], outcome.error if outcome.error is not None else outcome.summary, last[j],
+                sweep.metric, outcome.seconds)
+    record(todo[j])
+
+  if plans:
+    from ftlab import vectorized
+    vectorized.run_groups(plans, on_evals=on_evals, vectorize=sweep.vectorize, shard_trials=sweep.shard_trials,
+                          on_outcome=finished)
+  recorded = records.by_id(sweep_dir)
+  return [recorded[job.point.run_id(job.seed)] for job in jobs]
+
+
+def _on_eval(job: Job, sweep: space.Sweep, seen: dict):
+  """The run's evaluation callback: remembers the last validation row in `seen`, reports it to the Optuna trial
+  and raises train.Stop when the pruner says so."""
   def on_eval(step, validation):
-    last_validation.update(row=validation, step=step)
-    if trial is not None and report_intermediate:
-      trial.report(float(validation[sweep.metric]), step)
-      if trial.should_prune():
+    seen.update(row=validation, step=step)
+    if job.trial is not None and job.report_intermediate and sweep.pruner['name'] != 'none':
+      job.trial.report(float(validation[sweep.metric]), step)
+      if job.trial.should_prune():
         raise train.Stop(step, f'pruned by the {sweep.pruner["name"]} pruner at step {step} '
                                f'({sweep.metric} {validation[sweep.metric]:.4f})')
+  return on_eval
 
-  print(f'ftlab.sweep: trial {run_id} {json.dumps(point.values)} seed {seed}', flush=True)
-  t0 = time.perf_counter()
-  try:
-    summary = ftlab_main.run(config, workdir, pretrain_dir=_pretrain_dir(sweep_dir, config), on_eval=on_eval)
-  except train.Stop as stop:
-    row.update(status='pruned', step=stop.step, message=stop.reason, validation=last_validation.get('row'),
-               objective=_metric(last_validation.get('row'), sweep.metric))
-  except train.Diverged as err:
-    row.update(status='diverged', step=err.step, message=str(err), validation=last_validation.get('row'))
-  except config_lib.ConfigError as err:
-    row.update(status='failed', step=0, message=err.report())
-  except Exception as err:  # a bug or a broken data file in one trial: recorded, and the sweep goes on
-    row.update(status='failed', step=last_validation.get('step', 0),
-               message=f'{type(err).__name__}: {err}\n{traceback.format_exc(limit=5)}')
+
+def _finish_row(row: dict, result, seen: dict, metric: str, seconds: float) -> None:
+  """Fills a row from how its run ended: a summary dict, or the exception it raised; `seconds` is the wall time
+  of the run (of its group, when it trained vectorised)."""
+  if isinstance(result, train.Stop):
+    row.update(status='pruned', step=result.step, message=result.reason, validation=seen.get('row'),
+               objective=_metric(seen.get('row'), metric))
+  elif isinstance(result, train.Diverged):
+    row.update(status='diverged', step=result.step, message=str(result), validation=seen.get('row'))
+  elif isinstance(result, config_lib.ConfigError):
+    row.update(status='failed', step=0, message=result.report())
+  elif isinstance(result, BaseException):
+    row.update(status='failed', step=seen.get('step', 0),
+               message=f'{type(result).__name__}: {result}\n'
+                       + ''.join(traceback.format_exception(result, limit=5)[-6:]))
   else:
-    row.update(status='complete', step=summary['best_step'], best_step=summary['best_step'],
-               final_step=summary['final_step'], validation=summary['validation'], test=summary['test'],
-               train_eval=summary.get('train_eval'), objective=_metric(summary['validation'], sweep.metric))
-  row['wall_seconds'] = round(time.perf_counter() - t0, 3)
+    row.update(status='complete', step=result['best_step'], best_step=result['best_step'],
+               final_step=result['final_step'], validation=result['validation'], test=result['test'],
+               train_eval=result.get('train_eval'), objective=_metric(result['validation'], metric))
+  row['wall_seconds'] = round(seconds, 3)
   row['validation'] = _scalars(row['validation'])
   row['test'] = _scalars(row['test'])
   row['train_eval'] = _scalars(row['train_eval'])
-  records.append(sweep_dir, row)
-  return records.by_id(sweep_dir)[run_id]
 
 
 def _metric(values: dict | None, name: str):
@@ -304,38 +365,59 @@ def _pretrain_dir(sweep_dir: str, config) -> str:
 
 
 def work(sweep_dir: str, base, sweep: space.Sweep, study, options: Options) -> list[dict]:
-  """Takes and runs trials until none is left; returns the rows this worker wrote."""
-  import optuna
+  """Takes and runs trials until none is left; returns the rows this worker wrote. With sweep.vectorize K, takes
+  up to K waiting trials at a time and runs them together."""
   rows = []
   while True:
     recovered = recover_stale(study, options.stale_after)
     if recovered:
       print(f'ftlab.sweep: resuming interrupted trials {", ".join(recovered)}', flush=True)
-    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    if not waiting and sweep.kind != 'bayes':
-      break
-    if not waiting and _fresh_count(study) >= sweep.num_trials:
-      break
-    trial = study.ask()
-    run_id = trial.user_attrs.get('ftlab_id')
-    if run_id is None and sweep.kind != 'bayes':  # the queue emptied meanwhile: Optuna made a new trial
-      _discard(study, trial)
-      break
-    if run_id is None:
-      index = _budget_position(study, trial)
-      if index >= sweep.num_trials:
-        _discard(study, trial)
+    taken = []
+    while len(taken) < sweep.vectorize:
+      trial = _take(study, sweep)
+      if trial is None:
         break
-      config_id = f'b{index:03d}'
-      trial.set_user_attr('ftlab_config_id', config_id)
-      trial.set_user_attr('ftlab_id', config_id)
-    trial.set_user_attr('ftlab_owner', owner())
-    trial.set_user_attr('ftlab_heartbeat', time.time())
-    with Heartbeat(study, trial):
-      trial_rows = _run_trial(sweep_dir, base, sweep, study, trial)
-    rows += trial_rows
-    _tell(study, trial, sweep, trial_rows)
+      taken.append(trial)
+    if not taken:
+      break
+    with Heartbeat(study, taken):
+      if sweep.kind == 'bayes':
+        per_trial = [_run_bayes_trial(sweep_dir, base, sweep, taken[0])]
+      else:
+        points = {p.config_id: p for p in space.configurations(sweep)}
+        jobs = [Job(points[t.user_attrs['ftlab_config_id']], t.user_attrs['ftlab_seed'], t, True) for t in taken]
+        per_trial = [[row] for row in run_many(sweep_dir, base, sweep, jobs, on_row=lambda job, row: _tell(
+            study, job.trial, sweep, [row]))]  # told as each run ends: no finished trial looks interrupted
+    for trial, trial_rows in zip(taken, per_trial):
+      rows += trial_rows
+      _tell(study, trial, sweep, trial_rows)  # skip_if_finished: only a bayes trial is told here
   return rows
+
+
+def _take(study, sweep: space.Sweep):
+  """The next trial for this worker (marked with its owner), or None when the sweep has none left."""
+  import optuna
+  waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+  if not waiting and sweep.kind != 'bayes':
+    return None
+  if not waiting and _fresh_count(study) >= sweep.num_trials:
+    return None
+  trial = study.ask()
+  run_id = trial.user_attrs.get('ftlab_id')
+  if run_id is None and sweep.kind != 'bayes':  # the queue emptied meanwhile: Optuna made a new trial
+    _discard(study, trial)
+    return None
+  if run_id is None:
+    index = _budget_position(study, trial)
+    if index >= sweep.num_trials:
+      _discard(study, trial)
+      return None
+    config_id = f'b{index:03d}'
+    trial.set_user_attr('ftlab_config_id', config_id)
+    trial.set_user_attr('ftlab_id', config_id)
+  trial.set_user_attr('ftlab_owner', owner())
+  trial.set_user_attr('ftlab_heartbeat', time.time())
+  return trial
 
 
 def _in_budget(t) -> bool:
@@ -360,21 +442,17 @@ def _discard(study, trial):
   study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
-def _run_trial(sweep_dir, base, sweep, study, trial) -> list[dict]:
-  """Runs an Optuna trial's runs: one seed (grid / zip / random) or every seed of a configuration (bayes)."""
-  if sweep.kind == 'bayes':
-    point = space.suggest(sweep, trial, trial.user_attrs['ftlab_config_id'])
-    rows = []
-    for i, seed in enumerate(sweep.seeds):  # pruning watches the first seed; the others run if it survives
-      row = run_one(sweep_dir, base, sweep, point, seed, trial=trial, report_intermediate=i == 0)
-      rows.append(row)
-      if row['status'] != 'complete':
-        break
-    return rows
-  points = {p.config_id: p for p in space.configurations(sweep)}
-  point = points[trial.user_attrs['ftlab_config_id']]
-  return [run_one(sweep_dir, base, sweep, point, trial.user_attrs['ftlab_seed'], trial=trial,
-                  report_intermediate=True)]
+def _run_bayes_trial(sweep_dir, base, sweep, trial) -> list[dict]:
+  """Runs every seed of the configuration the sampler gave `trial`; pruning watches the first seed, and the others
+  run only if it survives."""
+  point = space.suggest(sweep, trial, trial.user_attrs['ftlab_config_id'])
+  rows = []
+  for i, seed in enumerate(sweep.seeds):
+    row = run_one(sweep_dir, base, sweep, point, seed, trial=trial, report_intermediate=i == 0)
+    rows.append(row)
+    if row['status'] != 'complete':
+      break
+  return rows
 
 
 def _tell(study, trial, sweep, rows: list[dict]):

@@ -14,12 +14,18 @@ A definition is a plain dict (so that it is saved in sweep.json and compared whe
           'metric': 'f1_macro',      # the objective (default: the config's eval.metric); 'direction' max/min
           'num_trials': 20,          # random / bayes: the number of configurations
           'pruner': {'name': 'median'},   # Optuna pruning from the validation metric at each evaluation
+          'vectorize': 8,            # grid / zip / random: up to 8 trials at once as one vmapped train step
       }
 
 random and bayes take distributions instead of lists: loguniform(lo, hi), uniform(lo, hi), integer(lo, hi),
 choice(*values), or variants(...). Any key of the config schema can be swept, nested ones included; a variant
 is a bundle of keys under one label (a freezing strategy is several keys at once). Random trials are drawn by a
 numpy generator seeded from sampler.seed, so the same definition gives the same trials.
+
+`vectorize: K` trains up to K trials that differ only in traced hyperparameters (learning rate, weight decay,
+dropout, label smoothing, class weights, seed) as one vmapped train step (ftlab/vectorized.py); `shard_trials`
+splits those trials over the devices instead of splitting the batch. Both change how trials run, not their
+results, so a rerun may change them.
 """
 from __future__ import annotations
 
@@ -39,7 +45,10 @@ KINDS = ('grid', 'zip', 'random', 'bayes')
 DISTRIBUTIONS = ('loguniform', 'uniform', 'int', 'choice', 'variants')
 PRUNERS = ('none', 'median', 'halving')
 SAMPLERS = ('tpe', 'random')
-TOP_KEYS = ('kind', 'params', 'seeds', 'metric', 'direction', 'num_trials', 'sampler', 'pruner')
+TOP_KEYS = ('kind', 'params', 'seeds', 'metric', 'direction', 'num_trials', 'sampler', 'pruner', 'vectorize',
+            'shard_trials')
+# How the trials run, not which: a rerun may change these (they are left out when a sweep is compared).
+EXECUTION_KEYS = ('vectorize', 'shard_trials')
 PRUNER_KEYS = {'none': (), 'median': ('n_startup_trials', 'n_warmup_steps'),
                'halving': ('min_resource', 'reduction_factor')}
 SAMPLER_KEYS = ('name', 'seed', 'n_startup_trials')
@@ -84,6 +93,8 @@ class Sweep:
   num_trials: int
   sampler: dict
   pruner: dict
+  vectorize: int = 1
+  shard_trials: bool = False
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
@@ -160,9 +171,19 @@ def parse(definition: Any, base_config, overrides: dict | None = None) -> Sweep:
     problems += [f'sweep.pruner.{k}: not an option of the {pruner["name"]} pruner; use '
                  f'{", ".join(PRUNER_KEYS[pruner["name"]]) or "none"}'
                  for k in pruner if k != 'name' and k not in PRUNER_KEYS[pruner['name']]]
+  vectorize = d.get('vectorize', 1)
+  if not _is_int(vectorize) or vectorize < 1:
+    problems.append(f'sweep.vectorize: {vectorize!r}; give the number of trials to train at once, an integer >= 1')
+  elif vectorize > 1 and kind == 'bayes':
+    problems.append('sweep.vectorize: a bayes sweep asks its sampler for one configuration at a time; drop '
+                    "vectorize, or use kind 'random' to run many trials at once")
+  shard_trials = d.get('shard_trials', False)
+  if not isinstance(shard_trials, bool):
+    problems.append(f'sweep.shard_trials: {shard_trials!r}; use True or False')
   if problems:
     raise SweepError(problems)
-  return Sweep(kind, params, tuple(int(s) for s in seeds), metric, direction, int(num_trials or 0), sampler, pruner)
+  return Sweep(kind, params, tuple(int(s) for s in seeds), metric, direction, int(num_trials or 0), sampler, pruner,
+               int(vectorize), shard_trials)
 
 
 def _is_int(v) -> bool:

@@ -1,0 +1,107 @@
+"""Vectorised vs sequential trials: an 8-trial learning-rate x weight-decay sweep on the quickstart. Run by hand:
+
+    python benchmarks/vectorized_sweep.py [--epochs 15] [--eval-every 50] [--workdir /tmp/ftlab_vectorized_bench]
+
+Runs `python -m ftlab.sweep` on configs/quickstart.py with a 4 x 2 grid (learning rate 3e-4, 1e-3, 3e-3, 1e-2 x
+weight decay 0, 1e-2; one seed) twice in fresh processes and fresh sweep folders: sequential (vectorize 1) and
+vectorised (vectorize 8), with jax's persistent compilation cache off so that each compiles from scratch. Both
+start from the same source-task run (the quickstart pretrains on digits 0-4), made once beforehand and copied into
+each sweep folder, so that the comparison is of the trials. --epochs and --eval-every lengthen the trials and
+space their evaluations (and checkpoints) out, to show where the time of a trial goes.
+
+Prints per mode: the process's wall time end to end (Python start, imports, planning every trial, training,
+evaluating, checkpointing, writing; no report), the trials' own wall time (from trials.jsonl: a vectorised group
+counts once), the number of XLA compilations and of train-step compilations (from JAX_LOG_COMPILES), and checks
+that both modes give every trial the same status, best step and objective (to 1e-6).
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SWEEP_FILE = '''
+import importlib.util
+
+_spec = importlib.util.spec_from_file_location('quickstart', {quickstart!r})
+_quickstart = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_quickstart)
+
+
+def get_config(arg=None):
+  config = _quickstart.get_config(arg)
+  config.train.num_epochs = {epochs}
+  config.eval.every_steps = {eval_every} or config.eval.every_steps
+  return config
+
+
+def get_sweep(arg=None):
+  return {{'kind': 'grid', 'seeds': [0], 'params': {{'optimizer.learning_rate': [3e-4, 1e-3, 3e-3, 1e-2],
+                                                   'optimizer.weight_decay': [0.0, 1e-2]}}}}
+'''
+
+
+def sweep(config_file: str, workdir: str, vectorize: int, pretrain_from: str) -> dict:
+  if pretrain_from:
+    shutil.copytree(pretrain_from, os.path.join(workdir, 'pretrain'))
+  env = {**os.environ, 'FTLAB_COMPILATION_CACHE': 'off', 'JAX_LOG_COMPILES': '1'}
+  cmd = [sys.executable, '-m', 'ftlab.sweep', '--config', config_file, '--workdir', workdir, '--report=false',
+         f'--sweep.vectorize={vectorize}']
+  t0 = time.perf_counter()
+  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+  wall = time.perf_counter() - t0
+  if out.returncode:
+    sys.exit(f'{" ".join(cmd)} failed:\n{out.stderr[-3000:]}')
+  compiled = re.findall(r'Finished XLA compilation of (\S+)', out.stderr)
+  with open(os.path.join(workdir, 'trials.jsonl')) as f:
+    rows = {r['id']: r for r in map(json.loads, f)}
+  return {'wall': wall, 'trials': sum(set(r['wall_seconds'] for r in rows.values())), 'compilations': len(compiled),
+          'train_step_compilations': sum(1 for c in compiled if 'train_step' in c), 'rows': rows}
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--epochs', type=float, default=15.0, help="the quickstart's train.num_epochs")
+  parser.add_argument('--eval-every', type=int, default=0, help="eval.every_steps (0: the quickstart's 50)")
+  parser.add_argument('--workdir', default='')
+  args = parser.parse_args()
+  root = args.workdir or tempfile.mkdtemp(prefix='ftlab_vectorized_bench_')
+  shutil.rmtree(root, ignore_errors=True)
+  os.makedirs(root)
+  config_file = os.path.join(root, 'lr_wd_sweep.py')
+  with open(config_file, 'w') as f:
+    f.write(SWEEP_FILE.format(quickstart=os.path.join(ROOT, 'configs', 'quickstart.py'), epochs=args.epochs,
+                                 eval_every=args.eval_every))
+  # The shared source-task run, made once by a first (vectorised) sweep, which also warms the file system cache.
+  t0 = time.perf_counter()
+  sweep(config_file, os.path.join(root, 'warm'), 8, '')
+  pretrain = os.path.join(root, 'warm', 'pretrain')
+  print(f'the source-task run and a first sweep (to make it): {time.perf_counter() - t0:.1f} s')
+  results = {}
+  for name, k in (('sequential', 1), ('vectorised', 8)):
+    results[name] = sweep(config_file, os.path.join(root, name), k, pretrain)
+  seq, vec = results['sequential'], results['vectorised']
+  print(f'\n8-trial lr x wd sweep on the quickstart ({args.epochs:g} epochs per trial, '
+        f'{next(iter(seq["rows"].values()))["final_step"]} steps), 2 CPU cores\n')
+  print(f'{"mode":<12} {"end to end s":>13} {"trials s":>9} {"compilations":>13} {"train-step compilations":>24}')
+  for name, r in results.items():
+    print(f'{name:<12} {r["wall"]:>13.1f} {r["trials"]:>9.1f} {r["compilations"]:>13} '
+          f'{r["train_step_compilations"]:>24}')
+  print(f'\nspeed-up: end to end {seq["wall"] / vec["wall"]:.2f}x, trials {seq["trials"] / vec["trials"]:.2f}x '
+        f'(target: >= 4x end to end: {"PASS" if seq["wall"] / vec["wall"] >= 4 else "MISS"})')
+  worst = 0.0
+  for rid, a in seq['rows'].items():
+    b = vec['rows'][rid]
+    assert (a['status'], a['best_step'], a['final_step']) == (b['status'], b['best_step'], b['final_step']), rid
+    worst = max(worst, abs(a['objective'] - b['objective']))
+  print(f'same statuses and steps for all {len(seq["rows"])} trials; largest objective difference {worst:.2e}')
+
+
+if __name__ == '__main__':
+  main()

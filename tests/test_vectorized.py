@@ -1,0 +1,139 @@
+"""Vectorised trials (ftlab/vectorized.py): K runs trained as one vmapped step end where the same runs trained one
+by one do, each with its own metrics, early stopping, divergence and checkpoints."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from conftest import small_config
+
+from ftlab import checkpoints, step_cache, train, vectorized
+
+
+def trial_configs():
+  """Four runs that differ only in traced values: learning rate, weight decay, dropout, label smoothing, seed; the
+  second stops early (patience 1), the last diverges (lr 1e30)."""
+  settings = [dict(lr=3e-3, wd=0.0, dropout=0.0, smoothing=0.0, seed=0, patience=100),
+              dict(lr=1e-4, wd=1e-2, dropout=0.2, smoothing=0.1, seed=1, patience=1),
+              dict(lr=1e-2, wd=1e-4, dropout=0.1, smoothing=0.0, seed=2, patience=100),
+              dict(lr=1e30, wd=0.0, dropout=0.0, smoothing=0.0, seed=0, patience=100)]
+  configs = []
+  for s in settings:
+    c = small_config()
+    c.optimizer.learning_rate, c.optimizer.weight_decay = s['lr'], s['wd']
+    c.model.dropout_rate, c.train.label_smoothing, c.seed = s['dropout'], s['smoothing'], s['seed']
+    c.early_stopping.enabled, c.early_stopping.patience = True, s['patience']
+    c.early_stopping.min_delta = 0.5 if s['patience'] == 1 else 0.0  # no evaluation improves by 0.5: stops at 20
+    configs.append(c)
+  return configs
+
+
+def run_alone(config, workdir):
+  try:
+    return vectorized.Outcome(summary=train.train_and_evaluate(config, workdir))
+  except train.Diverged as err:
+    return vectorized.Outcome(error=err)
+
+
+def metric_rows(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def final_params(workdir, step):
+  return checkpoints.restore_params(os.path.join(workdir, 'checkpoints'), step)
+
+
+@pytest.fixture(scope='module')
+def both(tmp_path_factory):
+  root = tmp_path_factory.mktemp('vectorized')
+  configs = trial_configs()
+  alone = [run_alone(c, str(root / f'alone{i}')) for i, c in enumerate(configs)]
+  plans = [train.plan(c, str(root / f'vec{i}')) for i, c in enumerate(configs)]
+  assert len({vectorized.group_key(p) for p in plans}) == 1  # one group: one compiled step
+  together = vectorized.execute_group(plans)
+  return root, alone, together
+
+
+def test_vectorised_trials_end_where_the_same_trials_run_one_by_one_do(both):
+  root, alone, together = both
+  for i in range(3):
+    a, v = alone[i].summary, together[i].summary
+    assert v is not None, together[i].error
+    for key in ('best_step', 'final_step', 'stopped_early', 'total_steps'):
+      assert v[key] == a[key], (i, key)
+    for split in ('validation', 'test', 'train_eval'):
+      for name in ('loss', 'accuracy', 'f1_macro'):
+        assert v[split][name] == pytest.approx(a[split][name], abs=1e-5), (i, split, name)
+    rows_a, rows_v = metric_rows(root / f'alone{i}'), metric_rows(root / f'vec{i}')
+    assert [(r['step'], r['split']) for r in rows_v] == [(r['step'], r['split']) for r in rows_a]
+    for ra, rv in zip(rows_a, rows_v):
+      for name in ('loss', 'accuracy', 'f1_macro', 'learning_rate'):
+        if name in ra:
+          assert rv[name] == pytest.approx(ra[name], rel=1e-5, abs=1e-6), (i, ra['step'], ra['split'], name)
+    pa, pv = final_params(root / f'alone{i}', a['final_step']), final_params(root / f'vec{i}', v['final_step'])
+    for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pv)):
+      np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
+
+
+def test_a_trial_that_stops_early_is_masked_and_its_state_frozen(both):
+  root, alone, together = both
+  stopped = together[1].summary
+  assert stopped['stopped_early'] and stopped['final_step'] == 20 and together[0].summary['final_step'] == 40
+  # nothing was saved for it after it stopped, while the others went on
+  assert sorted(os.listdir(root / 'vec1' / 'checkpoints')) == ['10', '20']
+  assert [r['step'] for r in metric_rows(root / 'vec1') if r['split'] == 'validation'] == [10, 20]
+
+
+def test_a_diverged_trial_is_reported_and_the_others_go_on(both):
+  root, alone, together = both
+  err = together[3].error
+  assert isinstance(err, train.Diverged) and isinstance(alone[3].error, train.Diverged)
+  assert err.step == alone[3].error.step and err.last_good is None
+  assert not os.path.exists(root / 'vec3' / 'summary.json')
+  assert all(o.summary is not None for o in together[:3])
+
+
+def test_trials_with_different_compiled_steps_are_refused(tmp_path):
+  a, b = small_config(), small_config(model__features=[64, 16])
+  plans = [train.plan(a, str(tmp_path / 'a')), train.plan(b, str(tmp_path / 'b'))]
+  assert vectorized.group_key(plans[0]) != vectorized.group_key(plans[1])
+  with pytest.raises(ValueError, match='differ only in traced hyperparameters'):
+    vectorized.execute_group(plans)
+  step_cache.clear()
+
+
+SHARDED = '''
+import json, sys
+sys.path.insert(0, {tests!r})
+import jax
+from conftest import small_config
+from ftlab import train, vectorized
+assert jax.device_count() == 4
+losses = {{}}
+for shard in (True, False):
+  configs = []
+  for i in range(4):
+    c = small_config(train__num_steps=10, eval__every_steps=10, eval__train_subset=0)
+    c.optimizer.learning_rate, c.seed = 1e-3 * (i + 1), i % 2
+    configs.append(c)
+  plans = [train.plan(c, {root!r} + f'/{{shard}}{{i}}') for i, c in enumerate(configs)]
+  losses[shard] = [o.summary['validation']['loss'] for o in vectorized.execute_group(plans, shard_trials=shard)]
+print(json.dumps(losses))
+'''
+
+
+def test_the_trial_axis_sharded_over_devices_gives_the_same_trials(tmp_path):
+  """4 trials (two seeds: stacked batches) with their states split over 4 virtual CPU devices, one trial each,
+  against the same 4 with the batch split over the devices instead."""
+  import subprocess
+  import sys
+  tests = os.path.dirname(os.path.abspath(__file__))
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4', 'JAX_PLATFORMS': 'cpu'}
+  script = SHARDED.format(tests=tests, root=str(tmp_path))
+  out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  losses = json.loads(out.stdout.strip().splitlines()[-1])
+  np.testing.assert_allclose(losses['true'], losses['false'], rtol=1e-5)
+  assert len(set(losses['true'])) == 4  # four different trials
