@@ -136,8 +136,6 @@ class _Trial:
       self.state, self.loop = self.ckpts.restore(self.start, self.state, self.iterator)
       print(f'ftlab: resuming {p.workdir} from step {self.start}', flush=True)
     self.writer = writers.MetricWriter(p.workdir, resume_step=self.start or 0, enabled=self.is_writer)
-    self.schedule = schedules.build_schedule(self.c.schedule, total_steps=p.total_steps,
-                                             steps_per_epoch=p.steps_per_epoch)
     self.kill_at = train._test_kill_step(p.workdir)
     self.last_good = self.start
     self.final_step = self.start or 0
@@ -225,6 +223,7 @@ def _run(trials: list[_Trial], *, shard_trials: bool) -> list[Outcome]:
     train_eval = run_eval(states, p.splits.train, limit=c.eval.train_subset)
     return [{'train_eval': te, 'validation': train.with_gap(v, te)} for v, te in zip(val, train_eval)]
 
+  schedule = schedules.build_schedule(c.schedule, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
   step = first.start or 0
   progress = writers.Progress(p.total_steps, step)
   pending = None
@@ -260,7 +259,7 @@ def _run(trials: list[_Trial], *, shard_trials: bool) -> list[Outcome]:
       train_host = jax.device_get(train_metrics)
     if evaluating:  # the rate each trial's last step used: its own peak, the group's one schedule
       peaks = np.asarray(jax.device_get(builder.hyperparams(states.opt_state)['learning_rate']))
-      factor = float(first.schedule(step - 1))
+      factor = float(schedule(step - 1))
     for i, t in enumerate(trials):
       if not active[i]:
         continue
