@@ -2,7 +2,9 @@
 
 Keeps the latest `keep` checkpoints plus the best one by the selection metric (orbax preservation policies).
 orbax writes each step to a temporary directory and renames it when complete, so a run killed mid-write
-never takes a partial checkpoint for the latest.
+never takes a partial checkpoint for the latest (the leftover temporary directory is removed when the manager next
+opens). A committed checkpoint that no longer reads back (a truncated or damaged file) is moved aside by
+`restore_latest`, which resumes from the newest one that does and warns, naming both.
 
 The state is saved as the loop holds it, unreplicated: in every parallel.Layout (replicated, FSDP-sharded, the
 per-device 'pmap' program) it is one global array per leaf, so a checkpoint restores under any layout and device
@@ -13,6 +15,7 @@ per process, data/process_<i>-of-<n>.json, so a run resumes with the number of p
 from __future__ import annotations
 
 import os
+import sys
 
 import grain.checkpoint as grain_checkpoint
 import jax
@@ -36,7 +39,7 @@ class Checkpoints:
                         keep_checkpoints_without_metrics=False),
     ])
     options = ocp.CheckpointManagerOptions(best_fn=_metric, best_mode=mode, preservation_policy=policy,
-                                           create=True)
+                                           create=True, cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
   def latest_step(self) -> int | None:
@@ -62,6 +65,48 @@ class Checkpoints:
     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
     return restored.state, restored.loop
 
+  def restore_latest(self, state_template, data_iterator=None):
+    """(step, state, loop) from the newest checkpoint that reads back, or (None, None, None) when there is none.
+
+    A checkpoint that fails to restore is skipped for the one before it, and once one succeeds every skipped one
+    is moved to <checkpoints>.corrupt/<step> (kept, not deleted) with a warning naming both steps. When none
+    restores, nothing is moved and CheckpointError says what to do."""
+    steps = sorted(self.manager.all_steps(), reverse=True)
+    failed = []
+    for step in steps:
+      if data_iterator is not None:
+        self._check_processes(step)
+      try:
+        state, loop = self.restore(step, state_template, data_iterator)
+      except Exception as err:  # orbax, tensorstore and the OS raise many kinds for a damaged checkpoint
+        failed.append((step, err))
+        continue
+      if failed:
+        self._set_aside(failed, good=step)
+      return step, state, loop
+    if failed:
+      directory = str(self.manager.directory)
+      raise CheckpointError(
+          f'{directory}: no checkpoint reads back (steps {", ".join(str(s) for s, _ in failed)}; the latest fails '
+          f'with: {_first_line(failed[0][1])}). Move {directory} aside to start the run over, or restore it from a '
+          'backup')
+    return None, None, None
+
+  def _set_aside(self, failed: list, *, good: int) -> None:
+    directory = str(self.manager.directory)
+    aside = directory.rstrip('/') + '.corrupt'
+    os.makedirs(aside, exist_ok=True)
+    for step, err in failed:
+      target = os.path.join(aside, str(step))
+      n = 1
+      while os.path.exists(target):  # an earlier run set the same step aside: keep both
+        target, n = os.path.join(aside, f'{step}.{n}'), n + 1
+      os.rename(os.path.join(directory, str(step)), target)
+      print(f'ftlab: warning: the checkpoint at step {step} in {directory} cannot be read '
+            f'({_first_line(err)}); resuming from step {good}, the newest good one. The unreadable checkpoint is '
+            f'kept in {target}', file=sys.stderr, flush=True)
+    self.manager.reload()
+
   def _check_processes(self, step: int):
     """grain restores the iterator from this process's file of the same process count: say so clearly when the
     checkpoint was written by another number of processes."""
@@ -79,6 +124,15 @@ class Checkpoints:
 
   def close(self):
     self.manager.close()
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint of a run reads back."""
+
+
+def _first_line(err: BaseException) -> str:
+  text = str(err).strip().splitlines()
+  return f'{type(err).__name__}: {text[0][:300] if text else ""}'
 
 
 def restore_params(directory: str, step: int) -> dict:

@@ -2,8 +2,13 @@
 
 Every problem with the config, the workdir or the command line is reported at once before any compute, with exit
 status 2 and nothing written. With init.pretrain enabled the source-task run goes first, into DIR/pretrain.
-Rerunning the same command on the same DIR resumes. A run whose loss becomes NaN or Inf stops with exit status 3,
-naming the step and the last good checkpoint.
+Rerunning the same command on the same DIR resumes. Exit statuses:
+  0    finished
+  2    a problem with the config or the command line (nothing written)
+  3    diverged: the loss became NaN or Inf (the message names the step and the last good checkpoint)
+  4    the workdir is in use by another run, cannot be written (permission denied, read-only, disk full), or
+       has no checkpoint that reads back
+  143  preempted: SIGTERM arrived; a checkpoint was saved and rerunning the same command resumes from it
 """
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ import jax
 
 from ftlab import cli
 from ftlab import config as config_lib
-from ftlab import parallel, step_cache, train
+from ftlab import checkpoints, parallel, preemption, step_cache, train
+from ftlab import workdir as workdir_lib
 from ftlab.pretrained import source_task
 from ftlab.sweeps import records
 
@@ -49,8 +55,14 @@ def run(config, workdir: str, *, pretrain_dir: str = '', on_eval=None) -> dict:
   `on_eval` is passed to train.execute for the fine-tuning run.
   """
   stages, final = plan(config, workdir, pretrain_dir=pretrain_dir)
-  run_stages(stages)
-  return train.execute(final, on_eval=on_eval)
+  with writer_lock(workdir):
+    run_stages(stages)
+    return train.execute(final, on_eval=on_eval)
+
+
+def writer_lock(workdir: str):
+  """The workdir's one-writer lock (workdir.lock), held by process 0 of a multi-host run, the only writer."""
+  return workdir_lib.lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
 
 
 def run_stages(stages: list) -> None:
@@ -76,6 +88,7 @@ def start_processes(config) -> None:
 
 
 def main(argv: list[str]) -> int:
+  workdir = ''
   try:
     config, workdir = cli.parse(argv)
     start_processes(config)
@@ -86,6 +99,18 @@ def main(argv: list[str]) -> int:
   except train.Diverged as err:
     print(f'ftlab: {err}', file=sys.stderr)
     return 3
+  except preemption.Preempted as err:
+    print(f'ftlab: {err}', file=sys.stderr)
+    return preemption.EXIT_STATUS
+  except (workdir_lib.Busy, checkpoints.CheckpointError) as err:
+    print(f'ftlab: {err}', file=sys.stderr)
+    return workdir_lib.EXIT_STATUS
+  except Exception as err:
+    problem = workdir_lib.write_problem(err, workdir)
+    if problem is None:
+      raise
+    print(f'ftlab: {problem}', file=sys.stderr)
+    return workdir_lib.EXIT_STATUS
   return 0
 
 

@@ -88,4 +88,7 @@ def enable_persistent_cache(workdir: str) -> str:
     return ''
   folder = folder or os.path.join(os.path.dirname(os.path.abspath(workdir.rstrip('/'))), '.jax_cache')
   jax.config.update('jax_compilation_cache_dir', folder)
+  # jax caches only compilations over 1 s by default; a resumed run (after a preemption) recompiles its many small
+  # programs (init, steps, evaluation shapes) otherwise, which for small models is most of its start-up
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   return folder

@@ -30,7 +30,7 @@ from ftlab import checkpoints as ckpt_lib
 from ftlab import config as config_lib
 from ftlab import data as data_lib
 from ftlab import metrics as metrics_lib
-from ftlab import models, parallel, step_cache, tasks, writers
+from ftlab import faults, models, parallel, preemption, step_cache, tasks, writers
 from ftlab.models import lora as lora_lib
 from ftlab.optim import builder, groups, schedules
 from ftlab.optim import plan as optim_plan
@@ -202,6 +202,7 @@ def evaluate(eval_fn, state: TrainState, source, *, batch_size: int, layout: par
   for batch in data_lib.eval_batches(source, batch_size=batch_size, limit=limit):
     m = eval_fn(state, layout.place_batch(batch))
     total = m if total is None else total.merge(m)
+    faults.point('eval')
   return metrics_lib.summarize(total)
 
 
@@ -371,7 +372,10 @@ def class_weights(train_config, splits: data_lib.Splits) -> np.ndarray:
 def execute(p: RunPlan, *, on_eval=None) -> dict:
   """Trains, evaluates, checkpoints and writes the outputs of a planned run; returns summary.json's contents.
 
-  A workdir with checkpoints resumes from the latest; a finished run only re-evaluates the test split.
+  A workdir with checkpoints resumes from the latest that reads back (checkpoints.restore_latest); a finished run
+  only re-evaluates the test split. Checkpoints carry the train metrics accumulated since the last evaluation, so a
+  run resumed from a checkpoint between evaluations logs the same train rows as one that never stopped. On SIGTERM
+  the loop finishes its step, saves a checkpoint and raises preemption.Preempted.
   `on_eval(step, validation_row)` is called after each evaluation and may raise Stop (a pruned trial). The loss is
   checked one step behind the dispatch (no stall) and before every save: NaN or Inf raises Diverged, so no
   checkpoint ever holds a diverged state.
@@ -384,15 +388,17 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   layout = parallel.Layout.of(c.parallel)
   mode = config_lib.eval_mode(c)
   ckpts = ckpt_lib.Checkpoints(os.path.join(workdir, 'checkpoints'), keep=c.checkpoint.keep, mode=mode)
-  start = ckpts.latest_step()
-  state, tx, frozen = initial_state(p, load_pretrained=start is None)
+  state, tx, frozen = initial_state(p, load_pretrained=ckpts.latest_step() is None)
   if is_writer:
     describe_run(p, state.params)
   train_iter = data_lib.train_iterator(p.splits.train, batch_size=c.train.batch_size, seed=c.seed,
                                        **data_lib.stream_options(c.data))
   loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
+  start, restored, saved_loop = ckpts.restore_latest(state, train_iter)
+  carried = None  # the train metrics a checkpoint between evaluations holds
   if start is not None:
-    state, loop = ckpts.restore(start, state, train_iter)
+    state, loop = restored, saved_loop
+    carried = loop.pop('train_metrics', None)
     print(f'ftlab: resuming {workdir} from step {start}', flush=True)
   state = layout.place_state(state)
   writer = writers.MetricWriter(workdir, resume_step=start or 0, enabled=is_writer)
@@ -417,14 +423,22 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
     if not math.isfinite(total):
       raise Diverged(at_step, total, workdir, last_good)
 
+  def save(at_step: int, metric_value=None):
+    ckpts.save(at_step, state, train_iter, {**loop, 'train_metrics': metrics_to_json(train_metrics)},
+               metric=metric_value)
+    faults.point('save', at_step, workdir)
+
   t0 = time.perf_counter()
   pending = None  # (step, metrics) of the step before the one in flight
+  notice = preemption.Notice().install()
   try:
     while step < p.total_steps and not loop['stopped_early']:
       batch = layout.place_batch(next(train_iter))
       state, m = step_fn(state, batch)
       if pending is not None:
         check_finite(*pending)
+      if carried is not None:
+        train_metrics, carried = metrics_from_json(carried, like=m), None
       train_metrics = m if train_metrics is None else train_metrics.merge(m)
       step += 1
       pending = (step, m)
@@ -441,6 +455,7 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
         writer.write(step, 'train', {**metrics_lib.summarize(train_metrics), 'learning_rate': lr})
         train_metrics = None
         rows = _evaluate_splits(run_eval, state, p.splits, train_subset=c.eval.train_subset)
+        faults.point('evaluated', step, workdir)
         for split, row in rows.items():
           writer.write(step, split, row)
         val = rows['validation']
@@ -450,12 +465,19 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
           print(f'  eval @ {step}: validation {c.eval.metric} {metric_value:.4f}  loss {val["loss"]:.4f}  '
                 f'accuracy {val["accuracy"]:.4f}', flush=True)
       if saving:
-        ckpts.save(step, state, train_iter, loop, metric=metric_value)
+        save(step, metric_value)
         last_good = step
       if evaluating and on_eval is not None:
         on_eval(step, rows['validation'])
       if step == kill_at:  # tests: die here as a preempted VM does, with no chance to clean up
         os.kill(os.getpid(), signal.SIGKILL)
+      faults.point('step', step, workdir)
+      if notice.requested(step) and step < p.total_steps and not loop['stopped_early']:
+        if not saving:
+          check_finite(step, m)
+          save(step)
+        ckpts.wait()
+        raise preemption.Preempted(step, workdir)
     if pending is not None:
       check_finite(*pending)
     ckpts.wait()
@@ -464,6 +486,8 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
     writer.close()
     ckpts.close()
     raise
+  finally:
+    notice.uninstall()
   train_seconds = time.perf_counter() - t0
 
   best_step = ckpts.best_step()
@@ -476,6 +500,20 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   ckpts.close()
   return finish(p, best_step=best_step, final_step=step, stopped_early=loop['stopped_early'], at_best=at_best,
                 test=test, best_params=best_state.params, train_seconds=train_seconds)
+
+
+def metrics_to_json(collection) -> dict | None:
+  """Accumulated metrics (a clu Collection) as JSON for a checkpoint's loop state: exact, leaf by leaf."""
+  if collection is None:
+    return None
+  leaves = [np.asarray(x) for x in jax.tree.leaves(jax.device_get(collection))]
+  return {'dtypes': [str(x.dtype) for x in leaves], 'values': [x.tolist() for x in leaves]}
+
+
+def metrics_from_json(saved: dict, *, like):
+  """The Collection `metrics_to_json` saved, structured like the collection `like` (a step's metrics)."""
+  leaves = [np.asarray(v, dtype=d) for v, d in zip(saved['values'], saved['dtypes'])]
+  return jax.tree.unflatten(jax.tree.structure(like), leaves)
 
 
 def describe_run(p: RunPlan, params, *, echo: bool = True) -> None:
@@ -507,6 +545,7 @@ def finish(p: RunPlan, *, best_step: int, final_step: int, stopped_early: bool, 
     merged = lora_lib.merge(jax.device_get(best_params), scale=spec.scale)
     writers.write_npz_atomic(os.path.join(workdir, 'merged_params.npz'),
                              {groups.path_str(kp): np.asarray(v) for kp, v in jax.tree_util.tree_flatten_with_path(merged)[0]})
+  faults.point('summary', where=workdir)
   if is_writer:
     writers.write_json_atomic(os.path.join(workdir, 'summary.json'), summary)
     print(f'ftlab: {workdir}: best validation {c.eval.metric} {best_val[c.eval.metric]:.4f} at step {best_step}; '

@@ -9,6 +9,8 @@ import time
 import numpy as np
 from tensorboardX import SummaryWriter
 
+from ftlab import faults
+
 SCALARS = ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'learning_rate')
 
 
@@ -31,11 +33,26 @@ def write_json_atomic(path: str, obj) -> None:
   write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + '\n')
 
 
+def _row(line: bytes, path: str, number: int, *, last: bool) -> dict | None:
+  """One metrics.jsonl row; None for a last line a kill cut short."""
+  try:
+    row = json.loads(line)
+    if isinstance(row, dict) and isinstance(row.get('step'), int) and isinstance(row.get('split'), str):
+      return row
+  except ValueError:
+    pass
+  if last:
+    return None
+  raise ValueError(f'{path}, line {number}: not a metrics row ({line[:80]!r}); it was changed by something other '
+                   'than ftlab: restore the file, or move the workdir aside and start the run over')
+
+
 class MetricWriter:
   """Appends rows {'step', 'split', metric...} to <workdir>/metrics.jsonl and scalars to TensorBoard.
 
   Opened at `resume_step`, it first drops rows a killed run wrote after its last checkpoint (and any final
-  'test' rows), so a resumed run's file ends exactly like an uninterrupted run's.
+  'test' rows, and a last line cut short by the kill), so a resumed run's file ends exactly like an uninterrupted
+  run's. A damaged line before the last is not the kill's doing: it is reported with its line number.
   """
 
   def __init__(self, workdir: str, *, resume_step: int, enabled: bool = True):
@@ -44,9 +61,10 @@ class MetricWriter:
     if not enabled:
       return
     if os.path.exists(self.path):
-      with open(self.path) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
-      keep = [r for r in rows if r['step'] <= resume_step and r['split'] != 'test']
+      with open(self.path, 'rb') as f:
+        lines = [line for line in f.read().split(b'\n') if line.strip()]
+      rows = [_row(line, self.path, i + 1, last=i == len(lines) - 1) for i, line in enumerate(lines)]
+      keep = [r for r in rows if r is not None and r['step'] <= resume_step and r['split'] != 'test']
       if len(keep) != len(rows):
         tmp = self.path + '.tmp'
         with open(tmp, 'w') as f:
@@ -60,6 +78,7 @@ class MetricWriter:
     row = {'step': int(step), 'split': split, **values}
     with open(self.path, 'a') as f:
       f.write(json.dumps(row) + '\n')
+    faults.point('metrics', step, self.path)
     for name, value in values.items():
       if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
         self.tensorboard.add_scalar(f'{split}/{name}', float(value), int(step))

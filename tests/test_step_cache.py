@@ -89,6 +89,7 @@ def test_the_persistent_cache_goes_beside_the_workdir_once(tmp_path, monkeypatch
   monkeypatch.delenv('FTLAB_COMPILATION_CACHE', raising=False)
   folder = step_cache.enable_persistent_cache(str(tmp_path / 'runs' / 'a'))
   assert folder == str(tmp_path / 'runs' / '.jax_cache') == fake.jax_compilation_cache_dir
+  assert fake.jax_persistent_cache_min_compile_time_secs == 0.0  # a resumed run finds even its small programs
   assert step_cache.enable_persistent_cache(str(tmp_path / 'elsewhere' / 'b')) == folder  # the first one stays
   fake.jax_compilation_cache_dir = None
   monkeypatch.setenv('FTLAB_COMPILATION_CACHE', 'off')

@@ -147,25 +147,6 @@ def _summary(workdir):
   return s
 
 
-def test_a_killed_run_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path):
-  config_path = _write_config(tmp_path)
-  whole, killed = str(tmp_path / 'whole'), str(tmp_path / 'killed')
-  assert _run(config_path, whole).returncode == 0
-  first = _run(config_path, killed, env={'FTLAB_TEST_SIGKILL_AT_STEP': '37'})
-  assert first.returncode == -signal.SIGKILL, first.stderr
-  assert not os.path.exists(os.path.join(killed, 'summary.json'))
-  second = _run(config_path, killed)
-  assert second.returncode == 0, second.stderr
-  # From the last checkpoint that was complete when it died (step 30, or 20 if 30 was still being written).
-  resumed = [line for line in second.stdout.splitlines() if 'resuming' in line]
-  assert len(resumed) == 1 and resumed[0].split()[-1] in ('20', '30'), second.stdout
-  a, b = _final_params(whole, 60), _final_params(killed, 60)
-  for path in a:
-    assert a[path].tobytes() == b[path].tobytes(), path
-  assert _rows(whole) == _rows(killed)  # no duplicated or missing rows
-  assert _summary(whole) == _summary(killed)
-
-
 def test_early_stopping_stops_and_stays_stopped(tmp_path):
   config = small_config(early_stopping__enabled=True, early_stopping__patience=2, early_stopping__min_delta=10.0,
                         eval__metric='loss')

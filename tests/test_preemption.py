@@ -1,0 +1,225 @@
+"""Preemption: a run killed (SIGKILL) at random moments, or told to stop (SIGTERM), and resumed each time ends
+bit-identical to a run that never stopped; a damaged latest checkpoint is set aside for the one before it; one
+writer per workdir.
+
+The kills come from ftlab.faults (FTLAB_TEST_KILL=POINT@N: the process SIGKILLs itself the N-th time it passes
+POINT): mid-step, right after a checkpoint save is issued (its files still being written by orbax's background
+thread), mid-evaluation, right after a metrics row, and between the final evaluation and summary.json. The moments
+are drawn from a seeded generator, so the test is the same every time and never waits on the clock.
+"""
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from conftest import run_ftlab
+from ftlab import main as ftlab_main
+from ftlab import workdir as workdir_lib
+
+STEPS = 40  # evaluation (and checkpoint) every 8 steps, another checkpoint every 5: some fall between evaluations
+_runs = itertools.count()
+SAVES = sorted({*range(5, STEPS + 1, 5), *range(8, STEPS + 1, 8)})
+EVALS = list(range(8, STEPS + 1, 8))
+
+
+def _kill_moments(rng: random.Random) -> list[str]:
+  """Ten FTLAB_TEST_KILL specs spread over the run, each later than the one before (a resumed run starts from a
+  checkpoint before the previous kill, so each is reached): mid-step, right after a save is issued (its files half
+  written), after an evaluation with none of its rows written, after the first metrics row of an evaluation; the
+  tenth between the final evaluation and summary.json."""
+  moments, previous = [], 0
+  kinds = rng.sample(4 * ['step'] + 2 * ['save'] + 2 * ['metrics'] + ['evaluated'], 9)
+  for target, kind in zip(sorted(rng.sample(range(1, STEPS - 4), 9)), kinds):
+    at = max(target, previous + 1)
+    later = [s for s in (SAVES if kind == 'save' else EVALS) if s >= at]
+    if kind != 'step' and later and later[0] < STEPS:
+      at = later[0]
+    else:
+      kind = 'step'
+    moments.append(f'{kind}={at}')
+    previous = at
+  assert previous < STEPS, moments
+  return moments + ['summary@1']
+
+
+def _write_config(folder) -> str:
+  tests_dir = os.path.dirname(os.path.abspath(__file__))
+  path = os.path.join(folder, 'tiny.py')
+  with open(path, 'w') as f:
+    f.write(f'import sys\nsys.path.insert(0, {tests_dir!r})\nfrom conftest import small_config\n\n'
+            f'def get_config(arg=None):\n  return small_config(train__num_steps={STEPS}, eval__every_steps=8, '
+            f'checkpoint__every_steps=5, checkpoint__keep=2)\n')
+  return path
+
+
+def _run(config_path, workdir, env=None):
+  log = f'{workdir}.log{next(_runs)}'
+  return run_ftlab('ftlab.main', [f'--config={config_path}', f'--workdir={workdir}'], env=env, log_base=log)
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  """(folder, config path, the workdir of an uninterrupted run)."""
+  folder = tmp_path_factory.mktemp('preemption')
+  config_path = _write_config(folder)
+  whole = str(folder / 'whole')
+  done = _run(config_path, whole)
+  assert done.returncode == 0, done.stderr[-3000:]
+  return folder, config_path, whole
+
+
+def _state_files(workdir) -> dict:
+  """Every leaf of every kept checkpoint's state (bytes), its loop and data-iterator files, and the set of steps."""
+  directory = os.path.join(workdir, 'checkpoints')
+  out = {'steps': sorted(os.listdir(directory))}
+  for step in out['steps']:
+    state = ocp.StandardCheckpointer().restore(os.path.join(directory, step, 'state'))
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+      if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        leaf = jax.random.key_data(leaf)
+      out[f'{step}{jax.tree_util.keystr(path)}'] = np.asarray(leaf).tobytes()
+    for item in ('loop', 'data'):
+      for root, _, files in os.walk(os.path.join(directory, step, item)):
+        for name in files:
+          if name == 'commit_success.txt':  # names the temporary directory it was written in
+            continue
+          with open(os.path.join(root, name), 'rb') as f:
+            out[os.path.relpath(os.path.join(root, name), directory)] = f.read()
+  return out
+
+
+def _outputs(workdir) -> dict:
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    rows = f.read()
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  summary.pop('train_seconds_this_session')
+  return {'metrics.jsonl': rows, 'summary': summary, **_state_files(workdir)}
+
+
+def _assert_same(whole, other):
+  a, b = _outputs(whole), _outputs(other)
+  assert a['steps'] == b['steps']
+  assert sorted(a) == sorted(b)
+  for key in a:
+    assert a[key] == b[key], key
+
+
+def test_ten_sigkills_at_random_moments_end_bit_identical(runs):
+  folder, config_path, whole = runs
+  killed = str(folder / 'killed')
+  moments = _kill_moments(random.Random(2026))
+  for i, spec in enumerate(moments):
+    run = _run(config_path, killed, env={'FTLAB_TEST_KILL': spec})
+    assert run.returncode == -signal.SIGKILL, (spec, run.stderr[-3000:])
+    if i:  # the lock the killed process held is free, and says whose it was
+      assert 'its lock was left by a process that is no longer running' in run.stdout
+  assert len(moments) == 10
+  final = _run(config_path, killed)
+  assert final.returncode == 0, final.stderr[-3000:]
+  print('killed at', moments)
+  _assert_same(whole, killed)
+
+
+def test_sigterm_saves_between_evaluations_and_the_rerun_ends_bit_identical(runs):
+  folder, config_path, whole = runs
+  stopped = str(folder / 'sigterm')
+  first = _run(config_path, stopped, env={'FTLAB_TEST_TERM': 'step=9'})
+  assert first.returncode == 128 + signal.SIGTERM, first.stderr[-3000:]
+  assert 'preempted (SIGTERM): saved a checkpoint at step 9' in first.stderr
+  assert 'rerun the same command to resume' in first.stderr
+  assert not os.path.exists(os.path.join(stopped, 'summary.json'))
+  assert '9' in os.listdir(os.path.join(stopped, 'checkpoints'))  # not a checkpoint step otherwise (5, 8, 10)
+  second = _run(config_path, stopped)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert f'resuming {stopped} from step 9' in second.stdout
+  _assert_same(whole, stopped)  # the train row at step 16 includes steps 9-10 (carried over in the checkpoint)
+
+
+def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(runs):
+  folder, config_path, whole = runs
+  damaged = str(folder / 'damaged')
+  first = _run(config_path, damaged, env={'FTLAB_TEST_KILL': 'step=33'})
+  assert first.returncode == -signal.SIGKILL
+  checkpoints = os.path.join(damaged, 'checkpoints')
+  step = max((s for s in os.listdir(checkpoints) if s.isdigit()), key=int)  # the latest committed: 30 or 32
+  ocdbt = os.path.join(checkpoints, step, 'state', 'd')
+  for name in os.listdir(ocdbt):  # truncate its array data
+    with open(os.path.join(ocdbt, name), 'r+b') as f:
+      f.truncate(os.path.getsize(f.name) // 3)
+  second = _run(config_path, damaged)
+  assert second.returncode == 0, second.stderr[-3000:]
+  previous = sorted((int(s) for s in os.listdir(checkpoints + '.corrupt')), reverse=True)
+  assert previous == [int(step)]
+  assert f'the checkpoint at step {step} in {checkpoints} cannot be read' in second.stderr
+  resumed = [line for line in second.stdout.splitlines() if 'resuming' in line]
+  assert len(resumed) == 1 and int(resumed[0].split()[-1]) < int(step), second.stdout
+  assert f'kept in {checkpoints}.corrupt/{step}' in second.stderr
+  _assert_same(whole, damaged)
+
+
+def _tree_hashes(folder) -> dict:
+  import hashlib
+  out = {}
+  for root, _, files in os.walk(folder):
+    for name in files:
+      with open(os.path.join(root, name), 'rb') as f:
+        out[os.path.relpath(os.path.join(root, name), folder)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def test_a_second_run_on_a_workdir_in_use_refuses_naming_the_holder(runs, capsys, no_persistent_cache):
+  folder, config_path, whole = runs
+  before = _tree_hashes(whole)
+  with workdir_lib.lock(whole):  # this process holds it, as another run would
+    status = ftlab_main.main([f'--config={config_path}', f'--workdir={whole}'])
+    err = capsys.readouterr().err
+  assert status == workdir_lib.EXIT_STATUS
+  assert f'{whole} is in use by another ftlab run (pid {os.getpid()} on' in err
+  assert f'stop it (kill {os.getpid()})' in err and 'choose another --workdir' in err
+  after = _tree_hashes(whole)
+  assert after == before
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys):
+  dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+  holder = f'pid {dead.stdout.strip()} on {os.uname().nodename} since 2026-11-24T00:00:00+00:00'
+  (tmp_path / workdir_lib.LOCK_NAME).write_text(holder + '\n')
+  with workdir_lib.lock(str(tmp_path)):
+    out = capsys.readouterr().out
+    assert f'taking over {tmp_path}: its lock was left by a process that is no longer running ({holder})' in out
+    assert (tmp_path / workdir_lib.LOCK_NAME).read_text().startswith(f'pid {os.getpid()} on ')
+  assert (tmp_path / workdir_lib.LOCK_NAME).read_text() == ''  # released
+
+
+@pytest.mark.parametrize('error, problem, fix', [
+    (PermissionError(13, 'Permission denied', '/runs/x/metrics.jsonl'),
+     'cannot write /runs/x/metrics.jsonl: permission denied', 'make the workdir writable by this user'),
+    (OSError(28, 'No space left on device', '/runs/x/checkpoints/8'),
+     'cannot write /runs/x/checkpoints/8: disk full', 'free space on that disk'),
+    (OSError(30, 'Read-only file system', '/runs/x/config.json'), 'read-only', 'choose another --workdir'),
+])
+def test_a_workdir_that_cannot_be_written_gives_a_clear_error(error, problem, fix, tmp_path, monkeypatch, capsys,
+                                                              no_persistent_cache):
+  from ftlab import train
+
+  def fail(*args, **kwargs):
+    try:
+      raise error
+    except OSError as inner:
+      raise RuntimeError('orbax: the save failed') from inner  # as libraries wrap it
+
+  monkeypatch.setattr(train, 'execute', fail)
+  config_path = _write_config(tmp_path)
+  status = ftlab_main.main([f'--config={config_path}', f'--workdir={tmp_path / "run"}'])
+  err = capsys.readouterr().err
+  assert status == workdir_lib.EXIT_STATUS
+  assert problem in err and fix in err
