@@ -135,17 +135,23 @@ def _first_line(err: BaseException) -> str:
   return f'{type(err).__name__}: {text[0][:300] if text else ""}'
 
 
+def params_shapes(directory: str, step: int) -> dict:
+  """The 'params' tree saved at `step` as shape-and-dtype metadata, read without loading any array."""
+  path = os.path.join(os.path.abspath(directory), str(step), 'state')
+  if not os.path.isdir(path):
+    steps = sorted(int(s) for s in os.listdir(directory) if s.isdigit()) if os.path.isdir(directory) else []
+    raise FileNotFoundError(f'{directory}: no checkpoint at step {step} (it has {steps})')
+  return ocp.PyTreeCheckpointer().metadata(path).item_metadata['params']
+
+
 def restore_params(directory: str, step: int) -> dict:
   """The 'params' tree saved at `step` in a run's checkpoint directory, as numpy arrays, without a template.
 
   Restored as host arrays, so parameters saved on any device topology load into any other.
   """
   path = os.path.join(os.path.abspath(directory), str(step), 'state')
-  if not os.path.isdir(path):
-    steps = sorted(int(s) for s in os.listdir(directory) if s.isdigit()) if os.path.isdir(directory) else []
-    raise FileNotFoundError(f'{directory}: no checkpoint at step {step} (it has {steps})')
+  meta = params_shapes(directory, step)
   checkpointer = ocp.PyTreeCheckpointer()
-  meta = checkpointer.metadata(path).item_metadata['params']
   target = {'params': jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), meta)}
   restore_args = {'params': jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)}
   restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args,

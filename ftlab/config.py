@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import re
 from typing import Any, Iterator
 
@@ -236,7 +237,8 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   path, _, arg = spec.partition(':')
   config = call_config_function(load_module(path), 'get_config', arg, path)
   if not isinstance(config, ml_collections.ConfigDict):
-    raise ConfigError([f'--config: {path}:get_config returned {type(config).__name__}, not a ConfigDict'])
+    raise ConfigError([f'--config: {path}:get_config returned {type(config).__name__}, not a ConfigDict; return '
+                       'ftlab.config.defaults() with your changes'])
   return config
 
 
@@ -255,7 +257,8 @@ def load_module(path: str):
 def call_config_function(module, name: str, arg: str, path: str):
   """module.NAME(arg) (or NAME() without an arg); ConfigError naming the user's failing line."""
   if not hasattr(module, name):
-    raise ConfigError([f'--config: {path} defines no {name}(arg=None)'])
+    raise ConfigError([f'--config: {path} defines no {name}(arg=None); add one'
+                       + (' that returns ftlab.config.defaults() with your changes' if name == 'get_config' else '')])
   fn = getattr(module, name)
   return _user_code(path, lambda: fn(arg or None) if arg else fn())
 
@@ -267,9 +270,12 @@ def _user_code(path: str, thunk):
   except ConfigError:
     raise
   except Exception as e:  # the user's file: point at their line
-    frame = traceback.extract_tb(e.__traceback__)[-1]
-    raise ConfigError([f'--config: {path} failed at {frame.filename}:{frame.lineno}: '
-                       f'{type(e).__name__}: {e}']) from e
+    if isinstance(e, SyntaxError) and e.filename:  # from the compiler: the traceback ends in importlib, not there
+      where, what = f'{e.filename}:{e.lineno}', f'{type(e).__name__}: {e.msg}; fix the Python syntax on that line'
+    else:
+      frame = traceback.extract_tb(e.__traceback__)[-1]
+      where, what = f'{frame.filename}:{frame.lineno}', f'{type(e).__name__}: {e}'
+    raise ConfigError([f'--config: {path} failed at {where}: {what}']) from e
 
 
 def set_key(config, key: str, value) -> None:
@@ -294,9 +300,13 @@ def flatten(config: Any, prefix: str = '') -> Iterator[tuple[str, Any]]:
 
 def closest_key(key: str, valid: list[str]) -> str:
   """' (did you mean x.y?)' for the closest valid key, or '' when none is close."""
+  section, _, leaf = key.rpartition('.')
+  initials = [k for k in valid if k.rpartition('.')[0] == section and len(leaf) > 1 and '_' not in leaf
+              and ''.join(w[:1] for w in k.rpartition('.')[2].split('_')) == leaf.lower()]
+  if len(initials) == 1:  # an abbreviation: 'optimizer.lr', 'optimizer.wd', 'train.bs'
+    return f' (did you mean {initials[0]}?)'
   match = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
   if not match:  # a typo in the last part only: compare within the same section
-    section, _, leaf = key.rpartition('.')
     same = [k for k in valid if k.rpartition('.')[0] == section]
     leaves = difflib.get_close_matches(leaf, [k.rpartition('.')[2] for k in same], n=1, cutoff=0.5)
     match = [f'{section}.{leaves[0]}' if section else leaves[0]] if leaves else []
@@ -342,7 +352,19 @@ def _type_problem(key: str, value: Any, default: Any) -> str | None:
     ok, want = isinstance(value, str), 'a string'
   else:
     ok, want = True, ''
-  return None if ok else f'{key}: expected {want}, got {value!r} ({type(value).__name__})'
+  if not ok:
+    return f'{key}: expected {want}, got {value!r} ({type(value).__name__})'
+  if _non_finite(value):  # inf passes every `> 0` check and nan fails them with a puzzling message
+    return (f'{key}: must be a finite number, got {list(value) if isinstance(value, (list, tuple)) else value!r}; '
+            f'set a finite value (the default is {default!r})')
+  return None
+
+
+def _non_finite(value: Any) -> bool:
+  """Whether `value` is, or is a list holding, an infinite or NaN float."""
+  if isinstance(value, float):
+    return not math.isfinite(value)
+  return isinstance(value, (list, tuple)) and any(isinstance(v, float) and not math.isfinite(v) for v in value)
 
 
 def _has_problem(problems: list[str], key: str) -> bool:
@@ -445,7 +467,8 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
     try:
       re.compile(c[section][leaf])
     except re.error as err:
-      p.append(f'{key}: {c[section][leaf]!r} is not a valid regex ({err})')
+      p.append(f'{key}: {c[section][leaf]!r} is not a valid regex ({err}); correct it (Python re syntax; a literal '
+               '( [ . * + ? needs a backslash before it)')
   if (o.layer_decay != 1 or o.lp_ft or o.unfreeze_every) and not _has_problem(p, 'optimizer.layer_pattern') and re.compile(o.layer_pattern).groups < 1:
     p.append(f'optimizer.layer_pattern: {o.layer_pattern!r} needs a group capturing the layer index, e.g. r"_(\\d+)/"')
   p += schedules.check_schedule_config(c.schedule)
@@ -560,9 +583,33 @@ def check_run(config, *, num_devices: int, total_steps: int, steps_per_epoch: in
     schedules.build_schedule(config.schedule, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
   except ValueError as err:
     p.append(str(err))
+  lp_ft = config.optimizer.lp_ft
+  try:
+    probe_steps = lp_ft != '' and schedules.parse_duration(lp_ft, steps_per_epoch=steps_per_epoch,
+                                                           total_steps=total_steps)
+  except schedules.DurationError:  # validate() reports it
+    probe_steps = 0
+  if probe_steps and probe_steps >= total_steps:
+    p.append(f'optimizer.lp_ft: {lp_ft!r} ({probe_steps} steps) is not shorter than the run ({total_steps} steps), '
+             'so the phase that trains everything never starts; shorten it or lengthen the run (for a linear probe '
+             "alone, freeze the backbone with optimizer.freeze and set lp_ft to '')")
   src = config.init.checkpoint
   if src and not os.path.isdir(os.path.join(src, 'checkpoints')):
-    p.append(f'init.checkpoint: {src!r} is not an ftlab run directory (no checkpoints/ in it)')
+    p.append(f'init.checkpoint: {src!r} is not an ftlab run directory (no checkpoints/ in it); point init.checkpoint '
+             'at the --workdir of a finished ftlab run')
+  elif src:
+    summary = os.path.join(src, 'summary.json')
+    try:
+      with open(summary, encoding='utf-8') as f:
+        best_step = json.load(f).get('best_step')
+      if not isinstance(best_step, int) or isinstance(best_step, bool):
+        raise ValueError('no integer best_step')
+    except FileNotFoundError:
+      p.append(f'init.checkpoint: {src!r} holds no summary.json: that run has not finished; finish that run (rerun its '
+               'command) or point init.checkpoint at a finished one')
+    except (OSError, ValueError, AttributeError) as err:  # unreadable, not JSON, not an object, no best step
+      p.append(f'init.checkpoint: {summary} is not a finished run\'s summary ({err}); rerun that run to rewrite it, '
+               'or point init.checkpoint at another finished run')
   return p
 
 

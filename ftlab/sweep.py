@@ -45,6 +45,8 @@ def parse(argv: list[str]):
       rest.append(arg)
   options, raw_overrides, more = cli.split_args(rest)
   problems += [p.replace(cli.USAGE, USAGE) for p in more]
+  if 'workdir' in options:
+    problems += cli.workdir_problems(options['workdir'])
   schema = dict(config_lib.flatten(config_lib.defaults()))
   config_overrides = {key: cli.parse_value(raw, schema.get(key, '')) for key, raw in raw_overrides}
   opts = runner.Options()
@@ -53,7 +55,12 @@ def parse(argv: list[str]):
   try:
     opts.stale_after = float(extra.get('stale-after', runner.STALE_AFTER_SECONDS))
   except ValueError:
-    problems.append(f'--stale-after: {extra["stale-after"]!r} is not a number of seconds')
+    problems.append(f'--stale-after: {extra["stale-after"]!r} is not a number of seconds; give one, e.g. '
+                    '--stale-after=300')
+  else:
+    if not opts.stale_after > 0:  # 0 or less would take over the trials of live workers; nan never any
+      problems.append(f'--stale-after: must be > 0 seconds, got {extra["stale-after"]}; give the silence after which '
+                      'another machine\'s trial counts as abandoned, e.g. --stale-after=300')
   if extra.get('report', 'true').lower() not in ('true', 'false'):
     problems.append(f'--report: {extra["report"]!r}; use true or false')
   opts.report = extra.get('report', 'true').lower() != 'false'
@@ -65,13 +72,22 @@ def parse(argv: list[str]):
 def _literal(text: str):
   try:
     return ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    return text
+  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    # TypeError: an unhashable dict key ('{[]: 1}'); MemoryError, RecursionError: nesting too deep for the parser.
+    return text  # left as a string: the sweep's validation names the key and what it takes
+
+
+def check_workdir(workdir: str) -> None:
+  """Reads the records an earlier sweep left in `workdir` (sweep.json, trials.jsonl), so that a damaged one is
+  reported (RecordError) before the sweep opens its storage or takes a trial: nothing in the workdir changes."""
+  records.read_sweep(workdir)
+  records.read(workdir)
 
 
 def main(argv: list[str]) -> int:
   try:
     config_file, workdir, config_overrides, sweep_overrides, options = parse(argv)
+    check_workdir(workdir)
     step_cache.enable_persistent_cache(workdir)
     rows = runner.run(config_file, workdir, config_overrides=config_overrides, sweep_overrides=sweep_overrides,
                       options=options)

@@ -254,6 +254,11 @@ def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
   if encoder is None and m.name == 'bert':
     encoder = (models.bert_config(m, vocab_size=splits.report['vocab_size'], pad_id=splits.report['pad_id']), 0)
   t = config.train
+  if config.data.remainder == 'drop' and len(splits.train) < t.batch_size:
+    raise config_lib.ConfigError([
+        f'train.batch_size: {t.batch_size} is more than the {len(splits.train)} training examples, and '
+        "data.remainder='drop' drops every partial batch, so no batch is left; lower train.batch_size or set "
+        "data.remainder to 'spill' or 'pad'"])
   spe = data_lib.steps_per_epoch(len(splits.train), t.batch_size, config.data.remainder)
   total = t.num_steps or max(1, math.ceil(t.num_epochs * spe))
   problems = config_lib.check_run(config, num_devices=jax.device_count(), total_steps=total, steps_per_epoch=spe)
@@ -284,15 +289,21 @@ def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
                     'train.class_weights')
   if m.pretrained and not init_from and 'params' in abstract:
     problems += pretrained_lib.check(m, abstract['params'], reinit=config.init.reinit)
+  if init_from and os.path.exists(os.path.join(init_from, 'summary.json')) and 'params' in abstract:
+    # (a source-task run of init.pretrain that has not run yet is checked when it has)
+    key = 'init.checkpoint' if init_from == config.init.checkpoint else 'init.pretrain'
+    problems += surgery.check_run_params(init_from, abstract['params'], reinit=config.init.reinit, key=key)
   weights = config.train.class_weights
   if weights and len(weights) != splits.num_classes:
     problems.append(f'train.class_weights: {len(weights)} weights for {splits.num_classes} classes '
                     f'({", ".join(splits.class_names)}); give one per class')
   config_path = os.path.join(workdir, 'config.json')
   resuming = os.path.exists(config_path)
-  if resuming:
-    with open(config_path) as f:
-      saved = json.load(f)
+  saved = _saved_config(config_path) if resuming else {}
+  if isinstance(saved, str):
+    problems.append(f'--workdir: {config_path} is not a readable run config ({saved}); restore it from a backup, or '
+                    'use a new workdir')
+  elif resuming:
     diffs = config_lib.config_differences(saved, config.to_dict())
     if diffs:
       problems.append(f'--workdir: {workdir} holds a run with a different config; use a new workdir or the same '
@@ -301,6 +312,16 @@ def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
     raise config_lib.ConfigError(problems)
   return RunPlan(config, workdir, splits, spe, total, config.eval.every_steps or spe, model, task, init_from,
                  resuming)
+
+
+def _saved_config(path: str) -> dict | str:
+  """A resumed workdir's config.json as a dict, or what is wrong with it."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as err:
+    return f'{type(err).__name__}: {err}'
+  return saved if isinstance(saved, dict) else f'a JSON {type(saved).__name__}, not an object'
 
 
 def _with_default_tokenizer(data_config, folder: str):

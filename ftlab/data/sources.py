@@ -167,7 +167,8 @@ def _select_classes(columns: dict, classes: list, names: tuple[str, ...]) -> tup
   present = set(np.unique(labels).tolist())
   missing = [c for c in classes if c not in present]
   if missing:
-    raise DataError(f'data.classes: labels {missing} are not in the dataset (it has {sorted(present)})')
+    raise DataError(f'data.classes: labels {missing} are not in the dataset (it has {sorted(present)}); list only '
+                    'labels it has, or [] to keep them all')
   keep = np.flatnonzero(np.isin(labels, classes))
   remap = {c: i for i, c in enumerate(classes)}
   out = {k: _take(v, keep) for k, v in columns.items()}
@@ -233,7 +234,18 @@ def load(data_config) -> Splits:
   dc = data_config
   raw = _open(dc)
   roles = splits_lib.resolve(dict(dc.splits), raw.available, dataset=raw.name)
-  records = {r: raw.open(s) for r, s in roles.items() if s}
+  records = {}
+  for role, split in roles.items():
+    if not split:
+      continue
+    try:
+      records[role] = raw.open(split)
+    except DataError:
+      raise
+    except ValueError as err:  # TFDS refuses the split string: bad slicing syntax, an empty slice
+      reason = ' '.join(str(err).split())
+      raise DataError(f'data.splits.{role}={split!r}: {raw.name} cannot read this split ({reason}); use TFDS split '
+                      "syntax, e.g. 'train', 'train[:80%]' or 'train[:5000]'") from err
   lazy = raw.task == 'image' and not dc.in_memory and not dc.classes  # images stay on disk: read labels only
   keys = {'label': raw.keys['label']} if lazy else raw.keys
   columns = {r: _columns(rec, keys) for r, rec in records.items()}

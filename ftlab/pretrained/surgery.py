@@ -111,13 +111,28 @@ def resize_rows(table, rows: int, fresh_rows=None, *, path: str = 'parameter'):
   return np.concatenate([table, extra.astype(table.dtype)])
 
 
-def load_run_params(run_dir: str, fresh, *, reinit: str):
-  """`fresh` initialised from the best checkpoint of the finished ftlab run in `run_dir` (its summary.json)."""
+def _best_step(run_dir: str) -> int:
   summary_path = os.path.join(run_dir, 'summary.json')
   if not os.path.exists(summary_path):
     raise SurgeryError(f'{run_dir}: no summary.json; finish that run before fine-tuning from it')
   with open(summary_path) as f:
-    best_step = json.load(f)['best_step']
+    return json.load(f)['best_step']
+
+
+def check_run_params(run_dir: str, abstract, *, reinit: str, key: str = 'init.checkpoint') -> list[str]:
+  """Problems of initialising parameters shaped like `abstract` from the finished run in `run_dir`, from the
+  checkpoint's metadata alone (before any compute): shape mismatches name the parameter and both shapes."""
+  try:
+    saved = checkpoints.params_shapes(os.path.join(run_dir, 'checkpoints'), _best_step(run_dir))
+  except (SurgeryError, OSError, ValueError, KeyError) as err:
+    return [f'{key}: {run_dir} cannot be read ({err}); point {key} at the --workdir of a finished ftlab run']
+  bad = mismatches(abstract, saved, reinit=reinit)
+  return [f'{key}: shapes differ from the model: {"; ".join(bad)}{MISMATCH_FIX}'] if bad else []
+
+
+def load_run_params(run_dir: str, fresh, *, reinit: str):
+  """`fresh` initialised from the best checkpoint of the finished ftlab run in `run_dir` (its summary.json)."""
+  best_step = _best_step(run_dir)
   loaded = checkpoints.restore_params(os.path.join(run_dir, 'checkpoints'), best_step)
   params, report = merge(fresh, loaded, reinit=reinit)
   counts = ', '.join(f'{len(v)} {k}' for k, v in report.items())

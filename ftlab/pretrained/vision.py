@@ -30,15 +30,21 @@ def read_weights(path: str) -> dict[str, np.ndarray]:
   """The {name: array} of a .safetensors or .npz file (big_vision's '/'-joined npz keys are kept as they are)."""
   suffix = os.path.splitext(path)[1].lower()
   if suffix not in ('.safetensors', '.npz'):
-    raise SurgeryError(f'{path}: unknown weights format {suffix or "(no suffix)"!r}; use {FORMATS}')
+    raise SurgeryError(f'model.pretrained: {path}: unknown weights format {suffix or "(no suffix)"!r}; use {FORMATS}')
+  if not os.path.isfile(path):
+    raise SurgeryError(f'model.pretrained: {path}: no such file; set model.pretrained to the {FORMATS} weights file')
   try:
     if suffix == '.safetensors':
       return dict(safetensors_numpy.load_file(path))
     with np.load(path, allow_pickle=False) as npz:
       return {name: np.asarray(npz[name]) for name in npz.files}
   except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, safetensors.SafetensorError) as e:
-    # a missing or corrupt file, or an npz holding pickled objects (refused: loading them would run code)
-    raise SurgeryError(f'{path}: cannot read the weights ({e}); expected a plain {FORMATS} file of arrays') from e
+    if isinstance(e, ValueError) and 'allow_pickle' in str(e):  # refused: unpickling can run arbitrary code
+      raise SurgeryError(f'model.pretrained: {path}: cannot read the weights: it holds pickled Python objects, which '
+                         'ftlab does not load (unpickling can run code); save it again with numpy arrays only '
+                         '(np.savez of arrays), or as .safetensors') from e
+    raise SurgeryError(f'model.pretrained: {path}: cannot read the weights ({e}); expected a plain {FORMATS} file '
+                       'of arrays: download or convert it again') from e
 
 
 def _strip_params(weights: dict) -> dict:

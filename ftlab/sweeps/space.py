@@ -221,13 +221,26 @@ def _param_problems(key: str, spec, kind: str, schema: dict) -> list[str]:
   if not (isinstance(args, (list, tuple)) and len(args) == 2 and all(isinstance(a, (int, float)) for a in args)):
     return [f'{where}: {dist} needs [low, high]; got {args!r}']
   low, high = args
+  if not all(_finite(a) for a in args):
+    return [f'{where}: {dist} needs finite bounds; got {low} and {high}']
   if not low < high:
     return [f'{where}: {dist} needs low < high; got {low} and {high}']
   if dist == 'loguniform' and low <= 0:
     return [f'{where}: loguniform needs low > 0; got {low}']
   if dist == 'int' and not (_is_int(low) and _is_int(high)):
     return [f'{where}: integer needs integer bounds; got {low} and {high}']
+  if dist == 'int' and not -2**63 <= low <= high < 2**63 - 1 or dist == 'uniform' and not _finite(high - low):
+    return [f'{where}: {dist} needs a range the sampler can draw from; got {low} and {high}, use bounds of a '
+            'sensible size']
   return []
+
+
+def _finite(value) -> bool:
+  """Whether a bound is a finite number (an int too large for a float is not)."""
+  try:
+    return math.isfinite(value)
+  except OverflowError:
+    return False
 
 
 def expand(sweep: Sweep, values: dict) -> dict:
