@@ -14,6 +14,9 @@ Options:
   --stale-after=SECS   a trial of another machine silent for this long is taken over (default 300)
   --report=false       do not write the report at the end (python -m ftlab.report DIR writes it later)
 Errors in the config, the sweep or any trial's config are reported together before any compute (exit status 2).
+A damaged trials.jsonl, sweep.json or Optuna storage is reported with its location (exit status 2). On SIGTERM the
+trial in progress saves a checkpoint and the sweep exits with status 143; rerunning the command resumes it. A
+workdir that cannot be written (permission denied, read-only, disk full) exits with status 4.
 """
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ import sys
 
 from ftlab import cli
 from ftlab import config as config_lib
-from ftlab import step_cache
+from ftlab import preemption, step_cache
+from ftlab import workdir as workdir_lib
 from ftlab.sweeps import records, runner
 
 USAGE = ('usage: python -m ftlab.sweep --config=configs/NAME.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...] '
@@ -85,6 +89,7 @@ def check_workdir(workdir: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+  workdir = ''
   try:
     config_file, workdir, config_overrides, sweep_overrides, options = parse(argv)
     check_workdir(workdir)
@@ -96,6 +101,15 @@ def main(argv: list[str]) -> int:
   except records.RecordError as err:
     print(f'ftlab.sweep: {err}', file=sys.stderr)
     return 2
+  except preemption.Preempted as err:  # the trial in progress saved its checkpoint; its row is written on resume
+    print(f'ftlab.sweep: {err}', file=sys.stderr)
+    return preemption.EXIT_STATUS
+  except Exception as err:
+    problem = workdir_lib.write_problem(err, workdir)
+    if problem is None:
+      raise
+    print(f'ftlab.sweep: {problem}', file=sys.stderr)
+    return workdir_lib.EXIT_STATUS
   counts = {}
   for row in rows:
     counts[row['status']] = counts.get(row['status'], 0) + 1

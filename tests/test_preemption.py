@@ -8,19 +8,15 @@ thread), mid-evaluation, right after a metrics row, and between the final evalua
 are drawn from a seeded generator, so the test is the same every time and never waits on the clock.
 """
 import itertools
-import json
 import os
 import random
 import signal
 import subprocess
 import sys
 
-import jax
-import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from conftest import run_ftlab
+from conftest import assert_same_run, run_ftlab
 from ftlab import main as ftlab_main
 from ftlab import workdir as workdir_lib
 
@@ -76,43 +72,6 @@ def runs(tmp_path_factory):
   return folder, config_path, whole
 
 
-def _state_files(workdir) -> dict:
-  """Every leaf of every kept checkpoint's state (bytes), its loop and data-iterator files, and the set of steps."""
-  directory = os.path.join(workdir, 'checkpoints')
-  out = {'steps': sorted(os.listdir(directory))}
-  for step in out['steps']:
-    state = ocp.StandardCheckpointer().restore(os.path.join(directory, step, 'state'))
-    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-      if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        leaf = jax.random.key_data(leaf)
-      out[f'{step}{jax.tree_util.keystr(path)}'] = np.asarray(leaf).tobytes()
-    for item in ('loop', 'data'):
-      for root, _, files in os.walk(os.path.join(directory, step, item)):
-        for name in files:
-          if name == 'commit_success.txt':  # names the temporary directory it was written in
-            continue
-          with open(os.path.join(root, name), 'rb') as f:
-            out[os.path.relpath(os.path.join(root, name), directory)] = f.read()
-  return out
-
-
-def _outputs(workdir) -> dict:
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    rows = f.read()
-  with open(os.path.join(workdir, 'summary.json')) as f:
-    summary = json.load(f)
-  summary.pop('train_seconds_this_session')
-  return {'metrics.jsonl': rows, 'summary': summary, **_state_files(workdir)}
-
-
-def _assert_same(whole, other):
-  a, b = _outputs(whole), _outputs(other)
-  assert a['steps'] == b['steps']
-  assert sorted(a) == sorted(b)
-  for key in a:
-    assert a[key] == b[key], key
-
-
 def test_ten_sigkills_at_random_moments_end_bit_identical(runs):
   folder, config_path, whole = runs
   killed = str(folder / 'killed')
@@ -126,7 +85,7 @@ def test_ten_sigkills_at_random_moments_end_bit_identical(runs):
   final = _run(config_path, killed)
   assert final.returncode == 0, final.stderr[-3000:]
   print('killed at', moments)
-  _assert_same(whole, killed)
+  assert_same_run(whole, killed)
 
 
 def test_sigterm_saves_between_evaluations_and_the_rerun_ends_bit_identical(runs):
@@ -141,7 +100,7 @@ def test_sigterm_saves_between_evaluations_and_the_rerun_ends_bit_identical(runs
   second = _run(config_path, stopped)
   assert second.returncode == 0, second.stderr[-3000:]
   assert f'resuming {stopped} from step 9' in second.stdout
-  _assert_same(whole, stopped)  # the train row at step 16 includes steps 9-10 (carried over in the checkpoint)
+  assert_same_run(whole, stopped)  # the train row at step 16 includes steps 9-10 (carried over in the checkpoint)
 
 
 def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(runs):
@@ -163,7 +122,7 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(runs):
   resumed = [line for line in second.stdout.splitlines() if 'resuming' in line]
   assert len(resumed) == 1 and int(resumed[0].split()[-1]) < int(step), second.stdout
   assert f'kept in {checkpoints}.corrupt/{step}' in second.stderr
-  _assert_same(whole, damaged)
+  assert_same_run(whole, damaged)
 
 
 def _tree_hashes(folder) -> dict:

@@ -2,6 +2,7 @@
 sharing one SQLite storage, and a changed definition refused."""
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ import optuna
 import PIL.Image
 import pytest
 
+from conftest import assert_same_run, run_ftlab
 from ftlab import config as config_lib
 from ftlab.sweeps import records, report, runner
 
@@ -129,30 +131,35 @@ def test_a_changed_sweep_is_refused_with_the_difference(grid, sweep_file):
   assert records.read(sweep_dir) == rows
 
 
-def test_killed_mid_trial_the_rerun_loses_none_and_repeats_none(grid, sweep_file, tmp_path):
+# Five SIGKILLs over one sweep (ftlab.faults points; /TEXT: only in the run whose workdir contains TEXT), each
+# followed by a rerun of the same command. A trial interrupted by a kill goes back to the end of the queue, so the
+# order is: mid-step of the source-task run that all trials share (trial 0 was taken); right after trial 1's step-20
+# checkpoint save is issued (its files half written); at the first step of trial 2 (which diverges); after trial 3
+# diverged, before its trials.jsonl row; after trial 0's step-20 evaluation, with none of its rows written.
+SWEEP_KILLS = ('step=25/pretrain', 'save=20/c001-s0', 'step=1/c002-s0', 'record@1', 'evaluated=20/c000-s0')
+
+
+def _row(row: dict, sweep_dir: str) -> dict:
+  """A trials.jsonl row without its wall time, its sweep directory written as <dir>."""
+  return {k: v.replace(sweep_dir, '<dir>') if isinstance(v, str) else v for k, v in row.items() if k != 'wall_seconds'}
+
+
+def test_a_sweep_killed_five_times_ends_with_the_same_trials_and_results(grid, sweep_file, tmp_path):
   sweep_dir = str(tmp_path / 'killed')
-  # the 2nd trial dies at step 30, after its step-20 checkpoint (resumed from there if orbax had finalised it)
-  env = {**os.environ, 'FTLAB_TEST_SIGKILL_AT_STEP': '30:c001-s0'}
-  first = subprocess.run(sweep_command(sweep_file, sweep_dir), cwd=ROOT, env=env, capture_output=True, text=True)
-  assert first.returncode == -9, first.stderr[-2000:]
-  assert [r['id'] for r in records.read(sweep_dir)] == ['c000-s0']
-  finished = os.path.join(sweep_dir, 'trials', 'c000-s0', 'summary.json')
-  mtime = os.path.getmtime(finished)
-  env.pop('FTLAB_TEST_SIGKILL_AT_STEP')
-  second = subprocess.run(sweep_command(sweep_file, sweep_dir), cwd=ROOT, env=env, capture_output=True, text=True)
-  assert second.returncode == 0, second.stderr[-2000:]
-  assert 'resuming interrupted trials c001-s0' in second.stdout
-  rows = records.read(sweep_dir)
-  assert sorted(r['id'] for r in rows) == ['c000-s0', 'c001-s0', 'c002-s0', 'c003-s0']  # each once
-  assert os.path.getmtime(finished) == mtime  # the finished trial was not run again
-  uninterrupted = {r['id']: r for r in grid[1]}
-  for row in rows:  # the resumed trial ends where the uninterrupted one did
-    assert row['objective'] == uninterrupted[row['id']]['objective']
-    assert row['status'] == uninterrupted[row['id']]['status']
-  metric_rows = records.read_metrics(sweep_dir, {'workdir': 'trials/c001-s0'})
-  assert [(r['step'], r['split']) for r in metric_rows] == [
-      (20, 'train'), (20, 'train_eval'), (20, 'validation'), (40, 'train'), (40, 'train_eval'), (40, 'validation'),
-      (40, 'test')]
+  argv = [f'--config={sweep_file}', f'--workdir={sweep_dir}', '--report=false']
+  for i, spec in enumerate(SWEEP_KILLS):
+    killed = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_KILL': spec}, log_base=str(tmp_path / f'log{i}'))
+    assert killed.returncode == -signal.SIGKILL, (spec, killed.stderr[-3000:])
+  done = run_ftlab('ftlab.sweep', argv, log_base=str(tmp_path / 'last'))
+  assert done.returncode == 0, done.stderr[-3000:]
+  rows, expected = sorted(records.read(sweep_dir), key=lambda r: r['id']), grid[1]
+  assert [r['id'] for r in rows] == ['c000-s0', 'c001-s0', 'c002-s0', 'c003-s0']  # each once
+  assert [_row(r, sweep_dir) for r in rows] == [_row(r, grid[0]) for r in expected]
+  runs = [os.path.join('trials', r['id']) for r in expected] + [
+      os.path.join('pretrain', name) for name in os.listdir(os.path.join(grid[0], 'pretrain'))
+      if not name.endswith('.lock')]
+  for run in runs:  # every trial's (and the source run's) metrics, summary and checkpoints, bit for bit
+    assert_same_run(os.path.join(grid[0], run), os.path.join(sweep_dir, run))
 
 
 def test_a_vectorised_sweep_killed_mid_group_resumes_and_ends_as_the_sequential_one(grid, sweep_file, tmp_path):

@@ -18,6 +18,7 @@ import shlex
 
 import numpy as np
 
+from ftlab import faults
 from ftlab.sweeps import plots
 from ftlab.sweeps import records, space
 
@@ -398,6 +399,7 @@ def write(sweep_dir: str) -> str:
   except records.RecordError as err:
     importance = (None, f'not computed: {err}')
   figures = draw(sweep_dir, spec, configs, importance[0])
+  faults.point('report', where=sweep_dir)
   path = os.path.join(sweep_dir, 'report.md')
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:

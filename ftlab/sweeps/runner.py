@@ -29,6 +29,7 @@ import traceback
 import psutil
 
 from ftlab import config as config_lib
+from ftlab import faults
 from ftlab import main as ftlab_main
 from ftlab import train
 from ftlab import writers
@@ -129,9 +130,25 @@ def open_study(sweep_dir: str, sweep: space.Sweep, record: dict, options: Option
   """The sweep's Optuna study (created on first use, with its trials enqueued for grid / zip / random)."""
   import optuna
   optuna.logging.set_verbosity(optuna.logging.WARNING)
-  storage = optuna.storages.RDBStorage(storage_url(sweep_dir, options),
-                                       engine_kwargs={'connect_args': {'timeout': 120}}
-                                       if storage_url(sweep_dir, options).startswith('sqlite') else None)
+  url = storage_url(sweep_dir, options)
+  try:
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={'connect_args': {'timeout': 120}}
+                                         if url.startswith('sqlite') else None)
+    return _study(storage, sweep, record, options)
+  except config_lib.ConfigError:
+    raise
+  except Exception as err:  # sqlalchemy / optuna: a damaged database, a server that does not answer
+    first = (str(err).strip().splitlines() or [''])[0][:300]
+    local = url.removeprefix('sqlite:///') if url.startswith('sqlite:///') else ''
+    fix = (f'if it is damaged, move {local} aside and rerun: the trials recorded in trials.jsonl are kept and not '
+           'rerun (a bayes sweep\'s sampler restarts without their history)' if local else
+           'check that the storage server is up and the URL is right (--storage)')
+    raise records.RecordError(f'{url}: the sweep\'s Optuna storage cannot be opened ({type(err).__name__}: '
+                              f'{first}); {fix}') from err
+
+
+def _study(storage, sweep: space.Sweep, record: dict, options: Options):
+  import optuna
   sampler = (optuna.samplers.TPESampler(seed=sweep.sampler['seed'],
                                         n_startup_trials=sweep.sampler.get('n_startup_trials', 10))
              if sweep.sampler['name'] == 'tpe' else optuna.samplers.RandomSampler(seed=sweep.sampler['seed']))
@@ -142,7 +159,7 @@ def open_study(sweep_dir: str, sweep: space.Sweep, record: dict, options: Option
   if saved is None:
     study.set_user_attr('ftlab_sweep', record['sweep'])
   elif _differences(saved, record['sweep']):
-    raise config_lib.ConfigError([f'--storage: study {options.study_name!r} in {storage_url(sweep_dir, options)} '
+    raise config_lib.ConfigError([f'--storage: study {options.study_name!r} in {storage.url} '
                                   'belongs to a different sweep; give another --study or storage. Differences: '
                                   + '; '.join(_differences(saved, record['sweep']))])
   if sweep.kind != 'bayes' and not study.user_attrs.get('ftlab_enqueued'):
@@ -286,6 +303,7 @@ def run_many(sweep_dir: str, base, sweep: space.Sweep, jobs: list[Job], *, on_ro
     on_evals.append(_on_eval(job, sweep, seen))
     last.append(seen)
   def record(i: int) -> None:  # as soon as a run (or its group) ends: a later kill loses none of it
+    faults.point('record', where=rows[i]['id'])
     records.append(sweep_dir, rows[i])
     if on_row is not None:
       on_row(jobs[i], records.by_id(sweep_dir)[rows[i]['id']])
