@@ -5,6 +5,8 @@ start time) into it. A second run on the same workdir fails at once with `Busy`,
 drops a flock when its process dies, however it dies, so a lock left by a killed run is free: the next run takes
 it over and says whose it was. On file systems without flock the pid is checked instead (same host only).
 
+`inside(root, *parts)` joins a path that must stay under `root` (a trial id read from a shared storage, say).
+
 `write_problem(exc)` finds a permission-denied, read-only or disk-full error in an exception's chain and returns the
 message to print, or None.
 """
@@ -81,6 +83,17 @@ def _alive(holder: str) -> bool:
   except PermissionError:
     return True
   return True
+
+
+def inside(root: str, *parts: str) -> str:
+  """os.path.join(root, *parts), refused (ValueError) when it would lead outside `root` ('..', an absolute part, a
+  symlink out): names that come from data ftlab did not write itself never choose where ftlab writes."""
+  path = os.path.join(root, *parts)
+  real_root = os.path.realpath(root)
+  if os.path.commonpath([real_root, os.path.realpath(path)]) != real_root:
+    raise ValueError(f'{os.path.join(*parts)!r} would lead outside {root}; a trial id or path must be a plain name '
+                     'inside it (was the sweep storage written by something other than ftlab?)')
+  return path
 
 
 _WRITE_ERRORS = {errno.EACCES: 'permission denied', errno.EPERM: 'permission denied', errno.EROFS: 'read-only',

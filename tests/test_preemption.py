@@ -182,3 +182,13 @@ def test_a_workdir_that_cannot_be_written_gives_a_clear_error(error, problem, fi
   err = capsys.readouterr().err
   assert status == workdir_lib.EXIT_STATUS
   assert problem in err and fix in err
+
+
+@pytest.mark.parametrize('name', ['../escape', '/etc', 'a/../../b', 'link'])
+def test_names_from_outside_cannot_lead_ftlab_to_write_outside_the_workdir(name, tmp_path):
+  (tmp_path / 'sweep' / 'trials').mkdir(parents=True)
+  os.symlink(str(tmp_path), str(tmp_path / 'sweep' / 'trials' / 'link'))
+  trials = str(tmp_path / 'sweep' / 'trials')
+  with pytest.raises(ValueError, match='would lead outside'):
+    workdir_lib.inside(trials, name)
+  assert workdir_lib.inside(trials, 'c000-s0') == os.path.join(trials, 'c000-s0')

@@ -32,6 +32,7 @@ from ftlab import config as config_lib
 from ftlab import faults
 from ftlab import main as ftlab_main
 from ftlab import train
+from ftlab import workdir as workdir_lib
 from ftlab import writers
 from ftlab.pretrained import source_task
 from ftlab.sweeps import records, space
@@ -285,7 +286,7 @@ def run_many(sweep_dir: str, base, sweep: space.Sweep, jobs: list[Job], *, on_ro
     t0 = time.perf_counter()
     run_id = job.point.run_id(job.seed)
     config = space.apply(base, job.point.overrides, job.seed)
-    workdir = os.path.join(sweep_dir, 'trials', run_id)
+    workdir = workdir_lib.inside(os.path.join(sweep_dir, 'trials'), run_id)
     row = {'id': run_id, 'config_id': job.point.config_id, 'values': job.point.values, 'seed': job.seed,
            'workdir': os.path.relpath(workdir, sweep_dir), 'best_step': None, 'final_step': None,
            'objective': None, 'validation': None, 'test': None, 'train_eval': None, 'message': ''}
