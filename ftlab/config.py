@@ -161,6 +161,11 @@ def defaults() -> ml_collections.ConfigDict:
           # Freezing over time (durations: 500, '500 steps', '3 epochs', '10%'; '' turns it off). Layers as above.
           'lp_ft': '',  # LP-FT: train the head alone for this long, then everything
           'unfreeze_every': '',  # gradual unfreezing (ULMFiT): head first, one more layer down every this long
+          # Which parameters are frozen for the whole run (optimizer.freeze, a group's frozen, LoRA's frozen base) as
+          # a traced 0/1 per parameter instead of static: runs that differ only in it share one compiled step (and
+          # can be vectorised). Every group then keeps optimizer state (held unchanged while frozen) and a frozen
+          # group's parameters stay bit-identical; the groups' regexes (other than freeze) must be alike.
+          'traced_freezing': False,
       },
       'lora': {  # low-rank adapters; on when target is set. The base weights freeze, but for lora.train.
           'target': '',  # regex over module paths of the dense kernels to adapt, e.g. '^backbone/dense_'

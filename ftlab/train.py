@@ -82,16 +82,19 @@ def create_state(params, model_state, tx: optax.GradientTransformation, *, rng, 
 
 
 def hyperparams(state: TrainState) -> dict:
-  """All traced hyperparameters of `state` as Python floats (class_weights as a list)."""
-  values = {**builder.hyperparams(state.opt_state), **state.hparams}
+  """The named traced hyperparameters of `state` (learning_rate, weight_decay and LOOP_HPARAMS) as Python floats
+  (class_weights as a list). The optimizer state also holds the schedules' numbers and, with traced freezing,
+  `trained`: builder.hyperparams(state.opt_state) has them all."""
+  opt = builder.hyperparams(state.opt_state)
+  values = {**{k: opt[k] for k in builder.TRACED}, **state.hparams}
   return {k: np.asarray(v).tolist() for k, v in values.items()}
 
 
 def set_hyperparams(state: TrainState, **values) -> TrainState:
-  """`state` with new traced hyperparameter values (kept at their dtypes, so the compiled step is reused)."""
+  """`state` with new traced hyperparameter values (kept at their dtypes and shapes, so the compiled step is
+  reused). A schedule's numbers come from builder.schedule_values(config.schedule, ...)."""
   loop = {k: jnp.asarray(v, state.hparams[k].dtype) for k, v in values.items() if k in LOOP_HPARAMS}
-  current = builder.hyperparams(state.opt_state)
-  opt = {k: jnp.asarray(v, jnp.asarray(current[k]).dtype) for k, v in values.items() if k not in LOOP_HPARAMS}
+  opt = {k: v for k, v in values.items() if k not in LOOP_HPARAMS}
   opt_state = builder.set_hyperparams(state.opt_state, **opt) if opt else state.opt_state
   return state.replace(opt_state=opt_state, hparams={**state.hparams, **loop})
 
@@ -158,7 +161,8 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
   """One optimizer step over `batch`, in `accum_steps` micro-batches. `frozen` ({'params': ..., 'model_state':
   ...}, static trees of plan.Freezing, see `frozen_masks`) marks what comes back bit-identical at this step: frozen
   parameters and their batch-norm statistics. The phase of freezing over time is computed from the traced step,
-  so it never recompiles.
+  so it never recompiles; with optimizer.traced_freezing (frozen['traced']), whether a parameter is frozen for the
+  whole run is read from the optimizer state's traced `trained` too.
 
   `axis_name`: run as one device's program of a per-device step (parallel.Layout 'pmap') on its rows of the batch.
   Gradients and metrics are summed over the devices and batch statistics averaged, so every device returns the same
@@ -173,13 +177,26 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   stepped = optax.apply_updates(state.params, updates)
 
-  def keep(mask, old, new):  # frozen entries keep their exact bits (p + 0.0 would turn -0.0 into +0.0)
-    def one(f, o, n):
-      return o if f.always else n if f.never else jnp.where(f.trained_at(state.step), n, o)
-    return jax.tree.map(one, mask, old, new)
+  trained = builder.trained(state.opt_state)  # optimizer.traced_freezing: a traced 0/1 per parameter leaf
+  traced = frozen.get('traced')
 
-  params = keep(frozen['params'], state.params, stepped)
-  model_state = keep(frozen['model_state'], state.model_state, model_state)
+  def keep(mask, old, new, follows=None):  # frozen entries keep their exact bits (p + 0.0 would turn -0.0 into +0.0)
+    # `follows`: per leaf, the parameter leaves (indices into `trained`) of which one must train for it to change
+    masks, treedef = jax.tree.flatten(mask)
+    out = []
+    for j, (f, o, n) in enumerate(zip(masks, treedef.flatten_up_to(old), treedef.flatten_up_to(new))):
+      if f.always:
+        out.append(o)
+        continue
+      go = None if f.never else f.trained_at(state.step)
+      if follows is not None and follows[j]:
+        t = functools.reduce(jnp.logical_or, [trained[i] != 0 for i in follows[j]])
+        go = t if go is None else go & t
+      out.append(n if go is None else jnp.where(go, n, o))
+    return jax.tree.unflatten(treedef, out)
+
+  params = keep(frozen['params'], state.params, stepped, traced and traced['params'])
+  model_state = keep(frozen['model_state'], state.model_state, model_state, traced and traced['model_state'])
   metrics = task.train_metrics(losses=losses, logits=logits, batch=batch)
   if axis_name is not None:  # every metric is a sum (totals, counts, confusion counts)
     metrics = jax.lax.psum(metrics, axis_name)
@@ -224,6 +241,14 @@ class RunPlan:
     """(labels, {label: Rule}) of the optimizer plan for `params`."""
     return optim_plan.resolve(self.config.optimizer, params, steps_per_epoch=self.steps_per_epoch,
                               total_steps=self.total_steps, lora=self.config.lora)
+
+  def optimizer_groups(self, params):
+    """(labels, {label: Rule}, trained) the optimizer is built from: the plan, with `trained` None; or with
+    optimizer.traced_freezing, plan.resolve_traced_freezing's (freezing for the whole run as traced bools)."""
+    if not self.config.optimizer.get('traced_freezing', False):
+      return (*self.parameter_groups(params), None)
+    return optim_plan.resolve_traced_freezing(self.config.optimizer, params, steps_per_epoch=self.steps_per_epoch,
+                                              total_steps=self.total_steps, lora=self.config.lora)
 
 
 def plan(config, workdir: str, *, init_from: str = '') -> RunPlan:
@@ -359,23 +384,35 @@ def initial_state(p: RunPlan, *, load_pretrained: bool = True) -> tuple[TrainSta
       writers.write_json_atomic(os.path.join(p.workdir, 'import_report.json'), imported.report)
   if lora_lib.Spec.of(c.lora):
     params = lora_lib.add_adapters(params, c.lora, jax.random.fold_in(init_rng, 1))
-  labels, rules = p.parameter_groups(params)
+  labels, rules, trained = p.optimizer_groups(params)
   tx = builder.build(c.optimizer, c.schedule, labels, rules, total_steps=p.total_steps,
-                     steps_per_epoch=p.steps_per_epoch, batch_size=c.train.batch_size)
-  frozen = frozen_masks(labels, rules, model_state)
+                     steps_per_epoch=p.steps_per_epoch, batch_size=c.train.batch_size, trained=trained)
+  frozen = frozen_masks(labels, rules, model_state, trained=trained)
   state = create_state(params, model_state, tx, rng=state_rng, dropout={k: c.model[k] for k in DROPOUT_RATES},
                        label_smoothing=c.train.label_smoothing, class_weights=class_weights(c.train, p.splits))
   return state, tx, frozen
 
 
-def frozen_masks(labels, rules, model_state) -> dict:
+def frozen_masks(labels, rules, model_state, *, trained=None) -> dict:
   """Static trees of plan.Freezing: {'params': like the labels, 'model_state': like model_state}. A model-state
-  entry (batch-norm statistics) freezes exactly when all parameters of its module do; otherwise it never does."""
+  entry (batch-norm statistics) freezes exactly when all parameters of its module do; otherwise it never does.
+
+  With traced freezing (`trained` given, see plan.resolve_traced_freezing) also 'traced': for each parameter leaf
+  and each model-state leaf (in tree order), the indices of the parameter leaves in the traced `trained` of which
+  one must train for it to change: the leaf itself, or every parameter of the model-state entry's module."""
   modules = optim_plan.module_freezing(labels, rules)
   state_mask = lambda tree: groups.map_paths(
       lambda path: modules.get(path.rpartition('/')[0], optim_plan.Freezing()), tree)
-  return {'params': optim_plan.freezing_tree(labels, rules),
-          'model_state': {name: state_mask(tree) for name, tree in model_state.items()}}
+  masks = {'params': optim_plan.freezing_tree(labels, rules),
+           'model_state': {name: state_mask(tree) for name, tree in model_state.items()}}
+  if trained is not None:
+    of_module = {}
+    for i, path in enumerate(groups.param_paths(labels)):
+      of_module.setdefault(path.rpartition('/')[0], []).append(i)
+    state_paths = [path.partition('/')[2] for path in groups.param_paths(model_state)]  # without the collection
+    masks['traced'] = {'params': tuple((i,) for i in range(len(jax.tree.leaves(labels)))),
+                       'model_state': tuple(tuple(of_module.get(p.rpartition('/')[0], ())) for p in state_paths)}
+  return masks
 
 
 def class_weights(train_config, splits: data_lib.Splits) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 A sweep's trials often leave the accelerator idle: a small model's step is short and the Python loop around it
 (dispatch, metrics, logging) dominates. Runs whose configs differ only in values the state carries as traced
-numbers (learning rate, weight decay, dropout rates, label smoothing, class weights) or in what only sets the
-initial state and the data order (seed, pretrained weights) share one compiled train step (see step_cache). Here
+numbers (learning rate, weight decay, dropout rates, label smoothing, class weights, the schedule's numbers such
+as warm-up length, end factor or decay rate, and with optimizer.traced_freezing which groups are frozen) or in what
+only sets the initial state and the data order (seed, pretrained weights) share one compiled train step (see
+step_cache). Here
 their states are stacked on a leading trial axis and stepped together by `jax.vmap(train_step)`: one dispatch per
 step for all K trials, one compilation in total.
 
@@ -167,7 +169,8 @@ def execute_group(plans: list[train.RunPlan], *, on_evals: list[Callable | None]
   keys = {static_key(p) for p in plans}
   if len(keys) != 1:
     raise ValueError('vectorised trials must differ only in traced hyperparameters (learning rate, weight decay, '
-                     'dropout, label smoothing, class weights, seed); group them with vectorized.group_key')
+                     'dropout, label smoothing, class weights, schedule numbers, seed, and with '
+                     'optimizer.traced_freezing the frozen groups); group them with vectorized.group_key')
   if jax.process_count() > 1:
     raise ValueError('vectorised trials run in one process; run a multi-host sweep with vectorize 1')
   problem = layout_problem(plans[0].config)
@@ -223,7 +226,8 @@ def _run(trials: list[_Trial], *, shard_trials: bool) -> list[Outcome]:
     train_eval = run_eval(states, p.splits.train, limit=c.eval.train_subset)
     return [{'train_eval': te, 'validation': train.with_gap(v, te)} for v, te in zip(val, train_eval)]
 
-  schedule = schedules.build_schedule(c.schedule, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
+  schedules_of = [schedules.build_schedule(t.c.schedule, total_steps=p.total_steps, steps_per_epoch=p.steps_per_epoch)
+                  for t in trials]  # each trial's own numbers (traced), of the group's one kind
   step = first.start or 0
   progress = writers.Progress(p.total_steps, step)
   pending = None
@@ -257,15 +261,15 @@ def _run(trials: list[_Trial], *, shard_trials: bool) -> list[Outcome]:
     if evaluating and any(active):
       rows = evaluate_splits(states)
       train_host = jax.device_get(train_metrics)
-    if evaluating:  # the rate each trial's last step used: its own peak, the group's one schedule
+    if evaluating:  # the rate each trial's last step used: its own peak and schedule
       peaks = np.asarray(jax.device_get(builder.hyperparams(states.opt_state)['learning_rate']))
-      factor = float(schedule(step - 1))
+      factors = [float(s(step - 1)) for s in schedules_of]
     for i, t in enumerate(trials):
       if not active[i]:
         continue
       metric_value = None
       if evaluating:
-        lr = float(np.float32(peaks[i]) * np.float32(factor))
+        lr = float(np.float32(peaks[i]) * np.float32(factors[i]))
         t.writer.write(step, 'train', {**metrics_lib.summarize(host_index(train_host, i)), 'learning_rate': lr})
         for split, row in rows[i].items():
           t.writer.write(step, split, row)

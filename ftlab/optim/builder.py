@@ -1,6 +1,6 @@
 """The optimizer of a run as one optax chain, built from config.optimizer, config.schedule and the optimizer plan.
 
-    inject_hyperparams(learning_rate, weight_decay)(chain(
+    inject_hyperparams(learning_rate, weight_decay, schedule_*, [trained])(chain(
         zero the gradients of frozen parameters,        # so they take no share of the clipping norm
         clip_by_global_norm,
         multi_transform({label: chain(core, decayed weights * wd_mult (masked), -lr * lr_mult * schedule)
@@ -10,22 +10,32 @@ Labels and their multipliers come from `plan.resolve` (optimizer.freeze, optimiz
 Frozen parameters get exactly zero updates, keep no optimizer state and get no weight decay. Parameters frozen
 for part of the run (LP-FT, gradual unfreezing, frozen_steps) are gated by the step count before clipping and
 after the branches; they keep their optimizer state for when they train, and Adam's bias correction runs on the
-global count, so a layer unfrozen late starts with small steps (a built-in warm-up). The peak learning
-rate and the weight decay are injected hyperparameters: traced values in the optimizer state, so a sweep changes
-them without recompiling; the per-label multipliers and schedules are static.
+global count, so a layer unfrozen late starts with small steps (a built-in warm-up).
+
+Traced (held in the optimizer state's `hyperparams`, so a sweep changes them without recompiling): the peak
+learning rate, the weight decay, and the numbers of the schedules (`schedule_<name>` for config.schedule,
+`groups<i>_schedule_<name>` for a group's own schedule; see schedules.resolve for the names). With
+optimizer.traced_freezing, whether each parameter trains is traced too: `trained` holds one 0/1 per parameter leaf
+(1 trains, 0 frozen for the whole run), every label keeps a full branch and its optimizer state, and the frozen
+leaves have their gradients zeroed before clipping, their optimizer state held as it was (moments stay zero) and
+their updates zeroed after the branches (so no weight decay either). Static: the labels, the per-label
+multipliers, the schedules' names and freezing over time.
 """
 from __future__ import annotations
 
 import copy
+import inspect
 import re
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from ftlab.optim import groups, plan, schedules
 
 TRACED = ('learning_rate', 'weight_decay')
+SCHEDULE_PREFIX = 'schedule_'
 
 
 def _core(opt) -> optax.GradientTransformation:
@@ -39,17 +49,52 @@ def _core(opt) -> optax.GradientTransformation:
   raise ValueError(f'optimizer.name: unknown optimizer {opt.name!r}')
 
 
-def rule_schedule(sched, rule: plan.Rule, *, total_steps: int, steps_per_epoch: int):
-  """config.schedule with a group's overrides applied, as an optax schedule."""
+def merged_schedule(sched, rule: plan.Rule):
+  """config.schedule with a group's overrides applied (the same ConfigDict when the group has none)."""
   if not rule.schedule:
-    return schedules.build_schedule(sched, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    return sched
   merged = copy.deepcopy(sched)
   for key, value in rule.schedule:
     merged[key] = value
+  return merged
+
+
+def schedule_prefix(rule: plan.Rule) -> str:
+  """The prefix of a rule's traced schedule numbers: 'schedule_' for config.schedule, 'groups<i>_schedule_' for the
+  own schedule of optimizer.groups[i]."""
+  return re.sub(r'\W', '', rule.group) + '_' + SCHEDULE_PREFIX if rule.schedule else SCHEDULE_PREFIX
+
+
+def rule_schedule(sched, rule: plan.Rule, *, total_steps: int, steps_per_epoch: int):
+  """config.schedule with a group's overrides applied, as an optax schedule."""
   try:
-    return schedules.build_schedule(merged, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    return schedules.build_schedule(merged_schedule(sched, rule), total_steps=total_steps,
+                                    steps_per_epoch=steps_per_epoch)
   except ValueError as err:
+    if not rule.schedule:
+      raise
     raise ValueError(f'optimizer.groups ({rule.group} schedule): {err}') from err
+
+
+def schedule_values(sched, rules: dict[str, plan.Rule], *, total_steps: int, steps_per_epoch: int
+                    ) -> dict[str, np.ndarray]:
+  """The traced numbers of config.schedule and of the groups' own schedules, by hyperparameter name (see
+  schedules.resolve); what `set_hyperparams` takes to give a built optimizer another schedule of the same kind."""
+  out, seen = {}, set()
+  for rule in rules.values():
+    prefix = schedule_prefix(rule)
+    if prefix in seen:
+      continue
+    seen.add(prefix)
+    try:
+      values = schedules.resolve(merged_schedule(sched, rule), total_steps=total_steps,
+                                 steps_per_epoch=steps_per_epoch)
+    except ValueError as err:
+      if not rule.schedule:
+        raise
+      raise ValueError(f'optimizer.groups ({rule.group} schedule): {err}') from err
+    out.update({prefix + k: np.asarray(v) for k, v in values.items()})
+  return out
 
 
 def gate_by_step(freezing) -> optax.GradientTransformation:
@@ -76,27 +121,85 @@ def peak_learning_rate(opt, batch_size: int) -> float:
   return opt.learning_rate * {'none': 1.0, 'linear': ratio, 'sqrt': ratio ** 0.5}[opt.lr_batch_scaling]
 
 
+def _frozen_zeroed(mask) -> optax.GradientTransformation:
+  """Zeroes the updates of leaves whose entry of `mask` (a tree like the updates of traced bools) is False."""
+  return optax.stateless(lambda updates, params: jax.tree.map(
+      lambda m, u: jnp.where(m, u, jnp.zeros_like(u)), mask, updates))
+
+
+def _holding_frozen_state(inner: optax.GradientTransformation, mask) -> optax.GradientTransformation:
+  """`inner` whose state entries of leaves whose `mask` entry (a traced bool, in a tree like the updates inner
+  sees: MaskedNode for other labels) is False stay as they were: every part of the state shaped like the updates
+  (moments, factored statistics), so a frozen leaf's state never changes (zero gradients alone would still move
+  Adafactor's statistics by its epsilon)."""
+
+  def update(updates, state, params=None):
+    new_updates, new_state = inner.update(updates, state, params)
+    target = jax.tree.structure(updates)
+
+    def hold(new, old):
+      if jax.tree.structure(new) == target:
+        return jax.tree.map(lambda m, n, o: jnp.where(m, n, o), mask, new, old)
+      if isinstance(new, tuple) and type(new) is type(old):
+        parts = [hold(n, o) for n, o in zip(new, old)]
+        return type(new)(*parts) if hasattr(new, '_fields') else tuple(parts)
+      return new
+
+    return new_updates, hold(new_state, state)
+
+  return optax.GradientTransformation(inner.init, update)
+
+
 def build(opt, sched, labels, rules: dict[str, plan.Rule], *, total_steps: int, steps_per_epoch: int,
-          batch_size: int) -> optax.GradientTransformation:
+          batch_size: int, trained=None) -> optax.GradientTransformation:
   """config.optimizer + config.schedule + the optimizer plan (`plan.resolve`'s labels and rules) -> the run's
-  optax transformation; its traced learning_rate is peak_learning_rate(opt, batch_size)."""
-  fns = {name: rule_schedule(sched, r, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-         for name, r in rules.items() if not r.frozen}
+  optax transformation; its traced learning_rate is peak_learning_rate(opt, batch_size).
+
+  `trained` (optimizer.traced_freezing: `plan.resolve_traced_freezing`'s tree of bools like the labels) makes
+  whether each parameter trains a traced 0/1 (hyperparameter `trained`, one per leaf in tree order) instead of
+  static: the rules then hold no label frozen for the whole run."""
+  values = schedule_values(sched, rules, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  fns = {}
+  for r in rules.values():
+    merged = merged_schedule(sched, r)
+    fns[schedule_prefix(r)] = schedules.schedule_fn(merged.name, staircase=bool(merged.staircase),
+                                                     total_steps=total_steps)
   no_decay = re.compile(opt.no_decay) if opt.no_decay else None
   frozen = jax.tree.map(lambda name: rules[name].frozen, labels)
+  label_leaves, treedef = jax.tree.flatten(labels)
+  hyper = {'learning_rate': peak_learning_rate(opt, batch_size), 'weight_decay': opt.weight_decay, **values}
+  if trained is not None:
+    hyper['trained'] = np.asarray(jax.tree.leaves(trained), np.float32).reshape(-1)
 
   def decay_mask(tree):  # a callable: inside multi_transform the tree has MaskedNode leaves for other labels
     return groups.map_paths(lambda p: no_decay is None or not no_decay.search(p), tree)
 
-  def chain(learning_rate, weight_decay):
+  def chain(**hp):
+    learning_rate, weight_decay = hp['learning_rate'], hp['weight_decay']
+    mask = None
+    if trained is not None:
+      mask = jax.tree.unflatten(treedef, [hp['trained'][i] != 0 for i in range(len(label_leaves))])
+
+    def schedule(r):
+      prefix = schedule_prefix(r)
+      own = {k[len(prefix):]: v for k, v in hp.items() if k.startswith(prefix)}
+      return lambda count: fns[prefix](own, count)
+
     def branch(name, r):
       if r.frozen:
         return optax.set_to_zero()
-      return optax.chain(_core(opt),
+      core = _core(opt)
+      if mask is not None:  # the label's leaves of the mask, as multi_transform hands them to the branch
+        core = _holding_frozen_state(core, jax.tree.map(
+            lambda label, m: m if label == name else optax.MaskedNode(), labels, mask))
+      sched_fn = schedule(r)
+      return optax.chain(core,
                          optax.add_decayed_weights(weight_decay * r.wd_mult, mask=decay_mask),
-                         optax.scale_by_learning_rate(lambda count: learning_rate * r.lr_mult * fns[name](count)))
+                         optax.scale_by_learning_rate(lambda count: learning_rate * r.lr_mult * sched_fn(count)))
 
     parts = [optax.masked(optax.set_to_zero(), frozen)] if any(r.frozen for r in rules.values()) else []
+    if mask is not None:  # zero gradients (no clipping share, moments stay zero), and zero updates (no decay)
+      parts.append(_frozen_zeroed(mask))
     # Parameters frozen for part of the run: zero gradients (no clipping share, no moments) and zero updates
     # (no weight decay) while frozen.
     timed = any(not (r.freezing.always or r.freezing.never) for r in rules.values())
@@ -104,20 +207,37 @@ def build(opt, sched, labels, rules: dict[str, plan.Rule], *, total_steps: int, 
     if opt.grad_clip_norm:
       parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
     parts.append(optax.multi_transform({name: branch(name, r) for name, r in rules.items()}, labels))
+    if mask is not None:
+      parts.append(_frozen_zeroed(mask))
     return optax.chain(*gate, *parts, *gate)
 
-  return optax.inject_hyperparams(chain)(learning_rate=peak_learning_rate(opt, batch_size),
-                                         weight_decay=opt.weight_decay)
+  # inject_hyperparams passes each numeric keyword as a traced value; the names vary with the schedule's kind.
+  chain.__signature__ = inspect.Signature(
+      [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in hyper])
+  return optax.inject_hyperparams(chain)(**{k: v if isinstance(v, (int, float)) else np.asarray(v)
+                                            for k, v in hyper.items()})
 
 
-def hyperparams(opt_state) -> dict[str, float]:
-  """The traced optimizer hyperparameters held in `opt_state`."""
-  return {name: optax.tree_utils.tree_get(opt_state, name) for name in TRACED}
+def hyperparams(opt_state) -> dict:
+  """The traced optimizer hyperparameters held in `opt_state`: learning_rate, weight_decay, the schedules'
+  numbers and, with traced freezing, `trained`."""
+  return dict(opt_state.hyperparams)
+
+
+def trained(opt_state):
+  """The traced 0/1 per parameter leaf of optimizer.traced_freezing (1 trains), or None without it."""
+  return opt_state.hyperparams.get('trained')
 
 
 def set_hyperparams(opt_state, **values):
   """`opt_state` with new values of traced hyperparameters (same shapes and dtypes: no recompilation)."""
-  unknown = set(values) - set(TRACED)
+  current = opt_state.hyperparams
+  unknown = set(values) - set(current)
   if unknown:
-    raise KeyError(f'not traced optimizer hyperparameters: {sorted(unknown)}; traced are {TRACED}')
-  return optax.tree_utils.tree_set(opt_state, **values)
+    raise KeyError(f'not traced optimizer hyperparameters: {sorted(unknown)}; traced are {sorted(current)}')
+  bad = [k for k, v in values.items() if np.shape(v) != np.shape(current[k])]
+  if bad:
+    raise ValueError('traced hyperparameters keep their shapes (a new shape would recompile): '
+                     + ', '.join(f'{k} {np.shape(values[k])} for {np.shape(current[k])}' for k in bad))
+  new = {k: jnp.asarray(v, jnp.asarray(current[k]).dtype) for k, v in values.items()}
+  return opt_state._replace(hyperparams={**current, **new})

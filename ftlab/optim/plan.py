@@ -42,9 +42,11 @@ class Freezing:
 
   def trained_at(self, step) -> jax.Array:
     """Whether the parameter trains at `step`, a traced or concrete step count."""
+    if self.always:  # (its end, sys.maxsize, is no int32: a traced comparison with it would overflow)
+      return jnp.zeros((), bool)
     frozen = jnp.zeros((), bool)
     for start, end in self.ranges:
-      frozen = frozen | ((step >= start) & (step < end))
+      frozen = frozen | ((step >= start) & (step < min(end, np.iinfo(np.int32).max)))
     return ~frozen
 
   def describe(self) -> str:
@@ -148,8 +150,29 @@ def resolve(opt, params, *, steps_per_epoch: int = 1, total_steps: int = 1, lora
   """(a pytree of labels like `params`, {label: Rule}) for config.optimizer; raises GroupError naming patterns
   that match nothing and parameters left uncovered. The run length turns the durations of LP-FT, gradual
   unfreezing and frozen_steps into steps; `lora` is config.lora."""
+  return _resolve(opt, params, group_specs(opt, lora), steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+
+
+def resolve_traced_freezing(opt, params, *, steps_per_epoch: int = 1, total_steps: int = 1, lora=None
+                            ) -> tuple[Any, dict[str, Rule], Any]:
+  """The plan of optimizer.traced_freezing: (labels, {label: Rule}, a tree of bools like `params`, True where the
+  parameter trains). Which parameters are frozen for the whole run (optimizer.freeze, a group's `frozen`, LoRA's
+  frozen base) is taken out of the labels and rules and given as the bools, which the builder makes a traced 0/1
+  per parameter; so runs that differ only in it have the same labels and rules. The labels are those of the groups
+  with `freeze` left out ('freeze' labels the parameters only optimizer.freeze covers). Freezing over time
+  (frozen_steps, LP-FT, gradual unfreezing) stays in the rules. Raises GroupError as `resolve` does."""
+  labels, rules = resolve(opt, params, steps_per_epoch=steps_per_epoch, total_steps=total_steps, lora=lora)
+  trained = jax.tree.map(lambda name: not rules[name].frozen, labels)
+  specs = [(name, pattern, {k: v for k, v in settings.items() if k != 'frozen'})
+           for name, pattern, settings in group_specs(opt, lora) if name != 'freeze']
+  if any(not any(re.search(pattern, p) for _, pattern, _ in specs) for p in param_paths(params)):
+    specs.append(('freeze', '', {}))
+  labels, rules = _resolve(opt, params, specs, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+  return labels, rules, trained
+
+
+def _resolve(opt, params, specs, *, steps_per_epoch: int, total_steps: int) -> tuple[Any, dict[str, Rule]]:
   steps = functools.partial(schedules.parse_duration, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
-  specs = group_specs(opt, lora)
   group_of = assign(params, [(name, pattern) for name, pattern, _ in specs], origin='optimizer.groups')
   by_name = {name: (pattern, settings) for name, pattern, settings in specs}
   decay = opt.layer_decay

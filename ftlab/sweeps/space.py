@@ -23,7 +23,8 @@ is a bundle of keys under one label (a freezing strategy is several keys at once
 numpy generator seeded from sampler.seed, so the same definition gives the same trials.
 
 `vectorize: K` trains up to K trials that differ only in traced hyperparameters (learning rate, weight decay,
-dropout, label smoothing, class weights, seed) as one vmapped train step (ftlab/vectorized.py); `shard_trials`
+dropout, label smoothing, class weights, seed, the schedule's numbers, and with optimizer.traced_freezing the
+frozen groups: see step_cache.static_key) as one vmapped train step (ftlab/vectorized.py); `shard_trials`
 splits those trials over the devices instead of splitting the batch. Both change how trials run, not their
 results, so a rerun may change them.
 """
