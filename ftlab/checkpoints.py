@@ -14,6 +14,8 @@ per process, data/process_<i>-of-<n>.json, so a run resumes with the number of p
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import sys
 
@@ -25,8 +27,24 @@ import orbax.checkpoint as ocp
 _policies = ocp.checkpoint_managers
 
 
-def _metric(metrics: dict) -> float:
-  return metrics['value']
+def _metric_fn(mode: str):
+  """The selection metric of a checkpoint's metrics; a preemption checkpoint (no metric) ranks last."""
+  worst = -math.inf if mode == 'max' else math.inf
+  return lambda metrics: metrics.get('value', worst)
+
+
+@dataclasses.dataclass
+class _LatestRegular:
+  """orbax LatestN over the regular checkpoints: one saved on SIGTERM (metrics {'preempted': 1}) counts for nothing
+  and is kept until the run deletes it, so a preempted run keeps the same checkpoints as one that never stopped."""
+  n: int
+
+  def should_preserve(self, checkpoints, *, context):
+    del context
+    preempted = [bool((c.metrics or {}).get('preempted')) for c in checkpoints]
+    regular = [i for i, p in enumerate(preempted) if not p]
+    keep = set(regular[-self.n:])
+    return [p or i in keep for i, p in enumerate(preempted)]
 
 
 class Checkpoints:
@@ -34,11 +52,11 @@ class Checkpoints:
 
   def __init__(self, directory: str, *, keep: int, mode: str):
     policy = _policies.AnyPreservationPolicy([
-        _policies.LatestN(n=keep),
-        _policies.BestN(get_metric_fn=_metric, reverse=(mode == 'min'), n=1,
+        _LatestRegular(n=keep),
+        _policies.BestN(get_metric_fn=_metric_fn(mode), reverse=(mode == 'min'), n=1,
                         keep_checkpoints_without_metrics=False),
     ])
-    options = ocp.CheckpointManagerOptions(best_fn=_metric, best_mode=mode, preservation_policy=policy,
+    options = ocp.CheckpointManagerOptions(best_fn=_metric_fn(mode), best_mode=mode, preservation_policy=policy,
                                            create=True, cleanup_tmp_directories=True)
     self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
@@ -48,12 +66,15 @@ class Checkpoints:
   def best_step(self) -> int | None:
     return self.manager.best_step()
 
-  def save(self, step: int, state, data_iterator, loop: dict, *, metric: float | None = None):
-    """Saves `state` (a pytree), the grain iterator's position and the JSON `loop` state at `step`."""
+  def save(self, step: int, state, data_iterator, loop: dict, *, metric: float | None = None,
+           preempted: bool = False):
+    """Saves `state` (a pytree), the grain iterator's position and the JSON `loop` state at `step`. `preempted`: a
+    checkpoint saved on SIGTERM, outside checkpoint.keep's count (the rerun deletes it, see `delete`)."""
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=grain_checkpoint.CheckpointSave(data_iterator),
                               loop=ocp.args.JsonSave(loop))
-    self.manager.save(step, args=args, metrics=None if metric is None else {'value': float(metric)})
+    metrics = {'preempted': 1.0} if preempted else None if metric is None else {'value': float(metric)}
+    self.manager.save(step, args=args, metrics=metrics)
 
   def restore(self, step: int, state_template, data_iterator=None):
     """(state shaped like `state_template`, loop dict) at `step`; sets `data_iterator`'s position if given."""
@@ -118,6 +139,10 @@ class Checkpoints:
                     if name.startswith('process_')})
     raise ValueError(f'{data}: the checkpoint at step {step} was written by {" or ".join(saved)} processes, this run '
                      f'has {count}; resume it with {saved[0] if saved else "the same number of"} processes')
+
+  def delete(self, step: int) -> None:
+    if step in self.manager.all_steps():
+      self.manager.delete(step)
 
   def wait(self):
     self.manager.wait_until_finished()

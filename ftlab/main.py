@@ -92,6 +92,7 @@ def main(argv: list[str]) -> int:
   try:
     config, workdir = cli.parse(argv)
     start_processes(config)
+    preemption.install()  # after jax.distributed: a multi-host run leaves SIGTERM to jax's preemption service
     step_cache.enable_persistent_cache(workdir)
     run(config, workdir)
   except config_lib.ConfigError as err:

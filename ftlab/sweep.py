@@ -92,6 +92,7 @@ def main(argv: list[str]) -> int:
   workdir = ''
   try:
     config_file, workdir, config_overrides, sweep_overrides, options = parse(argv)
+    preemption.install()
     check_workdir(workdir)
     step_cache.enable_persistent_cache(workdir)
     rows = runner.run(config_file, workdir, config_overrides=config_overrides, sweep_overrides=sweep_overrides,

@@ -433,7 +433,9 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   A workdir with checkpoints resumes from the latest that reads back (checkpoints.restore_latest); a finished run
   only re-evaluates the test split. Checkpoints carry the train metrics accumulated since the last evaluation, so a
   run resumed from a checkpoint between evaluations logs the same train rows as one that never stopped. On SIGTERM
-  the loop finishes its step, saves a checkpoint and raises preemption.Preempted.
+  the loop finishes its step, saves a checkpoint and raises preemption.Preempted; the rerun deletes that checkpoint
+  once it has committed the next one, so a preempted run keeps the same checkpoints as one that never stopped (an
+  extra one would push a regular one out of checkpoint.keep).
   `on_eval(step, validation_row)` is called after each evaluation and may raise Stop (a pruned trial). The loss is
   checked one step behind the dispatch (no stall) and before every save: NaN or Inf raises Diverged, so no
   checkpoint ever holds a diverged state.
@@ -454,9 +456,11 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
   start, restored, saved_loop = ckpts.restore_latest(state, train_iter)
   carried = None  # the train metrics a checkpoint between evaluations holds
+  transient = None  # a checkpoint saved on SIGTERM, deleted once the next one is committed
   if start is not None:
     state, loop = restored, saved_loop
     carried = loop.pop('train_metrics', None)
+    transient = start if loop.pop('preempted', False) else None
     print(f'ftlab: resuming {workdir} from step {start}', flush=True)
   state = layout.place_state(state)
   writer = writers.MetricWriter(workdir, resume_step=start or 0, enabled=is_writer)
@@ -481,10 +485,15 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
     if not math.isfinite(total):
       raise Diverged(at_step, total, workdir, last_good)
 
-  def save(at_step: int, metric_value=None):
-    ckpts.save(at_step, state, train_iter, {**loop, 'train_metrics': metrics_to_json(train_metrics)},
-               metric=metric_value)
+  def save(at_step: int, metric_value=None, *, preempted: bool = False):
+    nonlocal transient
+    ckpts.save(at_step, state, train_iter, {**loop, 'train_metrics': metrics_to_json(train_metrics),
+                                            'preempted': preempted}, metric=metric_value, preempted=preempted)
     faults.point('save', at_step, workdir)
+    if transient is not None and not preempted:  # the kept checkpoints end as an uninterrupted run's
+      ckpts.wait()
+      ckpts.delete(transient)
+      transient = None
 
   t0 = time.perf_counter()
   pending = None  # (step, metrics) of the step before the one in flight
@@ -533,7 +542,7 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
       if notice.requested(step) and step < p.total_steps and not loop['stopped_early']:
         if not saving:
           check_finite(step, m)
-          save(step)
+          save(step, preempted=True)
         ckpts.wait()
         raise preemption.Preempted(step, workdir)
     if pending is not None:

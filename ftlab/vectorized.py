@@ -38,7 +38,7 @@ from ftlab import checkpoints as ckpt_lib
 from ftlab import config as config_lib
 from ftlab import data as data_lib
 from ftlab import metrics as metrics_lib
-from ftlab import parallel, step_cache, train, writers
+from ftlab import faults, parallel, preemption, step_cache, train, writers
 from ftlab.optim import builder, schedules
 
 
@@ -127,15 +127,18 @@ class _Trial:
     self.mode = config_lib.eval_mode(self.c)
     self.ckpts = ckpt_lib.Checkpoints(os.path.join(p.workdir, 'checkpoints'), keep=self.c.checkpoint.keep,
                                       mode=self.mode)
-    self.start = self.ckpts.latest_step()
-    self.state, self.tx, self.frozen = train.initial_state(p, load_pretrained=self.start is None)
+    self.state, self.tx, self.frozen = train.initial_state(p, load_pretrained=self.ckpts.latest_step() is None)
     if self.is_writer:
       train.describe_run(p, self.state.params, echo=False)
     self.iterator = data_lib.train_iterator(p.splits.train, batch_size=self.c.train.batch_size, seed=self.c.seed,
                                             **data_lib.stream_options(self.c.data))
     self.loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
+    self.start, restored, saved_loop = self.ckpts.restore_latest(self.state, self.iterator)
+    self.carried = self.transient = None  # as in train.execute
     if self.start is not None:
-      self.state, self.loop = self.ckpts.restore(self.start, self.state, self.iterator)
+      self.state, self.loop = restored, saved_loop
+      self.carried = self.loop.pop('train_metrics', None)
+      self.transient = self.start if self.loop.pop('preempted', False) else None
       print(f'ftlab: resuming {p.workdir} from step {self.start}', flush=True)
     self.writer = writers.MetricWriter(p.workdir, resume_step=self.start or 0, enabled=self.is_writer)
     self.kill_at = train._test_kill_step(p.workdir)
@@ -152,6 +155,17 @@ class _Trial:
     if not math.isfinite(total):
       self.error = train.Diverged(step, total, self.p.workdir, self.last_good)
     return self.error is None
+
+  def save(self, step: int, state, iterator, train_metrics, *, metric=None, preempted: bool = False):
+    """Saves this trial's checkpoint as train.execute does (`train_metrics`: its own, on the host, or None)."""
+    loop = {**self.loop, 'train_metrics': train.metrics_to_json(train_metrics), 'preempted': preempted}
+    self.ckpts.save(step, state, iterator, loop, metric=metric, preempted=preempted)
+    self.last_good = step
+    faults.point('save', step, self.p.workdir)
+    if self.transient is not None and not preempted:
+      self.ckpts.wait()
+      self.ckpts.delete(self.transient)
+      self.transient = None
 
   def close(self):
     self.ckpts.wait()
@@ -231,94 +245,120 @@ def _run(trials: list[_Trial], *, shard_trials: bool) -> list[Outcome]:
   step = first.start or 0
   progress = writers.Progress(p.total_steps, step)
   pending = None
-  train_metrics = None
+  train_metrics = None  # stacked; resumed between evaluations: the trials' carried sums, merged with the first step's
+  carried = [t.carried for t in trials]
   t0 = time.perf_counter()
-  while step < p.total_steps and any(t.active for t in trials):
-    active = np.array([t.active for t in trials])
-    if shared_batch:  # every trial's iterator is at the same position: the first one's stands for all
-      batch = next(first.iterator)
-    else:
-      batch = {name: np.stack([b[name] for b in bs]) for bs in [[next(t.iterator) for t in trials]]
-               for name in bs[0]}
-    states, m = step_fn(states, jax.device_put(batch, batch_sharding), jnp.asarray(active))
+  notice = preemption.Notice().install()
+  try:
+    while step < p.total_steps and any(t.active for t in trials):
+      active = np.array([t.active for t in trials])
+      if shared_batch:  # every trial's iterator is at the same position: the first one's stands for all
+        batch = next(first.iterator)
+      else:
+        batch = {name: np.stack([b[name] for b in bs]) for bs in [[next(t.iterator) for t in trials]]
+                 for name in bs[0]}
+      states, m = step_fn(states, jax.device_put(batch, batch_sharding), jnp.asarray(active))
+      if pending is not None:
+        _check(trials, *pending)
+      if carried[0] is not None:  # exact: the same merges, in the same order, as a run that never stopped
+        train_metrics = jax.tree.map(lambda *xs: np.stack(xs), *[train.metrics_from_json(x, like=m) for x in carried])
+        carried = [None] * k
+      step += 1
+      # Stacked: a lane that stopped keeps merging, but a stopped trial never writes a train row again.
+      train_metrics = m if train_metrics is None else train_metrics.merge(m)
+      for i, t in enumerate(trials):
+        if active[i]:
+          t.final_step = step
+      pending = (step, m, active)
+      if first.is_writer and (step % c.train.log_every_steps == 0 or step == p.total_steps):
+        losses = np.asarray(m.loss.compute())
+        print(progress.line(step, float(np.nanmean(np.where(active, losses, np.nan)))), flush=True)
+      evaluating = step % p.eval_every == 0 or step == p.total_steps
+      saving = evaluating or (c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0)
+      if saving:
+        _check(trials, *pending)
+      active = [bool(a) and t.active for a, t in zip(active, trials)]
+      if evaluating and any(active):
+        rows = evaluate_splits(states)
+        train_host = jax.device_get(train_metrics)
+      if evaluating:  # the rate each trial's last step used: its own peak and schedule
+        peaks = np.asarray(jax.device_get(builder.hyperparams(states.opt_state)['learning_rate']))
+        factors = [float(s(step - 1)) for s in schedules_of]
+      for i, t in enumerate(trials):
+        if not active[i]:
+          continue
+        metric_value = None
+        if evaluating:
+          lr = float(np.float32(peaks[i]) * np.float32(factors[i]))
+          t.writer.write(step, 'train', {**metrics_lib.summarize(host_index(train_host, i)), 'learning_rate': lr})
+          for split, row in rows[i].items():
+            t.writer.write(step, split, row)
+          metric_value = rows[i]['validation'][t.c.eval.metric]
+          t.loop = train._early_stopping(t.loop, metric_value, t.c.early_stopping, t.mode)
+        if saving:
+          t.save(step, index(states, i), first.iterator if shared_batch else t.iterator,
+                 None if evaluating else host_index(jax.device_get(train_metrics), i), metric=metric_value)
+        if evaluating and t.on_eval is not None:
+          try:
+            t.on_eval(step, rows[i]['validation'])
+          except train.Stop as stop:
+            t.error = stop
+      if evaluating:
+        train_metrics = None
+        if first.is_writer and any(active):
+          print(f'  eval @ {step}: validation {c.eval.metric} '
+                + ' '.join(f'{r["validation"][c.eval.metric]:.4f}' if a else '-' for r, a in zip(rows, active)),
+                flush=True)
+      if any(t.kill_at == step for t in trials):
+        os.kill(os.getpid(), signal.SIGKILL)  # tests: as a preempted VM, no chance to clean up
+      for t in trials:
+        faults.point('step', step, t.p.workdir)
+      if notice.requested(step) and step < p.total_steps and any(t.active for t in trials):
+        _preempt(trials, step, states, m, train_metrics, shared_batch=shared_batch, saved=saving)
     if pending is not None:
       _check(trials, *pending)
-    step += 1
-    # Stacked: a lane that stopped keeps merging, but a stopped trial never writes a train row again.
-    train_metrics = m if train_metrics is None else train_metrics.merge(m)
-    for i, t in enumerate(trials):
-      if active[i]:
-        t.final_step = step
-    pending = (step, m, active)
-    if first.is_writer and (step % c.train.log_every_steps == 0 or step == p.total_steps):
-      losses = np.asarray(m.loss.compute())
-      print(progress.line(step, float(np.nanmean(np.where(active, losses, np.nan)))), flush=True)
-    evaluating = step % p.eval_every == 0 or step == p.total_steps
-    saving = evaluating or (c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0)
-    if saving:
-      _check(trials, *pending)
-    active = [bool(a) and t.active for a, t in zip(active, trials)]
-    if evaluating and any(active):
-      rows = evaluate_splits(states)
-      train_host = jax.device_get(train_metrics)
-    if evaluating:  # the rate each trial's last step used: its own peak and schedule
-      peaks = np.asarray(jax.device_get(builder.hyperparams(states.opt_state)['learning_rate']))
-      factors = [float(s(step - 1)) for s in schedules_of]
-    for i, t in enumerate(trials):
-      if not active[i]:
-        continue
-      metric_value = None
-      if evaluating:
-        lr = float(np.float32(peaks[i]) * np.float32(factors[i]))
-        t.writer.write(step, 'train', {**metrics_lib.summarize(host_index(train_host, i)), 'learning_rate': lr})
-        for split, row in rows[i].items():
-          t.writer.write(step, split, row)
-        metric_value = rows[i]['validation'][t.c.eval.metric]
-        t.loop = train._early_stopping(t.loop, metric_value, t.c.early_stopping, t.mode)
-      if saving:
-        t.ckpts.save(step, index(states, i), first.iterator if shared_batch else t.iterator, t.loop,
-                     metric=metric_value)
-        t.last_good = step
-      if evaluating and t.on_eval is not None:
-        try:
-          t.on_eval(step, rows[i]['validation'])
-        except train.Stop as stop:
-          t.error = stop
-    if evaluating:
-      train_metrics = None
-      if first.is_writer and any(active):
-        print(f'  eval @ {step}: validation {c.eval.metric} '
-              + ' '.join(f'{r["validation"][c.eval.metric]:.4f}' if a else '-' for r, a in zip(rows, active)),
-              flush=True)
-    if any(t.kill_at == step for t in trials):
-      os.kill(os.getpid(), signal.SIGKILL)  # tests: as a preempted VM, no chance to clean up
-  if pending is not None:
-    _check(trials, *pending)
-  train_seconds = time.perf_counter() - t0
+    train_seconds = time.perf_counter() - t0
+    for t in trials:
+      t.ckpts.wait()
+
+    done = [t for t in trials if t.error is None]
+    outcomes = [Outcome(error=t.error) for t in trials]
+    if not done:
+      return outcomes
+    best = []
+    for t in done:
+      s, _ = t.ckpts.restore(t.ckpts.best_step(), index(states, trials.index(t)))
+      best.append(s)
+    # Re-stack only the finished trials (as many as there are; padded with the first to keep K, and the compiled
+    # eval step, when some ended otherwise).
+    padded = best + [best[0]] * (k - len(best))
+    best_states = jax.device_put(stack(padded), state_sharding)
+    at_best = evaluate_splits(best_states)
+    tests = run_eval(best_states, p.splits.test)
+    for j, t in enumerate(done):
+      best_step = t.ckpts.best_step()
+      t.writer.write(best_step, 'test', tests[j])
+      outcomes[trials.index(t)] = Outcome(summary=train.finish(
+          t.p, best_step=best_step, final_step=t.final_step, stopped_early=t.loop['stopped_early'],
+          at_best=at_best[j], test=tests[j], best_params=best[j].params, train_seconds=train_seconds))
+    return outcomes
+
+  finally:
+    notice.uninstall()
+
+def _preempt(trials: list[_Trial], step: int, states, m, train_metrics, *, shared_batch: bool, saved: bool):
+  """SIGTERM: every trial still training saves a checkpoint at `step` (unless it saved one there already, or its
+  loss is not finite), then Preempted."""
+  active = [t.active for t in trials]
+  _check(trials, step, m, np.array(active))
+  host = None if train_metrics is None else jax.device_get(train_metrics)
+  for i, t in enumerate(trials):
+    if active[i] and t.error is None and not saved:
+      t.save(step, index(states, i), trials[0].iterator if shared_batch else t.iterator,
+             None if host is None else host_index(host, i), preempted=True)
   for t in trials:
     t.ckpts.wait()
-
-  done = [t for t in trials if t.error is None]
-  outcomes = [Outcome(error=t.error) for t in trials]
-  if not done:
-    return outcomes
-  best = []
-  for t in done:
-    s, _ = t.ckpts.restore(t.ckpts.best_step(), index(states, trials.index(t)))
-    best.append(s)
-  # Re-stack only the finished trials (as many as there are; padded with the first to keep K, and the compiled
-  # eval step, when some ended otherwise).
-  padded = best + [best[0]] * (k - len(best))
-  best_states = jax.device_put(stack(padded), state_sharding)
-  at_best = evaluate_splits(best_states)
-  tests = run_eval(best_states, p.splits.test)
-  for j, t in enumerate(done):
-    best_step = t.ckpts.best_step()
-    t.writer.write(best_step, 'test', tests[j])
-    outcomes[trials.index(t)] = Outcome(summary=train.finish(
-        t.p, best_step=best_step, final_step=t.final_step, stopped_early=t.loop['stopped_early'],
-        at_best=at_best[j], test=tests[j], best_params=best[j].params, train_seconds=train_seconds))
-  return outcomes
+  raise preemption.Preempted(step, os.path.join(os.path.dirname(trials[0].p.workdir), '*'))  # DIR/trials/*
 
 
 def _check(trials: list[_Trial], step: int, m, active):
@@ -353,6 +393,8 @@ def run_groups(plans: list[train.RunPlan], *, on_evals=None, vectorize: int = 1 
       else:
         results = execute_group([plans[i] for i in members], on_evals=[on_evals[i] for i in members],
                                 shard_trials=shard_trials)
+    except preemption.Preempted:
+      raise  # the sweep stops here; the group's trials resume from their checkpoints
     except Exception as err:  # pylint: disable=broad-except
       results = [Outcome(error=err) for _ in members]
     seconds = time.perf_counter() - t0

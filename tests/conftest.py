@@ -1,6 +1,5 @@
 """Shared fixtures: a small, fast config on scikit-learn's digits (no download); ftlab commands as processes forked
 from a server that has imported ftlab; the comparison of two runs' outputs, bit for bit."""
-import json
 import os
 import shutil
 import sys
@@ -94,47 +93,8 @@ def run_ftlab(module: str, argv: list, *, env: dict | None = None, log_base: str
   return subprocess.CompletedProcess([module, *argv], child.exitcode, *outputs)
 
 
-def _state_files(workdir) -> dict:
-  """Every leaf of every kept checkpoint's state (bytes), its loop and data-iterator files, and the set of steps."""
-  import jax
-  import numpy as np
-  import orbax.checkpoint as ocp
-  directory = os.path.join(workdir, 'checkpoints')
-  out = {'steps': sorted(os.listdir(directory)) if os.path.isdir(directory) else []}
-  for step in out['steps']:
-    state = ocp.StandardCheckpointer().restore(os.path.join(directory, step, 'state'))
-    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-      if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-        leaf = jax.random.key_data(leaf)
-      out[f'{step}{jax.tree_util.keystr(path)}'] = np.asarray(leaf).tobytes()
-    for item in ('loop', 'data'):
-      for root, _, files in os.walk(os.path.join(directory, step, item)):
-        for name in files:
-          if name == 'commit_success.txt':  # names the temporary directory it was written in
-            continue
-          with open(os.path.join(root, name), 'rb') as f:
-            out[os.path.relpath(os.path.join(root, name), directory)] = f.read()
-  return out
-
-
-def _outputs(workdir) -> dict:
-  """What a run leaves that must not depend on how often it was interrupted."""
-  out = {}
-  if os.path.exists(os.path.join(workdir, 'metrics.jsonl')):  # not for a run that diverged before evaluating
-    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-      out['metrics.jsonl'] = f.read()
-  if os.path.exists(os.path.join(workdir, 'summary.json')):  # not for a diverged run
-    with open(os.path.join(workdir, 'summary.json')) as f:
-      out['summary'] = json.load(f)
-    out['summary'].pop('train_seconds_this_session')
-  return {**out, **_state_files(workdir)}
-
-
 def assert_same_run(whole: str, other: str) -> None:
   """Two runs' metrics.jsonl, summary.json and every kept checkpoint (state leaves, loop, data iterator) are
-  bit-identical."""
-  a, b = _outputs(whole), _outputs(other)
-  assert a['steps'] == b['steps']
-  assert sorted(a) == sorted(b)
-  for key in a:
-    assert a[key] == b[key], key
+  bit-identical (ftlab.compare)."""
+  from ftlab import compare
+  assert compare.differences(whole, other) == []

@@ -91,16 +91,18 @@ def test_ten_sigkills_at_random_moments_end_bit_identical(runs):
 def test_sigterm_saves_between_evaluations_and_the_rerun_ends_bit_identical(runs):
   folder, config_path, whole = runs
   stopped = str(folder / 'sigterm')
-  first = _run(config_path, stopped, env={'FTLAB_TEST_TERM': 'step=9'})
+  first = _run(config_path, stopped, env={'FTLAB_TEST_TERM': 'step=37'})
   assert first.returncode == 128 + signal.SIGTERM, first.stderr[-3000:]
-  assert 'preempted (SIGTERM): saved a checkpoint at step 9' in first.stderr
+  assert 'preempted (SIGTERM): saved a checkpoint at step 37' in first.stderr
   assert 'rerun the same command to resume' in first.stderr
   assert not os.path.exists(os.path.join(stopped, 'summary.json'))
-  assert '9' in os.listdir(os.path.join(stopped, 'checkpoints'))  # not a checkpoint step otherwise (5, 8, 10)
+  assert '37' in os.listdir(os.path.join(stopped, 'checkpoints'))  # not a checkpoint step otherwise (35, 40)
   second = _run(config_path, stopped)
   assert second.returncode == 0, second.stderr[-3000:]
-  assert f'resuming {stopped} from step 9' in second.stdout
-  assert_same_run(whole, stopped)  # the train row at step 16 includes steps 9-10 (carried over in the checkpoint)
+  assert f'resuming {stopped} from step 37' in second.stdout
+  # The train row at step 40 includes steps 33-37 (carried over in the checkpoint), and step 37's checkpoint is
+  # gone once step 40's is committed: the kept ones are 35 and 40, as in the run that never stopped.
+  assert_same_run(whole, stopped)
 
 
 def test_a_damaged_latest_checkpoint_falls_back_to_the_one_before(runs):

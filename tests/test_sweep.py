@@ -144,12 +144,16 @@ def _row(row: dict, sweep_dir: str) -> dict:
   return {k: v.replace(sweep_dir, '<dir>') if isinstance(v, str) else v for k, v in row.items() if k != 'wall_seconds'}
 
 
-def test_a_sweep_killed_five_times_ends_with_the_same_trials_and_results(grid, sweep_file, tmp_path):
+def test_a_sweep_killed_five_times_and_preempted_once_ends_with_the_same_trials_and_results(grid, sweep_file, tmp_path):
   sweep_dir = str(tmp_path / 'killed')
   argv = [f'--config={sweep_file}', f'--workdir={sweep_dir}', '--report=false']
   for i, spec in enumerate(SWEEP_KILLS):
     killed = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_KILL': spec}, log_base=str(tmp_path / f'log{i}'))
     assert killed.returncode == -signal.SIGKILL, (spec, killed.stderr[-3000:])
+  # and a SIGTERM mid-trial: trial 0 saves a checkpoint at step 30 (between evaluations) and the sweep stops
+  stopped = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_TERM': 'step=30/c000-s0'}, log_base=str(tmp_path / 'term'))
+  assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]
+  assert 'preempted (SIGTERM): saved a checkpoint at step 30' in stopped.stderr
   done = run_ftlab('ftlab.sweep', argv, log_base=str(tmp_path / 'last'))
   assert done.returncode == 0, done.stderr[-3000:]
   rows, expected = sorted(records.read(sweep_dir), key=lambda r: r['id']), grid[1]
@@ -162,7 +166,7 @@ def test_a_sweep_killed_five_times_ends_with_the_same_trials_and_results(grid, s
     assert_same_run(os.path.join(grid[0], run), os.path.join(sweep_dir, run))
 
 
-def test_a_vectorised_sweep_killed_mid_group_resumes_and_ends_as_the_sequential_one(grid, sweep_file, tmp_path):
+def test_a_vectorised_sweep_killed_then_preempted_mid_group_resumes_and_ends_as_the_sequential_one(grid, sweep_file, tmp_path):
   sweep_dir = str(tmp_path / 'vectorised')
   # 4 trials at once: the full-fine-tuning pair and the frozen pair each train as one vmapped step (the freezing
   # mask is static, so the two strategies are two groups); the process dies at step 30 of the frozen group
@@ -172,9 +176,15 @@ def test_a_vectorised_sweep_killed_mid_group_resumes_and_ends_as_the_sequential_
   assert first.returncode == -9, first.stderr[-2000:]
   assert sorted(r['id'] for r in records.read(sweep_dir)) == ['c000-s0', 'c002-s0']  # the group that had ended
   env.pop('FTLAB_TEST_SIGKILL_AT_STEP')
+  # then SIGTERM at step 25 of the resumed frozen group: its trial still training (c001; c003 diverged) saves
+  stopped = subprocess.run(command, cwd=ROOT, env={**env, 'FTLAB_TEST_TERM': 'step=25/c001-s0'},
+                           capture_output=True, text=True)
+  assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
+  assert 'resuming interrupted trials c001-s0, c003-s0' in stopped.stdout
+  assert 'preempted (SIGTERM): saved a checkpoint at step 25' in stopped.stderr
+  assert '25' in os.listdir(os.path.join(sweep_dir, 'trials', 'c001-s0', 'checkpoints'))
   second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
   assert second.returncode == 0, second.stderr[-2000:]
-  assert 'resuming interrupted trials c001-s0, c003-s0' in second.stdout
   rows = records.read(sweep_dir)
   assert sorted(r['id'] for r in rows) == ['c000-s0', 'c001-s0', 'c002-s0', 'c003-s0']  # each once
   sequential = {r['id']: r for r in grid[1]}

@@ -31,6 +31,7 @@ import psutil
 from ftlab import config as config_lib
 from ftlab import faults
 from ftlab import main as ftlab_main
+from ftlab import preemption
 from ftlab import train
 from ftlab import workdir as workdir_lib
 from ftlab import writers
@@ -388,6 +389,8 @@ def work(sweep_dir: str, base, sweep: space.Sweep, study, options: Options) -> l
   up to K waiting trials at a time and runs them together."""
   rows = []
   while True:
+    if preemption.received():  # SIGTERM between trials (one in progress stops in its loop)
+      raise preemption.Preempted(None, sweep_dir)
     recovered = recover_stale(study, options.stale_after)
     if recovered:
       print(f'ftlab.sweep: resuming interrupted trials {", ".join(recovered)}', flush=True)
