@@ -184,6 +184,10 @@ def defaults() -> ml_collections.ConfigDict:
           'class_weights': [],  # per-class loss weights (traced), one per class; [] weighs every class 1
           'balance_classes': False,  # weights inversely proportional to the training split's class counts
           'log_every_steps': 50,  # console progress line
+          # A step whose loss or gradients hold NaN or Inf: 0 stops the run there (exit status 3, naming the step
+          # and the last good checkpoint); N > 0 skips it (no update; the data moves on) and counts it, and stops
+          # only when more than N steps in a row are skipped. Train rows and summary.json count the skipped steps.
+          'skip_nonfinite': 0,
       },
       'eval': {
           'every_steps': 0,  # evaluate the validation split every N steps (0: once per epoch) and at the end
@@ -479,6 +483,8 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
   p += schedules.check_schedule_config(c.schedule)
   need(t.batch_size > 0, f'train.batch_size: must be > 0, got {t.batch_size}')
   need(t.grad_accum_steps >= 1, f'train.grad_accum_steps: must be >= 1, got {t.grad_accum_steps}')
+  need(t.skip_nonfinite >= 0, f'train.skip_nonfinite: must be >= 0 (0 stops at the first NaN/Inf step), got '
+                              f'{t.skip_nonfinite}')
   need((t.num_steps > 0) != (t.num_epochs > 0),
        f'train.num_steps / train.num_epochs: set exactly one of them > 0 (got num_steps={t.num_steps}, '
        f'num_epochs={t.num_epochs}); set the other to 0')

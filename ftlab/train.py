@@ -44,11 +44,12 @@ LOOP_HPARAMS = DROPOUT_RATES + ('label_smoothing', 'class_weights')
 class Diverged(RuntimeError):
   """The training loss became NaN or Inf: raised at the first such step, before anything of it is saved."""
 
-  def __init__(self, step: int, loss: float, workdir: str, last_good: int | None):
+  def __init__(self, step: int, loss: float, workdir: str, last_good: int | None, in_a_row: int = 0):
     self.step, self.loss, self.last_good = step, loss, last_good
     where = (f'the last good checkpoint is step {last_good} in {workdir}/checkpoints' if last_good is not None
              else 'no checkpoint was saved before it')
-    super().__init__(f'training diverged: the loss is {loss} at step {step}; {where}. Lower '
+    skipped = f' (after skipping {in_a_row} non-finite steps in a row, train.skip_nonfinite)' if in_a_row else ''
+    super().__init__(f'training diverged: the loss is {loss} at step {step}{skipped}; {where}. Lower '
                      'optimizer.learning_rate, set optimizer.grad_clip_norm, or add schedule.warmup, then rerun in a '
                      'new workdir')
 
@@ -157,7 +158,7 @@ def accumulated_gradients(model, task: tasks.Task, state: TrainState, batch: dic
 
 
 def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: optax.GradientTransformation,
-               frozen, accum_steps: int = 1, axis_name=None):
+               frozen, accum_steps: int = 1, axis_name=None, skip_nonfinite: bool = False):
   """One optimizer step over `batch`, in `accum_steps` micro-batches. `frozen` ({'params': ..., 'model_state':
   ...}, static trees of plan.Freezing, see `frozen_masks`) marks what comes back bit-identical at this step: frozen
   parameters and their batch-norm statistics. The phase of freezing over time is computed from the traced step,
@@ -166,7 +167,11 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
 
   `axis_name`: run as one device's program of a per-device step (parallel.Layout 'pmap') on its rows of the batch.
   Gradients and metrics are summed over the devices and batch statistics averaged, so every device returns the same
-  state; each device draws its own dropout masks (folding its index into the rng), else all would drop alike."""
+  state; each device draws its own dropout masks (folding its index into the rng), else all would drop alike.
+
+  `skip_nonfinite` (train.skip_nonfinite > 0): when the loss, a gradient or an updated parameter holds NaN or Inf,
+  the step changes nothing but the step count (parameters, optimizer state and batch statistics keep their bits)
+  and its loss metric reads NaN, which is how the loop counts the skip."""
   rng = jax.random.fold_in(state.rng, state.step)
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
@@ -200,6 +205,16 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
   metrics = task.train_metrics(losses=losses, logits=logits, batch=batch)
   if axis_name is not None:  # every metric is a sum (totals, counts, confusion counts)
     metrics = jax.lax.psum(metrics, axis_name)
+  if skip_nonfinite:
+    bad = sum(jnp.sum(~jnp.isfinite(x)) for x in jax.tree.leaves(losses))
+    if axis_name is not None:  # each device's losses are its own; the rest is the same on every device
+      bad = jax.lax.psum(bad, axis_name)
+    bad += sum(jnp.sum(~jnp.isfinite(x)) for x in jax.tree.leaves((grads, params, model_state))
+               if jnp.issubdtype(x.dtype, jnp.inexact))
+    params, opt_state, model_state = jax.tree.map(lambda new, old: jnp.where(bad == 0, new, old),
+                                                  (params, opt_state, model_state),
+                                                  (state.params, state.opt_state, state.model_state))
+    metrics = metrics.replace(loss=metrics.loss.replace(total=jnp.where(bad == 0, metrics.loss.total, jnp.nan)))
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state)
   return new_state, metrics
 
@@ -457,10 +472,13 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   start, restored, saved_loop = ckpts.restore_latest(state, train_iter)
   carried = None  # the train metrics a checkpoint between evaluations holds
   transient = None  # a checkpoint saved on SIGTERM, deleted once the next one is committed
+  nonfinite = {'skipped': 0, 'in_a_row': 0}  # steps skipped for a NaN/Inf loss (train.skip_nonfinite)
+  like = None  # the last step's metrics: the structure that carried metrics take
   if start is not None:
     state, loop = restored, saved_loop
     carried = loop.pop('train_metrics', None)
     transient = start if loop.pop('preempted', False) else None
+    nonfinite = loop.pop('nonfinite', nonfinite)
     print(f'ftlab: resuming {workdir} from step {start}', flush=True)
   state = layout.place_state(state)
   writer = writers.MetricWriter(workdir, resume_step=start or 0, enabled=is_writer)
@@ -470,7 +488,7 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
                               total_steps=p.total_steps)
   step_fn, eval_fn = step_cache.steps(key, lambda: layout.wrap_steps(
       functools.partial(train_step, model=p.model, task=p.task, tx=tx, frozen=frozen,
-                        accum_steps=c.train.grad_accum_steps),
+                        accum_steps=c.train.grad_accum_steps, skip_nonfinite=c.train.skip_nonfinite > 0),
       functools.partial(eval_step, model=p.model, task=p.task)))
   run_eval = functools.partial(evaluate, eval_fn, batch_size=c.eval.batch_size, layout=layout)
 
@@ -480,15 +498,40 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   kill_at = _test_kill_step(workdir)
   last_good = start
 
-  def check_finite(at_step: int, m):
-    total = float(m.loss.total)  # a transfer of the step's loss sum, no computation dispatched
-    if not math.isfinite(total):
-      raise Diverged(at_step, total, workdir, last_good)
+  def accept(at_step: int, m):
+    """Checks a dispatched step's loss (a transfer of its sum, no computation dispatched), then merges its metrics
+    into the train row's, or counts it as skipped (train.skip_nonfinite), or raises Diverged."""
+    nonlocal train_metrics, carried, like
+    like = m
+    total = float(m.loss.total)
+    if math.isfinite(total):
+      nonfinite['in_a_row'] = 0
+      if carried is not None:
+        train_metrics, carried = metrics_from_json(carried, like=m), None
+      train_metrics = m if train_metrics is None else train_metrics.merge(m)
+      return
+    if nonfinite['in_a_row'] >= c.train.skip_nonfinite:
+      raise Diverged(at_step, total, workdir, last_good, in_a_row=nonfinite['in_a_row'])
+    nonfinite['skipped'] += 1
+    nonfinite['in_a_row'] += 1
+    print(f'ftlab: step {at_step}: the loss is {total}; the step was skipped ({nonfinite["in_a_row"]} in a row, '
+          f'{nonfinite["skipped"]} in all; train.skip_nonfinite={c.train.skip_nonfinite})', flush=True)
+
+  def train_row(at_step: int) -> dict:
+    peak = builder.hyperparams(state.opt_state)['learning_rate']
+    row = {'learning_rate': float(peak * schedule(at_step - 1))}  # the rate the last step used
+    if c.train.skip_nonfinite:
+      row['skipped_steps'] = nonfinite['skipped']
+    merged = train_metrics if carried is None else metrics_from_json(carried, like=like)
+    if merged is None:  # every step since the last evaluation was skipped
+      return row
+    return {**metrics_lib.summarize(merged), **row}
 
   def save(at_step: int, metric_value=None, *, preempted: bool = False):
     nonlocal transient
     ckpts.save(at_step, state, train_iter, {**loop, 'train_metrics': metrics_to_json(train_metrics),
-                                            'preempted': preempted}, metric=metric_value, preempted=preempted)
+                                            'preempted': preempted, 'nonfinite': nonfinite},
+               metric=metric_value, preempted=preempted)
     faults.point('save', at_step, workdir)
     if transient is not None and not preempted:  # the kept checkpoints end as an uninterrupted run's
       ckpts.wait()
@@ -502,25 +545,21 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
     while step < p.total_steps and not loop['stopped_early']:
       batch = layout.place_batch(next(train_iter))
       state, m = step_fn(state, batch)
-      if pending is not None:
-        check_finite(*pending)
-      if carried is not None:
-        train_metrics, carried = metrics_from_json(carried, like=m), None
-      train_metrics = m if train_metrics is None else train_metrics.merge(m)
+      if pending is not None:  # one step behind the dispatch: no stall
+        accept(*pending)
       step += 1
       pending = (step, m)
       if is_writer and (step % c.train.log_every_steps == 0 or step == p.total_steps):
         print(progress.line(step, float(m.loss.compute())), flush=True)
       evaluating = step % p.eval_every == 0 or step == p.total_steps
       saving = evaluating or (c.checkpoint.every_steps and step % c.checkpoint.every_steps == 0)
-      if saving:
-        check_finite(step, m)
+      if saving:  # no checkpoint ever holds a diverged state
+        accept(*pending)
+        pending = None
       metric_value = None
       if evaluating:
-        peak = builder.hyperparams(state.opt_state)['learning_rate']
-        lr = float(peak * schedule(step - 1))  # the rate the last step used
-        writer.write(step, 'train', {**metrics_lib.summarize(train_metrics), 'learning_rate': lr})
-        train_metrics = None
+        writer.write(step, 'train', train_row(step))
+        train_metrics = carried = None
         rows = _evaluate_splits(run_eval, state, p.splits, train_subset=c.eval.train_subset)
         faults.point('evaluated', step, workdir)
         for split, row in rows.items():
@@ -541,12 +580,12 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
       faults.point('step', step, workdir)
       if notice.requested(step) and step < p.total_steps and not loop['stopped_early']:
         if not saving:
-          check_finite(step, m)
+          accept(*pending)
           save(step, preempted=True)
         ckpts.wait()
         raise preemption.Preempted(step, workdir)
     if pending is not None:
-      check_finite(*pending)
+      accept(*pending)
     ckpts.wait()
   except BaseException:
     ckpts.wait()
@@ -566,7 +605,8 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   writer.close()
   ckpts.close()
   return finish(p, best_step=best_step, final_step=step, stopped_early=loop['stopped_early'], at_best=at_best,
-                test=test, best_params=best_state.params, train_seconds=train_seconds)
+                test=test, best_params=best_state.params, train_seconds=train_seconds,
+                skipped_steps=nonfinite['skipped'] if c.train.skip_nonfinite else None)
 
 
 def metrics_to_json(collection) -> dict | None:
@@ -593,7 +633,7 @@ def describe_run(p: RunPlan, params, *, echo: bool = True) -> None:
 
 
 def finish(p: RunPlan, *, best_step: int, final_step: int, stopped_early: bool, at_best: dict, test: dict,
-           best_params, train_seconds: float) -> dict:
+           best_params, train_seconds: float, skipped_steps: int | None = None) -> dict:
   """Writes a finished run's summary.json (and, with LoRA, merged_params.npz) from its evaluations at the best
   step (`at_best` as _evaluate_splits returns them); returns the summary."""
   c, workdir = p.config, p.workdir
@@ -605,6 +645,8 @@ def finish(p: RunPlan, *, best_step: int, final_step: int, stopped_early: bool, 
              'train_eval': at_best.get('train_eval'), 'train_seconds_this_session': round(train_seconds, 3),
              'num_classes': p.splits.num_classes, 'class_names': list(p.splits.class_names),
              'data': p.splits.report}
+  if skipped_steps is not None:  # train.skip_nonfinite runs: the steps skipped for a NaN/Inf loss
+    summary['skipped_steps'] = skipped_steps
   spec = lora_lib.Spec.of(c.lora)
   if spec and jax.process_count() > 1:  # every process takes part; sharded (FSDP) leaves become whole host arrays
     best_params = multihost_utils.process_allgather(best_params, tiled=True)

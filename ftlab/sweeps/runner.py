@@ -358,6 +358,8 @@ def _finish_row(row: dict, result, seen: dict, metric: str, seconds: float) -> N
     row.update(status='complete', step=result['best_step'], best_step=result['best_step'],
                final_step=result['final_step'], validation=result['validation'], test=result['test'],
                train_eval=result.get('train_eval'), objective=_metric(result['validation'], metric))
+    if 'skipped_steps' in result:  # train.skip_nonfinite
+      row['skipped_steps'] = result['skipped_steps']
   row['wall_seconds'] = round(seconds, 3)
   row['validation'] = _scalars(row['validation'])
   row['test'] = _scalars(row['test'])
