@@ -62,7 +62,7 @@ def start_step(p: train.RunPlan) -> int | None:
 def group_key(p: train.RunPlan) -> tuple:
   """Plans with equal keys may run as one vectorised group: the same compiled step and the same start. A run that
   skips non-finite steps (train.skip_nonfinite) runs alone, through train.execute, which counts its skips."""
-  return static_key(p), start_step(p), p.workdir if p.config.train.skip_nonfinite else 
+  return static_key(p), start_step(p), p.workdir if p.config.train.skip_nonfinite else ''
 
 
 def layout_problem(config) -> str:
