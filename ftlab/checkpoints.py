@@ -48,16 +48,19 @@ class _LatestRegular:
 
 
 class Checkpoints:
-  """One run's checkpoint directory. `mode` ('min'/'max') orders the metric given to `save`."""
+  """One run's checkpoint directory. `mode` ('min'/'max') orders the metric given to `save`. `read_only`: only to
+  look (latest_step), never to save; such a manager leaves temporary directories alone (a writer's cleanup, run in
+  the background, would otherwise race with another manager's save in progress)."""
 
-  def __init__(self, directory: str, *, keep: int, mode: str):
+  def __init__(self, directory: str, *, keep: int, mode: str, read_only: bool = False):
     policy = _policies.AnyPreservationPolicy([
         _LatestRegular(n=keep),
         _policies.BestN(get_metric_fn=_metric_fn(mode), reverse=(mode == 'min'), n=1,
                         keep_checkpoints_without_metrics=False),
     ])
     options = ocp.CheckpointManagerOptions(best_fn=_metric_fn(mode), best_mode=mode, preservation_policy=policy,
-                                           create=True, cleanup_tmp_directories=True)
+                                           create=not read_only, cleanup_tmp_directories=not read_only,
+                                           read_only=read_only)
     self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
 
   def latest_step(self) -> int | None:

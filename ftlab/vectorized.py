@@ -52,7 +52,8 @@ def start_step(p: train.RunPlan) -> int | None:
   directory = os.path.join(p.workdir, 'checkpoints')
   if not os.path.isdir(directory):
     return None
-  ckpts = ckpt_lib.Checkpoints(directory, keep=p.config.checkpoint.keep, mode=config_lib.eval_mode(p.config))
+  ckpts = ckpt_lib.Checkpoints(directory, keep=p.config.checkpoint.keep, mode=config_lib.eval_mode(p.config),
+                               read_only=True)
   try:
     return ckpts.latest_step()
   finally:
