@@ -19,7 +19,7 @@ import jax
 
 from ftlab import cli
 from ftlab import config as config_lib
-from ftlab import checkpoints, parallel, preemption, step_cache, train
+from ftlab import parallel, preemption, step_cache, train
 from ftlab import workdir as workdir_lib
 from ftlab.pretrained import source_task
 from ftlab.sweeps import records
@@ -97,21 +97,11 @@ def main(argv: list[str]) -> int:
     run(config, workdir)
   except config_lib.ConfigError as err:
     cli.exit_on_config_error(err)
-  except train.Diverged as err:
-    print(f'ftlab: {err}', file=sys.stderr)
-    return 3
-  except preemption.Preempted as err:
-    print(f'ftlab: {err}', file=sys.stderr)
-    return preemption.EXIT_STATUS
-  except (workdir_lib.Busy, checkpoints.CheckpointError) as err:
-    print(f'ftlab: {err}', file=sys.stderr)
-    return workdir_lib.EXIT_STATUS
   except Exception as err:
-    problem = workdir_lib.write_problem(err, workdir)
-    if problem is None:
+    status = workdir_lib.stopped(err, workdir, 'ftlab')
+    if status is None:
       raise
-    print(f'ftlab: {problem}', file=sys.stderr)
-    return workdir_lib.EXIT_STATUS
+    return status
   return 0
 
 

@@ -102,15 +102,11 @@ def main(argv: list[str]) -> int:
   except records.RecordError as err:
     print(f'ftlab.sweep: {err}', file=sys.stderr)
     return 2
-  except preemption.Preempted as err:  # the trial in progress saved its checkpoint; its row is written on resume
-    print(f'ftlab.sweep: {err}', file=sys.stderr)
-    return preemption.EXIT_STATUS
-  except Exception as err:
-    problem = workdir_lib.write_problem(err, workdir)
-    if problem is None:
+  except Exception as err:  # preempted: the trial in progress saved its checkpoint; its row is written on resume
+    status = workdir_lib.stopped(err, workdir, 'ftlab.sweep')
+    if status is None:
       raise
-    print(f'ftlab.sweep: {problem}', file=sys.stderr)
-    return workdir_lib.EXIT_STATUS
+    return status
   counts = {}
   for row in rows:
     counts[row['status']] = counts.get(row['status'], 0) + 1

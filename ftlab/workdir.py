@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import socket
+import sys
 
 LOCK_NAME = '.ftlab.lock'
 EXIT_STATUS = 4  # a workdir that cannot be written or is in use: nothing was trained
@@ -94,6 +95,20 @@ def inside(root: str, *parts: str) -> str:
     raise ValueError(f'{os.path.join(*parts)!r} would lead outside {root}; a trial id or path must be a plain name '
                      'inside it (was the sweep storage written by something other than ftlab?)')
   return path
+
+
+def stopped(err: BaseException, workdir: str, prog: str) -> int | None:
+  """For ftlab.main and ftlab.sweep: prints why a command stopped on `err` and returns its exit status (3 diverged,
+  4 workdir busy / unwritable / without a readable checkpoint, 143 preempted), or None for an error of another kind
+  (a bug: let its traceback show)."""
+  from ftlab import checkpoints, preemption, train  # the commands' modules, not this one's
+  status = {train.Diverged: 3, preemption.Preempted: preemption.EXIT_STATUS, Busy: EXIT_STATUS,
+            checkpoints.CheckpointError: EXIT_STATUS}.get(type(err))
+  message = str(err) if status is not None else write_problem(err, workdir)
+  if message is None:
+    return None
+  print(f'{prog}: {message}', file=sys.stderr)
+  return EXIT_STATUS if status is None else status
 
 
 _WRITE_ERRORS = {errno.EACCES: 'permission denied', errno.EPERM: 'permission denied', errno.EROFS: 'read-only',

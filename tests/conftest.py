@@ -52,6 +52,21 @@ def config():
 
 
 @pytest.fixture
+def train_step_traces(monkeypatch) -> list:
+  """A list that grows by one each time train.train_step is traced, i.e. once per compilation of a train step."""
+  from ftlab import train
+  traces = []
+  original = train.train_step
+
+  def counting_step(*args, **kwargs):
+    traces.append(1)
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(train, 'train_step', counting_step)
+  return traces
+
+
+@pytest.fixture
 def no_persistent_cache(monkeypatch):
   """For tests that call ftlab.main.main or ftlab.sweep.main in this process: leave jax's compilation cache as it is
   (enable_persistent_cache would turn it on, into that test's folder, for every later test of the session)."""

@@ -31,17 +31,10 @@ def get_sweep(arg=None):
 '''
 
 
-def test_eight_traced_trials_compile_the_train_step_once_and_match_fresh_runs(tmp_path, monkeypatch):
+def test_eight_traced_trials_compile_the_train_step_once_and_match_fresh_runs(tmp_path, train_step_traces):
+  traces = train_step_traces
   path = tmp_path / 'traced_sweep.py'
   path.write_text(textwrap.dedent(SWEEP_FILE))
-  traces = []
-  original = train.train_step
-
-  def counting_step(*args, **kwargs):  # runs once per trace, i.e. once per compilation
-    traces.append(1)
-    return original(*args, **kwargs)
-
-  monkeypatch.setattr(train, 'train_step', counting_step)
   step_cache.clear()
   sweep_dir = str(tmp_path / 'sweep')
   rows = runner.run(str(path), sweep_dir, sweep_overrides={'seeds': [0]}, options=runner.Options(report=False))
@@ -96,20 +89,14 @@ def test_the_persistent_cache_goes_beside_the_workdir_once(tmp_path, monkeypatch
   assert step_cache.enable_persistent_cache(str(tmp_path / 'c')) == '' and fake.jax_compilation_cache_dir is None
 
 
-def test_eight_traced_trials_vectorised_compile_the_train_step_once_and_match_sequential(tmp_path, monkeypatch):
+def test_eight_traced_trials_vectorised_compile_the_train_step_once_and_match_sequential(tmp_path, train_step_traces):
+  traces = train_step_traces
   path = tmp_path / 'traced_sweep.py'
   path.write_text(textwrap.dedent(SWEEP_FILE))
-  traces = []
-  original = train.train_step
-
-  def counting_step(*args, **kwargs):  # vmapped: traced once for all 8 trials
-    traces.append(1)
-    return original(*args, **kwargs)
-
   step_cache.clear()
   sequential = runner.run(str(path), str(tmp_path / 'sequential'), sweep_overrides={'seeds': [0]},
                           options=runner.Options(report=False))
-  monkeypatch.setattr(train, 'train_step', counting_step)
+  traces.clear()  # vmapped: traced once for all 8 trials
   step_cache.clear()
   rows = runner.run(str(path), str(tmp_path / 'vectorised'), sweep_overrides={'seeds': [0], 'vectorize': 8},
                     options=runner.Options(report=False))

@@ -233,17 +233,10 @@ def get_sweep(arg=None):
 
 
 def test_trials_differing_in_schedule_numbers_and_frozen_groups_compile_once_sequential_or_vectorised(
-    tmp_path, monkeypatch):
+    tmp_path, train_step_traces):
+  traces = train_step_traces
   path = tmp_path / 'sweep.py'
   path.write_text(textwrap.dedent(SWEEP_FILE))
-  traces = []
-  original = train.train_step
-
-  def counting_step(*args, **kwargs):  # runs once per trace, i.e. once per compilation
-    traces.append(1)
-    return original(*args, **kwargs)
-
-  monkeypatch.setattr(train, 'train_step', counting_step)
   rows = {}
   for mode, overrides in (('sequential', {}), ('vectorised', {'vectorize': 2})):
     step_cache.clear()
