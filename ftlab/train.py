@@ -14,7 +14,6 @@ import functools
 import json
 import math
 import os
-import signal
 import time
 from typing import Any
 
@@ -452,8 +451,8 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   once it has committed the next one, so a preempted run keeps the same checkpoints as one that never stopped (an
   extra one would push a regular one out of checkpoint.keep).
   `on_eval(step, validation_row)` is called after each evaluation and may raise Stop (a pruned trial). The loss is
-  checked one step behind the dispatch (no stall) and before every save: NaN or Inf raises Diverged, so no
-  checkpoint ever holds a diverged state.
+  checked one step behind the dispatch (no stall) and before every save: NaN or Inf raises Diverged (or, with
+  train.skip_nonfinite, the step is skipped and counted), so no checkpoint ever holds a diverged state.
   """
   c, workdir = p.config, p.workdir
   is_writer = jax.process_index() == 0
@@ -495,7 +494,6 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   step = int(state.step)
   progress = writers.Progress(p.total_steps, step)
   train_metrics = None
-  kill_at = _test_kill_step(workdir)
   last_good = start
 
   def accept(at_step: int, m):
@@ -575,9 +573,7 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
         last_good = step
       if evaluating and on_eval is not None:
         on_eval(step, rows['validation'])
-      if step == kill_at:  # tests: die here as a preempted VM does, with no chance to clean up
-        os.kill(os.getpid(), signal.SIGKILL)
-      faults.point('step', step, workdir)
+      faults.point('step', step, workdir)  # tests: die here as a preempted VM does, with no chance to clean up
       if notice.requested(step) and step < p.total_steps and not loop['stopped_early']:
         if not saving:
           accept(*pending)
@@ -661,13 +657,6 @@ def finish(p: RunPlan, *, best_step: int, final_step: int, stopped_early: bool, 
           f'test accuracy {test["accuracy"]:.4f}'
           + (f', test {c.eval.metric} {test[c.eval.metric]:.4f}' if c.eval.metric != 'accuracy' else ''), flush=True)
   return summary
-
-
-def _test_kill_step(workdir: str) -> int:
-  """FTLAB_TEST_SIGKILL_AT_STEP=STEP (any run) or STEP:TEXT (only a run whose workdir contains TEXT): the step at
-  which tests make this process SIGKILL itself; 0 when unset."""
-  step, _, where = os.environ.get('FTLAB_TEST_SIGKILL_AT_STEP', '0').partition(':')
-  return int(step) if not where or where in workdir else 0
 
 
 def _evaluate_splits(run_eval, state, splits, *, train_subset: int) -> dict[str, dict]:

@@ -171,11 +171,11 @@ def test_a_vectorised_sweep_killed_then_preempted_mid_group_resumes_and_ends_as_
   # 4 trials at once: the full-fine-tuning pair and the frozen pair each train as one vmapped step (the freezing
   # mask is static, so the two strategies are two groups); the process dies at step 30 of the frozen group
   command = sweep_command(sweep_file, sweep_dir, '--sweep.vectorize=4')
-  env = {**os.environ, 'FTLAB_TEST_SIGKILL_AT_STEP': '30:c001-s0'}
+  env = {**os.environ, 'FTLAB_TEST_KILL': 'step=30/c001-s0'}
   first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
   assert first.returncode == -9, first.stderr[-2000:]
   assert sorted(r['id'] for r in records.read(sweep_dir)) == ['c000-s0', 'c002-s0']  # the group that had ended
-  env.pop('FTLAB_TEST_SIGKILL_AT_STEP')
+  env.pop('FTLAB_TEST_KILL')
   # then SIGTERM at step 25 of the resumed frozen group: its trial still training (c001; c003 diverged) saves
   stopped = subprocess.run(command, cwd=ROOT, env={**env, 'FTLAB_TEST_TERM': 'step=25/c001-s0'},
                            capture_output=True, text=True)

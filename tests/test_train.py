@@ -265,7 +265,7 @@ def test_a_run_on_local_idx_files_with_padded_remainders_resumes_exactly(tmp_pat
                    train__batch_size=16)
   config_path = _write_config(tmp_path, **overrides)
   _run(config_path, str(tmp_path / 'whole'))
-  killed = _run(config_path, str(tmp_path / 'killed'), env={'FTLAB_TEST_SIGKILL_AT_STEP': '25'})
+  killed = _run(config_path, str(tmp_path / 'killed'), env={'FTLAB_TEST_KILL': 'step=25'})
   assert killed.returncode == -signal.SIGKILL
   _run(config_path, str(tmp_path / 'killed'))
   assert _rows(str(tmp_path / 'whole')) == _rows(str(tmp_path / 'killed'))
