@@ -20,7 +20,7 @@ default optimizer (adamw_torch_fused); no evaluation, logging or checkpoints. Re
 whole training pass: data loading, collation, forward, backward, update) and examples/s.
 
 --threads sets torch.set_num_threads and pins the process to that many CPUs; --tune-malloc applies the same
-glibc malloc settings as the ftlab half (see minilm_step.tune_malloc), so that both halves run alike.
+glibc malloc settings as the ftlab half (see ftlab/malloc.py), so that both halves run alike.
 """
 import argparse
 import ctypes
@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def tune_malloc() -> None:
-  """The same as minilm_step.tune_malloc (this half imports nothing of ftlab)."""
+  """The same as ftlab/malloc.py's (this half imports nothing of ftlab)."""
   libc = ctypes.CDLL('libc.so.6')
   m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8
   libc.mallopt(m_arena_max, 1)

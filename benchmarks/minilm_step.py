@@ -37,8 +37,9 @@ train_runtime. Prints examples/s of both, the padded tokens per example, and ftl
 Targets (issue 7), printed as PASS/MISS: ftlab's step >= 1.3x HF's steps/s at every length and >= 70% of the matmul
 peak; the epoch >= 2x HF's examples/s. --profile DIR traces a few of ftlab's steps with jax.profiler (view in
 TensorBoard/Perfetto) and prints the ops that took longest (with --threads 1 their times add up to the step); for
-the compiled HLO, run with XLA_FLAGS=--xla_dump_to=DIR. --tune-malloc applies `tune_malloc` (glibc malloc settings
-that ftlab itself does not set; see its docstring) in both halves. The machine should be otherwise idle; the load
+the compiled HLO, run with XLA_FLAGS=--xla_dump_to=DIR. --tune-malloc applies ftlab/malloc.py's glibc malloc settings
+(which `python -m ftlab.main` applies by default) in both halves; without it, this in-process half runs with glibc's
+defaults. The machine should be otherwise idle; the load
 average is printed before and after. CI never runs this.
 """
 import argparse
@@ -60,25 +61,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_STEP_RATIO, TARGET_MFU, TARGET_EPOCH_RATIO = 1.3, 0.70, 2.0
-
-
-def tune_malloc() -> None:
-  """glibc malloc settings that stop XLA:CPU from page-faulting its whole temporary buffer on every step.
-
-  XLA:CPU allocates one buffer for all of a step's temporaries (718 MB for MiniLM at 32 x 64, 1.55 GB at 32 x 128)
-  from a worker thread; glibc serves an allocation that large from a thread's arena with mmap and returns it with
-  munmap, so every step faults in every page again (about 175,000 minor faults and 0.3 s of system time per step at
-  32 x 64 here). With one arena, no mmap and no trimming, the freed buffer stays in the heap and the next step reuses
-  it. Trimming must be off altogether: a 2 GB threshold still returns the 1.55 GB buffer at length 128. Must run
-  before any thread allocates (before importing jax); the same as MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0
-  MALLOC_TRIM_THRESHOLD_=68719476736 in the environment.
-  """
-  import ctypes
-  libc = ctypes.CDLL('libc.so.6')
-  m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8
-  libc.mallopt(m_arena_max, 1)
-  libc.mallopt(m_mmap_max, 0)
-  libc.mallopt(m_trim_threshold, -1)  # SIZE_MAX: never trim
 
 
 def train_flops_per_example(bert, length: int, num_classes: int) -> float:
@@ -387,13 +369,15 @@ def main():
   parser.add_argument('--threads', type=int, default=0, help='CPUs for each half (default: all this process may use)')
   parser.add_argument('--hf-python', default='', help='an interpreter with torch + transformers for the HF half')
   parser.add_argument('--skip-ftlab', action='store_true')
-  parser.add_argument('--tune-malloc', action='store_true', help='apply tune_malloc() in both halves')
+  parser.add_argument('--tune-malloc', action='store_true', help="apply ftlab/malloc.py's settings in both halves")
   parser.add_argument('--profile', default='', help='a folder for a jax.profiler trace of ftlab\'s step')
   parser.add_argument('--json-out')
   args = parser.parse_args()
   args.data = os.path.abspath(args.data)
   if args.tune_malloc:
-    tune_malloc()  # before jax starts its threads
+    sys.path.insert(0, ROOT)
+    from ftlab import malloc  # imports no jax
+    malloc.tune()  # before jax starts its threads
   cpus = sorted(os.sched_getaffinity(0))
   args.threads = args.threads or len(cpus)
   if args.threads > len(cpus):

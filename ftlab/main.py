@@ -17,7 +17,7 @@ import sys
 
 import jax
 
-from ftlab import cli
+from ftlab import cli, malloc
 from ftlab import config as config_lib
 from ftlab import parallel, preemption, step_cache, train
 from ftlab import workdir as workdir_lib
@@ -106,4 +106,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == '__main__':
+  malloc.tune()  # before jax starts its threads (see ftlab/malloc.py)
   sys.exit(main(sys.argv[1:]))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import ast
 import sys
 
-from ftlab import cli
+from ftlab import cli, malloc
 from ftlab import config as config_lib
 from ftlab import preemption, step_cache
 from ftlab import workdir as workdir_lib
@@ -115,4 +115,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == '__main__':
+  malloc.tune()  # before jax starts its threads (see ftlab/malloc.py)
   sys.exit(main(sys.argv[1:]))
