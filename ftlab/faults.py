@@ -12,8 +12,8 @@ values:
   metrics    a metrics.jsonl row written (the rows of one step follow)      the row's step
   eval       one evaluation batch done (no workdir: /TEXT never matches)    -
   summary    a run's final evaluation done, summary.json not yet written     -
-  record     a sweep trial finished, its trials.jsonl row not yet written    -
-  report     a sweep's report.md written, its plots not yet                  -
+  record     a sweep trial finished, its trials.jsonl row not yet written    - (where: the trial id)
+  report     a sweep's plots drawn, its report.md not yet written            - (where: the sweep dir)
 Unset, `point` costs two dictionary lookups.
 """
 from __future__ import annotations
