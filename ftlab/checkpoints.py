@@ -117,6 +117,15 @@ class Checkpoints:
     return None, None, None
 
   def _set_aside(self, failed: list, *, good: int) -> None:
+    """Moves the `failed` steps' folders aside (process 0 of a multi-host run; the others wait for it)."""
+    if jax.process_index() == 0:
+      self._move_aside(failed, good=good)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices('ftlab: damaged checkpoints set aside')
+    self.manager.reload()
+
+  def _move_aside(self, failed: list, *, good: int) -> None:
     directory = str(self.manager.directory)
     aside = directory.rstrip('/') + '.corrupt'
     os.makedirs(aside, exist_ok=True)
@@ -129,7 +138,6 @@ class Checkpoints:
       print(f'ftlab: warning: the checkpoint at step {step} in {directory} cannot be read '
             f'({_first_line(err)}); resuming from step {good}, the newest good one. The unreadable checkpoint is '
             f'kept in {target}', file=sys.stderr, flush=True)
-    self.manager.reload()
 
   def _check_processes(self, step: int):
     """grain restores the iterator from this process's file of the same process count: say so clearly when the
