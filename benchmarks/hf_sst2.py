@@ -79,17 +79,30 @@ def batches(tokenizer, encoded: list[dict], labels: list[int], order: list[int],
     yield batch, torch.tensor([labels[i] for i in idx])
 
 
-def optimizer_for(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 1.0) -> torch.optim.AdamW:
-  """AdamW without decay on biases and LayerNorm weights; the head's parameters at lr * head_lr_mult."""
+def rate_multiplier(name: str, *, num_layers: int, head_lr_mult: float, layer_decay: float) -> float:
+  """A parameter's learning-rate multiplier, as ftlab's optimizer plan gives it: the head lr * head_lr_mult; with
+  layer-wise decay, encoder layer i (0-based) decay ** (num_layers - i) and the embeddings (below every layer)
+  decay ** (num_layers + 1)."""
+  if name.startswith('head.'):
+    return head_lr_mult
+  parts = name.split('.')
+  if 'layer' in parts and parts[parts.index('layer') + 1].isdigit():
+    return layer_decay ** (num_layers - int(parts[parts.index('layer') + 1]))
+  return layer_decay ** (num_layers + 1)
+
+
+def optimizer_for(model: nn.Module, lr: float, weight_decay: float, head_lr_mult: float = 1.0,
+                  layer_decay: float = 1.0) -> torch.optim.AdamW:
+  """AdamW without decay on biases and LayerNorm weights; each parameter at lr * rate_multiplier."""
   no_decay = ('bias', 'LayerNorm.weight')
-  groups = []
-  for is_head in (False, True):
-    named = [(n, p) for n, p in model.named_parameters() if n.startswith('head.') == is_head]
-    rate = lr * (head_lr_mult if is_head else 1.0)
-    groups += [{'params': [p for n, p in named if not any(k in n for k in no_decay)], 'weight_decay': weight_decay,
-                'lr': rate},
-               {'params': [p for n, p in named if any(k in n for k in no_decay)], 'weight_decay': 0.0, 'lr': rate}]
-  return torch.optim.AdamW([g for g in groups if g['params']], lr=lr, betas=(0.9, 0.999), eps=1e-8)
+  layers = model.encoder.config.num_hidden_layers
+  groups = {}
+  for n, p in model.named_parameters():
+    mult = rate_multiplier(n, num_layers=layers, head_lr_mult=head_lr_mult, layer_decay=layer_decay)
+    decays = not any(k in n for k in no_decay)
+    groups.setdefault((mult, decays), []).append(p)
+  return torch.optim.AdamW([{'params': ps, 'lr': lr * mult, 'weight_decay': weight_decay if decays else 0.0}
+                            for (mult, decays), ps in groups.items()], lr=lr, betas=(0.9, 0.999), eps=1e-8)
 
 
 def run_seed(args, seed: int, folder: str, tokenizer, train, dev) -> dict:
@@ -98,7 +111,7 @@ def run_seed(args, seed: int, folder: str, tokenizer, train, dev) -> dict:
       add_pooling_layer=args.pooling == 'pooler')
   torch.manual_seed(seed)
   model = Classifier(encoder, args.pooling, args.dropout)
-  optimizer = optimizer_for(model, args.lr, args.weight_decay, args.head_lr_mult)
+  optimizer = optimizer_for(model, args.lr, args.weight_decay, args.head_lr_mult, args.layer_decay)
   steps_per_epoch = math.ceil(len(train[0]) / args.batch_size)
   total = steps_per_epoch * args.epochs
   scheduler = transformers.get_linear_schedule_with_warmup(optimizer, math.ceil(args.warmup * total), total)
@@ -146,6 +159,8 @@ def main():
   parser.add_argument('--weight-decay', type=float, default=0.01)
   parser.add_argument('--head-lr-mult', type=float, default=1.0, help="the head's rate: lr x this")
   parser.add_argument('--warmup', type=float, default=0.1, help='fraction of the steps')
+  parser.add_argument('--layer-decay', type=float, default=1.0,
+                      help="layer-wise LR decay, as ftlab's optimizer.layer_decay (1: off)")
   parser.add_argument('--dropout', type=float, default=0.1)
   parser.add_argument('--pooling', choices=('mean', 'cls', 'pooler'), default='mean')
   parser.add_argument('--seeds', default='0,1,2')
