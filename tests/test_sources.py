@@ -260,3 +260,25 @@ def test_a_standard_dataset_that_is_not_prepared_is_named_with_the_fix(tmp_path)
   with pytest.raises(DataError, match=r"'mnist' is not prepared under data.data_dir=.*tfds build mnist.*download"):
     data.load(c.data)
   assert not list(tmp_path.rglob('*.array_record*'))  # nothing was written
+
+
+def test_splits_read_again_in_one_process_are_decoded_once_and_a_changed_file_is_read_anew(tmp_path, vocab,
+                                                                                           monkeypatch):
+  from ftlab.data import sources
+  decoded = []
+  columns = sources._columns
+  monkeypatch.setattr(sources, '_columns', lambda records, keys: decoded.append(1) or columns(records, keys))
+  folder = tmp_path / 'reviews'
+  folder.mkdir()
+  (folder / 'train.csv').write_text('text,label\n' + ''.join(f'"a good movie {i}",{i % 2}\n' for i in range(20)))
+  c = _config(tmp_path, data__source='text', data__path=str(folder))
+  c.data.text.label_names = ['neg', 'pos']
+  c.data.tokenizer.path = vocab
+  first = data.load(c.data)
+  count = len(decoded)
+  again = data.load(c.data)  # a sweep plans each trial: the same splits, not decoded again
+  assert len(decoded) == count
+  assert again.train.labels.tolist() == first.train.labels.tolist()
+  (folder / 'train.csv').write_text('text,label\n' + ''.join(f'"a bad movie {i}",0\n' for i in range(20)))
+  changed = data.load(c.data)  # the file changed: prepared anew, read anew
+  assert len(decoded) == 2 * count and set(changed.train.labels.tolist()) == {0}

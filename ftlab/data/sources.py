@@ -10,7 +10,9 @@ ones, see ftlab.data.splits), and turns each split into a random-access batch so
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import os
 
 import numpy as np
 
@@ -93,6 +95,7 @@ class _Raw:
   task: str
   keys: dict
   class_names: tuple[str, ...]
+  identity: str = ''  # where its records live; a changed local file is prepared into a new folder, so a new identity
 
 
 def _open(data_config) -> _Raw:
@@ -106,7 +109,8 @@ def _open(data_config) -> _Raw:
     label_feature = features[keys['tags' if task == 'tags' else 'label']]
     names = tuple(dc.text.label_names) or standard.class_names(label_feature)
     return _Raw(dc.name, lambda split: standard.open_split(dc.name, split, data_dir=data_dir, download=dc.download),
-                standard.split_names(dc.name, data_dir), task, keys, names)
+                standard.split_names(dc.name, data_dir), task, keys, names,
+                identity=f'tfds:{dc.name}:{os.path.abspath(data_dir) if data_dir else os.environ.get("TFDS_DATA_DIR", "")}')
   builder = builders.prepare(dc)
   task = {'text': 'text', 'conll': 'tags'}.get(dc.source, 'image')
   fields = {'image': ('image', 'label'), 'text': ('text', 'label'), 'tags': ('tokens', 'tags')}[task]
@@ -114,7 +118,8 @@ def _open(data_config) -> _Raw:
   if task == 'text' and dc.text.text_pair_column:
     keys['text_pair'] = 'text_pair'
   return _Raw(f'{dc.source} dataset at {dc.path or "scikit-learn"}', lambda split: builder.as_data_source(split=split),
-              tuple(builder.info.splits), task, keys, tuple(builder.info.metadata['class_names']))
+              tuple(builder.info.splits), task, keys, tuple(builder.info.metadata['class_names']),
+              identity=str(builder.data_dir))
 
 
 def _read(records, indices) -> list[dict]:
@@ -126,6 +131,24 @@ def _read(records, indices) -> list[dict]:
     except TypeError:  # tfds.testing.mock_data's source has a __getitems__ that cannot be called
       pass
   return [records[i] for i in indices]
+
+
+_read_columns: collections.OrderedDict = collections.OrderedDict()  # (identity, split, keys) -> columns
+_READ_COLUMNS_KEPT = 8
+
+
+def _columns_of(raw: _Raw, split: str, records, keys: dict) -> dict[str, list]:
+  """_columns, remembered for the last few (dataset, split, keys) read in this process: a sweep plans every trial,
+  and every trial reads the same splits (decoding them was most of planning a trial)."""
+  if not raw.identity:
+    return _columns(records, keys)
+  key = (raw.identity, split, tuple(sorted(keys.items())))
+  if key not in _read_columns:
+    _read_columns[key] = _columns(records, keys)
+    while len(_read_columns) > _READ_COLUMNS_KEPT:
+      _read_columns.popitem(last=False)
+  _read_columns.move_to_end(key)
+  return {role: list(values) for role, values in _read_columns[key].items()}  # callers may change their lists
 
 
 def _text(value) -> str:
@@ -248,7 +271,7 @@ def load(data_config) -> Splits:
                       "syntax, e.g. 'train', 'train[:80%]' or 'train[:5000]'") from err
   lazy = raw.task == 'image' and not dc.in_memory and not dc.classes  # images stay on disk: read labels only
   keys = {'label': raw.keys['label']} if lazy else raw.keys
-  columns = {r: _columns(rec, keys) for r, rec in records.items()}
+  columns = {r: _columns_of(raw, roles[r], rec, keys) for r, rec in records.items()}
   names = raw.class_names
   for role, cols in columns.items():
     if not len(next(iter(cols.values()))):
