@@ -280,6 +280,7 @@ def _run(trials: list[_Trial], *, shard_trials: bool) -> list[Outcome]:
       active = [bool(a) and t.active for a, t in zip(active, trials)]
       if evaluating and any(active):
         rows = evaluate_splits(states)
+      if saving and any(active):  # one transfer for every trial's train row and checkpoint
         train_host = jax.device_get(train_metrics)
       if evaluating:  # the rate each trial's last step used: its own peak and schedule
         peaks = np.asarray(jax.device_get(builder.hyperparams(states.opt_state)['learning_rate']))
@@ -297,7 +298,7 @@ def _run(trials: list[_Trial], *, shard_trials: bool) -> list[Outcome]:
           t.loop = train._early_stopping(t.loop, metric_value, t.c.early_stopping, t.mode)
         if saving:
           t.save(step, index(states, i), first.iterator if shared_batch else t.iterator,
-                 None if evaluating else host_index(jax.device_get(train_metrics), i), metric=metric_value)
+                 None if evaluating else host_index(train_host, i), metric=metric_value)
         if evaluating and t.on_eval is not None:
           try:
             t.on_eval(step, rows[i]['validation'])

@@ -137,3 +137,22 @@ def test_the_trial_axis_sharded_over_devices_gives_the_same_trials(tmp_path):
   losses = json.loads(out.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose(losses['true'], losses['false'], rtol=1e-5)
   assert len(set(losses['true'])) == 4  # four different trials
+
+
+def test_a_group_preempted_between_evaluations_resumes_as_a_group_and_ends_as_if_never_stopped(tmp_path, monkeypatch):
+  from ftlab import compare, preemption
+  configs = [small_config(optimizer__learning_rate=lr, seed=i) for i, lr in enumerate((1e-3, 3e-3))]
+  whole = vectorized.execute_group([train.plan(c, str(tmp_path / f'whole{i}')) for i, c in enumerate(configs)])
+  assert all(o.error is None for o in whole)
+  stop_at = {'step': 15}  # between the evaluations at 10 and 20: the checkpoints carry 5 steps of train metrics
+  monkeypatch.setattr(preemption.Notice, 'requested', lambda self, step: step == stop_at['step'])
+  plans = [train.plan(c, str(tmp_path / f'stopped{i}')) for i, c in enumerate(configs)]
+  with pytest.raises(preemption.Preempted, match='saved a checkpoint at step 15'):
+    vectorized.execute_group(plans)
+  stop_at['step'] = None
+  plans = [train.plan(c, str(tmp_path / f'stopped{i}')) for i, c in enumerate(configs)]
+  assert len({vectorized.group_key(p) for p in plans}) == 1  # both resume from 15: still one group
+  resumed = vectorized.execute_group(plans)
+  assert all(o.error is None for o in resumed)
+  for i in range(2):  # metrics rows, summary and kept checkpoints (15's deleted once 20's committed), bit for bit
+    assert compare.differences(str(tmp_path / f'whole{i}'), str(tmp_path / f'stopped{i}')) == []
