@@ -62,6 +62,7 @@ class Checkpoints:
                                            create=not read_only, cleanup_tmp_directories=not read_only,
                                            read_only=read_only)
     self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
+    self._transient = None  # the SIGTERM checkpoint a run resumed from: deleted once the next one is committed
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -72,12 +73,17 @@ class Checkpoints:
   def save(self, step: int, state, data_iterator, loop: dict, *, metric: float | None = None,
            preempted: bool = False):
     """Saves `state` (a pytree), the grain iterator's position and the JSON `loop` state at `step`. `preempted`: a
-    checkpoint saved on SIGTERM, outside checkpoint.keep's count (the rerun deletes it, see `delete`)."""
+    checkpoint saved on SIGTERM, outside checkpoint.keep's count; a run resumed from one deletes it once its next
+    checkpoint is committed, so a preempted run keeps the same checkpoints as one that never stopped."""
     args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                               data=grain_checkpoint.CheckpointSave(data_iterator),
-                              loop=ocp.args.JsonSave(loop))
+                              loop=ocp.args.JsonSave({**loop, 'preempted': preempted}))
     metrics = {'preempted': 1.0} if preempted else None if metric is None else {'value': float(metric)}
     self.manager.save(step, args=args, metrics=metrics)
+    if self._transient is not None and not preempted:
+      self.manager.wait_until_finished()
+      self.manager.delete(self._transient)
+      self._transient = None
 
   def restore(self, step: int, state_template, data_iterator=None):
     """(state shaped like `state_template`, loop dict) at `step`; sets `data_iterator`'s position if given."""
@@ -107,6 +113,7 @@ class Checkpoints:
         continue
       if failed:
         self._set_aside(failed, good=step)
+      self._transient = step if loop.pop('preempted', False) else None
       return step, state, loop
     if failed:
       directory = str(self.manager.directory)
@@ -150,10 +157,6 @@ class Checkpoints:
                     if name.startswith('process_')})
     raise ValueError(f'{data}: the checkpoint at step {step} was written by {" or ".join(saved)} processes, this run '
                      f'has {count}; resume it with {saved[0] if saved else "the same number of"} processes')
-
-  def delete(self, step: int) -> None:
-    if step in self.manager.all_steps():
-      self.manager.delete(step)
 
   def wait(self):
     self.manager.wait_until_finished()

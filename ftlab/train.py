@@ -447,9 +447,8 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   A workdir with checkpoints resumes from the latest that reads back (checkpoints.restore_latest); a finished run
   only re-evaluates the test split. Checkpoints carry the train metrics accumulated since the last evaluation, so a
   run resumed from a checkpoint between evaluations logs the same train rows as one that never stopped. On SIGTERM
-  the loop finishes its step, saves a checkpoint and raises preemption.Preempted; the rerun deletes that checkpoint
-  once it has committed the next one, so a preempted run keeps the same checkpoints as one that never stopped (an
-  extra one would push a regular one out of checkpoint.keep).
+  the loop finishes its step, saves a checkpoint (outside checkpoint.keep's count, see Checkpoints.save) and raises
+  preemption.Preempted.
   `on_eval(step, validation_row)` is called after each evaluation and may raise Stop (a pruned trial). The loss is
   checked one step behind the dispatch (no stall) and before every save: NaN or Inf raises Diverged (or, with
   train.skip_nonfinite, the step is skipped and counted), so no checkpoint ever holds a diverged state.
@@ -470,13 +469,11 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
   start, restored, saved_loop = ckpts.restore_latest(state, train_iter)
   carried = None  # the train metrics a checkpoint between evaluations holds
-  transient = None  # a checkpoint saved on SIGTERM, deleted once the next one is committed
   nonfinite = {'skipped': 0, 'in_a_row': 0}  # steps skipped for a NaN/Inf loss (train.skip_nonfinite)
   like = None  # the last step's metrics: the structure that carried metrics take
   if start is not None:
     state, loop = restored, saved_loop
     carried = loop.pop('train_metrics', None)
-    transient = start if loop.pop('preempted', False) else None
     nonfinite = loop.pop('nonfinite', nonfinite)
     print(f'ftlab: resuming {workdir} from step {start}', flush=True)
   state = layout.place_state(state)
@@ -526,15 +523,11 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
     return {**metrics_lib.summarize(merged), **row}
 
   def save(at_step: int, metric_value=None, *, preempted: bool = False):
-    nonlocal transient
-    ckpts.save(at_step, state, train_iter, {**loop, 'train_metrics': metrics_to_json(train_metrics),
-                                            'preempted': preempted, 'nonfinite': nonfinite},
+    # the train metrics since the last evaluation: merged ones, or still those a resume carried (all steps skipped)
+    since = carried if train_metrics is None else metrics_to_json(train_metrics)
+    ckpts.save(at_step, state, train_iter, {**loop, 'train_metrics': since, 'nonfinite': nonfinite},
                metric=metric_value, preempted=preempted)
     faults.point('save', at_step, workdir)
-    if transient is not None and not preempted:  # the kept checkpoints end as an uninterrupted run's
-      ckpts.wait()
-      ckpts.delete(transient)
-      transient = None
 
   t0 = time.perf_counter()
   pending = None  # (step, metrics) of the step before the one in flight

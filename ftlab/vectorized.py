@@ -135,11 +135,10 @@ class _Trial:
                                             **data_lib.stream_options(self.c.data))
     self.loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
     self.start, restored, saved_loop = self.ckpts.restore_latest(self.state, self.iterator)
-    self.carried = self.transient = None  # as in train.execute
+    self.carried = None  # as in train.execute
     if self.start is not None:
       self.state, self.loop = restored, saved_loop
       self.carried = self.loop.pop('train_metrics', None)
-      self.transient = self.start if self.loop.pop('preempted', False) else None
       print(f'ftlab: resuming {p.workdir} from step {self.start}', flush=True)
     self.writer = writers.MetricWriter(p.workdir, resume_step=self.start or 0, enabled=self.is_writer)
     self.last_good = self.start
@@ -158,14 +157,10 @@ class _Trial:
 
   def save(self, step: int, state, iterator, train_metrics, *, metric=None, preempted: bool = False):
     """Saves this trial's checkpoint as train.execute does (`train_metrics`: its own, on the host, or None)."""
-    loop = {**self.loop, 'train_metrics': train.metrics_to_json(train_metrics), 'preempted': preempted}
+    loop = {**self.loop, 'train_metrics': train.metrics_to_json(train_metrics)}
     self.ckpts.save(step, state, iterator, loop, metric=metric, preempted=preempted)
     self.last_good = step
     faults.point('save', step, self.p.workdir)
-    if self.transient is not None and not preempted:
-      self.ckpts.wait()
-      self.ckpts.delete(self.transient)
-      self.transient = None
 
   def close(self):
     self.ckpts.wait()
