@@ -87,13 +87,20 @@ class Checkpoints:
 
   def restore(self, step: int, state_template, data_iterator=None):
     """(state shaped like `state_template`, loop dict) at `step`; sets `data_iterator`'s position if given."""
+    state, loop, _ = self._restore(step, state_template, data_iterator)
+    return state, loop
+
+  def _restore(self, step: int, state_template, data_iterator):
+    """restore's (state, loop), and whether the checkpoint was saved on SIGTERM (this class's own mark)."""
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state_template)
     items = {'state': ocp.args.StandardRestore(abstract), 'loop': ocp.args.JsonRestore()}
     if data_iterator is not None:
       self._check_processes(step)
       items['data'] = grain_checkpoint.CheckpointRestore(data_iterator)
     restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-    return restored.state, restored.loop
+    loop = dict(restored.loop)
+    preempted = loop.pop('preempted', False)
+    return restored.state, loop, preempted
 
   def restore_latest(self, state_template, data_iterator=None):
     """(step, state, loop) from the newest checkpoint that reads back, or (None, None, None) when there is none.
@@ -107,13 +114,13 @@ class Checkpoints:
       if data_iterator is not None:
         self._check_processes(step)
       try:
-        state, loop = self.restore(step, state_template, data_iterator)
+        state, loop, preempted = self._restore(step, state_template, data_iterator)
       except Exception as err:  # orbax, tensorstore and the OS raise many kinds for a damaged checkpoint
         failed.append((step, err))
         continue
       if failed:
         self._set_aside(failed, good=step)
-      self._transient = step if loop.pop('preempted', False) else None
+      self._transient = step if preempted else None
       return step, state, loop
     if failed:
       directory = str(self.manager.directory)
