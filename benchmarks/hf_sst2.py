@@ -161,7 +161,7 @@ def main():
   parser.add_argument('--warmup', type=float, default=0.1, help='fraction of the steps')
   parser.add_argument('--layer-decay', type=float, default=1.0,
                       help="layer-wise LR decay, as ftlab's optimizer.layer_decay (1: off)")
-  parser.add_argument('--dropout', type=float, default=0.1)
+  parser.add_argument('--dropout', type=float, default=0.0)
   parser.add_argument('--pooling', choices=('mean', 'cls', 'pooler'), default='mean')
   parser.add_argument('--seeds', default='0,1,2')
   parser.add_argument('--threads', type=int, default=2)
