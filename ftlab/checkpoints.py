@@ -181,25 +181,57 @@ def _first_line(err: BaseException) -> str:
   return f'{type(err).__name__}: {text[0][:300] if text else ""}'
 
 
-def params_shapes(directory: str, step: int) -> dict:
-  """The 'params' tree saved at `step` as shape-and-dtype metadata, read without loading any array."""
+def _state_dir(directory: str, step: int) -> tuple[str, tuple]:
+  """A committed checkpoint's state folder, and what identifies its contents: the path, and the step's orbax
+  metadata file, which holds its commit time in nanoseconds (a committed step is never rewritten in place; a new
+  run there commits a new one)."""
   path = os.path.join(os.path.abspath(directory), str(step), 'state')
   if not os.path.isdir(path):
     steps = sorted(int(s) for s in os.listdir(directory) if s.isdigit()) if os.path.isdir(directory) else []
     raise FileNotFoundError(f'{directory}: no checkpoint at step {step} (it has {steps})')
-  return ocp.PyTreeCheckpointer().metadata(path).item_metadata['params']
+  try:
+    with open(os.path.join(os.path.dirname(path), '_CHECKPOINT_METADATA'), 'rb') as f:
+      commit = f.read()
+  except OSError:
+    commit = None  # not cached (see _cached)
+  return path, (path, commit)
+
+
+_read_cache: dict = {}  # (what, identity) -> value: a sweep's trials read the same source-task checkpoint
+
+
+def _cached(what: str, identity: tuple, read):
+  if identity[-1] is None:
+    return read()
+  key = (what, identity)
+  if key not in _read_cache:
+    if len(_read_cache) >= 4:  # a source run's parameters, and their shapes: a few at a time
+      _read_cache.pop(next(iter(_read_cache)))
+    _read_cache[key] = read()
+  return _read_cache[key]
+
+
+def params_shapes(directory: str, step: int) -> dict:
+  """The 'params' tree saved at `step` as shape-and-dtype metadata, read without loading any array."""
+  path, identity = _state_dir(directory, step)
+  return _cached('shapes', identity, lambda: ocp.PyTreeCheckpointer().metadata(path).item_metadata['params'])
 
 
 def restore_params(directory: str, step: int) -> dict:
   """The 'params' tree saved at `step` in a run's checkpoint directory, as numpy arrays, without a template.
 
-  Restored as host arrays, so parameters saved on any device topology load into any other.
+  Restored as host arrays, so parameters saved on any device topology load into any other. Read once per process
+  (the trials of a sweep share a source-task run): the arrays are read-only.
   """
-  path = os.path.join(os.path.abspath(directory), str(step), 'state')
-  meta = params_shapes(directory, step)
-  checkpointer = ocp.PyTreeCheckpointer()
-  target = {'params': jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), meta)}
-  restore_args = {'params': jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)}
-  restored = checkpointer.restore(path, args=ocp.args.PyTreeRestore(item=target, restore_args=restore_args,
-                                                                    partial_restore=True))
-  return restored['params']
+  path, identity = _state_dir(directory, step)
+
+  def read():
+    meta = params_shapes(directory, step)
+    target = {'params': jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), meta)}
+    restore_args = {'params': jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)}
+    restored = ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(
+        item=target, restore_args=restore_args, partial_restore=True))['params']
+    for leaf in jax.tree.leaves(restored):
+      leaf.flags.writeable = False
+    return restored
+  return _cached('params', identity, read)

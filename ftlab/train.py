@@ -586,8 +586,11 @@ def execute(p: RunPlan, *, on_eval=None) -> dict:
   train_seconds = time.perf_counter() - t0
 
   best_step = ckpts.best_step()
-  best_state, _ = ckpts.restore(best_step, state)
-  best_state = layout.place_state(best_state)
+  if best_step == ckpts.latest_step() == step:  # the live state is the best checkpoint's (saved at its last step)
+    best_state = state
+  else:
+    best_state, _ = ckpts.restore(best_step, state)
+    best_state = layout.place_state(best_state)
   at_best = _evaluate_splits(run_eval, best_state, p.splits, train_subset=c.eval.train_subset)
   test = run_eval(best_state, p.splits.test)
   writer.write(best_step, 'test', test)

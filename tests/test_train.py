@@ -2,6 +2,7 @@
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,41 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
   batch = next(fresh_it)
   np.testing.assert_array_equal(batch['label'], expected_batch['label'])
   np.testing.assert_array_equal(batch['image'], expected_batch['image'])
+
+
+def test_a_state_saved_from_host_arrays_restores_exactly_and_params_reads_see_a_rewritten_step(tmp_path):
+  """Vectorised trials save each trial's lane of the stacked state as host arrays (vectorized.lane): it restores
+  bit for bit, as device arrays, into a run's template. restore_params caches a source run's parameters per
+  process, keyed by the step's commit: a run rewritten in the same folder is read again."""
+  from ftlab import vectorized
+  plan = train.plan(small_config(model__name='cnn', model__features=[4]), str(tmp_path / 'unused'))
+  state, tx, frozen = train.initial_state(plan)
+  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
+  it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
+  other, _ = step_fn(state, next(it))
+  host = jax.device_get(jax.device_put(vectorized.stack([state, other])))
+  directory = str(tmp_path / 'ckpt')
+  ckpts = checkpoints.Checkpoints(directory, keep=2, mode='max')
+  ckpts.save(1, vectorized.lane(host, 1), it, {'best': None}, metric=0.5)
+  ckpts.wait()
+  restored, _ = ckpts.restore(1, state)
+  a, b = _leaves(other), _leaves(restored)
+  assert a.keys() == b.keys() and 'rng' in a
+  for path in a:
+    assert a[path].dtype == b[path].dtype and a[path].tobytes() == b[path].tobytes(), path
+  assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(restored))
+  first = checkpoints.restore_params(directory, 1)
+  assert checkpoints.restore_params(directory, 1) is first  # read once
+  ckpts.close()
+  shutil.rmtree(directory)
+  ckpts = checkpoints.Checkpoints(directory, keep=2, mode='max')
+  ckpts.save(1, vectorized.lane(host, 0), it, {'best': None}, metric=0.5)
+  ckpts.wait()
+  ckpts.close()
+  again = _leaves({'params': checkpoints.restore_params(directory, 1)})
+  assert again.keys() == {f'params/{k}' for k in _leaves(first)}
+  for path, value in _leaves(state.params).items():
+    assert again[f'params/{path}'].tobytes() == value.tobytes(), path
 
 
 def test_traced_hyperparameters_change_results_without_recompiling(tmp_path):
