@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import small_config
+from conftest import assert_same_run, small_config
 from ftlab import data, parallel, train
 
 
@@ -73,3 +73,44 @@ def test_without_skipping_the_first_nonfinite_step_stops_the_run_naming_the_last
   assert 13 <= err.value.step < 20 and err.value.last_good == 10
   assert f'the last good checkpoint is step 10 in {tmp_path}/checkpoints' in str(err.value)
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['10']
+
+
+class _Crash(Exception):
+  """Stands for a process killed right after a step (before any further save)."""
+
+
+def test_a_resumed_run_whose_steps_are_all_skipped_before_its_next_save_keeps_the_carried_train_metrics(
+    tmp_path, monkeypatch):
+  """Checkpoints every 2 steps, evaluations every 10. Killed after step 5, the run resumes from step 4 carrying
+  the train metrics of steps 1-4; steps 5 and 6 are skipped (NaN), so its checkpoint at 6 has no metrics of its own
+  and must keep the carried ones. Killed again after step 7, it resumes from 6 and ends bit-identical to a run that
+  skipped the same steps without stopping (the train row at step 10 included)."""
+  config = small_config(train__skip_nonfinite=3, checkpoint__every_steps=2)
+  place = parallel.Layout.place_batch
+  run = {'next_step': 1, 'crash_after': None}
+
+  def poison_steps_5_and_6(self, batch):
+    if run['next_step'] in (5, 6):
+      batch = {**batch, 'image': np.full(batch['image'].shape, np.nan, np.float32)}
+    run['next_step'] += 1
+    return place(self, batch)
+
+  def crash(name, value=None, where=''):
+    if name == 'step' and value == run['crash_after']:
+      raise _Crash(value)
+
+  monkeypatch.setattr(parallel.Layout, 'place_batch', poison_steps_5_and_6)
+  monkeypatch.setattr(train.faults, 'point', crash)
+  whole = str(tmp_path / 'whole')
+  assert train.train_and_evaluate(config, whole)['skipped_steps'] == 2
+  resumed = str(tmp_path / 'resumed')
+  for crash_after, resumes_from in ((5, 1), (7, 5)):
+    run.update(next_step=resumes_from, crash_after=crash_after)
+    with pytest.raises(_Crash):
+      train.train_and_evaluate(config, resumed)
+  run.update(next_step=7, crash_after=None)
+  assert train.train_and_evaluate(config, resumed)['skipped_steps'] == 2
+  assert_same_run(whole, resumed)
+  with open(os.path.join(resumed, 'metrics.jsonl')) as f:
+    first = [json.loads(line) for line in f][0]
+  assert first['split'] == 'train' and first['step'] == 10 and first['skipped_steps'] == 2
