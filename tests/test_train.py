@@ -96,7 +96,7 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
 
 
 def test_a_state_saved_from_host_arrays_restores_exactly_and_params_reads_see_a_rewritten_step(tmp_path):
-  """Vectorised trials save each trial's lane of the stacked state as host arrays (vectorized.lane): it restores
+  """Vectorised trials save each trial's lane of the stacked state as host arrays (vectorized.host_lane): it restores
   bit for bit, as device arrays, into a run's template. restore_params caches a source run's parameters per
   process, keyed by the step's commit: a run rewritten in the same folder is read again."""
   from ftlab import vectorized
@@ -105,10 +105,10 @@ def test_a_state_saved_from_host_arrays_restores_exactly_and_params_reads_see_a_
   step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
   it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
   other, _ = step_fn(state, next(it))
-  host = jax.device_get(jax.device_put(vectorized.stack([state, other])))
+  stacked = jax.device_put(vectorized.stack([state, other]))
   directory = str(tmp_path / 'ckpt')
   ckpts = checkpoints.Checkpoints(directory, keep=2, mode='max')
-  ckpts.save(1, vectorized.lane(host, 1), it, {'best': None}, metric=0.5)
+  ckpts.save(1, vectorized.host_lane(stacked, 1), it, {'best': None}, metric=0.5)
   ckpts.wait()
   restored, _ = ckpts.restore(1, state)
   a, b = _leaves(other), _leaves(restored)
@@ -121,7 +121,7 @@ def test_a_state_saved_from_host_arrays_restores_exactly_and_params_reads_see_a_
   ckpts.close()
   shutil.rmtree(directory)
   ckpts = checkpoints.Checkpoints(directory, keep=2, mode='max')
-  ckpts.save(1, vectorized.lane(host, 0), it, {'best': None}, metric=0.5)
+  ckpts.save(1, vectorized.host_lane(stacked, 0), it, {'best': None}, metric=0.5)
   ckpts.wait()
   ckpts.close()
   again = _leaves({'params': checkpoints.restore_params(directory, 1)})
