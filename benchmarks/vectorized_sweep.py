@@ -13,10 +13,16 @@ Prints per mode: the process's wall time end to end (Python start, imports, plan
 evaluating, checkpointing, writing; no report), the trials' own wall time (from trials.jsonl: a vectorised group
 counts once), the number of XLA compilations and of train-step compilations (from JAX_LOG_COMPILES), and how many
 trials end with the same status, best and final step in both modes, with the largest objective difference.
+
+--profile then runs both sweeps once more under cProfile (slower: not the timed runs) and prints where each one's
+time goes: the seconds inside imports, planning, Optuna's storage, initial states, XLA compilation and the train
+loops, and within the loops evaluations, checkpoint saves, restores, metric rows and the rest (steps, train metrics,
+bookkeeping). Compilation happens inside initial states and the loops' first steps, so the rows overlap.
 """
 import argparse
 import json
 import os
+import pstats
 import re
 import shutil
 import subprocess
@@ -47,12 +53,55 @@ def get_sweep(arg=None):
 '''
 
 
-def sweep(config_file: str, workdir: str, vectorize: int, pretrain_from: str) -> dict:
+# (label, pstats pattern 'file:line(function)'): where a sweep's time goes, as --profile prints it
+PROFILE = (
+    ('planning the trials (train.plan)', r'ftlab/train\.py:\d+\(plan\)'),
+    ('optuna storage (sqlite)', r'optuna/storages/_rdb/storage\.py:\d+\(__init__\)'),
+    ('initial states (init, source weights, optimizer)', r'ftlab/train\.py:\d+\(initial_state\)'),
+    ('XLA compilation (every program)', r'compiler\.py:\d+\(backend_compile_and_load\)'),
+    ('train loops (train.execute; a group: vectorized._run)',
+     r'ftlab/train\.py:\d+\(execute\)|ftlab/vectorized\.py:\d+\(_run\)'),
+)
+LOOP_PARTS = (
+    ('  evaluations', r'ftlab/train\.py:\d+\(_evaluate_splits\)|ftlab/vectorized\.py:\d+\(evaluate_splits\)'),
+    ('  checkpoint saves (orbax, blocking part)', r'ftlab/checkpoints\.py:\d+\(save\)'),
+    ('  waiting for async saves', r'ftlab/checkpoints\.py:\d+\(wait\)'),
+    ('  checkpoint restores', r'ftlab/checkpoints\.py:\d+\(restore\)'),
+    ('  metric rows (jsonl, TensorBoard)', r'ftlab/writers\.py:\d+\(write\)'),
+)
+
+
+def profile_table(path: str) -> dict:
+  """{label: cumulative seconds} from a cProfile file: for each pattern, the time of the calls entered from
+  outside it (a nested call is not counted twice); the loop's parts, and the rest of it (steps, metrics,
+  bookkeeping)."""
+  stats = pstats.Stats(path).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
+
+  def seconds(pattern: str) -> float:
+    rx = re.compile(pattern)
+    named = {f for f in stats if rx.search(f'{f[0]}:{f[1]}({f[2]})')}
+    return sum(t for f in named for caller, (_, _, _, t) in stats[f][4].items() if caller not in named)
+
+  module, main = seconds(r'ftlab/sweep\.py:1\(<module>\)'), seconds(r'ftlab/sweep\.py:\d+\(main\)')
+  out = {'total (cProfile)': max(v[3] for v in stats.values()), 'imports (before the sweep starts)': module - main}
+  out.update((label, seconds(pattern)) for label, pattern in PROFILE)
+  parts = {label: seconds(pattern) for label, pattern in LOOP_PARTS}
+  # train.execute makes its run's initial state inside the loop's time; a group's trials make theirs before
+  parts['  initial states made inside a loop'] = sum(
+      t for f, v in stats.items() if f[0].endswith('ftlab/train.py') and f[2] == 'initial_state'
+      for caller, (_, _, _, t) in v[4].items() if caller[0].endswith('ftlab/train.py') and caller[2] == 'execute')
+  out.update(parts)
+  out['  the rest: steps (the first compiles), train metrics, bookkeeping'] = (
+      out[PROFILE[-1][0]] - sum(parts.values()))
+  return out
+
+
+def sweep(config_file: str, workdir: str, vectorize: int, pretrain_from: str, profile: str = '') -> dict:
   if pretrain_from:
     shutil.copytree(pretrain_from, os.path.join(workdir, 'pretrain'))
   env = {**os.environ, 'FTLAB_COMPILATION_CACHE': 'off', 'JAX_LOG_COMPILES': '1'}
-  cmd = [sys.executable, '-m', 'ftlab.sweep', '--config', config_file, '--workdir', workdir, '--report=false',
-         f'--sweep.vectorize={vectorize}']
+  cmd = [sys.executable, *(['-m', 'cProfile', '-o', profile] if profile else []), '-m', 'ftlab.sweep', '--config',
+         config_file, '--workdir', workdir, '--report=false', f'--sweep.vectorize={vectorize}']
   t0 = time.perf_counter()
   out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
   wall = time.perf_counter() - t0
@@ -70,6 +119,7 @@ def main():
   parser.add_argument('--epochs', type=float, default=15.0, help="the quickstart's train.num_epochs")
   parser.add_argument('--eval-every', type=int, default=0, help="eval.every_steps (0: the quickstart's 50)")
   parser.add_argument('--workdir', default='')
+  parser.add_argument('--profile', action='store_true', help='then profile both sweeps and print where time goes')
   args = parser.parse_args()
   root = args.workdir or tempfile.mkdtemp(prefix='ftlab_vectorized_bench_')
   shutil.rmtree(root, ignore_errors=True)
@@ -103,6 +153,17 @@ def main():
   print(f'{sum(same)} of {len(same)} trials with the same status, best and final step; largest objective difference '
         f'{worst:.2e} (vmapped matmuls sum in another order: differences of 1e-7 per step, which long runs at high '
         'learning rates can amplify)')
+  if args.profile:
+    tables = {}
+    for name, k in (('sequential', 1), ('vectorised', 8)):
+      prof = os.path.join(root, f'{name}.prof')
+      sweep(config_file, os.path.join(root, f'{name}_profiled'), k, pretrain, profile=prof)
+      tables[name] = profile_table(prof)
+    print(f'\nwhere the time goes, under cProfile (seconds; categories overlap, see the docstring)\n')
+    width = max(map(len, tables['sequential']))
+    print(f'{"":<{width}} {"sequential":>11} {"vectorised":>11}')
+    for label in tables['sequential']:
+      print(f'{label:<{width}} {tables["sequential"][label]:>11.2f} {tables["vectorised"][label]:>11.2f}')
 
 
 if __name__ == '__main__':
