@@ -332,7 +332,8 @@ def _run(trials: list[_Trial], *, shard_trials: bool) -> list[Outcome]:
     best = []
     for t, h in zip(done, held):
       i = trials.index(t)
-      best.append(host_lane(states, i) if h else t.ckpts.restore(t.ckpts.best_step(), index(states, i))[0])
+      lane = index(states, i)
+      best.append(lane if h else t.ckpts.restore(t.ckpts.best_step(), lane)[0])
     if len(done) == k and all(held):
       best_states = states
     else:  # re-stack only the finished trials (padded with the first to keep K, and the compiled eval step)
