@@ -14,8 +14,8 @@ threads (default: every CPU this process may use; each half pins itself to that 
 
 Step mode (default): the train step at batch --batch-size x each of --lengths, on the first --batches x batch-size
 sentences of SST-2's train.tsv padded or truncated to exactly that length (ftlab: configs/sst2_minilm.py with
-data.tokenizer.max_length = length and bucket = False; the step is ftlab's own: train.plan -> train.initial_state ->
-jax.jit(train.train_step, donate_argnums=0), as train.execute builds it; batches already on the device). --warmup
+data.tokenizer.max_length = length and bucket = False; the step is ftlab's own: make_plan -> initial_state ->
+jax.jit(steps.bind(plan)[0], donate_argnums=0), as the single-run stepper builds it; batches already on the device). --warmup
 steps (the first compiles) are not timed; then the best of --repeats runs of --steps steps, each ended by
 block_until_ready (HF: loss.item() every step). Prints steps/s, examples/s, model TFLOP/s and MFU, and ftlab/HF.
 
@@ -29,7 +29,7 @@ larger of the two.
 
 Epoch mode (--epoch): one epoch over the first --num-train (8,000) SST-2 training sentences at batch 32. ftlab:
 configs/sst2_minilm.py as it is (length-bucketed batches, max length 64), timed as a loop over data.train_iterator +
-the jitted step, reading back each step's loss one step behind as train.execute does, so the timed loop is the
+the jitted step, reading back each step's loss one step behind as ftlab/loop.py does, so the timed loop is the
 training pass without evaluation and checkpoints: grain batches, device transfer, steps. Every bucket's shape is
 compiled before the clock starts. HF: transformers.Trainer with DataCollatorWithPadding (dynamic padding), Trainer's
 train_runtime. Prints examples/s of both, the padded tokens per example, and ftlab/HF.
@@ -45,7 +45,6 @@ average is printed before and after. CI never runs this.
 import argparse
 import collections
 import contextlib
-import functools
 import glob
 import gzip
 import importlib.util
@@ -93,10 +92,13 @@ class Ftlab:
     import numpy as np
     sys.path.insert(0, ROOT)
     from ftlab import config as config_lib
-    from ftlab import data, parallel, train
+    from ftlab import data, parallel, steps
     from ftlab.data import text
+    from ftlab.initial_state import initial_state
+    from ftlab.plan import make_plan
     self.jax, self.jnp, self.np, self.args = jax, jnp, np, args
-    self.config_lib, self.data, self.parallel, self.train, self.text = config_lib, data, parallel, train, text
+    self.config_lib, self.data, self.parallel, self.steps, self.text = config_lib, data, parallel, steps, text
+    self.make_plan, self.initial_state = make_plan, initial_state
     self.mesh = parallel.data_mesh()
 
   def matmul_peak(self) -> float:
@@ -124,12 +126,10 @@ class Ftlab:
     if num_steps:  # the run length only sizes the learning-rate schedule
       config.train.num_steps, config.train.num_epochs = num_steps, 0.0
       config.eval.every_steps = num_steps
-    plan = quiet(self.train.plan, config, '/nonexistent-benchmark-workdir')
-    state, tx, frozen = quiet(self.train.initial_state, plan)
+    plan = quiet(self.make_plan, config, '/nonexistent-benchmark-workdir')
+    state = quiet(self.initial_state, plan)
     state = self.parallel.replicate(state, self.mesh)
-    step_fn = self.jax.jit(functools.partial(self.train.train_step, model=plan.model, task=plan.task, tx=tx,
-                                             frozen=frozen, accum_steps=config.train.grad_accum_steps),
-                           donate_argnums=0)
+    step_fn = self.jax.jit(self.steps.bind(plan)[0], donate_argnums=0)
     return config, plan, state, step_fn
 
   def batch(self, plan, indices, length: int) -> dict:
@@ -196,7 +196,7 @@ class Ftlab:
       real += int(host['attention_mask'].sum())
       state, metrics = step_fn(state, self.parallel.shard_batch(host, self.mesh))
       if pending is not None:
-        float(pending.loss.total)  # as train.execute: the previous step's loss, read one step behind
+        float(pending.loss.total)  # as ftlab/loop.py: the previous step's loss, read one step behind
       pending = metrics
     jax.block_until_ready(state)
     seconds = time.perf_counter() - t

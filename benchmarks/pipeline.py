@@ -7,15 +7,14 @@ Prints, for batch 32 at max length 64 (and 128):
 - preparation: loading train.tsv + dev.tsv into array_record (first run only) and tokenizing every sentence once;
 - pipeline batches/s: the grain training iterator (seeded shuffle, gather, padding) as the train loop reads it,
   padded to max length and with length bucketing;
-- train-step steps/s of the step that pipeline feeds: ftlab's own (train.plan -> train.initial_state -> jitted
-  train.train_step) for configs/sst2_minilm.py at that max length without bucketing: ftlab's BERT encoder
+- train-step steps/s of the step that pipeline feeds: ftlab's own (make_plan -> initial_state -> jitted
+  steps.train_step) for configs/sst2_minilm.py at that max length without bucketing: ftlab's BERT encoder
   (ftlab/models/bert.py) with all-MiniLM-L6-v2's weights, mean pooling, dropout 0.1, AdamW, on real SST-2 batches
   of batch_size x length (benchmarks/minilm_step.py measures this step in detail, against Hugging Face).
 The pipeline must be at least 5x faster than the step it feeds. CI never runs this.
 """
 import argparse
 import contextlib
-import functools
 import importlib.resources
 import io
 import os
@@ -30,7 +29,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from ftlab import config as config_lib  # noqa: E402
-from ftlab import data, parallel, train  # noqa: E402
+from ftlab import data, parallel  # noqa: E402
+from ftlab.initial_state import initial_state  # noqa: E402
+from ftlab.plan import make_plan  # noqa: E402
+from ftlab.steps import bind  # noqa: E402
 from ftlab.data import builders  # noqa: E402
 
 
@@ -43,12 +45,11 @@ def step_rate(data_path: str, data_dir: str, batch_size: int, length: int, steps
   config.train.num_steps, config.train.num_epochs = steps + 1, 0.0  # the run length only sizes the schedule
   config.eval.every_steps = steps + 1
   with contextlib.redirect_stdout(io.StringIO()):  # the data and weight-import reports
-    plan = train.plan(config, '/nonexistent-benchmark-workdir')
-    state, tx, frozen = train.initial_state(plan)
+    plan = make_plan(config, '/nonexistent-benchmark-workdir')
+    state = initial_state(plan)
   mesh = parallel.data_mesh()
   state = parallel.replicate(state, mesh)
-  step = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen),
-                 donate_argnums=0)
+  step = jax.jit(bind(plan)[0], donate_argnums=0)
   batch = parallel.shard_batch(plan.splits.train.get_batch(np.arange(batch_size), length=length), mesh)
   state, metrics = step(state, batch)  # compile
   jax.block_until_ready(state)

@@ -6,7 +6,6 @@ Prints compile time, steps/s and examples/s of the jitted train step (batches al
 step itself), steps/s with the grain pipeline feeding each step (as the loop runs), and the eval examples/s. Figures go in the issue notes; CI never runs this.
 """
 import argparse
-import functools
 import os
 import sys
 import time
@@ -16,7 +15,10 @@ import jax
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ftlab import config as config_lib  # noqa: E402
-from ftlab import data, parallel, train  # noqa: E402
+from ftlab import data, parallel, steps  # noqa: E402
+from ftlab.initial_state import initial_state  # noqa: E402
+from ftlab.plan import make_plan  # noqa: E402
+from ftlab.steppers import SingleStepper  # noqa: E402
 
 
 def main():
@@ -33,11 +35,11 @@ def main():
     config.init.pretrain.enabled = False
     config.train.batch_size = batch_size
     config.train.num_steps, config.train.num_epochs = args.steps, 0.0  # the run length only sizes the schedule
-    plan = train.plan(config, '/nonexistent-benchmark-workdir')
+    plan = make_plan(config, '/nonexistent-benchmark-workdir')
     mesh = parallel.data_mesh()
-    state, tx, frozen = train.initial_state(plan)
+    state = initial_state(plan)
     state = parallel.replicate(state, mesh)
-    step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen), donate_argnums=0)
+    step_fn = jax.jit(steps.bind(plan)[0], donate_argnums=0)
     it = data.train_iterator(plan.splits.train, batch_size=batch_size, seed=0)
     batches = [parallel.shard_batch(next(it), mesh) for _ in range(8)]
     t = time.perf_counter()
@@ -54,8 +56,8 @@ def main():
       state, m = step_fn(state, parallel.shard_batch(next(it), mesh))
     jax.block_until_ready(state)
     loop_rate = args.steps / (time.perf_counter() - t)
-    eval_fn = jax.jit(functools.partial(train.eval_step, model=plan.model, task=plan.task))
-    run_eval = functools.partial(train.evaluate, eval_fn, batch_size=256, mesh=mesh)
+    stepper = SingleStepper(plan)  # evaluation as the loop runs it (eval.batch_size 256)
+    run_eval = stepper.evaluate
     run_eval(state, plan.splits.validation)
     t = time.perf_counter()
     reps = 20

@@ -55,15 +55,14 @@ def get_sweep(arg=None):
 
 # (label, pstats pattern 'file:line(function)'): where a sweep's time goes, as --profile prints it
 PROFILE = (
-    ('planning the trials (train.plan)', r'ftlab/train\.py:\d+\(plan\)'),
+    ('planning the trials (make_plan)', r'ftlab/plan\.py:\d+\(make_plan\)'),
     ('optuna storage (sqlite)', r'optuna/storages/_rdb/storage\.py:\d+\(__init__\)'),
-    ('initial states (init, source weights, optimizer)', r'ftlab/train\.py:\d+\(initial_state\)'),
+    ('initial states (init, source weights, optimizer)', r'ftlab/initial_state\.py:\d+\(initial_state\)'),
     ('XLA compilation (every program)', r'compiler\.py:\d+\(backend_compile_and_load\)'),
-    ('train loops (train.execute; a group: vectorized._run)',
-     r'ftlab/train\.py:\d+\(execute\)|ftlab/vectorized\.py:\d+\(_run\)'),
+    ('train loops (loop._Run.train and .finish)', r'ftlab/loop\.py:\d+\((train|finish)\)'),
 )
 LOOP_PARTS = (
-    ('  evaluations', r'ftlab/train\.py:\d+\(_evaluate_splits\)|ftlab/vectorized\.py:\d+\(evaluate_splits\)'),
+    ('  evaluations', r'ftlab/evaluation\.py:\d+\(evaluate_splits\)'),
     ('  checkpoint saves (orbax, blocking part)', r'ftlab/checkpoints\.py:\d+\(save\)'),
     ('  waiting for async saves', r'ftlab/checkpoints\.py:\d+\(wait\)'),
     ('  checkpoint restores', r'ftlab/checkpoints\.py:\d+\(restore\)'),
@@ -86,10 +85,6 @@ def profile_table(path: str) -> dict:
   out = {'total (cProfile)': max(v[3] for v in stats.values()), 'imports (before the sweep starts)': module - main}
   out.update((label, seconds(pattern)) for label, pattern in PROFILE)
   parts = {label: seconds(pattern) for label, pattern in LOOP_PARTS}
-  # train.execute makes its run's initial state inside the loop's time; a group's trials make theirs before
-  parts['  initial states made inside a loop'] = sum(
-      t for f, v in stats.items() if f[0].endswith('ftlab/train.py') and f[2] == 'initial_state'
-      for caller, (_, _, _, t) in v[4].items() if caller[0].endswith('ftlab/train.py') and caller[2] == 'execute')
   out.update(parts)
   out['  the rest: steps (the first compiles), train metrics, bookkeeping'] = (
       out[PROFILE[-1][0]] - sum(parts.values()))

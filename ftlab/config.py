@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import ml_collections
 
 from ftlab import metrics, parallel
-from ftlab.optim import plan, schedules
+from ftlab.optim import rules, schedules
 
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
 MODELS = ('mlp', 'cnn', 'bert', 'vit', 'resnet')
@@ -453,7 +453,7 @@ def _range_problems(c: ml_collections.ConfigDict) -> list[str]:
     need(0 <= o[key] < 1, f'optimizer.{key}: must be in [0, 1), got {o[key]}')
   need(o.eps > 0, f'optimizer.eps: must be > 0, got {o.eps}')
   need(o.grad_clip_norm >= 0, f'optimizer.grad_clip_norm: must be >= 0 (0 turns clipping off), got {o.grad_clip_norm}')
-  p += plan.check_groups_config(o.groups, set(schedules.schedule_defaults()))
+  p += rules.check_groups_config(o.groups, set(schedules.schedule_defaults()))
   for key in ('lp_ft', 'unfreeze_every'):
     if o[key] != '':
       try:
@@ -590,10 +590,6 @@ def check_run(config, *, num_devices: int, total_steps: int, steps_per_epoch: in
     p.append(f'eval.every_steps: {every} is larger than the run ({total_steps} steps); lower it or lengthen the run')
   if config.checkpoint.every_steps > total_steps:
     p.append(f'checkpoint.every_steps: {config.checkpoint.every_steps} is larger than the run ({total_steps} steps)')
-  try:
-    schedules.build_schedule(config.schedule, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-  except ValueError as err:
-    p.append(str(err))
   lp_ft = config.optimizer.lp_ft
   try:
     probe_steps = lp_ft != '' and schedules.parse_duration(lp_ft, steps_per_epoch=steps_per_epoch,

@@ -16,7 +16,7 @@ device's rows (its running statistics are averaged over devices). The state the 
 pytree in both modes, so checkpoints are interchangeable and a run may switch modes between resumes.
 
 Why 'pmap' is not literally jax.pmap: in jax 0.10 jax.pmap *is* jit(shard_map(f)) with the mapped axis squeezed
-(jax/_src/pmap.py). ftlab's steps are jitted by step_cache, and jit(jax.pmap(f)) fails across processes (pmap
+(jax/_src/pmap.py). ftlab's steps are jitted (ftlab/steppers/), and jit(jax.pmap(f)) fails across processes (pmap
 converts host-local to global arrays itself and cannot under an outer trace); shard_map under jit works in one
 process and many, so this module builds that program directly, with pmap's in_axes=(None, 0), out_axes=None.
 
@@ -140,7 +140,7 @@ class Layout:
     return _place_rows(batch, NamedSharding(self.mesh, P(DATA_AXIS)))
 
   def wrap_steps(self, train_fn, eval_fn):
-    """(train step, eval step) for this layout from partials of train.train_step / train.eval_step, for jax.jit.
+    """(train step, eval step) for this layout from partials of steps.train_step / steps.eval_step, for jax.jit.
 
     'jit': the step's outputs are constrained to the state's own shardings (FSDP leaves stay split, everything
     else replicated), so the jitted step hands back a state laid out as it took it. 'pmap': the per-device

@@ -25,7 +25,7 @@ import sys
 
 from ftlab import cli, malloc
 from ftlab import config as config_lib
-from ftlab import preemption, step_cache
+from ftlab import compiled, preemption
 from ftlab import workdir as workdir_lib
 from ftlab.sweeps import records, runner
 
@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
     config_file, workdir, config_overrides, sweep_overrides, options = parse(argv)
     preemption.install()
     check_workdir(workdir)
-    step_cache.enable_persistent_cache(workdir)
+    compiled.enable_persistent_cache(workdir)
     rows = runner.run(config_file, workdir, config_overrides=config_overrides, sweep_overrides=sweep_overrides,
                       options=options)
   except config_lib.ConfigError as err:

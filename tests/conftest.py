@@ -53,16 +53,16 @@ def config():
 
 @pytest.fixture
 def train_step_traces(monkeypatch) -> list:
-  """A list that grows by one each time train.train_step is traced, i.e. once per compilation of a train step."""
-  from ftlab import train
+  """A list that grows by one each time steps.train_step is traced, i.e. once per compilation of a train step."""
+  from ftlab import steps
   traces = []
-  original = train.train_step
+  original = steps.train_step
 
   def counting_step(*args, **kwargs):
     traces.append(1)
     return original(*args, **kwargs)
 
-  monkeypatch.setattr(train, 'train_step', counting_step)
+  monkeypatch.setattr(steps, 'train_step', counting_step)
   return traces
 
 
@@ -70,8 +70,8 @@ def train_step_traces(monkeypatch) -> list:
 def no_persistent_cache(monkeypatch):
   """For tests that call ftlab.main.main or ftlab.sweep.main in this process: leave jax's compilation cache as it is
   (enable_persistent_cache would turn it on, into that test's folder, for every later test of the session)."""
-  from ftlab import step_cache
-  monkeypatch.setattr(step_cache, 'enable_persistent_cache', lambda workdir: '')
+  from ftlab import compiled
+  monkeypatch.setattr(compiled, 'enable_persistent_cache', lambda workdir: '')
 
 
 def _ftlab_child(module: str, argv: list, env: dict, log_base: str):

@@ -12,8 +12,10 @@ import pytest
 from safetensors.numpy import save_file
 
 from conftest import small_config
+from ftlab import steps, tasks
 from ftlab import config as config_lib
-from ftlab import tasks, train
+from ftlab.initial_state import initial_state
+from ftlab.plan import make_plan
 from ftlab.data.text import load_tokenizer
 from ftlab.models import heads
 from ftlab.models.bert import BertConfig, BertEncoder
@@ -174,10 +176,10 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_parameters_and_optimize
     c.model.bert.update(hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32, max_position=16)
     c.data.tokenizer.path, c.data.tokenizer.max_length = str(vocab), 8
     c.train.num_steps, c.eval.every_steps, c.schedule.warmup = 4, 4, '1 steps'
-    p = train.plan(c, str(tmp_path / dtype))
-    state, tx, frozen = train.initial_state(p)
+    p = make_plan(c, str(tmp_path / dtype))
+    state = initial_state(p)
     batch = next(iter(__import__('ftlab').data.train_iterator(p.splits.train, batch_size=32, seed=0)))
-    step = jax.jit(lambda s, b: train.train_step(s, b, model=p.model, task=p.task, tx=tx, frozen=frozen))
+    step = jax.jit(lambda s, b: steps.train_step(s, b, model=p.model, task=p.task, tx=p.tx, frozen=p.frozen))
     new, _ = step(state, batch)
     assert {x.dtype for x in jax.tree.leaves(new.params)} == {jnp.dtype('float32')}
     assert {x.dtype for x in jax.tree.leaves(new.opt_state) if jnp.issubdtype(x.dtype, jnp.floating)} == {
@@ -185,5 +187,5 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_parameters_and_optimize
     hidden = jax.eval_shape(lambda: p.model.backbone.apply({'params': state.params['backbone']},
                                                            tasks.Task('text', ('0', '1')).inputs(batch)))
     assert hidden.dtype == (jnp.bfloat16 if dtype == 'bfloat16' else jnp.float32)
-    results[dtype] = train._apply(p.model, state, state.params, p.task.inputs(batch), train=False)[0]
+    results[dtype] = steps._apply(p.model, state, state.params, p.task.inputs(batch), train=False)[0]
   np.testing.assert_allclose(results['bfloat16'], results['float32'], atol=0.05)

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import assert_same_run, small_config
-from ftlab import data, parallel, train
+from ftlab import data, faults, loop, parallel, steps
+from ftlab.initial_state import initial_state
+from ftlab.outcome import Diverged
+from ftlab.plan import make_plan
 
 
 def _leaves(tree) -> dict:
@@ -18,10 +21,10 @@ def _leaves(tree) -> dict:
 
 
 def test_a_skipped_step_changes_nothing_but_the_step_count(tmp_path):
-  plan = train.plan(small_config(model__name='cnn', model__features=[8, 8], train__skip_nonfinite=1,
+  plan = make_plan(small_config(model__name='cnn', model__features=[8, 8], train__skip_nonfinite=1,
                                 schedule__name='constant', schedule__warmup='0'), str(tmp_path))
-  state, tx, frozen = train.initial_state(plan)
-  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen,
+  state = initial_state(plan)
+  step_fn = jax.jit(functools.partial(steps.train_step, model=plan.model, task=plan.task, tx=plan.tx, frozen=plan.frozen,
                                       skip_nonfinite=True))
   batch = next(data.train_iterator(plan.splits.train, batch_size=32, seed=0))
   good, m = step_fn(state, batch)
@@ -46,7 +49,7 @@ def test_a_run_skips_a_poisoned_batch_counts_it_and_goes_on(tmp_path, monkeypatc
     return place(self, batch)
 
   monkeypatch.setattr(parallel.Layout, 'place_batch', poison_the_seventh)
-  summary = train.train_and_evaluate(small_config(train__skip_nonfinite=2), str(tmp_path))
+  summary = loop.train_and_evaluate(make_plan(small_config(train__skip_nonfinite=2), str(tmp_path)))
   assert summary['skipped_steps'] == 1 and summary['final_step'] == 40
   assert 'ftlab: step 7: the loss is nan; the step was skipped (1 in a row, 1 in all' in capsys.readouterr().out
   with open(tmp_path / 'metrics.jsonl') as f:
@@ -58,8 +61,8 @@ def test_a_run_skips_a_poisoned_batch_counts_it_and_goes_on(tmp_path, monkeypatc
 
 def test_steps_skipped_in_a_row_beyond_the_budget_stop_the_run(tmp_path):
   config = small_config(optimizer__learning_rate=1e30, train__skip_nonfinite=3)
-  with pytest.raises(train.Diverged) as err:
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(Diverged) as err:
+    loop.train_and_evaluate(make_plan(config, str(tmp_path)))
   message = str(err.value)
   assert 'after skipping 3 non-finite steps in a row, train.skip_nonfinite' in message
   assert 'no checkpoint was saved before it' in message and 'Lower optimizer.learning_rate' in message
@@ -68,8 +71,8 @@ def test_steps_skipped_in_a_row_beyond_the_budget_stop_the_run(tmp_path):
 
 def test_without_skipping_the_first_nonfinite_step_stops_the_run_naming_the_last_good_checkpoint(tmp_path):
   config = small_config(schedule__name='piecewise', schedule__boundaries=['12'], schedule__values=[1.0, 1e30])
-  with pytest.raises(train.Diverged) as err:
-    train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(Diverged) as err:
+    loop.train_and_evaluate(make_plan(config, str(tmp_path)))
   assert 13 <= err.value.step < 20 and err.value.last_good == 10
   assert f'the last good checkpoint is step 10 in {tmp_path}/checkpoints' in str(err.value)
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['10']
@@ -100,16 +103,16 @@ def test_a_resumed_run_whose_steps_are_all_skipped_before_its_next_save_keeps_th
       raise _Crash(value)
 
   monkeypatch.setattr(parallel.Layout, 'place_batch', poison_steps_5_and_6)
-  monkeypatch.setattr(train.faults, 'point', crash)
+  monkeypatch.setattr(faults, 'point', crash)
   whole = str(tmp_path / 'whole')
-  assert train.train_and_evaluate(config, whole)['skipped_steps'] == 2
+  assert loop.train_and_evaluate(make_plan(config, whole))['skipped_steps'] == 2
   resumed = str(tmp_path / 'resumed')
   for crash_after, resumes_from in ((5, 1), (7, 5)):
     run.update(next_step=resumes_from, crash_after=crash_after)
     with pytest.raises(_Crash):
-      train.train_and_evaluate(config, resumed)
+      loop.train_and_evaluate(make_plan(config, resumed))
   run.update(next_step=7, crash_after=None)
-  assert train.train_and_evaluate(config, resumed)['skipped_steps'] == 2
+  assert loop.train_and_evaluate(make_plan(config, resumed))['skipped_steps'] == 2
   assert_same_run(whole, resumed)
   with open(os.path.join(resumed, 'metrics.jsonl')) as f:
     first = [json.loads(line) for line in f][0]

@@ -6,22 +6,24 @@ import numpy as np
 import pytest
 
 from conftest import small_config
+from ftlab import data, steps
 from ftlab import config as config_lib
-from ftlab import data, train
+from ftlab.initial_state import initial_state
 from ftlab.optim import groups
+from ftlab.plan import make_plan
 
 
-def _trajectory(tmp_path, steps=10, **overrides):
-  """Params after each of `steps` train steps (index k = after k steps) and the jitted step's cache size."""
+def _trajectory(tmp_path, num_steps=10, **overrides):
+  """Params after each of `num_steps` train steps (index k = after k steps) and the jitted step's cache size."""
   config = small_config(model__features=[8, 8], schedule__name='constant', schedule__warmup='0',
                         optimizer__weight_decay=0.1, **overrides)
-  plan = train.plan(config, str(tmp_path))
-  state, tx, frozen = train.initial_state(plan)
-  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
+  plan = make_plan(config, str(tmp_path))
+  state = initial_state(plan)
+  step_fn = jax.jit(functools.partial(steps.train_step, model=plan.model, task=plan.task, tx=plan.tx, frozen=plan.frozen))
   it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
   leaves = lambda s: {groups.path_str(kp): np.asarray(v) for kp, v in jax.tree_util.tree_flatten_with_path(s.params)[0]}
   trajectory = [leaves(state)]
-  for _ in range(steps):
+  for _ in range(num_steps):
     state, _ = step_fn(state, next(it))
     trajectory.append(leaves(state))
   return trajectory, step_fn._cache_size()
@@ -64,12 +66,10 @@ def test_a_group_frozen_for_a_step_range_stops_and_resumes(tmp_path):
 
 
 def test_the_plan_shows_freezing_over_time(tmp_path):
-  from ftlab.optim import plan
+  from ftlab.optim import rules as optim_rules
   config = small_config(model__features=[8, 8], optimizer__unfreeze_every='1 epochs')
-  p = train.plan(config, str(tmp_path))
-  state, _, _ = train.initial_state(p)
-  text = plan.describe(*plan.resolve(config.optimizer, state.params, steps_per_epoch=p.steps_per_epoch,
-                                     total_steps=p.total_steps), state.params)
+  p = make_plan(config, str(tmp_path))
+  text = optim_rules.describe(p.labels, p.rules, p.variables['params'])
   spe = p.steps_per_epoch
   assert f'all@layer1' in text and f'frozen at steps [0, {2 * spe}), trained otherwise' in text
   assert f'frozen at steps [0, {spe}), trained otherwise' in text

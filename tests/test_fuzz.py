@@ -30,7 +30,7 @@ from ftlab import cli, config, metrics
 from ftlab.config import ConfigError
 from ftlab.data import builders, formats, images, text
 from ftlab.data.errors import DataError
-from ftlab.optim import plan, schedules
+from ftlab.optim import rules as optim_rules, schedules
 from ftlab.pretrained import hf, vision
 from ftlab.pretrained.surgery import SurgeryError
 from ftlab.sweeps import records
@@ -62,7 +62,7 @@ VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=
 DURATIONS = st.one_of(st.sampled_from(CHOICES), st.integers(-3, 10**6), HUGE_INTS, st.floats())
 SCHEDULE_KEYS = st.sampled_from(sorted(schedules.schedule_defaults().keys()) + ['x'])
 GROUP_SETTINGS = st.dictionaries(
-    st.sampled_from(sorted(plan.SETTINGS) + ['lr', '']),
+    st.sampled_from(sorted(optim_rules.SETTINGS) + ['lr', '']),
     st.one_of(VALUES, st.dictionaries(SCHEDULE_KEYS, VALUES, max_size=2),
               st.lists(st.one_of(st.tuples(DURATIONS, DURATIONS), VALUES), max_size=3)), max_size=3)
 GROUPS = st.lists(st.one_of(st.tuples(st.sampled_from(CHOICES) | st.text(max_size=6), GROUP_SETTINGS), VALUES),

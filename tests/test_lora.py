@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 
 from conftest import small_config
+from ftlab import data, loop, steps
 from ftlab import config as config_lib
-from ftlab import data, train
+from ftlab.initial_state import initial_state
 from ftlab.models import lora
-from ftlab.optim import groups, plan as optim_plan
+from ftlab.optim import groups, rules as optim_rules
+from ftlab.plan import make_plan
 
 
 def _lora_config(**overrides):
@@ -24,13 +26,13 @@ def _leaves(tree):
   return {groups.path_str(kp): np.asarray(v) for kp, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def _train(tmp_path, config, steps=5):
-  p = train.plan(config, str(tmp_path))
-  state, tx, frozen = train.initial_state(p)
-  step_fn = jax.jit(functools.partial(train.train_step, model=p.model, task=p.task, tx=tx, frozen=frozen))
+def _train(tmp_path, config, num_steps=5):
+  p = make_plan(config, str(tmp_path))
+  state = initial_state(p)
+  step_fn = jax.jit(functools.partial(steps.train_step, model=p.model, task=p.task, tx=p.tx, frozen=p.frozen))
   it = data.train_iterator(p.splits.train, batch_size=32, seed=0)
   before = _leaves(state.params)
-  for _ in range(steps):
+  for _ in range(num_steps):
     state, _ = step_fn(state, next(it))
   return p, before, state
 
@@ -57,8 +59,8 @@ def test_merged_model_computes_base_plus_adapter(tmp_path):
 
 
 def test_fresh_adapters_leave_the_model_unchanged(tmp_path):
-  p = train.plan(_lora_config(), str(tmp_path))
-  state, _, _ = train.initial_state(p)
+  p = make_plan(_lora_config(), str(tmp_path))
+  state = initial_state(p)
   images = jnp.asarray(p.splits.validation.images[:8])
   base, _ = lora.split(state.params)
   np.testing.assert_array_equal(p.model.apply({'params': state.params}, images, dropout_rate=0.0),
@@ -66,9 +68,9 @@ def test_fresh_adapters_leave_the_model_unchanged(tmp_path):
 
 
 def test_plan_reports_the_trained_parameter_count(tmp_path):
-  p = train.plan(_lora_config(lora__train=''), str(tmp_path))
-  state, _, _ = train.initial_state(p)
-  text = optim_plan.describe(*p.parameter_groups(state.params), state.params)
+  p = make_plan(_lora_config(lora__train=''), str(tmp_path))
+  state = initial_state(p)
+  text = optim_rules.describe(p.labels, p.rules, p.variables['params'])
   adapters = (64 + 32) * 2 + (32 + 16) * 2  # rank 2 on dense_0 (64->32) and dense_1 (32->16)
   total = sum(v.size for v in jax.tree.leaves(state.params))
   assert text.splitlines()[-1].startswith(f'trainable parameters: {adapters:,} of {total:,}')
@@ -76,7 +78,7 @@ def test_plan_reports_the_trained_parameter_count(tmp_path):
 
 def test_lora_run_exports_its_best_checkpoint_merged(tmp_path):
   from ftlab import checkpoints
-  summary = train.train_and_evaluate(_lora_config(), str(tmp_path))
+  summary = loop.train_and_evaluate(make_plan(_lora_config(), str(tmp_path)))
   best = checkpoints.restore_params(os.path.join(tmp_path, 'checkpoints'), summary['best_step'])
   expected = _leaves(lora.merge(best, scale=4.0 / 2))
   with np.load(os.path.join(tmp_path, 'merged_params.npz'), allow_pickle=False) as f:
@@ -89,7 +91,7 @@ def test_lora_run_exports_its_best_checkpoint_merged(tmp_path):
 def test_target_matching_no_kernel_is_an_error_naming_the_modules(tmp_path):
   with pytest.raises(config_lib.ConfigError, match=r"lora.target: '\^encoder/' matches no dense kernel; "
                                                    r'modules with one: backbone/dense_0'):
-    train.plan(_lora_config(lora__target='^encoder/'), str(tmp_path))
+    make_plan(_lora_config(lora__target='^encoder/'), str(tmp_path))
   problems = config_lib.validate(_lora_config(optimizer__groups=[('', {})], lora__rank=0))
   assert any(p.startswith('lora.rank:') for p in problems)
   assert any(p.startswith('lora.target / optimizer.groups:') for p in problems)

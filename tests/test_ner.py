@@ -8,7 +8,8 @@ import numpy as np
 from seqeval.metrics import f1_score
 
 from conftest import small_config
-from ftlab import checkpoints, train
+from ftlab import checkpoints, loop
+from ftlab.plan import make_plan
 
 VOCAB = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', 'eu', 'rejects', 'german', 'call', 'peter', 'blackburn', 'said', '.',
          'in', 'paris', 'france', 'john', 'visited', 'bonn']
@@ -40,9 +41,9 @@ def test_entity_f1_in_metrics_equals_seqeval_on_the_models_predictions(tmp_path)
   c.data.tokenizer.path, c.data.tokenizer.max_length = str(tmp_path / 'vocab.txt'), 12
   c.train.num_steps, c.train.batch_size, c.eval.every_steps, c.eval.train_subset = 30, 8, 10, 0
   workdir = str(tmp_path / 'run')
-  p = train.plan(c, workdir)
+  p = make_plan(c, workdir)
   assert p.task.kind == 'tags' and p.task.class_names[0] == 'O'
-  summary = train.execute(p)
+  summary = loop.train_and_evaluate(p)
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     rows = [json.loads(line) for line in f]
   val = [r for r in rows if r['split'] == 'validation']

@@ -8,8 +8,10 @@ import optax
 import pytest
 
 from conftest import small_config
-from ftlab import models, tasks
-from ftlab.optim import builder, groups, plan
+from ftlab import models, steps, tasks
+from ftlab.initial_state import initial_state
+from ftlab.plan import make_plan
+from ftlab.optim import builder, groups, rules as optim_rules
 
 
 def _params(config):
@@ -42,7 +44,7 @@ def test_first_matching_group_wins():
 
 
 def _build(config, params, total_steps=100):
-  labels, rules = plan.resolve(config.optimizer, params, steps_per_epoch=10, total_steps=total_steps)
+  labels, rules = optim_rules.resolve(config.optimizer, params, steps_per_epoch=10, total_steps=total_steps)
   return builder.build(config.optimizer, config.schedule, labels, rules, total_steps=total_steps,
                        steps_per_epoch=10, batch_size=config.train.batch_size)
 
@@ -184,14 +186,14 @@ def test_frozen_group_gets_no_update_no_state_and_no_clipping_share():
 def test_groups_must_cover_every_parameter():
   config = _sgd(optimizer__groups=[('^head/', {'lr_mult': 2.0}), ('^nothing/', {})])
   with pytest.raises(groups.GroupError) as err:
-    plan.resolve(config.optimizer, _params(config))
+    optim_rules.resolve(config.optimizer, _params(config))
   assert "groups[1]='^nothing/'" in str(err.value) and 'parameters in no group: backbone/dense_0/bias' in str(err.value)
 
 
 def test_optimizer_plan_counts_parameters_per_group():
   config = _sgd(optimizer__freeze='^backbone/dense_0/', optimizer__groups=[('^head/', {'lr_mult': 5.0}), ('', {})])
   params = _params(config)  # dense_0: 64*32+32, head: 16*5+5
-  text = plan.describe(*plan.resolve(config.optimizer, params), params)
+  text = optim_rules.describe(*optim_rules.resolve(config.optimizer, params), params)
   rows = {line.split()[0]: line.split() for line in text.splitlines()[2:-1]}
   assert rows['freeze'][2] == '2,080' and rows['freeze'][-1] == 'run'  # 'frozen for the whole run'
   assert rows['groups[0]'][2] == '85' and rows['groups[0]'][3] == '5'
@@ -204,15 +206,15 @@ def test_optimizer_plan_counts_parameters_per_group():
 def test_gradient_accumulation_equals_one_large_batch(tmp_path, name):
   """4 micro-batches of 16 give the update of one batch of 64: weight decay, class weights and a warm-up + cosine
   schedule counted in optimizer steps included."""
-  from ftlab import data, train
+  from ftlab import data
   final = {}
   for k in (1, 4):
     config = small_config(optimizer__name=name, optimizer__weight_decay=0.05, model__dropout_rate=0.0,
                           train__batch_size=64, train__grad_accum_steps=k, schedule__name='cosine',
                           schedule__warmup='2 steps', train__class_weights=[1.0, 2.0, 1.0, 0.5, 1.0])
-    plan = train.plan(config, str(tmp_path / str(k)))
-    state, tx, frozen = train.initial_state(plan)
-    step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen, accum_steps=k))
+    plan = make_plan(config, str(tmp_path / str(k)))
+    state = initial_state(plan)
+    step_fn = jax.jit(functools.partial(steps.train_step, model=plan.model, task=plan.task, tx=plan.tx, frozen=plan.frozen, accum_steps=k))
     it = data.train_iterator(plan.splits.train, batch_size=64, seed=0)
     for _ in range(6):
       state, metrics = step_fn(state, next(it))

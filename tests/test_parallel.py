@@ -17,9 +17,11 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from conftest import ROOT, small_config
-from ftlab import checkpoints, data, main, parallel, train
+from ftlab import checkpoints, data, loop, main, parallel, steps
 from ftlab import config as config_lib
+from ftlab.initial_state import initial_state
 from ftlab.optim import groups
+from ftlab.plan import make_plan
 
 RTOL, ATOL = 1e-5, 1e-6
 EIGHT = '--xla_force_host_platform_device_count=8'
@@ -75,21 +77,22 @@ def assert_same_run(reference: str, other: str, step: int):
 
 # Runs in the 8-device subprocess: each argv through ftlab.main (as the command line), then the FSDP check.
 EIGHT_DEVICE_SCRIPT = '''
-import functools, json, sys
+import json, sys
 import jax
-from ftlab import config as config_lib, data, main, parallel, step_cache, train
+from ftlab import config as config_lib, data, main, parallel
+from ftlab.initial_state import initial_state
+from ftlab.plan import make_plan
+from ftlab.steppers import SingleStepper
 runs, fsdp_config = json.loads(sys.argv[1])
 for argv in runs:
   assert main.main(argv) == 0, argv
 config = config_lib.load_config_file(fsdp_config[0])
 for key, value in fsdp_config[1].items():
   config_lib.set_key(config, key, value)
-p = train.plan(config, fsdp_config[2])
-state, tx, frozen = train.initial_state(p)
-layout = parallel.Layout.of(config.parallel)
-step_fn, _ = step_cache.steps('fsdp check', lambda: layout.wrap_steps(
-    functools.partial(train.train_step, model=p.model, task=p.task, tx=tx, frozen=frozen),
-    functools.partial(train.eval_step, model=p.model, task=p.task)))
+p = make_plan(config, fsdp_config[2])
+state = initial_state(p)
+stepper = SingleStepper(p)  # the run's own compiled step in its layout
+layout, step_fn = stepper.layout, stepper.train_fn
 state = layout.place_state(state)
 specs = lambda tree: [str(x.sharding.spec) for x in jax.tree.leaves(tree)]
 before = specs(state)
@@ -108,7 +111,7 @@ def test_jit_fsdp_and_pmap_on_eight_devices_train_like_one_and_resume_across_lay
   overrides = {'model__dropout_rate': 0.0, 'train__num_steps': 20, 'eval__every_steps': 10}
   config_path = write_config(tmp_path, **overrides)
   single = str(tmp_path / 'single')
-  train.train_and_evaluate(small_config(**overrides), single)
+  loop.train_and_evaluate(make_plan(small_config(**overrides), single))
   fsdp = ['--config.parallel.fsdp=True', '--config.parallel.fsdp_min_size=0']  # every divisible leaf splits
   run = lambda name, *extra: [f'--config={config_path}', f'--workdir={tmp_path / name}', *extra]
   runs = [run('jit'), run('fsdp', *fsdp), run('pmap', '--config.parallel.mode=pmap'),
@@ -124,7 +127,7 @@ def test_jit_fsdp_and_pmap_on_eight_devices_train_like_one_and_resume_across_lay
   for path in a:
     np.testing.assert_allclose(b[path], a[path], rtol=RTOL, atol=ATOL, err_msg=path)
   assert f'resuming {tmp_path / "pmap"} from step 20' in result.stdout
-  train.train_and_evaluate(small_config(**{**overrides, 'train__num_steps': 30}), single)
+  loop.train_and_evaluate(make_plan(small_config(**{**overrides, 'train__num_steps': 30}), single))
   assert_same_run(single, str(tmp_path / 'pmap'), 30)  # rows of steps 10-20 from 'pmap', 30 from FSDP
 
   report = json.loads(next(line for line in result.stdout.splitlines() if line.startswith('FSDP '))[5:])

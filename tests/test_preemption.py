@@ -17,6 +17,7 @@ import sys
 import pytest
 
 from conftest import assert_same_run, run_ftlab
+from ftlab import locks
 from ftlab import main as ftlab_main
 from ftlab import workdir as workdir_lib
 
@@ -140,7 +141,7 @@ def _tree_hashes(folder) -> dict:
 def test_a_second_run_on_a_workdir_in_use_refuses_naming_the_holder(runs, capsys, no_persistent_cache):
   folder, config_path, whole = runs
   before = _tree_hashes(whole)
-  with workdir_lib.lock(whole):  # this process holds it, as another run would
+  with locks.one_writer(whole):  # this process holds it, as another run would
     status = ftlab_main.main([f'--config={config_path}', f'--workdir={whole}'])
     err = capsys.readouterr().err
   assert status == workdir_lib.EXIT_STATUS
@@ -153,12 +154,12 @@ def test_a_second_run_on_a_workdir_in_use_refuses_naming_the_holder(runs, capsys
 def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys):
   dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
   holder = f'pid {dead.stdout.strip()} on {os.uname().nodename} since 2026-11-24T00:00:00+00:00'
-  (tmp_path / workdir_lib.LOCK_NAME).write_text(holder + '\n')
-  with workdir_lib.lock(str(tmp_path)):
+  (tmp_path / locks.LOCK_NAME).write_text(holder + '\n')
+  with locks.one_writer(str(tmp_path)):
     out = capsys.readouterr().out
     assert f'taking over {tmp_path}: its lock was left by a process that is no longer running ({holder})' in out
-    assert (tmp_path / workdir_lib.LOCK_NAME).read_text().startswith(f'pid {os.getpid()} on ')
-  assert (tmp_path / workdir_lib.LOCK_NAME).read_text() == ''  # released
+    assert (tmp_path / locks.LOCK_NAME).read_text().startswith(f'pid {os.getpid()} on ')
+  assert (tmp_path / locks.LOCK_NAME).read_text() == ''  # released
 
 
 @pytest.mark.parametrize('error, problem, fix', [
@@ -170,7 +171,7 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path, capsys):
 ])
 def test_a_workdir_that_cannot_be_written_gives_a_clear_error(error, problem, fix, tmp_path, monkeypatch, capsys,
                                                               no_persistent_cache):
-  from ftlab import train
+  from ftlab import loop
 
   def fail(*args, **kwargs):
     try:
@@ -178,7 +179,7 @@ def test_a_workdir_that_cannot_be_written_gives_a_clear_error(error, problem, fi
     except OSError as inner:
       raise RuntimeError('orbax: the save failed') from inner  # as libraries wrap it
 
-  monkeypatch.setattr(train, 'execute', fail)
+  monkeypatch.setattr(loop, 'train_and_evaluate', fail)
   config_path = _write_config(tmp_path)
   status = ftlab_main.main([f'--config={config_path}', f'--workdir={tmp_path / "run"}'])
   err = capsys.readouterr().err

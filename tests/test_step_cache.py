@@ -5,9 +5,8 @@ import types
 
 import pytest
 
+from ftlab import compiled, stages, traced
 from ftlab import config as config_lib
-from ftlab import main as ftlab_main
-from ftlab import step_cache, train
 from ftlab.sweeps import runner, space
 
 SWEEP_FILE = '''
@@ -35,19 +34,19 @@ def test_eight_traced_trials_compile_the_train_step_once_and_match_fresh_runs(tm
   traces = train_step_traces
   path = tmp_path / 'traced_sweep.py'
   path.write_text(textwrap.dedent(SWEEP_FILE))
-  step_cache.clear()
+  compiled.clear()
   sweep_dir = str(tmp_path / 'sweep')
   rows = runner.run(str(path), sweep_dir, sweep_overrides={'seeds': [0]}, options=runner.Options(report=False))
   assert len(rows) == 8 and all(r['status'] == 'complete' for r in rows)
   assert len(traces) == 1  # 8 trials (lr x wd x dropout), one compilation
 
   # The last trial, run alone with a fresh compiled step, ends exactly where the shared step took it.
-  step_cache.clear()
+  compiled.clear()
   base = config_lib.load_config_file(str(path))
   definition = space.parse({'kind': 'grid', 'params': {'optimizer.learning_rate': [3e-3], 'optimizer.weight_decay':
                                                         [1e-2], 'model.dropout_rate': [0.2]}}, base)
   point = space.configurations(definition)[0]
-  summary = ftlab_main.run(space.apply(base, point.overrides, 0), str(tmp_path / 'alone'))
+  summary = stages.run(space.apply(base, point.overrides, 0), str(tmp_path / 'alone'))
   shared = next(r for r in rows if r['values'] == point.values)
   assert shared['validation']['loss'] == summary['validation']['loss']
   assert shared['objective'] == summary['validation']['f1_macro']
@@ -56,7 +55,7 @@ def test_eight_traced_trials_compile_the_train_step_once_and_match_fresh_runs(tm
 
 def test_the_key_ignores_traced_values_and_sees_the_rest():
   base = config_lib.defaults()
-  key = lambda c: step_cache.static_key(c, model='m', task='t', steps_per_epoch=10, total_steps=100)
+  key = lambda c: traced.static_key(c, model='m', task='t', steps_per_epoch=10, total_steps=100)
   other = config_lib.defaults()
   other.optimizer.learning_rate, other.model.dropout_rate, other.seed = 0.5, 0.3, 7
   other.eval.every_steps, other.early_stopping.enabled = 3, True
@@ -67,7 +66,7 @@ def test_the_key_ignores_traced_values_and_sees_the_rest():
     section, leaf = name.split('.')
     changed[section][leaf] = value
     assert key(changed) != key(base), name
-  assert step_cache.static_key(base, model='m', task='t', steps_per_epoch=10, total_steps=101) != key(base)
+  assert traced.static_key(base, model='m', task='t', steps_per_epoch=10, total_steps=101) != key(base)
 
 
 def test_the_persistent_cache_goes_beside_the_workdir_once(tmp_path, monkeypatch):
@@ -78,26 +77,26 @@ def test_the_persistent_cache_goes_beside_the_workdir_once(tmp_path, monkeypatch
       setattr(self, name, value)
 
   fake = FakeConfig()
-  monkeypatch.setattr(step_cache, 'jax', types.SimpleNamespace(config=fake))
+  monkeypatch.setattr(compiled, 'jax', types.SimpleNamespace(config=fake))
   monkeypatch.delenv('FTLAB_COMPILATION_CACHE', raising=False)
-  folder = step_cache.enable_persistent_cache(str(tmp_path / 'runs' / 'a'))
+  folder = compiled.enable_persistent_cache(str(tmp_path / 'runs' / 'a'))
   assert folder == str(tmp_path / 'runs' / '.jax_cache') == fake.jax_compilation_cache_dir
   assert fake.jax_persistent_cache_min_compile_time_secs == 0.0  # a resumed run finds even its small programs
-  assert step_cache.enable_persistent_cache(str(tmp_path / 'elsewhere' / 'b')) == folder  # the first one stays
+  assert compiled.enable_persistent_cache(str(tmp_path / 'elsewhere' / 'b')) == folder  # the first one stays
   fake.jax_compilation_cache_dir = None
   monkeypatch.setenv('FTLAB_COMPILATION_CACHE', 'off')
-  assert step_cache.enable_persistent_cache(str(tmp_path / 'c')) == '' and fake.jax_compilation_cache_dir is None
+  assert compiled.enable_persistent_cache(str(tmp_path / 'c')) == '' and fake.jax_compilation_cache_dir is None
 
 
 def test_eight_traced_trials_vectorised_compile_the_train_step_once_and_match_sequential(tmp_path, train_step_traces):
   traces = train_step_traces
   path = tmp_path / 'traced_sweep.py'
   path.write_text(textwrap.dedent(SWEEP_FILE))
-  step_cache.clear()
+  compiled.clear()
   sequential = runner.run(str(path), str(tmp_path / 'sequential'), sweep_overrides={'seeds': [0]},
                           options=runner.Options(report=False))
   traces.clear()  # vmapped: traced once for all 8 trials
-  step_cache.clear()
+  compiled.clear()
   rows = runner.run(str(path), str(tmp_path / 'vectorised'), sweep_overrides={'seeds': [0], 'vectorize': 8},
                     options=runner.Options(report=False))
   assert len(traces) == 1  # 8 trials (lr x wd x dropout) in one vmapped step, compiled once

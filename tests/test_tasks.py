@@ -5,16 +5,18 @@ import numpy as np
 from sklearn.utils.class_weight import compute_class_weight
 
 from conftest import small_config
-from ftlab import data, tasks, train
+from ftlab import data, steps, tasks
+from ftlab.initial_state import initial_state
+from ftlab.plan import make_plan
 
 
 def test_class_weighted_training_gradient_is_that_of_the_weighted_mean(tmp_path):
   """sum(w[y] * loss) / sum(w[y]), as PyTorch's CrossEntropyLoss(weight=w) averages."""
   weights = [1.0, 2.0, 0.5, 3.0, 1.0]
-  plan = train.plan(small_config(train__class_weights=weights, model__dropout_rate=0.0), str(tmp_path))
-  state, _, _ = train.initial_state(plan)
+  plan = make_plan(small_config(train__class_weights=weights, model__dropout_rate=0.0), str(tmp_path))
+  state = initial_state(plan)
   batch = next(data.train_iterator(plan.splits.train, batch_size=32, seed=0))
-  grads, losses, _, _ = train.accumulated_gradients(plan.model, plan.task, state, batch, jax.random.key(0), 1)
+  grads, losses, _, _ = steps.accumulated_gradients(plan.model, plan.task, state, batch, jax.random.key(0), 1)
 
   def weighted_mean(params):
     logits = plan.model.apply({'params': params}, batch['image'], dropout_rate=0.0)
@@ -34,18 +36,18 @@ def test_label_smoothing_matches_its_closed_form():
                              -np.sum(target * log_p), rtol=1e-6)
 
 
-def test_balanced_class_weights_equal_sklearns():
-  config = small_config(train__balance_classes=True, data__classes=[5, 6, 7])
-  splits = data.load(config.data)
-  expected = compute_class_weight('balanced', classes=np.arange(3), y=splits.train.labels)
-  np.testing.assert_allclose(train.class_weights(config.train, splits), expected, rtol=1e-6)
-  explicit = small_config(train__class_weights=[1.0, 2.0, 3.0, 4.0, 5.0])
-  assert train.class_weights(explicit.train, data.load(explicit.data)).tolist() == [1, 2, 3, 4, 5]
+def test_balanced_class_weights_equal_sklearns(tmp_path):
+  plan = make_plan(small_config(train__balance_classes=True, data__classes=[5, 6, 7]), str(tmp_path / 'balanced'))
+  expected = compute_class_weight('balanced', classes=np.arange(3), y=plan.splits.train.labels)
+  np.testing.assert_allclose(plan.hparams['class_weights'], expected, rtol=1e-6)
+  np.testing.assert_allclose(initial_state(plan).hparams['class_weights'], expected, rtol=1e-6)
+  explicit = make_plan(small_config(train__class_weights=[1.0, 2.0, 3.0, 4.0, 5.0]), str(tmp_path / 'explicit'))
+  assert explicit.hparams['class_weights'].tolist() == [1, 2, 3, 4, 5]
 
 
 def test_class_weight_count_must_match_the_classes(tmp_path):
   import pytest
   from ftlab import config as config_lib
   with pytest.raises(config_lib.ConfigError, match=r'train.class_weights: 2 weights for 5 classes \(5, 6, 7, 8, 9\)'):
-    train.plan(small_config(train__class_weights=[1.0, 2.0]), str(tmp_path))
+    make_plan(small_config(train__class_weights=[1.0, 2.0]), str(tmp_path))
   assert list(tmp_path.iterdir()) == []

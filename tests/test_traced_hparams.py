@@ -11,8 +11,10 @@ import optax
 import pytest
 from conftest import small_config
 
-from ftlab import checkpoints, data, step_cache, train
-from ftlab.optim import builder, groups, plan, schedules
+from ftlab import checkpoints, compiled, data, steps, traced
+from ftlab.initial_state import initial_state
+from ftlab.optim import builder, groups, rules as optim_rules, schedules
+from ftlab.plan import make_plan
 from ftlab.sweeps import runner
 
 
@@ -67,7 +69,7 @@ def test_traced_schedule_numbers_match_the_static_schedule_and_change_without_re
     return small_config(**{f'schedule__{k}': v for k, v in f.items()})
 
   def build(config, static=False):
-    labels, rules = plan.resolve(config.optimizer, params, steps_per_epoch=spe, total_steps=total)
+    labels, rules = optim_rules.resolve(config.optimizer, params, steps_per_epoch=spe, total_steps=total)
     with monkeypatch.context() as m:
       if static:  # the optimizer reads the optax schedule with constants instead of its traced numbers
         reference = _optax_schedule(config.schedule, total_steps=total, steps_per_epoch=spe)
@@ -103,7 +105,7 @@ def test_traced_schedule_numbers_match_the_static_schedule_and_change_without_re
 
 
 def test_the_key_leaves_out_schedule_numbers_and_with_traced_freezing_the_frozen_groups():
-  key = lambda c: step_cache.static_key(c, model='m', task='t', steps_per_epoch=10, total_steps=100)
+  key = lambda c: traced.static_key(c, model='m', task='t', steps_per_epoch=10, total_steps=100)
   base = small_config(schedule__name='piecewise', schedule__boundaries=[10], schedule__values=[1.0, 0.1],
                       optimizer__groups=[('^head/', {'lr_mult': 2.0, 'schedule': {'warmup': 3}}), ('', {})])
   same = small_config(schedule__name='piecewise', schedule__boundaries=['1 epochs'], schedule__values=[0.5, 0.2],
@@ -119,11 +121,11 @@ def test_the_key_leaves_out_schedule_numbers_and_with_traced_freezing_the_frozen
     overrides = {'schedule__name': 'piecewise', 'schedule__boundaries': [10], 'schedule__values': [1.0, 0.1],
                  'optimizer__groups': base.optimizer.groups, **changes}
     assert key(small_config(**overrides)) != key(base), changes
-  traced = lambda **kw: small_config(optimizer__traced_freezing=True, **kw)
-  assert key(traced(optimizer__freeze='^backbone/')) == key(traced()) != key(small_config())
-  assert (key(traced(optimizer__groups=[('^head/', {'frozen': True}), ('', {})]))
-          == key(traced(optimizer__groups=[('^head/', {}), ('', {})]))
-          != key(traced(optimizer__groups=[('^head/', {'lr_mult': 2.0}), ('', {})])))
+  freezing = lambda **kw: small_config(optimizer__traced_freezing=True, **kw)
+  assert key(freezing(optimizer__freeze='^backbone/')) == key(freezing()) != key(small_config())
+  assert (key(freezing(optimizer__groups=[('^head/', {'frozen': True}), ('', {})]))
+          == key(freezing(optimizer__groups=[('^head/', {}), ('', {})]))
+          != key(freezing(optimizer__groups=[('^head/', {'lr_mult': 2.0}), ('', {})])))
 
 
 def _leaves(tree):
@@ -138,13 +140,13 @@ def test_traced_freezing_keeps_frozen_parameters_and_statistics_bit_identical_li
   frozen_path = lambda path: path.startswith(('backbone/conv_0/', 'backbone/batchnorm_0/', 'head/'))
   ends = {}
   for traced in (False, True):
-    p = train.plan(small_config(optimizer__traced_freezing=traced, **overrides), str(tmp_path / str(traced)))
-    state, tx, frozen = train.initial_state(p)
+    p = make_plan(small_config(optimizer__traced_freezing=traced, **overrides), str(tmp_path / str(traced)))
+    state = initial_state(p)
     kernel = state.params['backbone']['conv_0']['kernel']
     state = state.replace(params={**state.params, 'backbone': {
         **state.params['backbone'], 'conv_0': {**state.params['backbone']['conv_0'], 'kernel': kernel.at[0].set(-0.0)}}})
     before = _leaves(state.params), _leaves(state.model_state)
-    step_fn = jax.jit(functools.partial(train.train_step, model=p.model, task=p.task, tx=tx, frozen=frozen))
+    step_fn = jax.jit(functools.partial(steps.train_step, model=p.model, task=p.task, tx=p.tx, frozen=p.frozen))
     it = data.train_iterator(p.splits.train, batch_size=32, seed=0)
     for _ in range(3):
       state, _ = step_fn(state, next(it))
@@ -172,7 +174,7 @@ def test_traced_freezing_holds_adafactor_statistics_and_gives_frozen_leaves_no_c
   config = small_config(optimizer__name='adafactor', optimizer__traced_freezing=True, optimizer__grad_clip_norm=1.0,
                         optimizer__freeze='^frozen/', schedule__name='constant', schedule__warmup=0)
   params = {'frozen': {'w': jnp.ones((4, 3))}, 'head': {'w': jnp.ones((4, 3))}}
-  labels, rules, trained = plan.resolve_traced_freezing(config.optimizer, params)
+  labels, rules, trained = optim_rules.resolve_traced_freezing(config.optimizer, params)
   tx = builder.build(config.optimizer, config.schedule, labels, rules, total_steps=10, steps_per_epoch=10,
                      batch_size=32, trained=trained)
   state = tx.init(params)
@@ -197,7 +199,7 @@ def test_a_group_frozen_for_the_run_beside_freezing_over_time(traced):
                                                                          ('', {})],
                         schedule__name='constant', schedule__warmup=0, optimizer__grad_clip_norm=0.0)
   params = {'frozen': {'w': jnp.ones(3)}, 'head': {'w': jnp.ones(3)}, 'rest': {'w': jnp.ones(3)}}
-  resolve = plan.resolve_traced_freezing if traced else lambda *a, **k: (*plan.resolve(*a, **k), None)
+  resolve = optim_rules.resolve_traced_freezing if traced else lambda *a, **k: (*optim_rules.resolve(*a, **k), None)
   labels, rules, trained = resolve(config.optimizer, params, steps_per_epoch=5, total_steps=5)
   tx = builder.build(config.optimizer, config.schedule, labels, rules, total_steps=5, steps_per_epoch=5,
                      batch_size=32, trained=trained)
@@ -239,7 +241,7 @@ def test_trials_differing_in_schedule_numbers_and_frozen_groups_compile_once_seq
   path.write_text(textwrap.dedent(SWEEP_FILE))
   rows = {}
   for mode, overrides in (('sequential', {}), ('vectorised', {'vectorize': 2})):
-    step_cache.clear()
+    compiled.clear()
     traces.clear()
     sweep_dir = str(tmp_path / mode)
     rows[mode] = {r['id']: (r, sweep_dir) for r in runner.run(str(path), sweep_dir, sweep_overrides=overrides,

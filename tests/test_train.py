@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, small_config
-from ftlab import checkpoints, data, train
+from ftlab import checkpoints, data, loop, steps
+from ftlab import state as state_lib
+from ftlab.initial_state import initial_state
 from ftlab.optim import groups
+from ftlab.plan import make_plan
+from ftlab.steppers import stacked
 
 
 def _leaves(tree):
@@ -29,9 +33,9 @@ def _final_params(workdir, step):
 @pytest.mark.parametrize('model', ['mlp', 'cnn'])
 def test_frozen_parameters_are_bit_identical_and_the_rest_moves(tmp_path, model):
   config = small_config(optimizer__freeze='^backbone/', model__name=model, model__features=[8, 8])
-  plan = train.plan(config, str(tmp_path))
-  initial = _leaves(train.initial_state(plan)[0].params)
-  train.execute(plan)
+  plan = make_plan(config, str(tmp_path))
+  initial = _leaves(initial_state(plan).params)
+  loop.train_and_evaluate(plan)
   final = _final_params(str(tmp_path), 40)
   assert initial.keys() == final.keys()
   for path in initial:
@@ -43,7 +47,7 @@ def test_frozen_parameters_are_bit_identical_and_the_rest_moves(tmp_path, model)
 
 def test_run_writes_config_metrics_summary_tensorboard_and_checkpoints(tmp_path):
   workdir = str(tmp_path)
-  summary = train.train_and_evaluate(small_config(), workdir)
+  summary = loop.train_and_evaluate(make_plan(small_config(), workdir))
   assert sorted(os.listdir(workdir)) == ['checkpoints', 'config.json', 'metrics.jsonl', 'optimizer_plan.txt',
                                          'summary.json', 'tensorboard']
   assert any(f.startswith('events.out.tfevents') for f in os.listdir(os.path.join(workdir, 'tensorboard')))
@@ -72,9 +76,9 @@ def test_run_writes_config_metrics_summary_tensorboard_and_checkpoints(tmp_path)
 
 
 def test_checkpoint_round_trip_is_exact(tmp_path):
-  plan = train.plan(small_config(model__name='cnn', model__features=[4]), str(tmp_path / 'unused'))
-  state, tx, frozen = train.initial_state(plan)
-  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
+  plan = make_plan(small_config(model__name='cnn', model__features=[4]), str(tmp_path / 'unused'))
+  state = initial_state(plan)
+  step_fn = jax.jit(functools.partial(steps.train_step, model=plan.model, task=plan.task, tx=plan.tx, frozen=plan.frozen))
   it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
   for _ in range(3):
     state, _ = step_fn(state, next(it))
@@ -82,7 +86,7 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
   ckpts.save(3, state, it, {'best': 0.5, 'bad_evals': 1, 'stopped_early': False}, metric=0.5)
   ckpts.wait()
   expected_batch = next(it)
-  fresh_state, _, _ = train.initial_state(plan)
+  fresh_state = initial_state(plan)
   fresh_it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
   restored, loop = ckpts.restore(3, fresh_state, fresh_it)
   assert loop == {'best': 0.5, 'bad_evals': 1, 'stopped_early': False}
@@ -96,19 +100,18 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
 
 
 def test_a_state_saved_from_host_arrays_restores_exactly_and_params_reads_see_a_rewritten_step(tmp_path):
-  """Vectorised trials save each trial's lane of the stacked state as host arrays (vectorized.host_lane): it restores
+  """Vectorised trials save each trial's lane of the stacked state as host arrays (stacked.host_lane): it restores
   bit for bit, as device arrays, into a run's template. restore_params caches a source run's parameters per
   process, keyed by the step's commit: a run rewritten in the same folder is read again."""
-  from ftlab import vectorized
-  plan = train.plan(small_config(model__name='cnn', model__features=[4]), str(tmp_path / 'unused'))
-  state, tx, frozen = train.initial_state(plan)
-  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
+  plan = make_plan(small_config(model__name='cnn', model__features=[4]), str(tmp_path / 'unused'))
+  state = initial_state(plan)
+  step_fn = jax.jit(functools.partial(steps.train_step, model=plan.model, task=plan.task, tx=plan.tx, frozen=plan.frozen))
   it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
   other, _ = step_fn(state, next(it))
-  stacked = jax.device_put(vectorized.stack([state, other]))
+  both = jax.device_put(stacked.stack([state, other]))
   directory = str(tmp_path / 'ckpt')
   ckpts = checkpoints.Checkpoints(directory, keep=2, mode='max')
-  ckpts.save(1, vectorized.host_lane(stacked, 1), it, {'best': None}, metric=0.5)
+  ckpts.save(1, stacked.host_lane(both, 1), it, {'best': None}, metric=0.5)
   ckpts.wait()
   restored, _ = ckpts.restore(1, state)
   a, b = _leaves(other), _leaves(restored)
@@ -121,7 +124,7 @@ def test_a_state_saved_from_host_arrays_restores_exactly_and_params_reads_see_a_
   ckpts.close()
   shutil.rmtree(directory)
   ckpts = checkpoints.Checkpoints(directory, keep=2, mode='max')
-  ckpts.save(1, vectorized.host_lane(stacked, 0), it, {'best': None}, metric=0.5)
+  ckpts.save(1, stacked.host_lane(both, 0), it, {'best': None}, metric=0.5)
   ckpts.wait()
   ckpts.close()
   again = _leaves({'params': checkpoints.restore_params(directory, 1)})
@@ -131,15 +134,15 @@ def test_a_state_saved_from_host_arrays_restores_exactly_and_params_reads_see_a_
 
 
 def test_traced_hyperparameters_change_results_without_recompiling(tmp_path):
-  plan = train.plan(small_config(schedule__name='constant', schedule__warmup='0'), str(tmp_path))
-  state, tx, frozen = train.initial_state(plan)
-  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
+  plan = make_plan(small_config(schedule__name='constant', schedule__warmup='0'), str(tmp_path))
+  state = initial_state(plan)
+  step_fn = jax.jit(functools.partial(steps.train_step, model=plan.model, task=plan.task, tx=plan.tx, frozen=plan.frozen))
   batch = next(data.train_iterator(plan.splits.train, batch_size=32, seed=0))
   base, _ = step_fn(state, batch)
-  changed = train.set_hyperparams(state, learning_rate=0.5, weight_decay=0.1, dropout_rate=0.3,
+  changed = state_lib.set_hyperparams(state, learning_rate=0.5, weight_decay=0.1, dropout_rate=0.3,
                                   attention_dropout_rate=0.05, head_dropout_rate=0.2, label_smoothing=0.2,
                                   class_weights=[1.0, 2.0, 1.0, 1.0, 3.0])
-  values = train.hyperparams(changed)
+  values = state_lib.hyperparams(changed)
   assert values.pop('class_weights') == [1.0, 2.0, 1.0, 1.0, 3.0]
   assert values == pytest.approx({'learning_rate': 0.5, 'weight_decay': 0.1, 'dropout_rate': 0.3,
                                   'attention_dropout_rate': 0.05, 'head_dropout_rate': 0.2, 'label_smoothing': 0.2})
@@ -148,10 +151,10 @@ def test_traced_hyperparameters_change_results_without_recompiling(tmp_path):
   assert not np.array_equal(base.params['head']['kernel'], other.params['head']['kernel'])
   # label smoothing and dropout reach the loss: the same params give another training loss
   _, m0 = step_fn(state, batch)
-  smoothed, m1 = step_fn(train.set_hyperparams(state, label_smoothing=0.5), batch)
+  smoothed, m1 = step_fn(state_lib.set_hyperparams(state, label_smoothing=0.5), batch)
   assert float(m0.loss.compute()) != float(m1.loss.compute())
   # class weights reach the gradient
-  reweighted, _ = step_fn(train.set_hyperparams(state, class_weights=[5.0, 1.0, 1.0, 1.0, 1.0]), batch)
+  reweighted, _ = step_fn(state_lib.set_hyperparams(state, class_weights=[5.0, 1.0, 1.0, 1.0, 1.0]), batch)
   assert not np.array_equal(base.params['head']['kernel'], reweighted.params['head']['kernel'])
   assert step_fn._cache_size() == 1
 
@@ -186,10 +189,10 @@ def _summary(workdir):
 def test_early_stopping_stops_and_stays_stopped(tmp_path):
   config = small_config(early_stopping__enabled=True, early_stopping__patience=2, early_stopping__min_delta=10.0,
                         eval__metric='loss')
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = loop.train_and_evaluate(make_plan(config, str(tmp_path)))
   # The first evaluation sets the best; no later one can improve by 10, so it stops after two more.
   assert summary['stopped_early'] and summary['final_step'] == 30
-  again = train.train_and_evaluate(config, str(tmp_path))
+  again = loop.train_and_evaluate(make_plan(config, str(tmp_path)))
   assert again['final_step'] == 30 and again['test'] == summary['test']
 
 
@@ -207,14 +210,14 @@ def test_eight_virtual_devices_train_like_one(tmp_path):
 def test_quickstart_pretrains_then_fine_tunes_from_the_source_run(tmp_path):
   """The frozen quickstart: the fine-tuned backbone is bit-for-bit the source run's best backbone; the head is new."""
   from ftlab import config as config_lib
-  from ftlab import main
+  from ftlab import stages
   config = config_lib.load_config_file(os.path.join(ROOT, 'configs', 'quickstart.py') + ':frozen')
   config.init.pretrain.num_steps = 40
   config.train.num_steps, config.train.num_epochs = 20, 0.0
   config.eval.every_steps = 10
   config.schedule.warmup = '2 steps'
   workdir = str(tmp_path)
-  summary = main.run(config, workdir)
+  summary = stages.run(config, workdir)
   with open(os.path.join(workdir, 'pretrain', 'summary.json')) as f:
     source = json.load(f)
   assert source['class_names'] == ['0', '1', '2', '3', '4'] and summary['class_names'] == ['5', '6', '7', '8', '9']
@@ -228,9 +231,9 @@ def test_quickstart_pretrains_then_fine_tunes_from_the_source_run(tmp_path):
 
 def test_freezing_a_batch_norm_backbone_also_fixes_its_statistics(tmp_path):
   config = small_config(model__name='cnn', model__features=[4, 4], optimizer__freeze='^backbone/conv_0|batchnorm_0')
-  plan = train.plan(config, str(tmp_path))
-  state, tx, frozen = train.initial_state(plan)
-  step_fn = jax.jit(functools.partial(train.train_step, model=plan.model, task=plan.task, tx=tx, frozen=frozen))
+  plan = make_plan(config, str(tmp_path))
+  state = initial_state(plan)
+  step_fn = jax.jit(functools.partial(steps.train_step, model=plan.model, task=plan.task, tx=plan.tx, frozen=plan.frozen))
   it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
   before = _leaves(state.model_state)
   for _ in range(3):
@@ -245,24 +248,26 @@ def test_freezing_a_batch_norm_backbone_also_fixes_its_statistics(tmp_path):
 
 def test_train_rows_log_the_scheduled_learning_rate(tmp_path):
   config = small_config(schedule__name='linear', schedule__warmup='0', optimizer__learning_rate=0.01)
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(make_plan(config, str(tmp_path)))
   lrs = {r['step']: r['learning_rate'] for r in _rows(str(tmp_path)) if r['split'] == 'train'}
   assert lrs == pytest.approx({s: 0.01 * (1 - (s - 1) / 40) for s in (10, 20, 30, 40)}, rel=1e-5)
 
 
-@pytest.mark.parametrize('mode,values,stop_at', [
-    ('max', [0.5, 0.6, 0.605, 0.61, 0.7], 3),  # +0.005 and +0.01 are below min_delta=0.05: patience 2 runs out
-    ('min', [1.0, 0.9, 0.95, 0.8, 0.85, 0.84], 5),
+@pytest.mark.parametrize('mode,values,stop_at,best_at', [
+    ('max', [0.5, 0.6, 0.605, 0.61, 0.7], 3, 1),  # +0.005 and +0.01 are below min_delta=0.05: patience 2 runs out
+    ('min', [1.0, 0.9, 0.95, 0.8, 0.85, 0.84], 5, 3),
 ])
-def test_early_stopping_rule(mode, values, stop_at):
+def test_early_stopping_rule(mode, values, stop_at, best_at):
   from ml_collections import ConfigDict
+  from ftlab.loop_state import LoopState
   es = ConfigDict({'enabled': True, 'patience': 2, 'min_delta': 0.05 if mode == 'max' else 0.0})
-  loop = {'best': None, 'bad_evals': 0, 'stopped_early': False}
+  state = LoopState()
   for i, v in enumerate(values):
-    loop = train._early_stopping(loop, v, es, mode)
-    if loop['stopped_early']:
+    state = state.evaluated(10 * i, v, es, mode)
+    if state.stopped_early:
       break
   assert i == stop_at
+  assert (state.best, state.best_step) == (values[best_at], 10 * best_at)  # the last improvement by min_delta
 
 
 def test_the_source_task_run_uses_no_fine_tuning_strategy():
@@ -277,13 +282,13 @@ def test_the_source_task_run_uses_no_fine_tuning_strategy():
 
 
 def test_padded_rows_take_no_part_in_the_gradient(tmp_path):
-  plan = train.plan(small_config(model__dropout_rate=0.0), str(tmp_path))
-  state = train.initial_state(plan)[0]
+  plan = make_plan(small_config(model__dropout_rate=0.0), str(tmp_path))
+  state = initial_state(plan)
   batch = plan.splits.train.get_batch(np.arange(8))
   padded = {k: np.concatenate([v, v[:4][::-1]]) for k, v in batch.items()}  # 4 padding rows of other values
   padded['image'][8:] = np.random.default_rng(0).random(padded['image'][8:].shape)
   padded['mask'] = np.arange(12) < 8
-  grads = lambda b: train.accumulated_gradients(plan.model, plan.task, state, b, jax.random.key(0), 1)[0]
+  grads = lambda b: steps.accumulated_gradients(plan.model, plan.task, state, b, jax.random.key(0), 1)[0]
   for path, g in _leaves(grads(padded)).items():
     np.testing.assert_allclose(g, _leaves(grads(batch))[path], rtol=1e-5, atol=1e-7, err_msg=path)
 

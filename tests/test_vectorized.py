@@ -1,4 +1,4 @@
-"""Vectorised trials (ftlab/vectorized.py): K runs trained as one vmapped step end where the same runs trained one
+"""Vectorised trials (ftlab/steppers/stacked.py through ftlab/loop.py): K runs trained as one vmapped step end where the same runs trained one
 by one do, each with its own metrics, early stopping, divergence and checkpoints."""
 import json
 import os
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from ftlab import checkpoints, step_cache, train, vectorized
+from ftlab import checkpoints, compiled, grouping, loop
+from ftlab.outcome import Diverged
+from ftlab.plan import make_plan
 
 
 def trial_configs():
@@ -30,10 +32,7 @@ def trial_configs():
 
 
 def run_alone(config, workdir):
-  try:
-    return vectorized.Outcome(summary=train.train_and_evaluate(config, workdir))
-  except train.Diverged as err:
-    return vectorized.Outcome(error=err)
+  return loop.run_plans([make_plan(config, workdir)])[0]
 
 
 def metric_rows(workdir):
@@ -50,9 +49,9 @@ def both(tmp_path_factory):
   root = tmp_path_factory.mktemp('vectorized')
   configs = trial_configs()
   alone = [run_alone(c, str(root / f'alone{i}')) for i, c in enumerate(configs)]
-  plans = [train.plan(c, str(root / f'vec{i}')) for i, c in enumerate(configs)]
-  assert len({vectorized.group_key(p) for p in plans}) == 1  # one group: one compiled step
-  together = vectorized.execute_group(plans)
+  plans = [make_plan(c, str(root / f'vec{i}')) for i, c in enumerate(configs)]
+  assert len({grouping.group_key(p) for p in plans}) == 1  # one group: one compiled step
+  together = loop.run_plans(plans)
   return root, alone, together
 
 
@@ -89,7 +88,7 @@ def test_a_trial_that_stops_early_is_masked_and_its_state_frozen(both):
 def test_a_diverged_trial_is_reported_and_the_others_go_on(both):
   root, alone, together = both
   err = together[3].error
-  assert isinstance(err, train.Diverged) and isinstance(alone[3].error, train.Diverged)
+  assert isinstance(err, Diverged) and isinstance(alone[3].error, Diverged)
   assert err.step == alone[3].error.step and err.last_good is None
   assert not os.path.exists(root / 'vec3' / 'summary.json')
   assert all(o.summary is not None for o in together[:3])
@@ -97,11 +96,11 @@ def test_a_diverged_trial_is_reported_and_the_others_go_on(both):
 
 def test_trials_with_different_compiled_steps_are_refused(tmp_path):
   a, b = small_config(), small_config(model__features=[64, 16])
-  plans = [train.plan(a, str(tmp_path / 'a')), train.plan(b, str(tmp_path / 'b'))]
-  assert vectorized.group_key(plans[0]) != vectorized.group_key(plans[1])
+  plans = [make_plan(a, str(tmp_path / 'a')), make_plan(b, str(tmp_path / 'b'))]
+  assert grouping.group_key(plans[0]) != grouping.group_key(plans[1])
   with pytest.raises(ValueError, match='differ only in traced hyperparameters'):
-    vectorized.execute_group(plans)
-  step_cache.clear()
+    loop.run_plans(plans)
+  compiled.clear()
 
 
 SHARDED = '''
@@ -109,7 +108,8 @@ import json, sys
 sys.path.insert(0, {tests!r})
 import jax
 from conftest import small_config
-from ftlab import train, vectorized
+from ftlab import loop
+from ftlab.plan import make_plan
 assert jax.device_count() == 4
 losses = {{}}
 for shard in (True, False):
@@ -118,8 +118,8 @@ for shard in (True, False):
     c = small_config(train__num_steps=10, eval__every_steps=10, eval__train_subset=0)
     c.optimizer.learning_rate, c.seed = 1e-3 * (i + 1), i % 2
     configs.append(c)
-  plans = [train.plan(c, {root!r} + f'/{{shard}}{{i}}') for i, c in enumerate(configs)]
-  losses[shard] = [o.summary['validation']['loss'] for o in vectorized.execute_group(plans, shard_trials=shard)]
+  plans = [make_plan(c, {root!r} + f'/{{shard}}{{i}}') for i, c in enumerate(configs)]
+  losses[shard] = [o.summary['validation']['loss'] for o in loop.run_plans(plans, shard_trials=shard)]
 print(json.dumps(losses))
 '''
 
@@ -142,17 +142,17 @@ def test_the_trial_axis_sharded_over_devices_gives_the_same_trials(tmp_path):
 def test_a_group_preempted_between_evaluations_resumes_as_a_group_and_ends_as_if_never_stopped(tmp_path, monkeypatch):
   from ftlab import compare, preemption
   configs = [small_config(optimizer__learning_rate=lr, seed=i) for i, lr in enumerate((1e-3, 3e-3))]
-  whole = vectorized.execute_group([train.plan(c, str(tmp_path / f'whole{i}')) for i, c in enumerate(configs)])
+  whole = loop.run_plans([make_plan(c, str(tmp_path / f'whole{i}')) for i, c in enumerate(configs)])
   assert all(o.error is None for o in whole)
   stop_at = {'step': 15}  # between the evaluations at 10 and 20: the checkpoints carry 5 steps of train metrics
   monkeypatch.setattr(preemption.Notice, 'requested', lambda self, step: step == stop_at['step'])
-  plans = [train.plan(c, str(tmp_path / f'stopped{i}')) for i, c in enumerate(configs)]
+  plans = [make_plan(c, str(tmp_path / f'stopped{i}')) for i, c in enumerate(configs)]
   with pytest.raises(preemption.Preempted, match='saved a checkpoint at step 15'):
-    vectorized.execute_group(plans)
+    loop.run_plans(plans)
   stop_at['step'] = None
-  plans = [train.plan(c, str(tmp_path / f'stopped{i}')) for i, c in enumerate(configs)]
-  assert len({vectorized.group_key(p) for p in plans}) == 1  # both resume from 15: still one group
-  resumed = vectorized.execute_group(plans)
+  plans = [make_plan(c, str(tmp_path / f'stopped{i}')) for i, c in enumerate(configs)]
+  assert len({grouping.group_key(p) for p in plans}) == 1  # both resume from 15: still one group
+  resumed = loop.run_plans(plans)
   assert all(o.error is None for o in resumed)
   for i in range(2):  # metrics rows, summary and kept checkpoints (15's deleted once 20's committed), bit for bit
     assert compare.differences(str(tmp_path / f'whole{i}'), str(tmp_path / f'stopped{i}')) == []

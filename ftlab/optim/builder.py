@@ -1,4 +1,4 @@
-"""The optimizer of a run as one optax chain, built from config.optimizer, config.schedule and the optimizer plan.
+"""The optimizer of a run as one optax chain, built from config.optimizer, config.schedule and the optimizer's rules.
 
     inject_hyperparams(learning_rate, weight_decay, schedule_*, [trained])(chain(
         zero the gradients of frozen parameters,        # so they take no share of the clipping norm
@@ -6,7 +6,7 @@
         multi_transform({label: chain(core, decayed weights * wd_mult (masked), -lr * lr_mult * schedule)
                          or set_to_zero() for frozen labels}, labels)))
 
-Labels and their multipliers come from `plan.resolve` (optimizer.freeze, optimizer.groups, layer-wise decay).
+Labels and their multipliers come from `rules.resolve` (optimizer.freeze, optimizer.groups, layer-wise decay).
 Frozen parameters get exactly zero updates, keep no optimizer state and get no weight decay. Parameters frozen
 for part of the run (LP-FT, gradual unfreezing, frozen_steps) are gated by the step count before clipping and
 after the branches; they keep their optimizer state for when they train, and Adam's bias correction runs on the
@@ -32,9 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ftlab.optim import groups, plan, schedules
+from ftlab.optim import groups, schedules
+from ftlab.optim.rules import Rule, freezing_tree
 
-TRACED = ('learning_rate', 'weight_decay')
 SCHEDULE_PREFIX = 'schedule_'
 
 
@@ -49,7 +49,7 @@ def _core(opt) -> optax.GradientTransformation:
   raise ValueError(f'optimizer.name: unknown optimizer {opt.name!r}')
 
 
-def merged_schedule(sched, rule: plan.Rule):
+def merged_schedule(sched, rule: Rule):
   """config.schedule with a group's overrides applied (the same ConfigDict when the group has none)."""
   if not rule.schedule:
     return sched
@@ -59,24 +59,13 @@ def merged_schedule(sched, rule: plan.Rule):
   return merged
 
 
-def schedule_prefix(rule: plan.Rule) -> str:
+def schedule_prefix(rule: Rule) -> str:
   """The prefix of a rule's traced schedule numbers: 'schedule_' for config.schedule, 'groups<i>_schedule_' for the
   own schedule of optimizer.groups[i]."""
   return re.sub(r'\W', '', rule.group) + '_' + SCHEDULE_PREFIX if rule.schedule else SCHEDULE_PREFIX
 
 
-def rule_schedule(sched, rule: plan.Rule, *, total_steps: int, steps_per_epoch: int):
-  """config.schedule with a group's overrides applied, as an optax schedule."""
-  try:
-    return schedules.build_schedule(merged_schedule(sched, rule), total_steps=total_steps,
-                                    steps_per_epoch=steps_per_epoch)
-  except ValueError as err:
-    if not rule.schedule:
-      raise
-    raise ValueError(f'optimizer.groups ({rule.group} schedule): {err}') from err
-
-
-def schedule_values(sched, rules: dict[str, plan.Rule], *, total_steps: int, steps_per_epoch: int
+def schedule_values(sched, rules: dict[str, Rule], *, total_steps: int, steps_per_epoch: int
                     ) -> dict[str, np.ndarray]:
   """The traced numbers of config.schedule and of the groups' own schedules, by hyperparameter name (see
   schedules.resolve); what `set_hyperparams` takes to give a built optimizer another schedule of the same kind."""
@@ -97,9 +86,17 @@ def schedule_values(sched, rules: dict[str, plan.Rule], *, total_steps: int, ste
   return out
 
 
+def run_schedule(sched, values: dict, *, total_steps: int):
+  """config.schedule as `count -> float32 factor`, reading its numbers from `values` (schedule_values' result):
+  the factor of the peak learning rate that the train step's optimizer applies to parameters of no own schedule."""
+  fn = schedules.schedule_fn(sched.name, staircase=bool(sched.staircase), total_steps=total_steps)
+  own = {k[len(SCHEDULE_PREFIX):]: v for k, v in values.items() if k.startswith(SCHEDULE_PREFIX)}
+  return lambda count: fn(own, count)
+
+
 def gate_by_step(freezing) -> optax.GradientTransformation:
   """Zeroes the updates of parameters inside one of their frozen step ranges (`freezing`: a tree of
-  plan.Freezing like the parameters). Counts steps itself; the phase is computed from the traced count."""
+  rules.Freezing like the parameters). Counts steps itself; the phase is computed from the traced count."""
 
   def init(params):
     del params
@@ -150,15 +147,17 @@ def _holding_frozen_state(inner: optax.GradientTransformation, mask) -> optax.Gr
   return optax.GradientTransformation(inner.init, update)
 
 
-def build(opt, sched, labels, rules: dict[str, plan.Rule], *, total_steps: int, steps_per_epoch: int,
-          batch_size: int, trained=None) -> optax.GradientTransformation:
-  """config.optimizer + config.schedule + the optimizer plan (`plan.resolve`'s labels and rules) -> the run's
+def build(opt, sched, labels, rules: dict[str, Rule], *, total_steps: int, steps_per_epoch: int,
+          batch_size: int, trained=None, values: dict | None = None) -> optax.GradientTransformation:
+  """config.optimizer + config.schedule + the rules (`rules.resolve`'s labels and rules) -> the run's
   optax transformation; its traced learning_rate is peak_learning_rate(opt, batch_size).
 
-  `trained` (optimizer.traced_freezing: `plan.resolve_traced_freezing`'s tree of bools like the labels) makes
+  `trained` (optimizer.traced_freezing: `rules.resolve_traced_freezing`'s tree of bools like the labels) makes
   whether each parameter trains a traced 0/1 (hyperparameter `trained`, one per leaf in tree order) instead of
-  static: the rules then hold no label frozen for the whole run."""
-  values = schedule_values(sched, rules, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  static: the rules then hold no label frozen for the whole run. `values`: schedule_values(sched, rules, ...),
+  when the caller has them already."""
+  if values is None:
+    values = schedule_values(sched, rules, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
   fns = {}
   for r in rules.values():
     merged = merged_schedule(sched, r)
@@ -203,7 +202,7 @@ def build(opt, sched, labels, rules: dict[str, plan.Rule], *, total_steps: int, 
     # Parameters frozen for part of the run: zero gradients (no clipping share, no moments) and zero updates
     # (no weight decay) while frozen.
     timed = any(not (r.freezing.always or r.freezing.never) for r in rules.values())
-    gate = [gate_by_step(plan.freezing_tree(labels, rules))] if timed else []
+    gate = [gate_by_step(freezing_tree(labels, rules))] if timed else []
     if opt.grad_clip_norm:
       parts.append(optax.clip_by_global_norm(opt.grad_clip_norm))
     parts.append(optax.multi_transform({name: branch(name, r) for name, r in rules.items()}, labels))

@@ -130,10 +130,9 @@ TRACED_VALUES = {
     'inverse_sqrt': ('timescale',),
     'one_cycle': ('peak_step', 'start_factor', 'div_factor', 'end_scale'),
 }
-# config.schedule keys whose values only reach the traced numbers (the rest, `name` and `staircase`, and the
-# lengths of the lists, are static).
-TRACED_KEYS = ('warmup', 'warmup_init', 'end_factor', 'decay_rate', 'transition', 'every', 'gamma', 'boundaries',
-               'values', 'timescale', 'pct_start', 'div_factor', 'final_div_factor')
+# config.schedule keys that shape the compiled program (with the lengths of LIST_KEYS); every other key only
+# reaches the traced numbers (see ftlab/traced.py).
+SHAPING_KEYS = ('name', 'staircase')
 LIST_KEYS = ('boundaries', 'values')
 
 

@@ -13,10 +13,10 @@ or 'failed'), 'step' (complete: the best step; pruned / diverged: the step it st
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
+
+from ftlab import locks
 
 STATUSES = ('complete', 'pruned', 'diverged', 'failed')
 TRIALS = 'trials.jsonl'
@@ -25,18 +25,6 @@ SWEEP = 'sweep.json'
 
 class RecordError(ValueError):
   """A sweep file that cannot be read: names the file, the line and what to do."""
-
-
-@contextlib.contextmanager
-def locked(path: str):
-  """An exclusive advisory lock on `path` (created if missing), held for the block; works across processes."""
-  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-  with open(path, 'a') as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read(sweep_dir: str) -> list[dict]:
@@ -78,7 +66,7 @@ def append(sweep_dir: str, row: dict) -> bool:
   if row.get('status') not in STATUSES:
     raise ValueError(f'trial row status {row.get("status")!r} is not one of {STATUSES}')
   path = os.path.join(sweep_dir, TRIALS)
-  with locked(path + '.lock'):
+  with locks.waiting(path + '.lock'):
     if row['id'] in by_id(sweep_dir):
       return False
     if os.path.exists(path):

@@ -19,6 +19,7 @@ Optuna trial is told. Diverged runs (NaN/Inf loss) are recorded as 'diverged' wi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import socket
@@ -29,13 +30,14 @@ import traceback
 import psutil
 
 from ftlab import config as config_lib
-from ftlab import faults
-from ftlab import main as ftlab_main
-from ftlab import preemption
-from ftlab import train
+from ftlab import data as data_lib
+from ftlab import faults, grouping, locks, preemption, stages
 from ftlab import workdir as workdir_lib
 from ftlab import writers
+from ftlab.outcome import Diverged, Stop
+from ftlab.plan import make_plan
 from ftlab.pretrained import source_task
+from ftlab.steppers.stacked import layout_problem
 from ftlab.sweeps import records, space
 
 STUDY_NAME = 'ftlab'
@@ -55,12 +57,42 @@ def storage_url(sweep_dir: str, options: Options) -> str:
   return options.storage or f'sqlite:///{os.path.abspath(os.path.join(sweep_dir, "optuna.db"))}'
 
 
+class Planner:
+  """Plans the runs of a sweep, each once: the trials (and the source-task run they share) are planned before any
+  compute and kept until they run; trials with the same data config share its splits (read and tokenized once)."""
+
+  def __init__(self, sweep_dir: str):
+    self.sweep_dir = sweep_dir
+    self._splits: dict[str, data_lib.Splits] = {}
+    self._plans: dict = {}
+
+  def load_data(self, data_config) -> data_lib.Splits:
+    key = json.dumps(data_config.to_dict(), sort_keys=True, default=repr)
+    if key not in self._splits:
+      self._splits[key] = data_lib.load(data_config)
+    return self._splits[key]
+
+  def make_plan(self, config, workdir: str, **kwargs):
+    """make_plan, once per run: a trial's, or the source-task run's that several trials share."""
+    key = (workdir, json.dumps(config.to_dict(), sort_keys=True, default=repr), json.dumps(kwargs, sort_keys=True))
+    if key not in self._plans:
+      self._plans[key] = make_plan(config, workdir, load_data=self.load_data, **kwargs)
+    return self._plans[key]
+
+  def stages(self, config, run_id: str) -> stages.Stages:
+    """The planned stages of the trial `run_id` (its config: `config`); raises ConfigError."""
+    workdir = workdir_lib.inside(os.path.join(self.sweep_dir, 'trials'), run_id)
+    return stages.plan_stages(config, workdir, pretrain_dir=_pretrain_dir(self.sweep_dir, config),
+                              make=self.make_plan)
+
+
 def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, sweep_dir: str, *,
-            plan_trials: bool = True):
+            plan_trials: bool = True, planner: Planner | None = None):
   """(base config, Sweep, the record for sweep.json): loads and checks everything before any compute; raises
   config.ConfigError listing every problem (the config's, the sweep's, and each trial config's). With
-  `plan_trials`, every configuration is also planned as ftlab.main would (data, model shapes, parameter groups,
-  pretrained weights; the first seed), which reads the data but trains nothing."""
+  `plan_trials`, every trial (configuration and seed; for bayes, the corners of the space) is also planned as
+  ftlab.main would (data, model shapes, parameter groups, pretrained weights), which reads the data but trains
+  nothing; `planner` keeps the plans for the trials to run."""
   path, _, arg = config_file.partition(':')
   base = config_lib.load_config_file(config_file)
   module = config_lib.load_module(path)
@@ -78,27 +110,36 @@ def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, swe
   except space.SweepError as err:
     raise config_lib.ConfigError(problems + err.problems) from err
   if sweep.vectorize > 1 and not base_problems:
-    from ftlab import vectorized
-    problems += [p for p in [vectorized.layout_problem(base)] if p]
-  if sweep.kind == 'bayes':
-    points = [space.Configuration('edge', v, space.expand(sweep, v)) for v in space.corner_points(sweep)]
-  else:
-    points = space.configurations(sweep)
-  for point in points:
-    config = space.apply(base, point.overrides, sweep.seeds[0])
-    trial_problems = [p for p in config_lib.validate(config) if p not in base_problems]
-    if plan_trials and not trial_problems and not problems:
-      try:
-        ftlab_main.plan(config, os.path.join(sweep_dir, 'trials', point.run_id(sweep.seeds[0])),
-                        pretrain_dir=_pretrain_dir(sweep_dir, config))
-      except config_lib.ConfigError as err:
-        trial_problems = err.problems
+    problems += [p for p in [layout_problem(base)] if p]
+  planner = planner or Planner(sweep_dir)
+  for point, seed in _trials_to_check(sweep):
+    config = space.apply(base, point.overrides, seed)
+    if plan_trials and not problems:
+      trial_problems = _plan_problems(planner, config, point.run_id(seed))
+    else:  # the base is broken already: its own problems are reported once, not for every trial
+      trial_problems = [p for p in config_lib.validate(config) if p not in base_problems]
     problems += [f'trial {point.values}: {p}' for p in trial_problems]
   if problems:
     raise config_lib.ConfigError(problems)
   record = {'config': config_file, 'overrides': config_overrides, 'sweep': sweep.to_dict(),
             'base_config': base.to_dict()}
   return base, sweep, record
+
+
+def _trials_to_check(sweep: space.Sweep) -> list[tuple[space.Configuration, int]]:
+  """Every (configuration, seed) of a grid, zip or random sweep; the corners of a bayes sweep's space (first seed)."""
+  if sweep.kind == 'bayes':
+    return [(space.Configuration(f'edge{i}', v, space.expand(sweep, v)), sweep.seeds[0])
+            for i, v in enumerate(space.corner_points(sweep))]
+  return [(point, seed) for point in space.configurations(sweep) for seed in sweep.seeds]
+
+
+def _plan_problems(planner: Planner, config, run_id: str) -> list[str]:
+  try:
+    planner.stages(config, run_id)
+  except config_lib.ConfigError as err:
+    return err.problems
+  return []
 
 
 def _set(config, key: str, value) -> list[str]:
@@ -264,46 +305,35 @@ class Job:
   report_intermediate: bool = False
 
 
-def run_one(sweep_dir: str, base, sweep: space.Sweep, point: space.Configuration, seed: int, *, trial=None,
+def run_one(planner: Planner, base, sweep: space.Sweep, point: space.Configuration, seed: int, *, trial=None,
             report_intermediate: bool = False) -> dict:
   """Runs (or resumes) one (configuration, seed) as a normal ftlab run in DIR/trials/<id>; returns its row.
 
   Already recorded in trials.jsonl: returns that row without running anything.
   """
-  return run_many(sweep_dir, base, sweep, [Job(point, seed, trial, report_intermediate)])[0]
+  return run_many(planner, base, sweep, [Job(point, seed, trial, report_intermediate)])[0]
 
 
-def run_many(sweep_dir: str, base, sweep: space.Sweep, jobs: list[Job], *, on_row=None) -> list[dict]:
+def run_many(planner: Planner, base, sweep: space.Sweep, jobs: list[Job], *, on_row=None) -> list[dict]:
   """Runs (or resumes) several (configuration, seed) runs, each a normal ftlab run in DIR/trials/<id>; returns
   their rows in order. Runs that share a compiled train step and a start step train together as one vmapped
-  step (ftlab/vectorized.py); any other runs one by one. A run already recorded in trials.jsonl is not run.
+  step (ftlab/grouping.py); any other runs one by one. A run already recorded in trials.jsonl is not run.
   Each row is appended to trials.jsonl, and given to `on_row(job, row)`, as soon as its run (or group) ends."""
+  sweep_dir = planner.sweep_dir
   done = records.by_id(sweep_dir)
   rows: list[dict | None] = [done.get(job.point.run_id(job.seed)) for job in jobs]
   todo, plans, on_evals, last = [], [], [], []
   for i, job in enumerate(jobs):
     if rows[i] is not None:
       continue
-    t0 = time.perf_counter()
-    run_id = job.point.run_id(job.seed)
-    config = space.apply(base, job.point.overrides, job.seed)
-    workdir = workdir_lib.inside(os.path.join(sweep_dir, 'trials'), run_id)
-    row = {'id': run_id, 'config_id': job.point.config_id, 'values': job.point.values, 'seed': job.seed,
-           'workdir': os.path.relpath(workdir, sweep_dir), 'best_step': None, 'final_step': None,
-           'objective': None, 'validation': None, 'test': None, 'train_eval': None, 'message': ''}
-    rows[i] = row
-    print(f'ftlab.sweep: trial {run_id} {json.dumps(job.point.values)} seed {job.seed}', flush=True)
-    try:
-      stages, final = ftlab_main.plan(config, workdir, pretrain_dir=_pretrain_dir(sweep_dir, config))
-      ftlab_main.run_stages(stages)
-    except Exception as err:  # a bad trial config, a broken data file, a bug: recorded, and the sweep goes on
-      _finish_row(row, err, {}, sweep.metric, time.perf_counter() - t0)
-      continue
-    seen: dict = {}
-    todo.append(i)
-    plans.append(final)
-    on_evals.append(_on_eval(job, sweep, seen))
-    last.append(seen)
+    rows[i], plan = _start(planner, base, sweep, job)
+    if plan is not None:
+      seen: dict = {}
+      todo.append(i)
+      plans.append(plan)
+      on_evals.append(_on_eval(job, sweep, seen))
+      last.append(seen)
+
   def record(i: int) -> None:  # as soon as a run (or its group) ends: a later kill loses none of it
     faults.point('record', where=rows[i]['id'])
     records.append(sweep_dir, rows[i])
@@ -319,23 +349,40 @@ def run_many(sweep_dir: str, base, sweep: space.Sweep, jobs: list[Job], *, on_ro
                 sweep.metric, outcome.seconds)
     record(todo[j])
 
-  if plans:
-    from ftlab import vectorized
-    vectorized.run_groups(plans, on_evals=on_evals, vectorize=sweep.vectorize, shard_trials=sweep.shard_trials,
-                          on_outcome=finished)
+  grouping.run_groups(plans, on_evals=on_evals, vectorize=sweep.vectorize, shard_trials=sweep.shard_trials,
+                      on_outcome=finished)
   recorded = records.by_id(sweep_dir)
   return [recorded[job.point.run_id(job.seed)] for job in jobs]
 
 
+def _start(planner: Planner, base, sweep: space.Sweep, job: Job):
+  """(the job's row, its planned fine-tuning run), after its source-task run; the plan is None when planning or
+  the source-task run failed (the row says why)."""
+  t0 = time.perf_counter()
+  run_id = job.point.run_id(job.seed)
+  workdir = workdir_lib.inside(os.path.join(planner.sweep_dir, 'trials'), run_id)
+  row = {'id': run_id, 'config_id': job.point.config_id, 'values': job.point.values, 'seed': job.seed,
+         'workdir': os.path.relpath(workdir, planner.sweep_dir), 'best_step': None, 'final_step': None,
+         'objective': None, 'validation': None, 'test': None, 'train_eval': None, 'message': ''}
+  print(f'ftlab.sweep: trial {run_id} {json.dumps(job.point.values)} seed {job.seed}', flush=True)
+  try:
+    planned = planner.stages(space.apply(base, job.point.overrides, job.seed), run_id)
+    stages.run_sources(planned)
+  except Exception as err:  # a bad trial config, a broken data file, a bug: recorded, and the sweep goes on
+    _finish_row(row, err, {}, sweep.metric, time.perf_counter() - t0)
+    return row, None
+  return row, planned.final
+
+
 def _on_eval(job: Job, sweep: space.Sweep, seen: dict):
   """The run's evaluation callback: remembers the last validation row in `seen`, reports it to the Optuna trial
-  and raises train.Stop when the pruner says so."""
+  and raises Stop when the pruner says so."""
   def on_eval(step, validation):
     seen.update(row=validation, step=step)
     if job.trial is not None and job.report_intermediate and sweep.pruner['name'] != 'none':
       job.trial.report(float(validation[sweep.metric]), step)
       if job.trial.should_prune():
-        raise train.Stop(step, f'pruned by the {sweep.pruner["name"]} pruner at step {step} '
+        raise Stop(step, f'pruned by the {sweep.pruner["name"]} pruner at step {step} '
                                f'({sweep.metric} {validation[sweep.metric]:.4f})')
   return on_eval
 
@@ -343,10 +390,10 @@ def _on_eval(job: Job, sweep: space.Sweep, seen: dict):
 def _finish_row(row: dict, result, seen: dict, metric: str, seconds: float) -> None:
   """Fills a row from how its run ended: a summary dict, or the exception it raised; `seconds` is the wall time
   of the run (of its group, when it trained vectorised)."""
-  if isinstance(result, train.Stop):
+  if isinstance(result, Stop):
     row.update(status='pruned', step=result.step, message=result.reason, validation=seen.get('row'),
                objective=_metric(seen.get('row'), metric))
-  elif isinstance(result, train.Diverged):
+  elif isinstance(result, Diverged):
     row.update(status='diverged', step=result.step, message=str(result), validation=seen.get('row'))
   elif isinstance(result, config_lib.ConfigError):
     row.update(status='failed', step=0, message=result.report())
@@ -381,15 +428,14 @@ def _pretrain_dir(sweep_dir: str, config) -> str:
   """Trials whose source-task runs are the same config share one, in DIR/pretrain/<hash>."""
   if not config.init.pretrain.enabled:
     return ''
-  import hashlib
   source = json.dumps(source_task.source_config(config).to_dict(), sort_keys=True)
   return os.path.join(sweep_dir, 'pretrain', hashlib.sha256(source.encode()).hexdigest()[:12])
 
 
-def work(sweep_dir: str, base, sweep: space.Sweep, study, options: Options) -> list[dict]:
+def work(planner: Planner, base, sweep: space.Sweep, study, options: Options) -> list[dict]:
   """Takes and runs trials until none is left; returns the rows this worker wrote. With sweep.vectorize K, takes
   up to K waiting trials at a time and runs them together."""
-  rows = []
+  sweep_dir, rows = planner.sweep_dir, []
   while True:
     if preemption.received():  # SIGTERM between trials (one in progress stops in its loop)
       raise preemption.Preempted(None, sweep_dir)
@@ -406,11 +452,11 @@ def work(sweep_dir: str, base, sweep: space.Sweep, study, options: Options) -> l
       break
     with Heartbeat(study, taken):
       if sweep.kind == 'bayes':
-        per_trial = [_run_bayes_trial(sweep_dir, base, sweep, taken[0])]
+        per_trial = [_run_bayes_trial(planner, base, sweep, taken[0])]
       else:
         points = {p.config_id: p for p in space.configurations(sweep)}
         jobs = [Job(points[t.user_attrs['ftlab_config_id']], t.user_attrs['ftlab_seed'], t, True) for t in taken]
-        per_trial = [[row] for row in run_many(sweep_dir, base, sweep, jobs, on_row=lambda job, row: _tell(
+        per_trial = [[row] for row in run_many(planner, base, sweep, jobs, on_row=lambda job, row: _tell(
             study, job.trial, sweep, [row]))]  # told as each run ends: no finished trial looks interrupted
     for trial, trial_rows in zip(taken, per_trial):
       rows += trial_rows
@@ -466,13 +512,13 @@ def _discard(study, trial):
   study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
 
-def _run_bayes_trial(sweep_dir, base, sweep, trial) -> list[dict]:
+def _run_bayes_trial(planner: Planner, base, sweep, trial) -> list[dict]:
   """Runs every seed of the configuration the sampler gave `trial`; pruning watches the first seed, and the others
   run only if it survives."""
   point = space.suggest(sweep, trial, trial.user_attrs['ftlab_config_id'])
   rows = []
   for i, seed in enumerate(sweep.seeds):
-    row = run_one(sweep_dir, base, sweep, point, seed, trial=trial, report_intermediate=i == 0)
+    row = run_one(planner, base, sweep, point, seed, trial=trial, report_intermediate=i == 0)
     rows.append(row)
     if row['status'] != 'complete':
       break
@@ -496,15 +542,17 @@ def run(config_file: str, sweep_dir: str, *, config_overrides: dict | None = Non
   """The whole command: checks, records sweep.json, works through the trials, writes the report. Returns every
   row of trials.jsonl."""
   options = options or Options()
-  base, sweep, record = prepare(config_file, config_overrides or {}, sweep_overrides or {}, sweep_dir)
+  planner = Planner(sweep_dir)
+  base, sweep, record = prepare(config_file, config_overrides or {}, sweep_overrides or {}, sweep_dir,
+                                planner=planner)
   os.makedirs(sweep_dir, exist_ok=True)
-  with records.locked(os.path.join(sweep_dir, 'sweep.lock')):  # workers starting together set it up once
+  with locks.waiting(os.path.join(sweep_dir, 'sweep.lock')):  # workers starting together set it up once
     check_same_sweep(sweep_dir, record)
     if records.read_sweep(sweep_dir) is None:
       record.update(storage=storage_url(sweep_dir, options), study_name=options.study_name)
       writers.write_json_atomic(os.path.join(sweep_dir, records.SWEEP), record)
     study = open_study(sweep_dir, sweep, record, options)
-  work(sweep_dir, base, sweep, study, options)
+  work(planner, base, sweep, study, options)
   rows = records.read(sweep_dir)
   if options.report:
     from ftlab.sweeps import report

@@ -24,7 +24,7 @@ numpy generator seeded from sampler.seed, so the same definition gives the same 
 
 `vectorize: K` trains up to K trials that differ only in traced hyperparameters (learning rate, weight decay,
 dropout, label smoothing, class weights, seed, the schedule's numbers, and with optimizer.traced_freezing the
-frozen groups: see step_cache.static_key) as one vmapped train step (ftlab/vectorized.py); `shard_trials`
+frozen groups: see ftlab/traced.py) as one vmapped train step (ftlab/steppers/stacked.py); `shard_trials`
 splits those trials over the devices instead of splitting the batch. Both change how trials run, not their
 results, so a rerun may change them.
 """

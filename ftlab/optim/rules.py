@@ -1,9 +1,10 @@
-"""The optimizer plan: config.optimizer's freeze regex, groups and layer-wise decay resolved per parameter.
+"""The optimizer's rules: config.optimizer's freeze regex, groups and layer-wise decay resolved per parameter.
 
 Each parameter gets a label, and each label a Rule (learning-rate and weight-decay multipliers, when it is frozen,
 schedule overrides). Freezing over time (LP-FT, gradual unfreezing, a group frozen for a step range) is a set of
-step ranges per label, tested against the traced step inside the compiled step, so phase changes never recompile. The builder makes one optax branch per label; `describe` is the table printed at the start of a run
-and saved as <workdir>/optimizer_plan.txt.
+step ranges per label, tested against the traced step inside the compiled step, so phase changes never recompile.
+The builder makes one optax branch per label, `frozen_masks` are what the train step keeps bit-identical, and
+`describe` is the table printed at the start of a run and saved as <workdir>/optimizer_plan.txt.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ftlab.optim import schedules
-from ftlab.optim.groups import assign, param_paths, path_str
+from ftlab.optim.groups import assign, map_paths, param_paths, path_str
 
 
 SETTINGS = {'lr_mult': (int, float), 'wd_mult': (int, float), 'frozen': (bool,), 'schedule': (dict,),
@@ -60,7 +61,7 @@ class Freezing:
 @dataclasses.dataclass(frozen=True)
 class Rule:
   """What the optimizer does to one label's parameters: a group's settings at one layer."""
-  group: str  # the group's name in the plan: 'freeze', 'groups[0]', ... or 'all'
+  group: str  # the group's name in optimizer_plan.txt: 'freeze', 'groups[0]', ... or 'all'
   pattern: str
   lr_mult: float = 1.0  # the group's multiplier times the layer-wise decay factor
   wd_mult: float = 1.0
@@ -155,7 +156,7 @@ def resolve(opt, params, *, steps_per_epoch: int = 1, total_steps: int = 1, lora
 
 def resolve_traced_freezing(opt, params, *, steps_per_epoch: int = 1, total_steps: int = 1, lora=None
                             ) -> tuple[Any, dict[str, Rule], Any]:
-  """The plan of optimizer.traced_freezing: (labels, {label: Rule}, a tree of bools like `params`, True where the
+  """The rules of optimizer.traced_freezing: (labels, {label: Rule}, a tree of bools like `params`, True where the
   parameter trains). Which parameters are frozen for the whole run (optimizer.freeze, a group's `frozen`, LoRA's
   frozen base) is taken out of the labels and rules and given as the bools, which the builder makes a traced 0/1
   per parameter; so runs that differ only in it have the same labels and rules. The labels are those of the groups
@@ -220,8 +221,32 @@ def module_freezing(labels, rules: dict[str, Rule]) -> dict[str, Freezing]:
   return {module: next(iter(f)) for module, f in by_module.items() if len(f) == 1}
 
 
+def frozen_masks(labels, rules, model_state, *, trained=None) -> dict:
+  """The static masks train_step applies, trees of Freezing: {'params': like the labels, 'model_state': like
+  model_state}. A model-state entry (batch-norm statistics) freezes exactly when all parameters of its module do;
+  otherwise it never does.
+
+  With traced freezing (`trained` given, see resolve_traced_freezing) also 'traced': for each parameter leaf
+  and each model-state leaf (in tree order), the indices of the parameter leaves in the traced `trained` of which
+  one must train for it to change: the leaf itself, or every parameter of the model-state entry's module."""
+  modules = module_freezing(labels, rules)
+  state_mask = lambda tree: map_paths(
+      lambda path: modules.get(path.rpartition('/')[0], Freezing()), tree)
+  masks = {'params': freezing_tree(labels, rules),
+           'model_state': {name: state_mask(tree) for name, tree in model_state.items()}}
+  if trained is not None:
+    of_module = {}
+    for i, path in enumerate(param_paths(labels)):
+      of_module.setdefault(path.rpartition('/')[0], []).append(i)
+    state_paths = [path.partition('/')[2] for path in param_paths(model_state)]  # without the collection
+    masks['traced'] = {'params': tuple((i,) for i in range(len(jax.tree.leaves(labels)))),
+                       'model_state': tuple(tuple(of_module.get(p.rpartition('/')[0], ())) for p in state_paths)}
+  return masks
+
+
 def describe(labels, rules: dict[str, Rule], params) -> str:
-  """The optimizer plan: one row per label with its pattern, parameter count and settings; the trainable total."""
+  """The table of optimizer_plan.txt: one row per label with its pattern, parameter count and settings; the
+  trainable total."""
   counts = {name: 0 for name in rules}
   for lab, leaf in zip(jax.tree.leaves(labels), jax.tree.leaves(params)):
     counts[lab] += int(np.prod(leaf.shape))

@@ -1,0 +1,39 @@
+"""A planned run's state at step 0: fresh variables from the seed, then the pretrained weights (model.pretrained)
+or an earlier run's best parameters (init.checkpoint, init.pretrain), then the LoRA adapters, then the optimizer
+state and the traced hyperparameters."""
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+
+from ftlab import compiled, writers
+from ftlab.models import lora as lora_lib
+from ftlab.plan import Plan, init_variables
+from ftlab.pretrained import load as pretrained_lib
+from ftlab.pretrained import surgery
+from ftlab.state import TrainState, create_state
+
+
+def initial_state(plan: Plan, *, load_pretrained: bool = True) -> TrainState:
+  """The state at step 0, with its pretrained weights unless `load_pretrained` is False (a resumed run restores its
+  own). Writes import_report.json when it imports model.pretrained."""
+  c = plan.config
+  init_rng, state_rng = jax.random.split(jax.random.key(c.seed))
+  init = compiled.cached(('init', repr(plan.model)), lambda: jax.jit(functools.partial(init_variables, plan.model)))
+  variables = init(plan.task.example_input(plan.splits.train), init_rng)
+  params = variables['params']
+  model_state = {k: v for k, v in variables.items() if k != 'params'}
+  if plan.init_from and load_pretrained:
+    params = surgery.load_run_params(plan.init_from, params, reinit=c.init.reinit)
+  elif c.model.pretrained and load_pretrained:
+    imported = pretrained_lib.import_pretrained(c.model, params, model_state, reinit=c.init.reinit)
+    params, model_state = imported.params, imported.model_state
+    if jax.process_index() == 0:
+      print(imported.summary(pretrained_lib.describe_source(c.model)), flush=True)
+      os.makedirs(plan.workdir, exist_ok=True)
+      writers.write_json_atomic(os.path.join(plan.workdir, 'import_report.json'), imported.report)
+  if lora_lib.Spec.of(c.lora):
+    params = lora_lib.add_adapters(params, c.lora, jax.random.fold_in(init_rng, 1))
+  return create_state(params, model_state, plan.tx, rng=state_rng, hparams=plan.hparams)

@@ -1,0 +1,202 @@
+"""The one training loop: K >= 1 trials (ftlab/trial.py) trained to their end by a stepper (ftlab/steppers/). A run
+alone is K = 1 with the single-run stepper; a vectorised group is K trials with the stacked one. The loop only asks
+the stepper; each trial does its own bookkeeping.
+
+Each step: dispatch it, then check the step before (one step behind the dispatch: no stall): a NaN or Inf loss
+ends its trial with Diverged, or with train.skip_nonfinite counts the step as skipped; a finite step's train metrics
+are merged into the trial's train row. Before an evaluation or a save the step's own loss is checked the same way,
+so no checkpoint ever holds a diverged state. At evaluations every trial still training writes its train and
+evaluation rows and updates early stopping; at saves it checkpoints its state, data position and LoopState (with
+the train metrics since the last evaluation, so that a resumed run writes the same train rows); its on_eval
+callback may then stop it (a pruned sweep trial). On SIGTERM every trial still training saves a checkpoint (outside
+checkpoint.keep's count) and Preempted is raised. At the end each trial that neither diverged nor was stopped is
+evaluated at its best checkpoint, on validation and test, and writes its summary.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable
+
+import numpy as np
+
+from ftlab import faults, preemption, steppers, writers
+from ftlab import metrics as metrics_lib
+from ftlab.evaluation import evaluate_splits
+from ftlab.loop_state import metrics_to_json
+from ftlab.outcome import Outcome
+from ftlab.plan import Plan
+from ftlab.trial import Trial
+
+
+def train_and_evaluate(plan: Plan, *, on_eval: Callable | None = None) -> dict:
+  """Trains (or resumes, or only re-evaluates when finished) one planned run; returns summary.json's contents.
+  Raises Diverged, or the Stop its `on_eval(step, validation_row)` raised."""
+  return run_plans([plan], on_evals=[on_eval])[0].result()
+
+
+def run_plans(plans: list[Plan], *, on_evals: list[Callable | None] | None = None,
+              shard_trials: bool = False) -> list[Outcome]:
+  """Trains the planned runs together (one alone, several as a vectorised group that must start at one step);
+  returns each one's Outcome, in order. Raises ValueError when the plans cannot share a group."""
+  stepper = steppers.for_plans(plans, shard_trials=shard_trials)
+  trials = []
+  try:
+    for p, on_eval in zip(plans, on_evals or [None] * len(plans)):
+      trials.append(Trial(p, on_eval=on_eval, echo=len(plans) == 1))
+    starts = {t.start for t in trials}
+    if len(starts) != 1:
+      raise ValueError(f'vectorised trials must start at one step; these resume from {sorted(map(str, starts))}')
+    run = _Run(trials, stepper)
+    return run.finish(run.train())
+  finally:
+    for t in trials:
+      t.close()
+
+
+class _Run:
+  """The loop's own state: the live states, the step, the step awaiting its loss check, the train metrics."""
+
+  def __init__(self, trials: list[Trial], stepper):
+    self.trials, self.stepper = trials, stepper
+    self.plan = plan = trials[0].plan  # the group's shared run length, cadence and data
+    self.states = stepper.start([t.take_state() for t in trials])
+    self.step = trials[0].start or 0
+    self.progress = writers.Progress(plan.total_steps, self.step)
+    self.pending = None  # (step, metrics, active) of the last step dispatched, before its loss is checked
+    carried = [t.loop.train_metrics for t in trials]  # what resumed checkpoints held since the last evaluation
+    self.carried = carried if any(c is not None for c in carried) else None
+    self.has_train_metrics = np.array([c is not None for c in carried])
+    self.train_metrics = None  # since the last evaluation (stacked for a group)
+
+  def active(self) -> np.ndarray:
+    return np.array([t.active for t in self.trials])
+
+  def train(self) -> float:
+    """Steps until the run's end or until no trial trains; returns the seconds it took."""
+    t0 = time.perf_counter()
+    notice = preemption.Notice().install()
+    try:
+      while self.step < self.plan.total_steps and self.active().any():
+        self._one_step(notice)
+      self._accept_pending()
+    finally:
+      notice.uninstall()
+    for t in self.trials:
+      t.ckpts.wait()
+    return time.perf_counter() - t0
+
+  def _one_step(self, notice) -> None:
+    active = self.active()
+    batch = self.stepper.next_batch(self.trials)
+    self.states, metrics = self.stepper.step(self.states, batch, active)
+    self._accept_pending()
+    self.step += 1
+    for t, a in zip(self.trials, active):
+      if a:
+        t.final_step = self.step
+    self.pending = (self.step, metrics, active)
+    self._log(metrics, active)
+    c = self.plan.config
+    evaluating = self.step % self.plan.eval_every == 0 or self.step == self.plan.total_steps
+    saving = evaluating or bool(c.checkpoint.every_steps and self.step % c.checkpoint.every_steps == 0)
+    if saving:
+      self._accept_pending()
+    live = active & self.active()  # trained this step and neither diverged nor stopped before it
+    rows = self._evaluate(live) if evaluating and live.any() else {}
+    if saving:
+      self._save(live, {i: r['validation'][c.eval.metric] for i, r in rows.items()}, evaluating)
+    for i, r in rows.items():
+      self.trials[i].called_back(self.step, r['validation'])
+    for t, a in zip(self.trials, live):
+      if a:  # tests: die here as a preempted VM does, with no chance to clean up
+        faults.point('step', self.step, t.workdir)
+    if notice.requested(self.step) and self.step < self.plan.total_steps and self.active().any():
+      self._preempt(saved=saving)
+
+  def _accept_pending(self) -> None:
+    """Checks the pending step's losses; merges the train metrics of the trials whose step counts."""
+    if self.pending is None:
+      return
+    step, metrics, active = self.pending
+    self.pending = None
+    if self.carried is not None:  # exact: the same merges, in the same order, as a run that never stopped
+      self.train_metrics, self.carried = self.stepper.carried(self.carried, like=metrics), None
+    totals = self.stepper.loss_totals(metrics)
+    accepted = np.array([bool(a) and t.error is None and t.accept(step, totals[i])
+                         for i, (t, a) in enumerate(zip(self.trials, active))])
+    # lanes that did not train this step may merge anything: they never write a train row again
+    self.train_metrics = self.stepper.accumulate(self.train_metrics, metrics, accepted | ~active)
+    self.has_train_metrics |= accepted
+
+  def _train_metrics_of(self, host, i: int):
+    return self.stepper.lane(host, i) if host is not None and self.has_train_metrics[i] else None
+
+  def _evaluate(self, live: np.ndarray) -> dict[int, dict]:
+    """Evaluates, writes each live trial's train and evaluation rows and updates its early stopping; returns
+    {trial index: its rows}."""
+    c = self.plan.config
+    rows = evaluate_splits(self.stepper, self.states, self.plan.splits, train_subset=c.eval.train_subset)
+    host = None if self.train_metrics is None else self.stepper.fetch(self.train_metrics)
+    for i in np.flatnonzero(live):
+      t = self.trials[i]
+      faults.point('evaluated', self.step, t.workdir)
+      train_metrics = self._train_metrics_of(host, i)
+      t.evaluated(self.step, None if train_metrics is None else metrics_lib.summarize(train_metrics), rows[i])
+    self.train_metrics, self.has_train_metrics = None, np.zeros(len(self.trials), bool)
+    if self.trials[0].is_writer:
+      print(_eval_line(self.step, c.eval.metric, rows, live), flush=True)
+    return {int(i): rows[i] for i in np.flatnonzero(live)}
+
+  def _save(self, live: np.ndarray, metric_values: dict, evaluating: bool, *, preempted: bool = False) -> None:
+    host = None if evaluating or self.train_metrics is None else self.stepper.fetch(self.train_metrics)
+    for i in np.flatnonzero(live):
+      train_metrics = self._train_metrics_of(host, i)
+      self.trials[i].save(self.step, self.stepper.state_to_save(self.states, i),
+                          self.stepper.iterator(self.trials, i),
+                          None if train_metrics is None else metrics_to_json(train_metrics),
+                          metric=metric_values.get(int(i)), preempted=preempted)
+
+  def _preempt(self, *, saved: bool) -> None:
+    """SIGTERM: every trial still training saves a checkpoint at this step (unless it saved one here already),
+    then Preempted."""
+    self._accept_pending()
+    if not self.active().any():  # the step checked last diverged: that ends the run instead
+      return
+    if not saved:
+      self._save(self.active(), {}, False, preempted=True)
+    for t in self.trials:
+      t.ckpts.wait()
+    workdir = self.trials[0].workdir
+    raise preemption.Preempted(self.step, workdir if len(self.trials) == 1
+                               else os.path.join(os.path.dirname(workdir), '*'))  # a sweep's DIR/trials/*
+
+  def _log(self, metrics, active: np.ndarray) -> None:
+    every = self.plan.config.train.log_every_steps
+    if self.trials[0].is_writer and (self.step % every == 0 or self.step == self.plan.total_steps):
+      print(self.progress.line(self.step, self.stepper.mean_loss(metrics, active)), flush=True)
+
+  def finish(self, train_seconds: float) -> list[Outcome]:
+    """Evaluates every trial that did not fail at its best checkpoint (validation, test) and writes its summary."""
+    outcomes = [Outcome(error=t.error) for t in self.trials]
+    done = [i for i, t in enumerate(self.trials) if t.error is None]
+    if not done:
+      return outcomes
+    states, params = self.stepper.best(self.states, self.trials, done)
+    at_best = evaluate_splits(self.stepper, states, self.plan.splits,
+                              train_subset=self.plan.config.eval.train_subset)
+    tests = self.stepper.evaluate(states, self.plan.splits.test)
+    for j, i in enumerate(done):
+      t = self.trials[i]
+      outcomes[i] = Outcome(summary=t.finish(best_step=t.ckpts.best_step(), at_best=at_best[j], test=tests[j],
+                                             best_params=params[j], train_seconds=train_seconds))
+    return outcomes
+
+
+def _eval_line(step: int, metric: str, rows: list[dict], live: np.ndarray) -> str:
+  if len(rows) == 1:
+    val = rows[0]['validation']
+    return (f'  eval @ {step}: validation {metric} {val[metric]:.4f}  loss {val["loss"]:.4f}  '
+            f'accuracy {val["accuracy"]:.4f}')
+  return f'  eval @ {step}: validation {metric} ' + ' '.join(
+      f'{r["validation"][metric]:.4f}' if a else '-' for r, a in zip(rows, live))

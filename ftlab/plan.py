@@ -1,0 +1,230 @@
+"""A run resolved once: `make_plan(config, workdir)` checks everything that can be checked before any compute and
+returns a typed Plan, or raises ConfigError listing every problem. Everything after planning reads the Plan, never
+the raw config's meaning again: the data and its sizes, the task, the model and its initial variables' shapes, the
+optimizer's rules and its optax transformation, the schedule, the freezing masks, the traced hyperparameters'
+initial values and the step's static key (ftlab/traced.py).
+
+Nothing is written: the workdir is only read (its config.json, when it holds a run already).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import json
+import math
+import os
+from typing import Any, Callable
+
+import jax
+import ml_collections
+import numpy as np
+import optax
+
+from ftlab import config as config_lib
+from ftlab import data as data_lib
+from ftlab import models, tasks, traced
+from ftlab.models import lora as lora_lib
+from ftlab.optim import builder, groups, rules as rules_lib
+from ftlab.pretrained import load as pretrained_lib
+from ftlab.pretrained import surgery
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  config: ml_collections.ConfigDict  # validated; saved as the run's config.json
+  workdir: str
+  init_from: str  # a run directory whose best parameters initialise this run, or ''
+  splits: data_lib.Splits
+  task: tasks.Task
+  model: Any  # a Flax module (LoRA-adapted when lora.target is set)
+  steps_per_epoch: int
+  total_steps: int
+  eval_every: int
+  eval_mode: str  # 'min' or 'max' for config.eval.metric
+  variables: Any  # the initial variables' shapes: {'params': ... (with LoRA adapters), other collections ...}
+  labels: Any  # the optimizer's label of each parameter (see optim/rules.py)
+  rules: dict  # {label: rules.Rule}
+  trained: Any  # optimizer.traced_freezing: a tree of bools, True where the parameter trains; else None
+  tx: optax.GradientTransformation
+  schedule: Callable  # count -> the factor of the peak learning rate (config.schedule)
+  frozen: dict  # the static masks train_step applies (rules.frozen_masks)
+  hparams: dict  # initial values of the traced hyperparameters the TrainState holds (traced.IN_STATE)
+  static_key: str  # equal keys: the same compiled steps
+
+  @property
+  def model_state(self) -> dict:
+    """The shapes of the variables other than the parameters (batch-norm statistics), {} for most models."""
+    return {k: v for k, v in self.variables.items() if k != 'params'}
+
+  def learning_rate(self, step: int) -> float:
+    """The learning rate the optimizer used at `step` (counted from 0) for parameters without an own schedule."""
+    peak = np.float32(builder.peak_learning_rate(self.config.optimizer, self.config.train.batch_size))
+    return float(peak * np.float32(self.schedule(step)))
+
+
+def init_variables(model, example, rng):
+  return model.init({'params': rng, 'dropout': rng}, example, train=False)
+
+
+def make_plan(config, workdir: str, *, init_from: str = '',
+              load_data: Callable[[Any], data_lib.Splits] = data_lib.load) -> Plan:
+  """The Plan of one run (see the module docstring); raises ConfigError listing every problem. `load_data` reads
+  config.data (a sweep passes one that shares the splits of trials with the same data config)."""
+  problems = config_lib.validate(config)
+  if problems:
+    raise config_lib.ConfigError(problems)
+  encoder, splits = _model_data(config, load_data)
+  task = tasks.Task(splits.task, tuple(splits.class_names))
+  spe, total = _run_length(config, splits)
+  problems = config_lib.check_run(config, num_devices=jax.device_count(), total_steps=total, steps_per_epoch=spe)
+  model, fresh = _model(config, task, splits, encoder)
+  try:
+    variables = _with_adapters(config, fresh)
+    optimizer = _optimizer(config, variables, steps_per_epoch=spe, total_steps=total)
+  except (groups.GroupError, lora_lib.LoraError, ValueError) as err:
+    problems += str(err).split('\n')
+  problems += _task_problems(config, task, splits)
+  problems += _initial_problems(config, fresh, init_from)
+  problems += _workdir_problems(config, workdir)
+  if problems:
+    raise config_lib.ConfigError(problems)
+  labels, rules, trained, tx, schedule = optimizer
+  frozen = rules_lib.frozen_masks(labels, rules, {k: v for k, v in variables.items() if k != 'params'},
+                                  trained=trained)
+  counts = np.bincount(splits.train.labels, minlength=splits.num_classes) if task.kind != 'tags' else None
+  return Plan(config=config, workdir=workdir, init_from=init_from, splits=splits, task=task, model=model,
+              steps_per_epoch=spe, total_steps=total, eval_every=config.eval.every_steps or spe,
+              eval_mode=config_lib.eval_mode(config), variables=variables, labels=labels, rules=rules,
+              trained=trained, tx=tx, schedule=schedule, frozen=frozen,
+              hparams=traced.state_values(config, counts, splits.num_classes),
+              static_key=traced.static_key(config, model=model, task=task, steps_per_epoch=spe, total_steps=total))
+
+
+def _model_data(config, load_data):
+  """(the pretrained encoder's (BertConfig, vocab) or None, the splits): the checkpoint first, so that a wrong path
+  fails fast, and its folder holds the default tokenizer."""
+  m = config.model
+  try:
+    encoder = pretrained_lib.encoder_config(m)
+    data_config = _with_default_tokenizer(config.data, pretrained_lib.tokenizer_folder(m))
+  except surgery.SurgeryError as err:
+    raise config_lib.ConfigError([str(err)]) from err
+  try:
+    splits = load_data(data_config)
+  except ValueError as err:  # DataError, and sklearn's / TFDS's value errors
+    raise config_lib.ConfigError([str(err)]) from err
+  takes = 'text' if m.name in models.TEXT_MODELS else 'image'
+  if (splits.task == 'image') != (takes == 'image'):
+    fix = "an image dataset" if takes == 'image' else "a text dataset (data.source 'text', 'conll' or a TFDS text set)"
+    other = "model.name='bert'" if takes == 'image' else "an image model (mlp, cnn, vit, resnet)"
+    raise config_lib.ConfigError([f'model.name={m.name!r} takes {takes}, but data.source={config.data.source!r} '
+                                  f'gives {splits.task} examples; use {fix}, or {other}'])
+  if encoder is None and m.name == 'bert':
+    encoder = (models.bert_config(m, vocab_size=splits.report['vocab_size'], pad_id=splits.report['pad_id']), 0)
+  return encoder, splits
+
+
+def _with_default_tokenizer(data_config, folder: str):
+  """config.data, with data.tokenizer.path defaulting to the pretrained checkpoint's folder (not saved: the run's
+  config keeps '' and resolves it the same way again)."""
+  if data_config.tokenizer.path or not folder:
+    return data_config
+  data_config = copy.deepcopy(data_config)
+  data_config.tokenizer.path = folder
+  return data_config
+
+
+def _run_length(config, splits) -> tuple[int, int]:
+  """(steps per epoch, total steps)."""
+  t = config.train
+  if config.data.remainder == 'drop' and len(splits.train) < t.batch_size:
+    raise config_lib.ConfigError([
+        f'train.batch_size: {t.batch_size} is more than the {len(splits.train)} training examples, and '
+        "data.remainder='drop' drops every partial batch, so no batch is left; lower train.batch_size or set "
+        "data.remainder to 'spill' or 'pad'"])
+  spe = data_lib.steps_per_epoch(len(splits.train), t.batch_size, config.data.remainder)
+  return spe, t.num_steps or max(1, math.ceil(t.num_epochs * spe))
+
+
+def _model(config, task, splits, encoder):
+  """(the model, the shapes of its freshly initialised variables)."""
+  try:
+    model = models.build(config.model, task, bert=encoder[0] if encoder else None)
+  except ValueError as err:  # a variant that names no size
+    raise config_lib.ConfigError([f'model.variant: {err}']) from err
+  spec = lora_lib.Spec.of(config.lora)
+  model = lora_lib.Adapted(model, spec) if spec else model
+  return model, jax.eval_shape(functools.partial(init_variables, model), task.example_input(splits.train),
+                               jax.random.key(0))
+
+
+def _with_adapters(config, variables):
+  """The variables' shapes with the LoRA adapters among the parameters (raises LoraError)."""
+  if not lora_lib.Spec.of(config.lora):
+    return variables
+  return {**variables, 'params': jax.eval_shape(functools.partial(lora_lib.add_adapters, lora_config=config.lora),
+                                                variables['params'], rng=jax.random.key(0))}
+
+
+def _optimizer(config, variables, *, steps_per_epoch: int, total_steps: int):
+  """(labels, rules, trained, the optax transformation, the run's schedule); raises GroupError, LoraError or
+  ValueError naming the keys."""
+  params, opt = variables['params'], config.optimizer
+  kwargs = dict(steps_per_epoch=steps_per_epoch, total_steps=total_steps, lora=config.lora)
+  if opt.traced_freezing:
+    labels, rules, trained = rules_lib.resolve_traced_freezing(opt, params, **kwargs)
+  else:
+    (labels, rules), trained = rules_lib.resolve(opt, params, **kwargs), None
+  values = builder.schedule_values(config.schedule, rules, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+  tx = builder.build(opt, config.schedule, labels, rules, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
+                     batch_size=config.train.batch_size, trained=trained, values=values)
+  return labels, rules, trained, tx, builder.run_schedule(config.schedule, values, total_steps=total_steps)
+
+
+def _task_problems(config, task, splits) -> list[str]:
+  problems = [p for p in [task.check_metric(config.eval.metric)] if p]
+  if task.kind == 'tags' and config.train.balance_classes:
+    problems.append('train.balance_classes: not available for token classification; give per-tag weights in '
+                    'train.class_weights')
+  weights = config.train.class_weights
+  if weights and len(weights) != splits.num_classes:
+    problems.append(f'train.class_weights: {len(weights)} weights for {splits.num_classes} classes '
+                    f'({", ".join(splits.class_names)}); give one per class')
+  return problems
+
+
+def _initial_problems(config, variables, init_from: str) -> list[str]:
+  """What the pretrained weights or the initialising run do not fit. (A source-task run of init.pretrain that has
+  not run yet is checked when it has.)"""
+  if 'params' not in variables:
+    return []
+  params = variables['params']
+  if config.model.pretrained and not init_from:
+    return pretrained_lib.check(config.model, params, reinit=config.init.reinit)
+  if init_from and os.path.exists(os.path.join(init_from, 'summary.json')):
+    key = 'init.checkpoint' if init_from == config.init.checkpoint else 'init.pretrain'
+    return surgery.check_run_params(init_from, params, reinit=config.init.reinit, key=key)
+  return []
+
+
+def _workdir_problems(config, workdir: str) -> list[str]:
+  """A workdir holding a run of another config (only train.num_steps / train.num_epochs may change)."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return []
+  try:
+    with open(path, encoding='utf-8') as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as err:
+    saved = f'{type(err).__name__}: {err}'
+  else:
+    saved = saved if isinstance(saved, dict) else f'a JSON {type(saved).__name__}, not an object'
+  if isinstance(saved, str):
+    return [f'--workdir: {path} is not a readable run config ({saved}); restore it from a backup, or use a new '
+            'workdir']
+  diffs = config_lib.config_differences(saved, config.to_dict())
+  if diffs:
+    return [f'--workdir: {workdir} holds a run with a different config; use a new workdir or the same config (only '
+            'train.num_steps / train.num_epochs may change). Differences: ' + '; '.join(diffs)]
+  return []

@@ -1,0 +1,19 @@
+"""Steppers: what the one training loop (ftlab/loop.py) asks of the compiled program that trains K >= 1 trials.
+
+`SingleStepper(plan)` trains one run in its device layout (jit, FSDP or pmap); `StackedStepper(plans)` trains a
+vectorised group as one vmapped step with an active mask. Both give the loop the same operations:
+  start(states) -> the live state(s) on the devices        next_batch(trials) -> a batch on the devices
+  step(states, batch, active) -> (states, metrics)         loss_totals(metrics) -> [K] host floats
+  mean_loss(metrics, active) -> float (the console line)   evaluate(states, source, limit) -> [K] metric dicts
+  accumulate(total, metrics, accepted) -> the train metrics since the last evaluation
+  carried(saved, like) -> those a resumed checkpoint held  fetch(total) / lane(host, i) -> trial i's on the host
+  state_to_save(states, i), iterator(trials, i) -> what trial i checkpoints
+  best(states, trials, done) -> (the done trials' best states, [their parameters])
+"""
+from ftlab.steppers.single import SingleStepper
+from ftlab.steppers.stacked import StackedStepper
+
+
+def for_plans(plans: list, *, shard_trials: bool = False):
+  """The stepper of one plan trained alone, or of several as a vectorised group."""
+  return SingleStepper(plans[0]) if len(plans) == 1 else StackedStepper(plans, shard_trials=shard_trials)

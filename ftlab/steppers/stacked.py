@@ -1,0 +1,178 @@
+"""The stepper of a vectorised group: K runs with one static key (ftlab/traced.py), their states stacked on a leading
+trial axis and stepped together by one vmapped train step, compiled once.
+
+Trials that stop (early stopping, pruned, diverged) are masked: their lanes no longer change while the others go on,
+and nothing recompiles. The batch is shared when every trial has the same seed (the same data order), else stacked
+[K, B, ...] from each trial's iterator. The state is replicated over the devices and the batch split, or with
+`shard_trials` (K a multiple of the device count) the trial axis is split over the devices instead. Each trial
+saves its own lane of the state as host arrays; its results agree with the run trained alone to float tolerance
+(batched matmuls may sum in another order).
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from ftlab import compiled, parallel, steps
+from ftlab import data as data_lib
+from ftlab import metrics as metrics_lib
+from ftlab.loop_state import metrics_from_json
+
+
+def layout_problem(config) -> str:
+  """Why a config's device layout cannot run vectorised trials, or ''."""
+  par = config.parallel
+  if par.mode != 'jit' or par.fsdp:
+    return (f"sweep.vectorize: vectorised trials use parallel.mode='jit' without FSDP (the trial axis is vmapped "
+            f"over a replicated or trial-sharded state); this config has parallel.mode={par.mode!r}, "
+            f"parallel.fsdp={par.fsdp}. Set parallel.mode='jit' and parallel.fsdp=False, or drop vectorize")
+  return ''
+
+
+def stack(trees: list):
+  """Pytrees of one structure -> one host pytree with a leading trial axis (stacked in numpy: no device program to
+  compile; PRNG keys through their key data)."""
+  def one(*xs):
+    if jax.dtypes.issubdtype(xs[0].dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(np.stack([np.asarray(jax.random.key_data(x)) for x in xs]),
+                                      impl=jax.random.key_impl(xs[0]))
+    return np.stack([np.asarray(x) for x in xs])
+  return jax.tree.map(one, *trees)
+
+
+@jax.jit
+def index(tree, i):
+  """Trial `i` of a stacked pytree (`i` is traced: one compilation serves every trial)."""
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def host_lane(states, i: int):
+  """Trial `i` of the stacked state, fetched to the host: what the trial saves (orbax saves host arrays in about
+  55 ms here, device ones in about 85; they restore into any template as device arrays). One trial at a time, so
+  the host holds one trial's copy, not K."""
+  return jax.device_get(index(states, i))
+
+
+def host_index(tree, i: int):
+  """Trial `i` of a stacked pytree already fetched to the host, as jax arrays again (metrics: no device program
+  per trial, and their summaries compute in float32 as a single run's do)."""
+  return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[i]), tree)
+
+
+def masked_train_step(states, batch, active, *, step, batch_axis):
+  """K train steps at once; trials whose `active` entry is False come back unchanged (bit for bit)."""
+  stepped, metrics = jax.vmap(step, in_axes=(0, batch_axis))(states, batch)
+  return jax.tree.map(lambda new, old: _where(active, new, old), stepped, states), metrics
+
+
+def _where(mask, new, old):
+  """`new` where the trial's entry of `mask` [K] is True, else `old` (arrays with a leading trial axis)."""
+  return jnp.where(jnp.asarray(mask).reshape(mask.shape + (1,) * (jnp.ndim(new) - 1)), new, old)
+
+
+class StackedStepper:
+
+  def __init__(self, plans: list, *, shard_trials: bool = False):
+    """Raises ValueError when the plans cannot share a group (different compiled steps, several processes, or a
+    device layout other than replicated 'jit')."""
+    if len({p.static_key for p in plans}) != 1:
+      raise ValueError('vectorised trials must differ only in traced hyperparameters (learning rate, weight decay, '
+                       'dropout, label smoothing, class weights, schedule numbers, seed, and with '
+                       'optimizer.traced_freezing the frozen groups); group them with grouping.group_key')
+    if jax.process_count() > 1:
+      raise ValueError('vectorised trials run in one process; run a multi-host sweep with vectorize 1')
+    problem = layout_problem(plans[0].config)
+    if problem:
+      raise ValueError(problem)
+    self.size = k = len(plans)
+    self.eval_batch_size = plans[0].config.eval.batch_size
+    self.mesh = mesh = parallel.data_mesh()
+    self.shared_batch = len({p.config.seed for p in plans}) == 1  # same seed, same data order: one iterator
+    batch_axis = None if self.shared_batch else 0
+    self.trial_sharded = shard_trials and mesh.devices.size > 1 and k % mesh.devices.size == 0
+    self.state_sharding = NamedSharding(mesh, P(parallel.DATA_AXIS) if self.trial_sharded else P())
+    self.batch_sharding = NamedSharding(mesh, P() if self.trial_sharded else
+                                        P(parallel.DATA_AXIS) if self.shared_batch else P(None, parallel.DATA_AXIS))
+    self.eval_sharding = NamedSharding(mesh, P() if self.trial_sharded else P(parallel.DATA_AXIS))
+    key = ('stacked', plans[0].static_key, k, batch_axis, self.trial_sharded)
+    self.train_fn, self.eval_fn = compiled.cached(key, lambda: _compile(plans[0], batch_axis))
+
+  def start(self, states: list):
+    return jax.device_put(stack(states), self.state_sharding)
+
+  def next_batch(self, trials):
+    if self.shared_batch:  # every trial's iterator is at the same position: the first one's stands for all
+      batch = next(trials[0].iterator)
+    else:
+      each = [next(t.iterator) for t in trials]
+      batch = {name: np.stack([b[name] for b in each]) for name in each[0]}
+    return jax.device_put(batch, self.batch_sharding)
+
+  def step(self, states, batch, active: np.ndarray):
+    return self.train_fn(states, batch, jnp.asarray(active))
+
+  def loss_totals(self, metrics) -> np.ndarray:
+    return np.asarray(metrics.loss.total)
+
+  def mean_loss(self, metrics, active: np.ndarray) -> float:
+    return float(np.nanmean(np.where(active, np.asarray(metrics.loss.compute()), np.nan)))
+
+  def evaluate(self, states, source, limit: int | None = None) -> list[dict]:
+    total = None
+    for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit):
+      m = self.eval_fn(states, jax.device_put(batch, self.eval_sharding))
+      total = m if total is None else total.merge(m)
+    total = jax.device_get(total)
+    return [metrics_lib.summarize(host_index(total, i)) for i in range(self.size)]
+
+  def accumulate(self, total, metrics, accepted: np.ndarray):
+    """The stacked train metrics with the step's merged into the lanes of `accepted` (the others kept)."""
+    if accepted.all():
+      return metrics if total is None else total.merge(metrics)
+    if total is None:
+      return jax.tree.map(lambda m: _where(accepted, m, jnp.zeros_like(m)), metrics)
+    return jax.tree.map(lambda new, old: _where(accepted, new, old), total.merge(metrics), total)
+
+  def carried(self, saved: list, like):
+    """The stacked train metrics resumed checkpoints carried (zeros for a trial that carried none)."""
+    lane = host_index(jax.device_get(like), 0)
+    return stack([jax.tree.map(np.zeros_like, lane) if s is None else metrics_from_json(s, like=lane)
+                  for s in saved])
+
+  def fetch(self, total):
+    """The stacked train metrics on the host: one transfer for every trial's row and checkpoint."""
+    return jax.device_get(total)
+
+  def lane(self, host_total, i: int):
+    return host_index(host_total, i)
+
+  def state_to_save(self, states, i: int):
+    return host_lane(states, i)
+
+  def iterator(self, trials, i: int):
+    return trials[0].iterator if self.shared_batch else trials[i].iterator
+
+  def best(self, states, trials, done: list[int]):
+    """(the best states of the `done` trials, stacked and padded to K with the first, [their parameters]). A trial's
+    lane holds the state of its last checkpoint (the final step, or the evaluation it stopped at): where that is
+    its best, it is used as it is; otherwise the best checkpoint is restored."""
+    best, held = [], []
+    for i in done:
+      t = trials[i]
+      held.append(t.ckpts.best_step() == t.ckpts.latest_step() == t.final_step)
+      lane = index(states, i)
+      best.append(lane if held[-1] else t.ckpts.restore(t.ckpts.best_step(), lane)[0])
+    if len(done) == self.size and all(held):
+      return states, [b.params for b in best]
+    padded = best + [best[0]] * (self.size - len(best))  # K lanes keep the compiled eval step
+    return jax.device_put(stack(padded), self.state_sharding), [b.params for b in best]
+
+
+def _compile(plan, batch_axis):
+  train_fn, eval_fn = steps.bind(plan)
+  return (jax.jit(functools.partial(masked_train_step, step=train_fn, batch_axis=batch_axis), donate_argnums=0),
+          jax.jit(jax.vmap(eval_fn, in_axes=(0, None))))
