@@ -21,9 +21,9 @@ def main(argv: list[str] | None = None) -> int:
   if len(argv) != 1 or argv[0].startswith('-'):
     print(f'ftlab.report: expected one sweep directory, got {argv}\n{USAGE}', file=sys.stderr)
     sys.exit(2)
-  from ftlab.sweeps import records, report  # after the usage check: matplotlib takes a moment to import
+  from ftlab.sweeps import markdown, records  # after the usage check: matplotlib takes a moment to import
   try:
-    path = report.write(argv[0])
+    path = markdown.write(argv[0])
   except records.RecordError as err:
     print(f'ftlab.report: {err}', file=sys.stderr)
     sys.exit(2)

@@ -17,9 +17,8 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from conftest import ROOT, small_config
-from ftlab import checkpoints, data, loop, main, parallel, steps
+from ftlab import checkpoints, loop, main, parallel
 from ftlab import config as config_lib
-from ftlab.initial_state import initial_state
 from ftlab.optim import groups
 from ftlab.plan import make_plan
 

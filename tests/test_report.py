@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from ftlab import report as report_cli
-from ftlab.sweeps import plots, records, report
+from ftlab.sweeps import markdown, plots, records
 
 METRICS = ('accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'loss')
 
@@ -72,8 +72,8 @@ def grid_rows() -> list[dict]:
   return rows
 
 
-def spec_for(kind='grid', params=GRID, metric='f1_macro', direction='max') -> report.Spec:
-  return report.Spec(config='c.py', kind=kind, params=params, seeds=[0, 1, 2], metric=metric, direction=direction,
+def spec_for(kind='grid', params=GRID, metric='f1_macro', direction='max') -> markdown.Spec:
+  return markdown.Spec(config='c.py', kind=kind, params=params, seeds=[0, 1, 2], metric=metric, direction=direction,
                      overrides={})
 
 
@@ -87,18 +87,18 @@ def _table_line(text: str, config_values: list[str]) -> str:
 def test_table_is_numpys_mean_and_std_over_the_complete_seeds_of_each_config():
   rows = grid_rows()
   spec = spec_for()
-  configs = report.summarize(rows, spec)
+  configs = markdown.summarize(rows, spec)
   assert sorted(c.config_id for c in configs) == [f'c{i:03d}' for i in range(6)]
   for c in configs:
     assert {r['config_id'] for r in c.trials} == {c.config_id} and len(c.trials) == 3
     complete = [r for r in rows if r['config_id'] == c.config_id and r['status'] == 'complete']
     assert c.complete == complete
-    for split, metric in report.columns(configs, 'f1_macro'):
+    for split, metric in markdown.columns(configs, 'f1_macro'):
       values = [r[split][metric] for r in complete]
-      assert report.stat(c.complete, split, metric) == pytest.approx((np.mean(values), np.std(values)))
+      assert markdown.stat(c.complete, split, metric) == pytest.approx((np.mean(values), np.std(values)))
   c000 = next(c for c in configs if c.config_id == 'c000')
   assert c000.objective == pytest.approx(np.mean([0.70, 0.71]))  # the pruned seed (0.40) is left out
-  text = report.main_table(configs, spec)
+  text = markdown.main_table(configs, spec)
   line = _table_line('## Configurations\n' + text + '\n## Trials', ['0.0001', 'cosine'])
   assert f'{np.mean([0.70, 0.71]):.4f} ± {np.std([0.70, 0.71]):.4f}' in line
   assert '| 2/3 |' in line  # complete / finished seeds
@@ -110,10 +110,10 @@ def test_table_is_numpys_mean_and_std_over_the_complete_seeds_of_each_config():
                                                    ('f1_macro', 'min', ['0.01', 'linear'])])
 def test_the_best_row_is_first_and_marked(metric, direction, best):
   spec = spec_for(metric=metric, direction=direction)
-  configs = report.summarize(grid_rows(), spec)
+  configs = markdown.summarize(grid_rows(), spec)
   objectives = [c.objective for c in configs if c.objective is not None]
   assert objectives == sorted(objectives, reverse=direction == 'max')
-  text = report.main_table(configs, spec)
+  text = markdown.main_table(configs, spec)
   assert text.count('| ★ 1 |') == 1
   starred = next(l for l in text.splitlines() if '★' in l)
   assert starred.startswith('| ★ 1 |') and all(f'| {v} |' in starred for v in best), starred
@@ -121,7 +121,7 @@ def test_the_best_row_is_first_and_marked(metric, direction, best):
 
 def test_trials_that_did_not_complete_are_listed_and_left_out_of_the_means(tmp_path):
   d = make_sweep(tmp_path / 'sweep', 'grid', GRID, grid_rows())
-  text = open(report.write(d)).read()
+  text = open(markdown.write(d)).read()
   section = text.split('## Trials that did not complete')[1].split('##')[0]
   for trial_id, status, message in (('c000-s2', 'pruned', 'pruned at step 10'), ('c005-s1', 'diverged', 'loss is nan'),
                                     ('c005-s2', 'failed', 'Traceback')):
@@ -144,7 +144,7 @@ def _pngs(d) -> set[str]:
 
 def test_a_two_parameter_grid_gets_every_plot_and_a_heatmap(tmp_path):
   d = make_sweep(tmp_path / 'sweep', 'grid', GRID, grid_rows())
-  path = report.write(d)
+  path = markdown.write(d)
   assert path == os.path.join(d, 'report.md')
   expected = {'metric_vs_optimizer.learning_rate.png', 'metric_vs_schedule.name.png', 'heatmap.png', 'curves.png',
               'overfitting.png'}
@@ -168,7 +168,7 @@ def test_no_heatmap_unless_a_grid_of_exactly_two_params(tmp_path, kind, params):
   points = [dict(zip(keys, p)) for p in (zip(*choices) if kind == 'zip' else itertools.product(*choices))]
   rows = [trial(f'c{i:03d}', values, 0, 0.5 + 0.05 * i) for i, values in enumerate(points)]
   d = make_sweep(tmp_path / 'sweep', kind, params, rows)
-  report.write(d)
+  markdown.write(d)
   names = _pngs(d)
   assert 'heatmap.png' not in names
   assert {plots.file_name('metric_vs_', k) for k in keys} | {'curves.png', 'overfitting.png'} == names
@@ -192,17 +192,17 @@ def bayes_rows(n: int = 8) -> list[dict]:
 
 def test_bayes_importances_cover_the_params_sum_to_one_and_repeat(tmp_path):
   spec = spec_for(kind='bayes', params=BAYES)
-  configs = report.summarize(bayes_rows(), spec)
-  first, why = report.importances(configs, spec)
-  second, _ = report.importances(configs, spec)
+  configs = markdown.summarize(bayes_rows(), spec)
+  first, why = markdown.importances(configs, spec)
+  second, _ = markdown.importances(configs, spec)
   assert why == '' and set(first) == set(BAYES)
   assert sum(first.values()) == pytest.approx(1.0)
   assert first == second
   assert max(first, key=first.get) == 'optimizer.learning_rate'  # the only one the objective depends on
-  few, why = report.importances(configs[:3], spec)
+  few, why = markdown.importances(configs[:3], spec)
   assert few is None and 'at least 4' in why
   d = make_sweep(tmp_path / 'sweep', 'bayes', BAYES, bayes_rows())
-  text = open(report.write(d)).read()
+  text = open(markdown.write(d)).read()
   assert 'importance.png' in _pngs(d) and '| optimizer.learning_rate |' in text.split('## Parameter importances')[1]
 
 
@@ -210,7 +210,7 @@ def test_random_search_over_two_numbers_plots_one_point_per_configuration(tmp_pa
   params = {k: BAYES[k] for k in ('optimizer.learning_rate', 'model.dropout_rate')}
   rows = [dict(r, values={k: r['values'][k] for k in params}) for r in bayes_rows(10)]
   d = make_sweep(tmp_path / 'sweep', 'random', params, rows)
-  text = open(report.write(d)).read()
+  text = open(markdown.write(d)).read()
   assert {'metric_vs_optimizer.learning_rate.png', 'metric_vs_model.dropout_rate.png', 'importance.png',
           'curves.png', 'overfitting.png'} == _pngs(d)
   assert text.count('| ★ 1 |') == 1
@@ -259,18 +259,18 @@ def test_cli_prints_the_path_of_report_md(tmp_path, capsys):
 
 
 def test_a_distribution_decides_its_axis_where_it_can():
-  assert report.log_axes(BAYES) == {'optimizer.learning_rate': True, 'model.dropout_rate': False}
-  assert report.log_axes(GRID) == {}  # lists: log_scale() decides from the key and the values
+  assert markdown.log_axes(BAYES) == {'optimizer.learning_rate': True, 'model.dropout_rate': False}
+  assert markdown.log_axes(GRID) == {}  # lists: log_scale() decides from the key and the values
 
 
 def test_ner_runs_get_an_entity_f1_column_and_no_metric_twice():
   rows = [trial('c000', {'optimizer.learning_rate': 1e-3}, 0, 0.8)]
   rows[0]['validation']['entity_f1'] = 0.7
-  configs = report.summarize(rows, spec_for(metric='entity_f1'))
-  cols = report.columns(configs, 'entity_f1')
+  configs = markdown.summarize(rows, spec_for(metric='entity_f1'))
+  cols = markdown.columns(configs, 'entity_f1')
   assert cols[0] == ('validation', 'entity_f1') and len(cols) == len(set(cols))
   assert ('test', 'entity_f1') in cols and ('validation', 'f1_macro') in cols
-  assert ('validation', 'entity_f1') not in report.columns(report.summarize(grid_rows(), spec_for()), 'f1_macro')
+  assert ('validation', 'entity_f1') not in markdown.columns(markdown.summarize(grid_rows(), spec_for()), 'f1_macro')
 
 
 def test_importances_are_skipped_with_a_reason_when_they_cannot_mean_anything():
@@ -278,7 +278,7 @@ def test_importances_are_skipped_with_a_reason_when_they_cannot_mean_anything():
   rows = bayes_rows(6)
   for r in rows:
     r['validation']['f1_macro'] = 0.5
-  values, why = report.importances(report.summarize(rows, spec), spec)
+  values, why = markdown.importances(markdown.summarize(rows, spec), spec)
   assert values is None and 'same objective' in why
-  values, why = report.importances(report.summarize(grid_rows(), spec_for()), spec_for())
+  values, why = markdown.importances(markdown.summarize(grid_rows(), spec_for()), spec_for())
   assert values is None and 'grid sweep' in why

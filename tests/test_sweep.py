@@ -13,7 +13,7 @@ import pytest
 
 from conftest import assert_same_run, run_ftlab
 from ftlab import config as config_lib
-from ftlab.sweeps import records, report, runner
+from ftlab.sweeps import markdown, records, runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -96,18 +96,18 @@ def test_a_grid_writes_one_row_per_trial_and_a_nan_trial_is_diverged(grid):
 
 def test_the_report_of_a_grid_has_its_table_and_plots(grid):
   sweep_dir, rows = grid
-  markdown = open(report.write(sweep_dir)).read()
+  text = open(markdown.write(sweep_dir)).read()
   best = max((r for r in rows if r['status'] == 'complete'), key=lambda r: r['objective'])
-  best_line = next(line for line in markdown.splitlines() if line.startswith('| ★'))
+  best_line = next(line for line in text.splitlines() if line.startswith('| ★'))
   assert f"{best['objective']:.4f}" in best_line and best['values']['strategy'] in best_line
-  assert 'c002-s0' in markdown and 'diverged' in markdown
+  assert 'c002-s0' in text and 'diverged' in text
   plots = sorted(os.listdir(os.path.join(sweep_dir, 'plots')))
   assert plots == ['curves.png', 'heatmap.png', 'metric_vs_optimizer.learning_rate.png', 'metric_vs_strategy.png',
                    'overfitting.png']
   for name in plots:
     with PIL.Image.open(os.path.join(sweep_dir, 'plots', name)) as image:
       image.verify()
-    assert f'plots/{name}' in markdown
+    assert f'plots/{name}' in text
 
 
 def test_rerunning_a_finished_sweep_runs_nothing(grid, sweep_file):

@@ -139,8 +139,8 @@ def test_traced_freezing_keeps_frozen_parameters_and_statistics_bit_identical_li
                    optimizer__groups=[('^head/', {'frozen': True}), ('', {'lr_mult': 2.0})])
   frozen_path = lambda path: path.startswith(('backbone/conv_0/', 'backbone/batchnorm_0/', 'head/'))
   ends = {}
-  for traced in (False, True):
-    p = make_plan(small_config(optimizer__traced_freezing=traced, **overrides), str(tmp_path / str(traced)))
+  for freezing_traced in (False, True):
+    p = make_plan(small_config(optimizer__traced_freezing=freezing_traced, **overrides), str(tmp_path / str(freezing_traced)))
     state = initial_state(p)
     kernel = state.params['backbone']['conv_0']['kernel']
     state = state.replace(params={**state.params, 'backbone': {
@@ -150,8 +150,8 @@ def test_traced_freezing_keeps_frozen_parameters_and_statistics_bit_identical_li
     it = data.train_iterator(p.splits.train, batch_size=32, seed=0)
     for _ in range(3):
       state, _ = step_fn(state, next(it))
-    ends[traced] = _leaves(state.params), _leaves(state.model_state)
-    after = ends[traced]
+    ends[freezing_traced] = _leaves(state.params), _leaves(state.model_state)
+    after = ends[freezing_traced]
     for path, value in before[0].items():
       if frozen_path(path):
         assert value.tobytes() == after[0][path].tobytes(), path
@@ -159,7 +159,7 @@ def test_traced_freezing_keeps_frozen_parameters_and_statistics_bit_identical_li
         assert not np.array_equal(value, after[0][path]), f'{path} did not train'
     for path, value in before[1].items():
       assert (value.tobytes() == after[1][path].tobytes()) == ('batchnorm_0' in path), path
-    if traced:
+    if freezing_traced:
       trained = builder.hyperparams(state.opt_state)['trained']
       np.testing.assert_array_equal(trained, [0.0 if frozen_path(q) else 1.0 for q in groups.param_paths(state.params)])
       moments = {q: v for q, v in _leaves(state.opt_state).items() if '/mu/' in q or '/nu/' in q}

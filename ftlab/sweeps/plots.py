@@ -1,6 +1,6 @@
 """The figures of a sweep report: each function draws one PNG from plain data and returns its path.
 
-The report (ftlab/sweeps/report.py) reads the sweep directory and hands these functions lists and dicts, so the
+The report (ftlab/sweeps/markdown.py) reads the sweep directory and hands these functions lists and dicts, so the
 figures need no knowledge of the files. matplotlib runs on the Agg backend: reports are written on headless
 machines (a cloud VM, CI) by the sweep runner, where an interactive backend would fail or pop up windows.
 """

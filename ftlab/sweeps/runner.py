@@ -555,6 +555,6 @@ def run(config_file: str, sweep_dir: str, *, config_overrides: dict | None = Non
   work(planner, base, sweep, study, options)
   rows = records.read(sweep_dir)
   if options.report:
-    from ftlab.sweeps import report
-    print(f'ftlab.sweep: report {report.write(sweep_dir)}', flush=True)
+    from ftlab.sweeps import markdown
+    print(f'ftlab.sweep: report {markdown.write(sweep_dir)}', flush=True)
   return rows

@@ -1,4 +1,4 @@
-"""The report of a sweep: DIR/sweep.json and DIR/trials.jsonl -> DIR/report.md and DIR/plots/*.png.
+"""The report of a sweep as Markdown: DIR/sweep.json and DIR/trials.jsonl -> DIR/report.md and DIR/plots/*.png.
 
 The tables are pure functions of the trial rows (ftlab/sweeps/records.py), so they are tested without training
 anything; write(DIR) reads the files, draws the figures (ftlab/sweeps/plots.py) and writes report.md. The sweep

