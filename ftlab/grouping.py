@@ -38,8 +38,8 @@ def run_groups(plans: list[Plan], *, on_evals: list[Callable | None] | None = No
   ends the outcome of every run of its group with it, and the other groups still run; Preempted stops them all."""
   on_evals = on_evals or [None] * len(plans)
   by_key: dict[Any, list[int]] = {}
-  for i, p in enumerate(plans):
-    by_key.setdefault(group_key(p), []).append(i)
+  for i, plan in enumerate(plans):
+    by_key.setdefault(group_key(plan), []).append(i)
   groups = [members[j:j + vectorize] for members in by_key.values() for j in range(0, len(members), vectorize)]
   outcomes: list[Outcome | None] = [None] * len(plans)
   for members in sorted(groups):
@@ -52,9 +52,9 @@ def run_groups(plans: list[Plan], *, on_evals: list[Callable | None] | None = No
     except Exception as err:  # pylint: disable=broad-except
       results = [Outcome(error=err) for _ in members]
     seconds = time.perf_counter() - t0
-    for i, o in zip(members, results):
-      o.seconds = seconds
-      outcomes[i] = o
+    for i, outcome in zip(members, results):
+      outcome.seconds = seconds
+      outcomes[i] = outcome
       if on_outcome is not None:
-        on_outcome(i, o)
+        on_outcome(i, outcome)
   return outcomes

@@ -19,21 +19,21 @@ from ftlab.state import TrainState, create_state
 def initial_state(plan: Plan, *, load_pretrained: bool = True) -> TrainState:
   """The state at step 0, with its pretrained weights unless `load_pretrained` is False (a resumed run restores its
   own). Writes import_report.json when it imports model.pretrained."""
-  c = plan.config
-  init_rng, state_rng = jax.random.split(jax.random.key(c.seed))
+  config = plan.config
+  init_rng, state_rng = jax.random.split(jax.random.key(config.seed))
   init = compiled.cached(('init', repr(plan.model)), lambda: jax.jit(functools.partial(init_variables, plan.model)))
   variables = init(plan.task.example_input(plan.splits.train), init_rng)
   params = variables['params']
   model_state = {k: v for k, v in variables.items() if k != 'params'}
   if plan.init_from and load_pretrained:
-    params = surgery.load_run_params(plan.init_from, params, reinit=c.init.reinit)
-  elif c.model.pretrained and load_pretrained:
-    imported = pretrained_lib.import_pretrained(c.model, params, model_state, reinit=c.init.reinit)
+    params = surgery.load_run_params(plan.init_from, params, reinit=config.init.reinit)
+  elif config.model.pretrained and load_pretrained:
+    imported = pretrained_lib.import_pretrained(config.model, params, model_state, reinit=config.init.reinit)
     params, model_state = imported.params, imported.model_state
     if jax.process_index() == 0:
-      print(imported.summary(pretrained_lib.describe_source(c.model)), flush=True)
+      print(imported.summary(pretrained_lib.describe_source(config.model)), flush=True)
       os.makedirs(plan.workdir, exist_ok=True)
       writers.write_json_atomic(os.path.join(plan.workdir, 'import_report.json'), imported.report)
-  if lora_lib.Spec.of(c.lora):
-    params = lora_lib.add_adapters(params, c.lora, jax.random.fold_in(init_rng, 1))
+  if lora_lib.Spec.of(config.lora):
+    params = lora_lib.add_adapters(params, config.lora, jax.random.fold_in(init_rng, 1))
   return create_state(params, model_state, plan.tx, rng=state_rng, hparams=plan.hparams)

@@ -42,16 +42,16 @@ def run_plans(plans: list[Plan], *, on_evals: list[Callable | None] | None = Non
   stepper = steppers.for_plans(plans, shard_trials=shard_trials)
   trials = []
   try:
-    for p, on_eval in zip(plans, on_evals or [None] * len(plans)):
-      trials.append(Trial(p, on_eval=on_eval, echo=len(plans) == 1))
-    starts = {t.start for t in trials}
+    for plan, on_eval in zip(plans, on_evals or [None] * len(plans)):
+      trials.append(Trial(plan, on_eval=on_eval, echo=len(plans) == 1))
+    starts = {trial.start for trial in trials}
     if len(starts) != 1:
       raise ValueError(f'vectorised trials must start at one step; these resume from {sorted(map(str, starts))}')
     run = _Run(trials, stepper)
     return run.finish(run.train())
   finally:
-    for t in trials:
-      t.close()
+    for trial in trials:
+      trial.close()
 
 
 class _Run:
@@ -60,17 +60,17 @@ class _Run:
   def __init__(self, trials: list[Trial], stepper):
     self.trials, self.stepper = trials, stepper
     self.plan = plan = trials[0].plan  # the group's shared run length, cadence and data
-    self.states = stepper.start([t.take_state() for t in trials])
+    self.states = stepper.start([trial.take_state() for trial in trials])
     self.step = trials[0].start or 0
     self.progress = writers.Progress(plan.total_steps, self.step)
     self.pending = None  # (step, metrics, active) of the last step dispatched, before its loss is checked
-    carried = [t.loop.train_metrics for t in trials]  # what resumed checkpoints held since the last evaluation
-    self.carried = carried if any(c is not None for c in carried) else None
-    self.has_train_metrics = np.array([c is not None for c in carried])
+    carried = [trial.loop.train_metrics for trial in trials]  # what resumed checkpoints held since the last evaluation
+    self.carried = carried if any(saved is not None for saved in carried) else None
+    self.has_train_metrics = np.array([saved is not None for saved in carried])
     self.train_metrics = None  # since the last evaluation (stacked for a group)
 
   def active(self) -> np.ndarray:
-    return np.array([t.active for t in self.trials])
+    return np.array([trial.active for trial in self.trials])
 
   def train(self) -> float:
     """Steps until the run's end or until no trial trains; returns the seconds it took."""
@@ -82,8 +82,8 @@ class _Run:
       self._accept_pending()
     finally:
       notice.uninstall()
-    for t in self.trials:
-      t.ckpts.wait()
+    for trial in self.trials:
+      trial.ckpts.wait()
     return time.perf_counter() - t0
 
   def _one_step(self, notice) -> None:
@@ -92,25 +92,25 @@ class _Run:
     self.states, metrics = self.stepper.step(self.states, batch, active)
     self._accept_pending()
     self.step += 1
-    for t, a in zip(self.trials, active):
-      if a:
-        t.final_step = self.step
+    for trial, trained in zip(self.trials, active):
+      if trained:
+        trial.final_step = self.step
     self.pending = (self.step, metrics, active)
     self._log(metrics, active)
-    c = self.plan.config
+    config = self.plan.config
     evaluating = self.step % self.plan.eval_every == 0 or self.step == self.plan.total_steps
-    saving = evaluating or bool(c.checkpoint.every_steps and self.step % c.checkpoint.every_steps == 0)
+    saving = evaluating or bool(config.checkpoint.every_steps and self.step % config.checkpoint.every_steps == 0)
     if saving:
       self._accept_pending()
     live = active & self.active()  # trained this step and neither diverged nor stopped before it
     rows = self._evaluate(live) if evaluating and live.any() else {}
     if saving:
-      self._save(live, {i: r['validation'][c.eval.metric] for i, r in rows.items()}, evaluating)
+      self._save(live, {i: r['validation'][config.eval.metric] for i, r in rows.items()}, evaluating)
     for i, r in rows.items():
       self.trials[i].called_back(self.step, r['validation'])
-    for t, a in zip(self.trials, live):
-      if a:  # tests: die here as a preempted VM does, with no chance to clean up
-        faults.point('step', self.step, t.workdir)
+    for trial, trained in zip(self.trials, live):
+      if trained:  # tests: die here as a preempted VM does, with no chance to clean up
+        faults.point('step', self.step, trial.workdir)
     if notice.requested(self.step) and self.step < self.plan.total_steps and self.active().any():
       self._preempt(saved=saving)
 
@@ -123,8 +123,8 @@ class _Run:
     if self.carried is not None:  # exact: the same merges, in the same order, as a run that never stopped
       self.train_metrics, self.carried = self.stepper.carried(self.carried, like=metrics), None
     totals = self.stepper.loss_totals(metrics)
-    accepted = np.array([bool(a) and t.error is None and t.accept(step, totals[i])
-                         for i, (t, a) in enumerate(zip(self.trials, active))])
+    accepted = np.array([bool(trained) and trial.error is None and trial.accept(step, totals[i])
+                         for i, (trial, trained) in enumerate(zip(self.trials, active))])
     # lanes that did not train this step may merge anything: they never write a train row again
     self.train_metrics = self.stepper.accumulate(self.train_metrics, metrics, accepted | ~active)
     self.has_train_metrics |= accepted
@@ -135,17 +135,17 @@ class _Run:
   def _evaluate(self, live: np.ndarray) -> dict[int, dict]:
     """Evaluates, writes each live trial's train and evaluation rows and updates its early stopping; returns
     {trial index: its rows}."""
-    c = self.plan.config
-    rows = evaluate_splits(self.stepper, self.states, self.plan.splits, train_subset=c.eval.train_subset)
+    config = self.plan.config
+    rows = evaluate_splits(self.stepper, self.states, self.plan.splits, train_subset=config.eval.train_subset)
     host = None if self.train_metrics is None else self.stepper.fetch(self.train_metrics)
     for i in np.flatnonzero(live):
-      t = self.trials[i]
-      faults.point('evaluated', self.step, t.workdir)
+      trial = self.trials[i]
+      faults.point('evaluated', self.step, trial.workdir)
       train_metrics = self._train_metrics_of(host, i)
-      t.evaluated(self.step, None if train_metrics is None else metrics_lib.summarize(train_metrics), rows[i])
+      trial.evaluated(self.step, None if train_metrics is None else metrics_lib.summarize(train_metrics), rows[i])
     self.train_metrics, self.has_train_metrics = None, np.zeros(len(self.trials), bool)
     if self.trials[0].is_writer:
-      print(_eval_line(self.step, c.eval.metric, rows, live), flush=True)
+      print(_eval_line(self.step, config.eval.metric, rows, live), flush=True)
     return {int(i): rows[i] for i in np.flatnonzero(live)}
 
   def _save(self, live: np.ndarray, metric_values: dict, evaluating: bool, *, preempted: bool = False) -> None:
@@ -165,8 +165,8 @@ class _Run:
       return
     if not saved:
       self._save(self.active(), {}, False, preempted=True)
-    for t in self.trials:
-      t.ckpts.wait()
+    for trial in self.trials:
+      trial.ckpts.wait()
     workdir = self.trials[0].workdir
     raise preemption.Preempted(self.step, workdir if len(self.trials) == 1
                                else os.path.join(os.path.dirname(workdir), '*'))  # a sweep's DIR/trials/*
@@ -178,8 +178,8 @@ class _Run:
 
   def finish(self, train_seconds: float) -> list[Outcome]:
     """Evaluates every trial that did not fail at its best checkpoint (validation, test) and writes its summary."""
-    outcomes = [Outcome(error=t.error) for t in self.trials]
-    done = [i for i, t in enumerate(self.trials) if t.error is None]
+    outcomes = [Outcome(error=trial.error) for trial in self.trials]
+    done = [i for i, trial in enumerate(self.trials) if trial.error is None]
     if not done:
       return outcomes
     states, params = self.stepper.best(self.states, self.trials, done)
@@ -187,9 +187,9 @@ class _Run:
                               train_subset=self.plan.config.eval.train_subset)
     tests = self.stepper.evaluate(states, self.plan.splits.test)
     for j, i in enumerate(done):
-      t = self.trials[i]
-      outcomes[i] = Outcome(summary=t.finish(best_step=t.ckpts.best_step(), at_best=at_best[j], test=tests[j],
-                                             best_params=params[j], train_seconds=train_seconds))
+      trial = self.trials[i]
+      outcomes[i] = Outcome(summary=trial.finish(best_step=trial.ckpts.best_step(), at_best=at_best[j],
+                                                 test=tests[j], best_params=params[j], train_seconds=train_seconds))
     return outcomes
 
 
@@ -199,4 +199,4 @@ def _eval_line(step: int, metric: str, rows: list[dict], live: np.ndarray) -> st
     return (f'  eval @ {step}: validation {metric} {val[metric]:.4f}  loss {val["loss"]:.4f}  '
             f'accuracy {val["accuracy"]:.4f}')
   return f'  eval @ {step}: validation {metric} ' + ' '.join(
-      f'{r["validation"][metric]:.4f}' if a else '-' for r, a in zip(rows, live))
+      f'{row["validation"][metric]:.4f}' if trained else '-' for row, trained in zip(rows, live))

@@ -28,11 +28,11 @@ def write_summary(plan: Plan, *, best_step: int, final_step: int, stopped_early:
                   best_params, train_seconds: float, skipped_steps: int | None = None) -> dict:
   """Writes a finished run's summary.json (and, with LoRA, merged_params.npz) from its evaluations at the best
   step (`at_best`: {'validation': ..., maybe 'train_eval': ...}); returns the summary."""
-  c, workdir = plan.config, plan.workdir
+  config, workdir = plan.config, plan.workdir
   is_writer = jax.process_index() == 0
   best_val = at_best['validation']
   summary = {'best_step': best_step, 'final_step': final_step, 'total_steps': plan.total_steps,
-             'stopped_early': stopped_early, 'selection_metric': c.eval.metric, 'selection_mode': plan.eval_mode,
+             'stopped_early': stopped_early, 'selection_metric': config.eval.metric, 'selection_mode': plan.eval_mode,
              'validation': best_val, 'test': test, 'train_eval': at_best.get('train_eval'),
              'train_seconds_this_session': round(train_seconds, 3), 'num_classes': plan.splits.num_classes,
              'class_names': list(plan.splits.class_names), 'data': plan.splits.report}
@@ -42,9 +42,10 @@ def write_summary(plan: Plan, *, best_step: int, final_step: int, stopped_early:
   faults.point('summary', where=workdir)
   if is_writer:
     writers.write_json_atomic(os.path.join(workdir, 'summary.json'), summary)
-    print(f'ftlab: {workdir}: best validation {c.eval.metric} {best_val[c.eval.metric]:.4f} at step {best_step}; '
+    metric = config.eval.metric
+    print(f'ftlab: {workdir}: best validation {metric} {best_val[metric]:.4f} at step {best_step}; '
           f'test accuracy {test["accuracy"]:.4f}'
-          + (f', test {c.eval.metric} {test[c.eval.metric]:.4f}' if c.eval.metric != 'accuracy' else ''), flush=True)
+          + (f', test {metric} {test[metric]:.4f}' if metric != 'accuracy' else ''), flush=True)
   return summary
 
 

@@ -104,24 +104,25 @@ def make_plan(config, workdir: str, *, init_from: str = '',
 def _model_data(config, load_data):
   """(the pretrained encoder's (BertConfig, vocab) or None, the splits): the checkpoint first, so that a wrong path
   fails fast, and its folder holds the default tokenizer."""
-  m = config.model
+  model_config = config.model
   try:
-    encoder = pretrained_lib.encoder_config(m)
-    data_config = _with_default_tokenizer(config.data, pretrained_lib.tokenizer_folder(m))
+    encoder = pretrained_lib.encoder_config(model_config)
+    data_config = _with_default_tokenizer(config.data, pretrained_lib.tokenizer_folder(model_config))
   except surgery.SurgeryError as err:
     raise config_lib.ConfigError([str(err)]) from err
   try:
     splits = load_data(data_config)
   except ValueError as err:  # DataError, and sklearn's / TFDS's value errors
     raise config_lib.ConfigError([str(err)]) from err
-  takes = 'text' if m.name in models.TEXT_MODELS else 'image'
+  takes = 'text' if model_config.name in models.TEXT_MODELS else 'image'
   if (splits.task == 'image') != (takes == 'image'):
     fix = "an image dataset" if takes == 'image' else "a text dataset (data.source 'text', 'conll' or a TFDS text set)"
     other = "model.name='bert'" if takes == 'image' else "an image model (mlp, cnn, vit, resnet)"
-    raise config_lib.ConfigError([f'model.name={m.name!r} takes {takes}, but data.source={config.data.source!r} '
-                                  f'gives {splits.task} examples; use {fix}, or {other}'])
-  if encoder is None and m.name == 'bert':
-    encoder = (models.bert_config(m, vocab_size=splits.report['vocab_size'], pad_id=splits.report['pad_id']), 0)
+    raise config_lib.ConfigError([f'model.name={model_config.name!r} takes {takes}, but data.source='
+                                  f'{config.data.source!r} gives {splits.task} examples; use {fix}, or {other}'])
+  if encoder is None and model_config.name == 'bert':
+    vocab, pad = splits.report['vocab_size'], splits.report['pad_id']
+    encoder = (models.bert_config(model_config, vocab_size=vocab, pad_id=pad), 0)
   return encoder, splits
 
 
@@ -137,14 +138,14 @@ def _with_default_tokenizer(data_config, folder: str):
 
 def _run_length(config, splits) -> tuple[int, int]:
   """(steps per epoch, total steps)."""
-  t = config.train
-  if config.data.remainder == 'drop' and len(splits.train) < t.batch_size:
+  train_config = config.train
+  if config.data.remainder == 'drop' and len(splits.train) < train_config.batch_size:
     raise config_lib.ConfigError([
-        f'train.batch_size: {t.batch_size} is more than the {len(splits.train)} training examples, and '
+        f'train.batch_size: {train_config.batch_size} is more than the {len(splits.train)} training examples, and '
         "data.remainder='drop' drops every partial batch, so no batch is left; lower train.batch_size or set "
         "data.remainder to 'spill' or 'pad'"])
-  spe = data_lib.steps_per_epoch(len(splits.train), t.batch_size, config.data.remainder)
-  return spe, t.num_steps or max(1, math.ceil(t.num_epochs * spe))
+  spe = data_lib.steps_per_epoch(len(splits.train), train_config.batch_size, config.data.remainder)
+  return spe, train_config.num_steps or max(1, math.ceil(train_config.num_epochs * spe))
 
 
 def _model(config, task, splits, encoder):

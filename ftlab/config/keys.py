@@ -1,4 +1,5 @@
-"""Dotted keys of nested configs: 'optimizer.learning_rate'. Flattening, setting, and the closest valid key to a typo."""
+"""Dotted keys of nested configs ('optimizer.learning_rate'): flattening, setting, and the closest valid key to a
+typo."""
 from __future__ import annotations
 
 import difflib

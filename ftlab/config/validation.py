@@ -104,21 +104,33 @@ def eval_mode(config) -> str:
 
 def check_run(config, *, num_devices: int, total_steps: int, steps_per_epoch: int) -> list[str]:
   """Checks that need the device count and the run length (known once the data source is open)."""
-  p = []
+  return (_device_problems(config, num_devices) + _length_problems(config, total_steps, steps_per_epoch)
+          + _init_checkpoint_problems(config.init.checkpoint))
+
+
+def _device_problems(config, num_devices: int) -> list[str]:
+  problems = []
   for key in ('train.batch_size', 'eval.batch_size'):
     section, leaf = key.split('.')
     size = config[section][leaf]
     if size % num_devices:
-      p.append(f'{key}: {size} does not divide by the {num_devices} devices; use a multiple of {num_devices}')
-  accum = config.train.grad_accum_steps
-  if accum > 1 and config.train.batch_size % (accum * num_devices):
-    p.append(f'train.grad_accum_steps: train.batch_size {config.train.batch_size} does not split into {accum} '
-             f'micro-batches over {num_devices} devices; make it a multiple of {accum * num_devices}')
+      problems.append(f'{key}: {size} does not divide by the {num_devices} devices; use a multiple of {num_devices}')
+  accum, batch = config.train.grad_accum_steps, config.train.batch_size
+  if accum > 1 and batch % (accum * num_devices):
+    problems.append(f'train.grad_accum_steps: train.batch_size {batch} does not split into {accum} micro-batches '
+                    f'over {num_devices} devices; make it a multiple of {accum * num_devices}')
+  return problems
+
+
+def _length_problems(config, total_steps: int, steps_per_epoch: int) -> list[str]:
+  problems = []
   every = config.eval.every_steps or steps_per_epoch
   if every > total_steps:
-    p.append(f'eval.every_steps: {every} is larger than the run ({total_steps} steps); lower it or lengthen the run')
+    problems.append(f'eval.every_steps: {every} is larger than the run ({total_steps} steps); lower it or lengthen '
+                    'the run')
   if config.checkpoint.every_steps > total_steps:
-    p.append(f'checkpoint.every_steps: {config.checkpoint.every_steps} is larger than the run ({total_steps} steps)')
+    problems.append(f'checkpoint.every_steps: {config.checkpoint.every_steps} is larger than the run '
+                    f'({total_steps} steps)')
   lp_ft = config.optimizer.lp_ft
   try:
     probe_steps = lp_ft != '' and schedules.parse_duration(lp_ft, steps_per_epoch=steps_per_epoch,
@@ -126,24 +138,29 @@ def check_run(config, *, num_devices: int, total_steps: int, steps_per_epoch: in
   except schedules.DurationError:  # validate() reports it
     probe_steps = 0
   if probe_steps and probe_steps >= total_steps:
-    p.append(f'optimizer.lp_ft: {lp_ft!r} ({probe_steps} steps) is not shorter than the run ({total_steps} steps), '
-             'so the phase that trains everything never starts; shorten it or lengthen the run (for a linear probe '
-             "alone, freeze the backbone with optimizer.freeze and set lp_ft to '')")
-  src = config.init.checkpoint
-  if src and not os.path.isdir(os.path.join(src, 'checkpoints')):
-    p.append(f'init.checkpoint: {src!r} is not an ftlab run directory (no checkpoints/ in it); point init.checkpoint '
-             'at the --workdir of a finished ftlab run')
-  elif src:
-    summary = os.path.join(src, 'summary.json')
-    try:
-      with open(summary, encoding='utf-8') as f:
-        best_step = json.load(f).get('best_step')
-      if not isinstance(best_step, int) or isinstance(best_step, bool):
-        raise ValueError('no integer best_step')
-    except FileNotFoundError:
-      p.append(f'init.checkpoint: {src!r} holds no summary.json: that run has not finished; finish that run (rerun its '
-               'command) or point init.checkpoint at a finished one')
-    except (OSError, ValueError, AttributeError) as err:  # unreadable, not JSON, not an object, no best step
-      p.append(f'init.checkpoint: {summary} is not a finished run\'s summary ({err}); rerun that run to rewrite it, '
-               'or point init.checkpoint at another finished run')
-  return p
+    problems.append(f'optimizer.lp_ft: {lp_ft!r} ({probe_steps} steps) is not shorter than the run ({total_steps} '
+                    'steps), so the phase that trains everything never starts; shorten it or lengthen the run (for a '
+                    "linear probe alone, freeze the backbone with optimizer.freeze and set lp_ft to '')")
+  return problems
+
+
+def _init_checkpoint_problems(src: str) -> list[str]:
+  """init.checkpoint must be a finished ftlab run."""
+  if not src:
+    return []
+  if not os.path.isdir(os.path.join(src, 'checkpoints')):
+    return [f'init.checkpoint: {src!r} is not an ftlab run directory (no checkpoints/ in it); point init.checkpoint '
+            'at the --workdir of a finished ftlab run']
+  summary = os.path.join(src, 'summary.json')
+  try:
+    with open(summary, encoding='utf-8') as f:
+      best_step = json.load(f).get('best_step')
+    if not isinstance(best_step, int) or isinstance(best_step, bool):
+      raise ValueError('no integer best_step')
+  except FileNotFoundError:
+    return [f'init.checkpoint: {src!r} holds no summary.json: that run has not finished; finish that run (rerun its '
+            'command) or point init.checkpoint at a finished one']
+  except (OSError, ValueError, AttributeError) as err:  # unreadable, not JSON, not an object, no best step
+    return [f'init.checkpoint: {summary} is not a finished run\'s summary ({err}); rerun that run to rewrite it, '
+            'or point init.checkpoint at another finished run']
+  return []

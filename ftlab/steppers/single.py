@@ -46,8 +46,8 @@ class SingleStepper:
     """Summarised metrics of `state` over every example of `source` (or its first `limit`)."""
     total = None
     for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit):
-      m = self.eval_fn(state, self.layout.place_batch(batch))
-      total = m if total is None else total.merge(m)
+      batch_metrics = self.eval_fn(state, self.layout.place_batch(batch))
+      total = batch_metrics if total is None else total.merge(batch_metrics)
       faults.point('eval')
     return [metrics_lib.summarize(total)]
 
@@ -78,8 +78,8 @@ class SingleStepper:
   def best(self, state, trials, done: list[int]):
     """(the state at the trial's best checkpoint, [its parameters]): the live one when it is that checkpoint's."""
     del done
-    t = trials[0]
-    best_step = t.ckpts.best_step()
-    if best_step != t.ckpts.latest_step() or best_step != t.final_step:
-      state = self.layout.place_state(t.ckpts.restore(best_step, state)[0])
+    trial = trials[0]
+    best_step = trial.ckpts.best_step()
+    if best_step != trial.ckpts.latest_step() or best_step != trial.final_step:
+      state = self.layout.place_state(trial.ckpts.restore(best_step, state)[0])
     return state, [state.params]

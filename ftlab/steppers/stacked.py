@@ -79,7 +79,7 @@ class StackedStepper:
   def __init__(self, plans: list, *, shard_trials: bool = False):
     """Raises ValueError when the plans cannot share a group (different compiled steps, several processes, or a
     device layout other than replicated 'jit')."""
-    if len({p.static_key for p in plans}) != 1:
+    if len({plan.static_key for plan in plans}) != 1:
       raise ValueError('vectorised trials must differ only in traced hyperparameters (learning rate, weight decay, '
                        'dropout, label smoothing, class weights, schedule numbers, seed, and with '
                        'optimizer.traced_freezing the frozen groups); group them with grouping.group_key')
@@ -91,7 +91,7 @@ class StackedStepper:
     self.size = k = len(plans)
     self.eval_batch_size = plans[0].config.eval.batch_size
     self.mesh = mesh = parallel.data_mesh()
-    self.shared_batch = len({p.config.seed for p in plans}) == 1  # same seed, same data order: one iterator
+    self.shared_batch = len({plan.config.seed for plan in plans}) == 1  # same seed, same data order: one iterator
     batch_axis = None if self.shared_batch else 0
     self.trial_sharded = shard_trials and mesh.devices.size > 1 and k % mesh.devices.size == 0
     self.state_sharding = NamedSharding(mesh, P(parallel.DATA_AXIS) if self.trial_sharded else P())
@@ -108,7 +108,7 @@ class StackedStepper:
     if self.shared_batch:  # every trial's iterator is at the same position: the first one's stands for all
       batch = next(trials[0].iterator)
     else:
-      each = [next(t.iterator) for t in trials]
+      each = [next(trial.iterator) for trial in trials]
       batch = {name: np.stack([b[name] for b in each]) for name in each[0]}
     return jax.device_put(batch, self.batch_sharding)
 
@@ -124,8 +124,8 @@ class StackedStepper:
   def evaluate(self, states, source, limit: int | None = None) -> list[dict]:
     total = None
     for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit):
-      m = self.eval_fn(states, jax.device_put(batch, self.eval_sharding))
-      total = m if total is None else total.merge(m)
+      batch_metrics = self.eval_fn(states, jax.device_put(batch, self.eval_sharding))
+      total = batch_metrics if total is None else total.merge(batch_metrics)
     total = jax.device_get(total)
     return [metrics_lib.summarize(host_index(total, i)) for i in range(self.size)]
 
@@ -134,7 +134,7 @@ class StackedStepper:
     if accepted.all():
       return metrics if total is None else total.merge(metrics)
     if total is None:
-      return jax.tree.map(lambda m: _where(accepted, m, jnp.zeros_like(m)), metrics)
+      return jax.tree.map(lambda leaf: _where(accepted, leaf, jnp.zeros_like(leaf)), metrics)
     return jax.tree.map(lambda new, old: _where(accepted, new, old), total.merge(metrics), total)
 
   def carried(self, saved: list, like):
@@ -162,10 +162,10 @@ class StackedStepper:
     its best, it is used as it is; otherwise the best checkpoint is restored."""
     best, held = [], []
     for i in done:
-      t = trials[i]
-      held.append(t.ckpts.best_step() == t.ckpts.latest_step() == t.final_step)
+      ckpts = trials[i].ckpts
+      held.append(ckpts.best_step() == ckpts.latest_step() == trials[i].final_step)
       lane = index(states, i)
-      best.append(lane if held[-1] else t.ckpts.restore(t.ckpts.best_step(), lane)[0])
+      best.append(lane if held[-1] else ckpts.restore(ckpts.best_step(), lane)[0])
     if len(done) == self.size and all(held):
       return states, [b.params for b in best]
     padded = best + [best[0]] * (self.size - len(best))  # K lanes keep the compiled eval step
