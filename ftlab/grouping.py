@@ -1,45 +1,26 @@
 """Which planned runs train together: runs with one static key (ftlab/traced.py: they differ only in traced
-hyperparameters, the seed or the pretrained weights) that start at the same step form vectorised groups of up to
-`vectorize`; each group, or a run alone, goes through the one loop (ftlab/loop.py)."""
+hyperparameters, the seed or the pretrained weights) form vectorised groups of up to `vectorize`, whatever step each
+resumes from; each group, or a run alone, goes through the one loop (ftlab/loop.py)."""
 from __future__ import annotations
 
-import os
 import time
 from typing import Any, Callable
 
-from ftlab import checkpoints as ckpt_lib
 from ftlab import loop, preemption
 from ftlab.outcome import Outcome
 from ftlab.plan import Plan
 
 
-def start_step(plan: Plan) -> int | None:
-  """The step a planned run would resume from (its latest checkpoint), or None for a new run."""
-  directory = os.path.join(plan.workdir, 'checkpoints')
-  if not os.path.isdir(directory):
-    return None
-  ckpts = ckpt_lib.Checkpoints(directory, keep=plan.config.checkpoint.keep, mode=plan.eval_mode, read_only=True)
-  try:
-    return ckpts.latest_step()
-  finally:
-    ckpts.close()
-
-
-def group_key(plan: Plan) -> tuple:
-  """Plans with equal keys may train as one vectorised group: the same compiled step and the same start."""
-  return plan.static_key, start_step(plan)
-
-
 def run_groups(plans: list[Plan], *, on_evals: list[Callable | None] | None = None, vectorize: int = 1 << 30,
                shard_trials: bool = False, on_outcome: Callable[[int, Outcome], None] | None = None
                ) -> list[Outcome]:
-  """Runs the plans in groups of at most `vectorize` that share a group_key; returns each one's Outcome, in order,
+  """Runs the plans in groups of at most `vectorize` that share a static key; returns each one's Outcome, in order,
   and gives each to `on_outcome(index, outcome)` as soon as its group ends. An exception other than Stop / Diverged
   ends the outcome of every run of its group with it, and the other groups still run; Preempted stops them all."""
   on_evals = on_evals or [None] * len(plans)
   by_key: dict[Any, list[int]] = {}
   for i, plan in enumerate(plans):
-    by_key.setdefault(group_key(plan), []).append(i)
+    by_key.setdefault(plan.static_key, []).append(i)
   groups = [members[j:j + vectorize] for members in by_key.values() for j in range(0, len(members), vectorize)]
   outcomes: list[Outcome | None] = [None] * len(plans)
   for members in sorted(groups):

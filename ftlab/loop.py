@@ -37,16 +37,13 @@ def train_and_evaluate(plan: Plan, *, on_eval: Callable | None = None) -> dict:
 
 def run_plans(plans: list[Plan], *, on_evals: list[Callable | None] | None = None,
               shard_trials: bool = False) -> list[Outcome]:
-  """Trains the planned runs together (one alone, several as a vectorised group that must start at one step);
-  returns each one's Outcome, in order. Raises ValueError when the plans cannot share a group."""
+  """Trains the planned runs together (one alone, several as a vectorised group); returns each one's Outcome, in
+  order. Raises ValueError when the plans cannot share a group."""
   stepper = steppers.for_plans(plans, shard_trials=shard_trials)
   trials = []
   try:
     for plan, on_eval in zip(plans, on_evals or [None] * len(plans)):
       trials.append(Trial(plan, on_eval=on_eval, echo=len(plans) == 1))
-    starts = {trial.start for trial in trials}
-    if len(starts) != 1:
-      raise ValueError(f'vectorised trials must start at one step; these resume from {sorted(map(str, starts))}')
     run = _Run(trials, stepper)
     return run.finish(run.train())
   finally:
@@ -55,13 +52,17 @@ def run_plans(plans: list[Plan], *, on_evals: list[Callable | None] | None = Non
 
 
 class _Run:
-  """The loop's own state: the live states, the step, the step awaiting its loss check, the train metrics."""
+  """The loop's own state: the live states, the step, the step awaiting its loss check, the train metrics.
+
+  The trials of a group may resume from different steps (a kill between their saves): the group starts at the
+  earliest, and a trial whose checkpoint is later waits, masked, until the group reaches it. Every lane then takes
+  the same compiled program, with the same lanes, as a group that never stopped."""
 
   def __init__(self, trials: list[Trial], stepper):
     self.trials, self.stepper = trials, stepper
     self.plan = plan = trials[0].plan  # the group's shared run length, cadence and data
-    self.states = stepper.start([trial.take_state() for trial in trials])
-    self.step = trials[0].start or 0
+    self.states = stepper.start(trials)
+    self.step = min(trial.start_step for trial in trials)
     self.progress = writers.Progress(plan.total_steps, self.step)
     self.pending = None  # (step, metrics, active) of the last step dispatched, before its loss is checked
     carried = [trial.loop.train_metrics for trial in trials]  # what resumed checkpoints held since the last evaluation
@@ -69,15 +70,20 @@ class _Run:
     self.has_train_metrics = np.array([saved is not None for saved in carried])
     self.train_metrics = None  # since the last evaluation (stacked for a group)
 
-  def active(self) -> np.ndarray:
+  def trainable(self) -> np.ndarray:
+    """The trials that neither diverged nor stopped."""
     return np.array([trial.active for trial in self.trials])
+
+  def stepping(self) -> np.ndarray:
+    """The trials the next step trains: trainable, and at or past their start."""
+    return self.trainable() & np.array([self.step >= trial.start_step for trial in self.trials])
 
   def train(self) -> float:
     """Steps until the run's end or until no trial trains; returns the seconds it took."""
     t0 = time.perf_counter()
     notice = preemption.Notice().install()
     try:
-      while self.step < self.plan.total_steps and self.active().any():
+      while self.step < self.plan.total_steps and self.trainable().any():
         self._one_step(notice)
       self._accept_pending()
     finally:
@@ -87,8 +93,8 @@ class _Run:
     return time.perf_counter() - t0
 
   def _one_step(self, notice) -> None:
-    active = self.active()
-    batch = self.stepper.next_batch(self.trials)
+    active = self.stepping()
+    batch = self.stepper.next_batch(self.trials, active)
     self.states, metrics = self.stepper.step(self.states, batch, active)
     self._accept_pending()
     self.step += 1
@@ -102,7 +108,7 @@ class _Run:
     saving = evaluating or bool(config.checkpoint.every_steps and self.step % config.checkpoint.every_steps == 0)
     if saving:
       self._accept_pending()
-    live = active & self.active()  # trained this step and neither diverged nor stopped before it
+    live = active & self.trainable()  # trained this step and neither diverged nor stopped before it
     rows = self._evaluate(live) if evaluating and live.any() else {}
     if saving:
       self._save(live, {i: r['validation'][config.eval.metric] for i, r in rows.items()}, evaluating)
@@ -111,7 +117,7 @@ class _Run:
     for trial, trained in zip(self.trials, live):
       if trained:  # tests: die here as a preempted VM does, with no chance to clean up
         faults.point('step', self.step, trial.workdir)
-    if notice.requested(self.step) and self.step < self.plan.total_steps and self.active().any():
+    if notice.requested(self.step) and self.step < self.plan.total_steps and self.trainable().any():
       self._preempt(saved=saving)
 
   def _accept_pending(self) -> None:
@@ -125,8 +131,8 @@ class _Run:
     totals = self.stepper.loss_totals(metrics)
     accepted = np.array([bool(trained) and trial.error is None and trial.accept(step, totals[i])
                          for i, (trial, trained) in enumerate(zip(self.trials, active))])
-    # lanes that did not train this step may merge anything: they never write a train row again
-    self.train_metrics = self.stepper.accumulate(self.train_metrics, metrics, accepted | ~active)
+    # lanes of trials that ended may merge anything: they never write a train row again
+    self.train_metrics = self.stepper.accumulate(self.train_metrics, metrics, accepted | ~self.trainable())
     self.has_train_metrics |= accepted
 
   def _train_metrics_of(self, host, i: int):
@@ -161,10 +167,11 @@ class _Run:
     """SIGTERM: every trial still training saves a checkpoint at this step (unless it saved one here already),
     then Preempted."""
     self._accept_pending()
-    if not self.active().any():  # the step checked last diverged: that ends the run instead
+    if not self.trainable().any():  # the step checked last diverged: that ends the run instead
       return
-    if not saved:
-      self._save(self.active(), {}, False, preempted=True)
+    if not saved:  # the trials that trained to this step (one waiting for the group holds a later checkpoint)
+      started = np.array([trial.start_step < self.step for trial in self.trials])
+      self._save(self.trainable() & started, {}, False, preempted=True)
     for trial in self.trials:
       trial.ckpts.wait()
     workdir = self.trials[0].workdir

@@ -56,7 +56,13 @@ class Trial:
 
   @property
   def active(self) -> bool:
+    """Neither diverged nor stopped (early stopping, pruned): it trains on from its start step."""
     return self.error is None and not self.loop.stopped_early
+
+  @property
+  def start_step(self) -> int:
+    """The step it resumes from (its latest checkpoint), 0 for a new run."""
+    return self.start or 0
 
   def take_state(self):
     """The initial (or restored) state, handed to the stepper, which holds the live one from then on."""

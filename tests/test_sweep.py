@@ -1,5 +1,6 @@
 """The sweep runner on the quickstart data: rows per trial, divergence, pruning, resumption after a kill, two workers
 sharing one SQLite storage, and a changed definition refused."""
+import collections
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import pytest
 
 from conftest import assert_same_run, run_ftlab
 from ftlab import config as config_lib
+from ftlab import data
 from ftlab.sweeps import markdown, records, runner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,12 +61,38 @@ def sweep_file(tmp_path_factory):
   return str(path)
 
 
+PLANNED = collections.Counter()  # the grid's runs by workdir: how often each was planned
+LOADED = collections.Counter()  # the grid's data configs: how often each was read
+
+
 @pytest.fixture(scope='module')
 def grid(sweep_file, tmp_path_factory):
-  """The default grid, run once, uninterrupted, in this process."""
+  """The default grid, run once, uninterrupted, in this process (counting its plans and data reads)."""
   sweep_dir = str(tmp_path_factory.mktemp('grid'))
-  rows = runner.run(sweep_file, sweep_dir, options=runner.Options(report=False))
+  make_plan, load = runner.make_plan, data.load
+
+  def counted_plan(config, workdir, **kwargs):
+    PLANNED[os.path.relpath(workdir, sweep_dir)] += 1
+    return make_plan(config, workdir, **kwargs)
+
+  def counted_load(data_config):
+    LOADED[json.dumps(data_config.to_dict(), sort_keys=True)] += 1
+    return load(data_config)
+
+  runner.make_plan, data.load = counted_plan, counted_load
+  try:
+    rows = runner.run(sweep_file, sweep_dir, options=runner.Options(report=False))
+  finally:
+    runner.make_plan, data.load = make_plan, load
   return sweep_dir, rows
+
+
+def test_a_sweep_plans_each_run_once_and_reads_each_data_config_once(grid):
+  sweep_dir, rows = grid
+  source = [os.path.join('pretrain', name) for name in os.listdir(os.path.join(sweep_dir, 'pretrain'))
+            if not name.endswith('.lock')]
+  assert dict(PLANNED) == {**{row['workdir']: 1 for row in rows}, source[0]: 1}  # 4 trials, their one source run
+  assert sorted(LOADED.values()) == [1, 1]  # the source task's classes and the trials': each read once
 
 
 def sweep_command(sweep_file, sweep_dir, *extra):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from ftlab import checkpoints, compiled, grouping, loop
+from ftlab import checkpoints, compiled, loop
 from ftlab.outcome import Diverged
 from ftlab.plan import make_plan
 
@@ -50,7 +50,7 @@ def both(tmp_path_factory):
   configs = trial_configs()
   alone = [run_alone(c, str(root / f'alone{i}')) for i, c in enumerate(configs)]
   plans = [make_plan(c, str(root / f'vec{i}')) for i, c in enumerate(configs)]
-  assert len({grouping.group_key(p) for p in plans}) == 1  # one group: one compiled step
+  assert len({p.static_key for p in plans}) == 1  # one group: one compiled step
   together = loop.run_plans(plans)
   return root, alone, together
 
@@ -94,10 +94,44 @@ def test_a_diverged_trial_is_reported_and_the_others_go_on(both):
   assert all(o.summary is not None for o in together[:3])
 
 
+# (seed, batch index): the training batches made NaN. Seed 0 skips step 7, seed 1 steps 12 and 13, and seed 2 steps
+# 5, 6 and 7: more than train.skip_nonfinite=2 in a row, so it diverges at step 7.
+POISONED = {(0, 6), (1, 11), (1, 12), (2, 4), (2, 5), (2, 6)}
+
+
+def test_skip_nonfinite_in_a_group_gives_each_trial_what_it_gives_alone(tmp_path, monkeypatch):
+  from ftlab.data import pipeline
+  batch_of = pipeline.ShuffledBatches.__getitem__
+
+  def poisoned(self, k):
+    batch = batch_of(self, k)
+    return {**batch, 'image': np.full(batch['image'].shape, np.nan, np.float32)} if (self.seed, k) in POISONED else batch
+
+  monkeypatch.setattr(pipeline.ShuffledBatches, '__getitem__', poisoned)
+  configs = [small_config(train__skip_nonfinite=2, train__num_steps=20, optimizer__learning_rate=lr, seed=seed)
+             for seed, lr in enumerate((1e-3, 3e-3, 1e-2))]
+  alone = [loop.run_plans([make_plan(c, str(tmp_path / f'alone{i}'))])[0] for i, c in enumerate(configs)]
+  together = loop.run_plans([make_plan(c, str(tmp_path / f'vec{i}')) for i, c in enumerate(configs)])
+  for i in range(2):
+    a, v = alone[i].summary, together[i].summary
+    assert a['skipped_steps'] == v['skipped_steps'] == i + 1 and v['final_step'] == a['final_step'] == 20
+    rows_a, rows_v = metric_rows(tmp_path / f'alone{i}'), metric_rows(tmp_path / f'vec{i}')
+    assert [(r['step'], r['split'], r.get('skipped_steps')) for r in rows_v] == [
+        (r['step'], r['split'], r.get('skipped_steps')) for r in rows_a]
+    for ra, rv in zip(rows_a, rows_v):
+      assert rv['loss'] == pytest.approx(ra['loss'], rel=1e-5), (i, ra['step'], ra['split'])
+    pa, pv = final_params(tmp_path / f'alone{i}', 20), final_params(tmp_path / f'vec{i}', 20)
+    for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pv)):
+      np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
+  for outcome in (alone[2], together[2]):
+    assert isinstance(outcome.error, Diverged) and outcome.error.step == 7 and outcome.error.last_good is None
+    assert 'after skipping 2 non-finite steps in a row' in str(outcome.error)
+
+
 def test_trials_with_different_compiled_steps_are_refused(tmp_path):
   a, b = small_config(), small_config(model__features=[64, 16])
   plans = [make_plan(a, str(tmp_path / 'a')), make_plan(b, str(tmp_path / 'b'))]
-  assert grouping.group_key(plans[0]) != grouping.group_key(plans[1])
+  assert plans[0].static_key != plans[1].static_key
   with pytest.raises(ValueError, match='differ only in traced hyperparameters'):
     loop.run_plans(plans)
   compiled.clear()
@@ -139,11 +173,59 @@ def test_the_trial_axis_sharded_over_devices_gives_the_same_trials(tmp_path):
   assert len(set(losses['true'])) == 4  # four different trials
 
 
-def test_a_group_preempted_between_evaluations_resumes_as_a_group_and_ends_as_if_never_stopped(tmp_path, monkeypatch):
+# Four trials (two learning rates x two seeds: stacked batches) as one vectorised group, as this sweep defines them.
+GROUP = [(1e-3, 0), (1e-3, 1), (3e-3, 0), (3e-3, 1)]
+GROUP_SWEEP = '''
+import sys
+sys.path.insert(0, {tests!r})
+from conftest import small_config
+
+
+def get_config(arg=None):
+  return small_config()
+
+
+def get_sweep(arg=None):
+  return {{'kind': 'grid', 'params': {{'optimizer.learning_rate': [1e-3, 3e-3]}}, 'seeds': [0, 1], 'vectorize': 4}}
+'''
+
+
+@pytest.fixture(scope='module')
+def whole_group(tmp_path_factory):
+  """The group trained once, never stopped: {sweep trial id: its workdir}."""
+  root = tmp_path_factory.mktemp('whole_group')
+  workdirs = {f'c{c:03d}-s{seed}': str(root / f'c{c:03d}-s{seed}') for c in range(2) for seed in (0, 1)}
+  plans = [make_plan(small_config(optimizer__learning_rate=lr, seed=seed), workdirs[f'c{c:03d}-s{seed}'])
+           for c, lr in enumerate((1e-3, 3e-3)) for seed in (0, 1)]
+  assert all(o.error is None for o in loop.run_plans(plans))
+  return workdirs
+
+
+def test_a_group_sigkilled_at_a_random_step_and_rerun_ends_bit_identical(whole_group, tmp_path):
+  """The group as a sweep (python -m ftlab.sweep, vectorize 4) that kills itself at a step drawn at random; the rerun
+  resumes the group from its last checkpoint and every trial ends bit for bit as the group that never stopped."""
+  import random
+  from conftest import run_ftlab
+  from ftlab import compare
+  from ftlab.sweeps import records
+  tests = os.path.dirname(os.path.abspath(__file__))
+  (tmp_path / 'group.py').write_text(GROUP_SWEEP.format(tests=tests))
+  sweep_dir = str(tmp_path / 'sweep')
+  argv = [f'--config={tmp_path / "group.py"}', f'--workdir={sweep_dir}', '--report=false']
+  step = random.Random(18).randrange(1, 40)
+  killed = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_KILL': f'step={step}'}, log_base=str(tmp_path / 'k'))
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  rerun = run_ftlab('ftlab.sweep', argv, log_base=str(tmp_path / 'r'))
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert sorted(r['status'] for r in records.read(sweep_dir)) == ['complete'] * 4
+  for run_id, whole in whole_group.items():
+    assert compare.differences(whole, os.path.join(sweep_dir, 'trials', run_id)) == [], (step, run_id)
+
+
+def test_a_group_preempted_between_evaluations_resumes_as_a_group_and_ends_as_if_never_stopped(whole_group, tmp_path,
+                                                                                              monkeypatch):
   from ftlab import compare, preemption
-  configs = [small_config(optimizer__learning_rate=lr, seed=i) for i, lr in enumerate((1e-3, 3e-3))]
-  whole = loop.run_plans([make_plan(c, str(tmp_path / f'whole{i}')) for i, c in enumerate(configs)])
-  assert all(o.error is None for o in whole)
+  configs = [small_config(optimizer__learning_rate=lr, seed=seed) for lr, seed in GROUP]
   stop_at = {'step': 15}  # between the evaluations at 10 and 20: the checkpoints carry 5 steps of train metrics
   monkeypatch.setattr(preemption.Notice, 'requested', lambda self, step: step == stop_at['step'])
   plans = [make_plan(c, str(tmp_path / f'stopped{i}')) for i, c in enumerate(configs)]
@@ -151,8 +233,7 @@ def test_a_group_preempted_between_evaluations_resumes_as_a_group_and_ends_as_if
     loop.run_plans(plans)
   stop_at['step'] = None
   plans = [make_plan(c, str(tmp_path / f'stopped{i}')) for i, c in enumerate(configs)]
-  assert len({grouping.group_key(p) for p in plans}) == 1  # both resume from 15: still one group
   resumed = loop.run_plans(plans)
   assert all(o.error is None for o in resumed)
-  for i in range(2):  # metrics rows, summary and kept checkpoints (15's deleted once 20's committed), bit for bit
-    assert compare.differences(str(tmp_path / f'whole{i}'), str(tmp_path / f'stopped{i}')) == []
+  for i, whole in enumerate(whole_group.values()):  # metrics rows, summary, kept checkpoints (15's deleted), bit for bit
+    assert compare.differences(whole, str(tmp_path / f'stopped{i}')) == []

@@ -23,11 +23,12 @@ class SingleStepper:
     train_fn, eval_fn = self.layout.wrap_steps(*steps.bind(plan))
     return jax.jit(train_fn, donate_argnums=0), jax.jit(eval_fn)
 
-  def start(self, states: list):
+  def start(self, trials):
     """The live state on the devices, from the trial's initial or restored one."""
-    return self.layout.place_state(states[0])
+    return self.layout.place_state(trials[0].take_state())
 
-  def next_batch(self, trials):
+  def next_batch(self, trials, active: np.ndarray):
+    del active
     return self.layout.place_batch(next(trials[0].iterator))
 
   def step(self, state, batch, active: np.ndarray):

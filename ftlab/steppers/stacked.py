@@ -3,7 +3,7 @@ trial axis and stepped together by one vmapped train step, compiled once.
 
 Trials that stop (early stopping, pruned, diverged) are masked: their lanes no longer change while the others go on,
 and nothing recompiles. The batch is shared when every trial has the same seed (the same data order), else stacked
-[K, B, ...] from each trial's iterator. The state is replicated over the devices and the batch split, or with
+[K, B, ...] from each trial's iterator (a masked lane gets a copy of another's batch). The state is replicated over the devices and the batch split, or with
 `shard_trials` (K a multiple of the device count) the trial axis is split over the devices instead. Each trial
 saves its own lane of the state as host arrays; its results agree with the run trained alone to float tolerance
 (batched matmuls may sum in another order).
@@ -82,7 +82,7 @@ class StackedStepper:
     if len({plan.static_key for plan in plans}) != 1:
       raise ValueError('vectorised trials must differ only in traced hyperparameters (learning rate, weight decay, '
                        'dropout, label smoothing, class weights, schedule numbers, seed, and with '
-                       'optimizer.traced_freezing the frozen groups); group them with grouping.group_key')
+                       'optimizer.traced_freezing the frozen groups); group them by their plans\' static_key')
     if jax.process_count() > 1:
       raise ValueError('vectorised trials run in one process; run a multi-host sweep with vectorize 1')
     problem = layout_problem(plans[0].config)
@@ -101,15 +101,20 @@ class StackedStepper:
     key = ('stacked', plans[0].static_key, k, batch_axis, self.trial_sharded)
     self.train_fn, self.eval_fn = compiled.cached(key, lambda: _compile(plans[0], batch_axis))
 
-  def start(self, states: list):
-    return jax.device_put(stack(states), self.state_sharding)
+  def start(self, trials):
+    """The stacked live states. The lead is a trial that starts with the group (at its earliest step): its iterator
+    feeds a shared batch, and every trial saves its position."""
+    self.lead = min(trials, key=lambda trial: trial.start_step)
+    return jax.device_put(stack([trial.take_state() for trial in trials]), self.state_sharding)
 
-  def next_batch(self, trials):
-    if self.shared_batch:  # every trial's iterator is at the same position: the first one's stands for all
-      batch = next(trials[0].iterator)
+  def next_batch(self, trials, active: np.ndarray):
+    if self.shared_batch:  # the trials that train are where the lead is in the same data order
+      batch = next(self.lead.iterator)
     else:
-      each = [next(trial.iterator) for trial in trials]
-      batch = {name: np.stack([b[name] for b in each]) for name in each[0]}
+      each = [next(trial.iterator) if trains else None for trial, trains in zip(trials, active)]
+      trained = [b for b in each if b is not None]
+      filler = trained[0] if trained else next(self.lead.iterator)  # the lead's position matters no more
+      batch = {name: np.stack([(filler if b is None else b)[name] for b in each]) for name in filler}
     return jax.device_put(batch, self.batch_sharding)
 
   def step(self, states, batch, active: np.ndarray):
@@ -154,7 +159,7 @@ class StackedStepper:
     return host_lane(states, i)
 
   def iterator(self, trials, i: int):
-    return trials[0].iterator if self.shared_batch else trials[i].iterator
+    return self.lead.iterator if self.shared_batch else trials[i].iterator
 
   def best(self, states, trials, done: list[int]):
     """(the best states of the `done` trials, stacked and padded to K with the first, [their parameters]). A trial's
