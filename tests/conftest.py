@@ -7,23 +7,33 @@ import tempfile
 
 import pytest
 
+from ftlab.config import defaults  # python -m pytest, run from the repository root, finds ftlab
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from ftlab.config import defaults  # noqa: E402
-
-# Local datasets (the digits too) are prepared into TFDS's data_dir: one fresh folder per test session, never the
-# user's ~/tensorflow_datasets. Subprocesses (and grain's worker processes, which import this file) inherit it.
-OWNER = 'FTLAB_TESTS_TFDS_DATA_DIR' not in os.environ
+# One fresh folder per test session, never the user's: local datasets (the digits too) are prepared into TFDS's
+# data_dir there, and jax's persistent compilation cache lives there, so that the many ftlab processes the tests
+# start load the programs an earlier one compiled. Subprocesses (and grain's worker processes, which import this
+# file) inherit both.
+OWNER = 'FTLAB_TESTS_DIR' not in os.environ
 if OWNER:
-  os.environ['FTLAB_TESTS_TFDS_DATA_DIR'] = tempfile.mkdtemp(prefix='ftlab-tests-tfds-')
-TFDS_DATA_DIR = os.environ['TFDS_DATA_DIR'] = os.environ['FTLAB_TESTS_TFDS_DATA_DIR']
+  os.environ['FTLAB_TESTS_DIR'] = tempfile.mkdtemp(prefix='ftlab-tests-')
+SESSION_DIR = os.environ['FTLAB_TESTS_DIR']
+# each pytest-xdist worker prepares its own datasets (two processes preparing one folder at once would collide)
+TFDS_DATA_DIR = os.environ['TFDS_DATA_DIR'] = os.path.join(SESSION_DIR, 'tfds-' + os.environ.get('PYTEST_XDIST_WORKER', 'main'))
+os.environ['FTLAB_COMPILATION_CACHE'] = os.path.join(SESSION_DIR, 'jax_cache')
+
+
+def pytest_configure(config):
+  del config
+  from ftlab import compiled
+  compiled.enable_persistent_cache(SESSION_DIR)  # this process too: the forked ftlab runs inherit it
 
 
 def pytest_sessionfinish(session, exitstatus):
   del session, exitstatus
   if OWNER:
-    shutil.rmtree(TFDS_DATA_DIR, ignore_errors=True)
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)
 
 
 def small_config(**overrides):
@@ -74,38 +84,71 @@ def no_persistent_cache(monkeypatch):
   monkeypatch.setattr(compiled, 'enable_persistent_cache', lambda workdir: '')
 
 
-def _ftlab_child(module: str, argv: list, env: dict, log_base: str):
-  """In a process forked from the fork server: runs `python -m MODULE ARGV` (its main) with `env` added, stdout and
-  stderr going to files."""
+def _ftlab_child(target: str, argv: list, env: dict, log_base: str, cwd: str | None):
+  """In a process forked from the fork server: runs `python -m TARGET ARGV` (its main), or with a script for TARGET
+  `python -c TARGET ARGV`, with `env` added, in `cwd`, stdout and stderr going to files."""
   import importlib
   os.environ.update(env)
+  if cwd:
+    os.chdir(cwd)
   for fd, suffix in ((1, '.out'), (2, '.err')):
-    target = os.open(log_base + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(target, fd)
-  sys.exit(importlib.import_module(module).main(argv))
+    out = os.open(log_base + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, fd)
+  if '\n' not in target:
+    sys.exit(importlib.import_module(target).main(argv))
+  sys.argv = ['-c', *argv]
+  exec(compile(target, '<script>', 'exec'), {'__name__': '__main__'})  # pylint: disable=exec-used
 
 
 _server = None
 
 
-def run_ftlab(module: str, argv: list, *, env: dict | None = None, log_base: str):
-  """`python -m MODULE ARGV` as a fresh process, but forked from a server that has imported ftlab already (about
-  2 s less per run than a new interpreter; jax's backend starts in the child, so the fork is safe). Returns
-  subprocess.CompletedProcess (returncode -9 for a process that SIGKILLed itself) with its stdout and stderr."""
+class Forked:
+  """A running `start_ftlab` process."""
+
+  def __init__(self, process, target: str, argv: list, log_base: str):
+    self.process, self.args, self.log_base = process, [target, *argv], log_base
+
+  def wait(self, timeout: float | None = None):
+    """subprocess.CompletedProcess (returncode -9 for a process that SIGKILLed itself, None if still running after
+    `timeout` seconds) with its stdout and stderr."""
+    import subprocess
+    self.process.join(timeout)
+    outputs = []
+    for suffix in ('.out', '.err'):
+      with open(self.log_base + suffix, errors='replace') as f:
+        outputs.append(f.read())
+    return subprocess.CompletedProcess(self.args, self.process.exitcode, *outputs)
+
+  def kill(self) -> None:
+    if self.process.is_alive():
+      self.process.kill()
+      self.process.join()
+
+
+def start_ftlab(target: str, argv: list, *, env: dict | None = None, log_base: str, cwd=None) -> Forked:
+  """`python -m TARGET ARGV` (or `python -c TARGET ARGV` for a script) as a fresh process, forked from a server that
+  has imported ftlab already (about 3 s less per run than a new interpreter; jax's backend starts in the child, so
+  the fork is safe, and XLA_FLAGS in `env` take effect)."""
   import multiprocessing
-  import subprocess
   global _server
   if _server is None:
     _server = multiprocessing.get_context('forkserver')
     _server.set_forkserver_preload(['ftlab.main', 'ftlab.sweep'])
-  child = _server.Process(target=_ftlab_child, args=(module, list(argv), dict(env or {}), log_base))
+  child = _server.Process(target=_ftlab_child, args=(target, list(argv), dict(env or {}), log_base,
+                                                     None if cwd is None else str(cwd)))
   child.start()
-  child.join()
-  outputs = []
-  for suffix in ('.out', '.err'):
-    with open(log_base + suffix, errors='replace') as f:
-      outputs.append(f.read())
-  return subprocess.CompletedProcess([module, *argv], child.exitcode, *outputs)
+  return Forked(child, target, argv, log_base)
+
+
+def run_ftlab(target: str, argv: list, *, env: dict | None = None, log_base: str, cwd=None,
+              timeout: float | None = None):
+  """start_ftlab, waited for (and killed after `timeout` seconds): its subprocess.CompletedProcess."""
+  forked = start_ftlab(target, argv, env=env, log_base=log_base, cwd=cwd)
+  try:
+    return forked.wait(timeout)
+  finally:
+    forked.kill()
 
 
 def assert_same_run(whole: str, other: str) -> None:

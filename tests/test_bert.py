@@ -187,5 +187,6 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_float32_parameters_and_optimize
     hidden = jax.eval_shape(lambda: p.model.backbone.apply({'params': state.params['backbone']},
                                                            tasks.Task('text', ('0', '1')).inputs(batch)))
     assert hidden.dtype == (jnp.bfloat16 if dtype == 'bfloat16' else jnp.float32)
-    results[dtype] = steps._apply(p.model, state, state.params, p.task.inputs(batch), train=False)[0]
+    results[dtype] = jax.jit(lambda s, b: steps._apply(p.model, s, s.params, p.task.inputs(b), train=False)[0])(
+        state, batch)
   np.testing.assert_allclose(results['bfloat16'], results['float32'], atol=0.05)

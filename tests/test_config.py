@@ -1,12 +1,10 @@
 """Config validation and the CLI: every problem at once, exit status 2, nothing written."""
 import hashlib
 import os
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, small_config
+from conftest import ROOT, run_ftlab, small_config
 from ftlab import cli
 from ftlab import config as config_lib
 from ftlab import writers
@@ -76,8 +74,8 @@ def test_overrides_parse_by_schema_type_and_name_unknown_keys():
 
 
 def _main(*args, cwd):
-  return subprocess.run([sys.executable, '-m', 'ftlab.main', *args], cwd=cwd, capture_output=True, text=True,
-                        env={**os.environ, 'PYTHONPATH': ROOT})
+  """`python -m ftlab.main ARGS` in `cwd`, as a process forked from the test's fork server (its output beside cwd)."""
+  return run_ftlab('ftlab.main', list(args), cwd=cwd, log_base=f'{cwd}.log')
 
 
 def _tree_hash(path):

@@ -1,4 +1,4 @@
-"""Multi-host on one machine: two `python -m ftlab.main` processes joined by jax.distributed (CPU collectives,
+"""Multi-host on one machine: two `python -m ftlab.main` processes (forked from the tests' fork server) joined by jax.distributed (CPU collectives,
 gloo), 2 virtual devices each, train, checkpoint, stop, resume (under another layout) and end like one process
 with the same 4 devices; only process 0 writes the outputs.
 
@@ -7,12 +7,10 @@ it, so a hung collective fails the test instead of hanging the suite.
 """
 import os
 import socket
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, small_config
+from conftest import run_ftlab, small_config, start_ftlab
 from ftlab import checkpoints, data
 from test_parallel import assert_same_run, write_config
 
@@ -31,23 +29,15 @@ def launch_two(tmp_path, name: str, argv: list[str]) -> list[str]:
   distributed = ['--config.parallel.distributed.enabled=True', '--config.parallel.distributed.num_processes=2',
                  f'--config.parallel.distributed.coordinator_address=localhost:{free_port()}',
                  '--config.parallel.distributed.initialization_timeout=120']
-  logs = [tmp_path / f'{name}_process_{i}.log' for i in range(2)]
-  procs = []
-  for i, log in enumerate(logs):
-    with open(log, 'w') as out:
-      env = {**os.environ, 'PYTHONPATH': ROOT, 'XLA_FLAGS': DEVICES, 'JAX_PROCESS_ID': str(i)}
-      procs.append(subprocess.Popen([sys.executable, '-m', 'ftlab.main', *argv, *distributed], cwd=ROOT, env=env,
-                                    stdout=out, stderr=subprocess.STDOUT))
+  procs = [start_ftlab('ftlab.main', [*argv, *distributed], env={'XLA_FLAGS': DEVICES, 'JAX_PROCESS_ID': str(i)},
+                       log_base=str(tmp_path / f'{name}_process_{i}')) for i in range(2)]
   try:
-    codes = [p.wait(timeout=DEADLINE) for p in procs]
-  except subprocess.TimeoutExpired:
-    codes = None
+    results = [p.wait(timeout=DEADLINE) for p in procs]
   finally:
     for p in procs:
-      if p.poll() is None:
-        p.kill()
-        p.wait()
-  texts = [log.read_text() for log in logs]
+      p.kill()
+  codes = [r.returncode for r in results]
+  texts = [r.stdout + r.stderr for r in results]
   assert codes == [0, 0], f'{name}: exit codes {codes}\n' + '\n'.join(t[-3000:] for t in texts)
   return texts
 
@@ -76,9 +66,8 @@ def test_two_processes_train_stop_resume_and_match_one_process(tmp_path):
   script = ('import sys\nfrom ftlab import main\n'
             'for steps in (10, 20):\n'
             '  assert main.main([*sys.argv[1:], f"--config.train.num_steps={steps}"]) == 0\n')
-  one = subprocess.run([sys.executable, '-c', script, f'--config={config_path}', f'--workdir={reference}'],
-                       cwd=ROOT, capture_output=True, text=True, timeout=DEADLINE,
-                       env={**os.environ, 'PYTHONPATH': ROOT, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'})
+  one = run_ftlab(script, [f'--config={config_path}', f'--workdir={reference}'], log_base=str(tmp_path / 'one'),
+                  env={'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}, timeout=DEADLINE)
   assert one.returncode == 0, one.stdout[-3000:] + one.stderr[-3000:]
   assert_same_run(str(reference), str(workdir), 20)
 

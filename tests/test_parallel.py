@@ -8,15 +8,13 @@ parameters and every metric agree to RTOL / ATOL.
 """
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from conftest import ROOT, small_config
+from conftest import ROOT, run_ftlab, small_config
 from ftlab import checkpoints, loop, main, parallel
 from ftlab import config as config_lib
 from ftlab.optim import groups
@@ -28,9 +26,8 @@ EIGHT = '--xla_force_host_platform_device_count=8'
 
 def write_config(tmp_path, **overrides) -> str:
   """A config file: small_config(**overrides) ('a__b': value), for `--config=` of subprocess runs."""
-  tests_dir = os.path.dirname(os.path.abspath(__file__))
   path = tmp_path / 'parallel_config.py'
-  path.write_text(f'import sys\nsys.path.insert(0, {tests_dir!r})\nfrom conftest import small_config\n\n'
+  path.write_text('from conftest import small_config\n\n'
                   f'def get_config(arg=None):\n  return small_config(**{overrides!r})\n')
   return str(path)
 
@@ -116,9 +113,8 @@ def test_jit_fsdp_and_pmap_on_eight_devices_train_like_one_and_resume_across_lay
   runs = [run('jit'), run('fsdp', *fsdp), run('pmap', '--config.parallel.mode=pmap'),
           run('pmap', '--config.train.num_steps=30', *fsdp)]
   check = [config_path, {'parallel.fsdp': True, 'parallel.fsdp_min_size': 0}, str(tmp_path / 'unused')]
-  result = subprocess.run([sys.executable, '-c', EIGHT_DEVICE_SCRIPT, json.dumps([runs, check])], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, 'PYTHONPATH': ROOT, 'XLA_FLAGS': EIGHT})
+  result = run_ftlab(EIGHT_DEVICE_SCRIPT, [json.dumps([runs, check])], env={'XLA_FLAGS': EIGHT}, cwd=ROOT,
+                     log_base=str(tmp_path / 'eight'))
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   for name in ('jit', 'fsdp'):
     assert_same_run(single, str(tmp_path / name), 20)
@@ -199,13 +195,12 @@ def test_distributed_arguments_come_from_the_config_then_the_environment():
 @pytest.mark.skipif(any(k in os.environ for k in ('SLURM_JOB_ID', 'OMPI_COMM_WORLD_SIZE', 'JAX_COORDINATOR_ADDRESS',
                                                   'JAX_NUM_PROCESSES', 'JAX_PROCESS_ID')),
                     reason='a cluster environment would fill in the distributed arguments')
-def test_distributed_without_coordinator_or_cluster_is_a_clear_error():
+def test_distributed_without_coordinator_or_cluster_is_a_clear_error(tmp_path):
   # In a fresh process (jax.distributed.initialize refuses to run once jax is in use, as it is in this one).
   script = ('from conftest import small_config\nfrom ftlab import parallel\n'
             'try:\n  parallel.initialize(small_config(parallel__distributed__enabled=True).parallel.distributed)\n'
             'except ValueError as err:\n  print(err)\n')
-  result = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, 'PYTHONPATH': os.pathsep.join([ROOT, os.path.join(ROOT, 'tests')])})
+  result = run_ftlab(script, [], log_base=str(tmp_path / 'script'))
   assert result.stdout.startswith('parallel.distributed.enabled: coordinator_address should be defined. No cluster '
                                   'was detected'), result.stdout + result.stderr
   assert 'set parallel.distributed.coordinator_address (host:port of process 0), num_processes' in result.stdout

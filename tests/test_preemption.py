@@ -48,10 +48,9 @@ def _kill_moments(rng: random.Random) -> list[str]:
 
 
 def _write_config(folder) -> str:
-  tests_dir = os.path.dirname(os.path.abspath(__file__))
   path = os.path.join(folder, 'tiny.py')
   with open(path, 'w') as f:
-    f.write(f'import sys\nsys.path.insert(0, {tests_dir!r})\nfrom conftest import small_config\n\n'
+    f.write('from conftest import small_config\n\n'
             f'def get_config(arg=None):\n  return small_config(train__num_steps={STEPS}, eval__every_steps=8, '
             f'checkpoint__every_steps=5, checkpoint__keep=2)\n')
   return path

@@ -198,18 +198,16 @@ def test_bad_split_names_and_counts_are_named(tmp_path):
 
 
 def test_bad_data_at_the_command_line_exits_2_naming_file_and_fix_and_writes_nothing(tmp_path, vocab):
-  import subprocess
-  import sys
-  from conftest import ROOT
+  from conftest import ROOT, run_ftlab
   folder = tmp_path / 'reviews'
   folder.mkdir()
   (folder / 'train.csv').write_text('review,label\na good movie,1\n')
   workdir = tmp_path / 'run'
-  result = subprocess.run(
-      [sys.executable, '-m', 'ftlab.main', f'--config={ROOT}/configs/quickstart.py', f'--workdir={workdir}',
-       '--config.data.source=text', f'--config.data.path={folder}', f'--config.data.data_dir={tmp_path}/tfds',
-       f'--config.data.tokenizer.path={vocab}', '--config.init.pretrain.enabled=False'],
-      capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': ROOT})
+  result = run_ftlab(
+      'ftlab.main', [f'--config={ROOT}/configs/quickstart.py', f'--workdir={workdir}', '--config.data.source=text',
+                     f'--config.data.path={folder}', f'--config.data.data_dir={tmp_path}/tfds',
+                     f'--config.data.tokenizer.path={vocab}', '--config.init.pretrain.enabled=False'],
+      log_base=str(tmp_path / 'main'))
   assert result.returncode == 2, result.stderr
   assert 'train.csv' in result.stderr and "'text'" in result.stderr and 'data.text.text_column' in result.stderr
   assert not workdir.exists()

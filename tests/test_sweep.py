@@ -4,20 +4,17 @@ import collections
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 
 import optuna
 import PIL.Image
 import pytest
 
-from conftest import assert_same_run, run_ftlab
+from conftest import assert_same_run, run_ftlab, start_ftlab
 from ftlab import config as config_lib
 from ftlab import data
 from ftlab.sweeps import markdown, records, runner
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A quickstart-like sweep small enough for CI: 40 fine-tuning steps after a 40-step source-task run (shared by all
 # trials), evaluated every 20 steps.
@@ -95,9 +92,9 @@ def test_a_sweep_plans_each_run_once_and_reads_each_data_config_once(grid):
   assert sorted(LOADED.values()) == [1, 1]  # the source task's classes and the trials': each read once
 
 
-def sweep_command(sweep_file, sweep_dir, *extra):
-  return [sys.executable, '-m', 'ftlab.sweep', f'--config={sweep_file}', f'--workdir={sweep_dir}', '--report=false',
-          *extra]
+def sweep_argv(sweep_file, sweep_dir, *extra):
+  """The command line of `python -m ftlab.sweep` (run with run_ftlab / start_ftlab)."""
+  return [f'--config={sweep_file}', f'--workdir={sweep_dir}', '--report=false', *extra]
 
 
 def test_a_grid_writes_one_row_per_trial_and_a_nan_trial_is_diverged(grid):
@@ -174,7 +171,7 @@ def _row(row: dict, sweep_dir: str) -> dict:
 
 def test_a_sweep_killed_five_times_and_preempted_once_ends_with_the_same_trials_and_results(grid, sweep_file, tmp_path):
   sweep_dir = str(tmp_path / 'killed')
-  argv = [f'--config={sweep_file}', f'--workdir={sweep_dir}', '--report=false']
+  argv = sweep_argv(sweep_file, sweep_dir)
   for i, spec in enumerate(SWEEP_KILLS):
     killed = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_KILL': spec}, log_base=str(tmp_path / f'log{i}'))
     assert killed.returncode == -signal.SIGKILL, (spec, killed.stderr[-3000:])
@@ -198,20 +195,17 @@ def test_a_vectorised_sweep_killed_then_preempted_mid_group_resumes_and_ends_as_
   sweep_dir = str(tmp_path / 'vectorised')
   # 4 trials at once: the full-fine-tuning pair and the frozen pair each train as one vmapped step (the freezing
   # mask is static, so the two strategies are two groups); the process dies at step 30 of the frozen group
-  command = sweep_command(sweep_file, sweep_dir, '--sweep.vectorize=4')
-  env = {**os.environ, 'FTLAB_TEST_KILL': 'step=30/c001-s0'}
-  first = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+  argv = sweep_argv(sweep_file, sweep_dir, '--sweep.vectorize=4')
+  first = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_KILL': 'step=30/c001-s0'}, log_base=str(tmp_path / 'k'))
   assert first.returncode == -9, first.stderr[-2000:]
   assert sorted(r['id'] for r in records.read(sweep_dir)) == ['c000-s0', 'c002-s0']  # the group that had ended
-  env.pop('FTLAB_TEST_KILL')
   # then SIGTERM at step 25 of the resumed frozen group: its trial still training (c001; c003 diverged) saves
-  stopped = subprocess.run(command, cwd=ROOT, env={**env, 'FTLAB_TEST_TERM': 'step=25/c001-s0'},
-                           capture_output=True, text=True)
+  stopped = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_TERM': 'step=25/c001-s0'}, log_base=str(tmp_path / 't'))
   assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
   assert 'resuming interrupted trials c001-s0, c003-s0' in stopped.stdout
   assert 'preempted (SIGTERM): saved a checkpoint at step 25' in stopped.stderr
   assert '25' in os.listdir(os.path.join(sweep_dir, 'trials', 'c001-s0', 'checkpoints'))
-  second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+  second = run_ftlab('ftlab.sweep', argv, log_base=str(tmp_path / 'r'))
   assert second.returncode == 0, second.stderr[-2000:]
   rows = records.read(sweep_dir)
   assert sorted(r['id'] for r in rows) == ['c000-s0', 'c001-s0', 'c002-s0', 'c003-s0']  # each once
@@ -229,11 +223,11 @@ def test_a_vectorised_sweep_killed_then_preempted_mid_group_resumes_and_ends_as_
 
 def test_two_workers_share_a_sqlite_storage_and_split_a_budget(sweep_file, tmp_path):
   sweep_dir = str(tmp_path / 'shared')
-  command = sweep_command(f'{sweep_file}:bayes', sweep_dir)
-  workers = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
-  outputs = [w.communicate()[0] for w in workers]
-  assert [w.returncode for w in workers] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+  workers = [start_ftlab('ftlab.sweep', sweep_argv(f'{sweep_file}:bayes', sweep_dir), log_base=str(tmp_path / f'w{i}'))
+             for i in range(2)]
+  results = [w.wait() for w in workers]
+  outputs = [r.stdout + r.stderr for r in results]
+  assert [r.returncode for r in results] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
   rows = records.read(sweep_dir)
   assert sorted(r['id'] for r in rows) == ['b000-s0', 'b001-s0', 'b002-s0', 'b003-s0']
   assert all(r['status'] == 'complete' for r in rows)

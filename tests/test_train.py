@@ -1,17 +1,16 @@
 """The engine end to end on digits: freezing, outputs, checkpoints, resumption after a kill, early stopping."""
 import functools
+import itertools
 import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, small_config
+from conftest import ROOT, run_ftlab, small_config
 from ftlab import checkpoints, data, loop, steps
 from ftlab import state as state_lib
 from ftlab.initial_state import initial_state
@@ -161,17 +160,20 @@ def test_traced_hyperparameters_change_results_without_recompiling(tmp_path):
 
 def _write_config(tmp_path, **overrides):
   """A config file for subprocess runs: small_config() with 60 steps and `overrides` ('a__b': value)."""
-  tests_dir = os.path.dirname(os.path.abspath(__file__))
   overrides = {'train__num_steps': 60, **overrides}
   path = tmp_path / 'tiny.py'
-  path.write_text(f'import sys\nsys.path.insert(0, {tests_dir!r})\nfrom conftest import small_config\n\n'
+  path.write_text('from conftest import small_config\n\n'
                   f'def get_config(arg=None):\n  return small_config(**{overrides!r})\n')
   return str(path)
 
 
+_runs = itertools.count()
+
+
 def _run(config_path, workdir, env=None):
-  return subprocess.run([sys.executable, '-m', 'ftlab.main', f'--config={config_path}', f'--workdir={workdir}'],
-                        capture_output=True, text=True, env={**os.environ, 'PYTHONPATH': ROOT, **(env or {})})
+  """`python -m ftlab.main` on the config file, as a process forked from the test's fork server."""
+  return run_ftlab('ftlab.main', [f'--config={config_path}', f'--workdir={workdir}'], env=env,
+                   log_base=f'{workdir}.log{next(_runs)}')
 
 
 def _rows(workdir):
@@ -288,9 +290,10 @@ def test_padded_rows_take_no_part_in_the_gradient(tmp_path):
   padded = {k: np.concatenate([v, v[:4][::-1]]) for k, v in batch.items()}  # 4 padding rows of other values
   padded['image'][8:] = np.random.default_rng(0).random(padded['image'][8:].shape)
   padded['mask'] = np.arange(12) < 8
-  grads = lambda b: steps.accumulated_gradients(plan.model, plan.task, state, b, jax.random.key(0), 1)[0]
+  grads = jax.jit(lambda b: steps.accumulated_gradients(plan.model, plan.task, state, b, jax.random.key(0), 1)[0])
+  unpadded = _leaves(grads(batch))
   for path, g in _leaves(grads(padded)).items():
-    np.testing.assert_allclose(g, _leaves(grads(batch))[path], rtol=1e-5, atol=1e-7, err_msg=path)
+    np.testing.assert_allclose(g, unpadded[path], rtol=1e-5, atol=1e-7, err_msg=path)
 
 
 def test_a_run_on_local_idx_files_with_padded_remainders_resumes_exactly(tmp_path):

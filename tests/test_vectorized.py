@@ -138,8 +138,7 @@ def test_trials_with_different_compiled_steps_are_refused(tmp_path):
 
 
 SHARDED = '''
-import json, sys
-sys.path.insert(0, {tests!r})
+import json
 import jax
 from conftest import small_config
 from ftlab import loop
@@ -161,12 +160,9 @@ print(json.dumps(losses))
 def test_the_trial_axis_sharded_over_devices_gives_the_same_trials(tmp_path):
   """4 trials (two seeds: stacked batches) with their states split over 4 virtual CPU devices, one trial each,
   against the same 4 with the batch split over the devices instead."""
-  import subprocess
-  import sys
-  tests = os.path.dirname(os.path.abspath(__file__))
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4', 'JAX_PLATFORMS': 'cpu'}
-  script = SHARDED.format(tests=tests, root=str(tmp_path))
-  out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=300)
+  from conftest import run_ftlab
+  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=4', 'JAX_PLATFORMS': 'cpu'}
+  out = run_ftlab(SHARDED.format(root=str(tmp_path)), [], env=env, log_base=str(tmp_path / 'script'))
   assert out.returncode == 0, out.stderr[-3000:]
   losses = json.loads(out.stdout.strip().splitlines()[-1])
   np.testing.assert_allclose(losses['true'], losses['false'], rtol=1e-5)
@@ -176,8 +172,6 @@ def test_the_trial_axis_sharded_over_devices_gives_the_same_trials(tmp_path):
 # Four trials (two learning rates x two seeds: stacked batches) as one vectorised group, as this sweep defines them.
 GROUP = [(1e-3, 0), (1e-3, 1), (3e-3, 0), (3e-3, 1)]
 GROUP_SWEEP = '''
-import sys
-sys.path.insert(0, {tests!r})
 from conftest import small_config
 
 
@@ -186,7 +180,7 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
-  return {{'kind': 'grid', 'params': {{'optimizer.learning_rate': [1e-3, 3e-3]}}, 'seeds': [0, 1], 'vectorize': 4}}
+  return {'kind': 'grid', 'params': {'optimizer.learning_rate': [1e-3, 3e-3]}, 'seeds': [0, 1], 'vectorize': 4}
 '''
 
 
@@ -208,8 +202,7 @@ def test_a_group_sigkilled_at_a_random_step_and_rerun_ends_bit_identical(whole_g
   from conftest import run_ftlab
   from ftlab import compare
   from ftlab.sweeps import records
-  tests = os.path.dirname(os.path.abspath(__file__))
-  (tmp_path / 'group.py').write_text(GROUP_SWEEP.format(tests=tests))
+  (tmp_path / 'group.py').write_text(GROUP_SWEEP)
   sweep_dir = str(tmp_path / 'sweep')
   argv = [f'--config={tmp_path / "group.py"}', f'--workdir={sweep_dir}', '--report=false']
   step = random.Random(18).randrange(1, 40)
