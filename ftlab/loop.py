@@ -65,7 +65,7 @@ class _Run:
     self.step = min(trial.start_step for trial in trials)
     self.progress = writers.Progress(plan.total_steps, self.step)
     self.pending = None  # (step, metrics, active) of the last step dispatched, before its loss is checked
-    carried = [trial.loop.train_metrics for trial in trials]  # what resumed checkpoints held since the last evaluation
+    carried = [trial.loop.train_metrics for trial in trials]  # what resumed checkpoints held since an evaluation
     self.carried = carried if any(saved is not None for saved in carried) else None
     self.has_train_metrics = np.array([saved is not None for saved in carried])
     self.train_metrics = None  # since the last evaluation (stacked for a group)
@@ -111,9 +111,9 @@ class _Run:
     live = active & self.trainable()  # trained this step and neither diverged nor stopped before it
     rows = self._evaluate(live) if evaluating and live.any() else {}
     if saving:
-      self._save(live, {i: r['validation'][config.eval.metric] for i, r in rows.items()}, evaluating)
-    for i, r in rows.items():
-      self.trials[i].called_back(self.step, r['validation'])
+      self._save(live, {i: rows_i['validation'][config.eval.metric] for i, rows_i in rows.items()}, evaluating)
+    for i, rows_i in rows.items():
+      self.trials[i].called_back(self.step, rows_i['validation'])
     for trial, trained in zip(self.trials, live):
       if trained:  # tests: die here as a preempted VM does, with no chance to clean up
         faults.point('step', self.step, trial.workdir)
@@ -144,7 +144,7 @@ class _Run:
     config = self.plan.config
     rows = evaluate_splits(self.stepper, self.states, self.plan.splits, train_subset=config.eval.train_subset)
     host = None if self.train_metrics is None else self.stepper.fetch(self.train_metrics)
-    for i in np.flatnonzero(live):
+    for i in map(int, np.flatnonzero(live)):
       trial = self.trials[i]
       faults.point('evaluated', self.step, trial.workdir)
       train_metrics = self._train_metrics_of(host, i)
@@ -152,16 +152,16 @@ class _Run:
     self.train_metrics, self.has_train_metrics = None, np.zeros(len(self.trials), bool)
     if self.trials[0].is_writer:
       print(_eval_line(self.step, config.eval.metric, rows, live), flush=True)
-    return {int(i): rows[i] for i in np.flatnonzero(live)}
+    return {i: rows[i] for i in map(int, np.flatnonzero(live))}
 
   def _save(self, live: np.ndarray, metric_values: dict, evaluating: bool, *, preempted: bool = False) -> None:
     host = None if evaluating or self.train_metrics is None else self.stepper.fetch(self.train_metrics)
-    for i in np.flatnonzero(live):
+    for i in map(int, np.flatnonzero(live)):
       train_metrics = self._train_metrics_of(host, i)
       self.trials[i].save(self.step, self.stepper.state_to_save(self.states, i),
                           self.stepper.iterator(self.trials, i),
                           None if train_metrics is None else metrics_to_json(train_metrics),
-                          metric=metric_values.get(int(i)), preempted=preempted)
+                          metric=metric_values.get(i), preempted=preempted)
 
   def _preempt(self, *, saved: bool) -> None:
     """SIGTERM: every trial still training saves a checkpoint at this step (unless it saved one here already),

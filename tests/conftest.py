@@ -20,7 +20,8 @@ if OWNER:
   os.environ['FTLAB_TESTS_DIR'] = tempfile.mkdtemp(prefix='ftlab-tests-')
 SESSION_DIR = os.environ['FTLAB_TESTS_DIR']
 # each pytest-xdist worker prepares its own datasets (two processes preparing one folder at once would collide)
-TFDS_DATA_DIR = os.environ['TFDS_DATA_DIR'] = os.path.join(SESSION_DIR, 'tfds-' + os.environ.get('PYTEST_XDIST_WORKER', 'main'))
+WORKER = os.environ.get('PYTEST_XDIST_WORKER', 'main')
+TFDS_DATA_DIR = os.environ['TFDS_DATA_DIR'] = os.path.join(SESSION_DIR, f'tfds-{WORKER}')
 os.environ['FTLAB_COMPILATION_CACHE'] = os.path.join(SESSION_DIR, 'jax_cache')
 
 

@@ -138,8 +138,10 @@ _READ_COLUMNS_KEPT = 8
 
 
 def _columns_of(raw: _Raw, split: str, records, keys: dict) -> dict[str, list]:
-  """_columns, remembered for the last few (dataset, split, keys) read in this process: a sweep plans every trial,
-  and every trial reads the same splits (decoding them was most of planning a trial)."""
+  """_columns, remembered for the last few (dataset, split, keys) read in this process: the records are read and
+  decoded once when several data configs select from one split (a source-task run and its fine-tuning run take
+  other classes of the same dataset; a sweep over data keys). A sweep shares whole splits between trials with the
+  same data config by itself (sweeps.runner.Planner)."""
   if not raw.identity:
     return _columns(records, keys)
   key = (raw.identity, split, tuple(sorted(keys.items())))

@@ -1,12 +1,13 @@
 """The stepper of a vectorised group: K runs with one static key (ftlab/traced.py), their states stacked on a leading
 trial axis and stepped together by one vmapped train step, compiled once.
 
-Trials that stop (early stopping, pruned, diverged) are masked: their lanes no longer change while the others go on,
-and nothing recompiles. The batch is shared when every trial has the same seed (the same data order), else stacked
-[K, B, ...] from each trial's iterator (a masked lane gets a copy of another's batch). The state is replicated over the devices and the batch split, or with
-`shard_trials` (K a multiple of the device count) the trial axis is split over the devices instead. Each trial
-saves its own lane of the state as host arrays; its results agree with the run trained alone to float tolerance
-(batched matmuls may sum in another order).
+Trials that stop (early stopping, pruned, diverged), or wait for the group to reach their checkpoint, are masked:
+their lanes do not change while the others go on, and nothing recompiles. The batch is shared when every trial has
+the same seed (the same data order), else stacked [K, B, ...] from each trial's iterator (a masked lane gets a copy
+of another's batch). The state is replicated over the devices and the batch split, or with `shard_trials` (K a
+multiple of the device count) the trial axis is split over the devices instead. Each trial saves its own lane of
+the state as host arrays; its results agree with the run trained alone to float tolerance (batched matmuls may sum
+in another order).
 """
 from __future__ import annotations
 
