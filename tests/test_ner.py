@@ -54,7 +54,7 @@ def test_entity_f1_in_metrics_equals_seqeval_on_the_models_predictions(tmp_path)
 
   params = checkpoints.restore_params(os.path.join(workdir, 'checkpoints'), summary['best_step'])
   batch = p.splits.test.get_batch(np.arange(len(p.splits.test)))
-  logits = p.model.apply({'params': params}, p.task.inputs(batch))
+  logits = jax.jit(lambda x: p.model.apply({'params': params}, x))(p.task.inputs(batch))
   names = p.task.class_names
   truth, predicted = [], []
   for labels, pred in zip(batch['labels'], np.asarray(jax.numpy.argmax(logits, -1))):
