@@ -50,9 +50,10 @@ def test_only_adapters_and_lora_train_change(tmp_path, train_regex):
 def test_merged_model_computes_base_plus_adapter(tmp_path):
   p, _, state = _train(tmp_path, _lora_config(lora__dropout=0.2))
   images = jnp.asarray(p.splits.validation.images[:16])
-  adapted = p.model.apply({'params': state.params}, images, dropout_rate=0.0, train=False)
+  forward = lambda model, params: jax.jit(lambda x: model.apply({'params': params}, x, dropout_rate=0.0))(images)
+  adapted = forward(p.model, state.params)
   merged = lora.merge(state.params, scale=4.0 / 2)
-  plain = p.model.model.apply({'params': merged}, images, dropout_rate=0.0, train=False)
+  plain = forward(p.model.model, merged)
   assert 'lora' not in merged and np.abs(np.asarray(merged['backbone']['dense_0']['kernel'])
                                          - np.asarray(state.params['backbone']['dense_0']['kernel'])).max() > 0
   np.testing.assert_allclose(plain, adapted, rtol=1e-5, atol=1e-5)

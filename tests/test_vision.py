@@ -1,6 +1,7 @@
 """Vision backbones and pretrained weight import: ftlab's ViT / ResNet on timm-named weights compute what independent
 numpy / lax references compute from the same names; big_vision names give the same tree; position embeddings resize;
 frozen batch norm stays frozen; parameter paths carry exactly one layer index; bad files are refused."""
+import functools
 import math
 import re
 
@@ -17,6 +18,11 @@ from ftlab.pretrained import surgery, vision
 
 P, IMAGE, C, D, LAYERS, HEADS, MLP_DIM, CLASSES = 4, 8, 3, 16, 2, 2, 32, 5
 RATES = dict(dropout_rate=0.0, attention_dropout_rate=0.0)
+
+
+def _forward(model, variables, images, **kwargs):
+  """model.apply, compiled as one program (op by op, each operation would compile on its own)."""
+  return jax.jit(functools.partial(model.apply, **kwargs))(variables, images)
 
 
 def _flat(tree) -> dict:
@@ -249,7 +255,7 @@ def test_resnet_from_timm_computes_torchvisions_eval_forward(block):
   model = ResNet(stage_sizes=stage_sizes, block=block, width=width)
   images = _images(2, size=17)  # odd: stride-2 padding must match torch's
   variables = _loaded_resnet(model, w, images)
-  ours = model.apply(variables, images, train=False, **RATES)
+  ours = _forward(model, variables, images, train=False, **RATES)
   reference = _reference_resnet(w, images, stage_sizes, block)
   assert ours.shape == (2, width * 2 * (4 if block == 'bottleneck' else 1))
   np.testing.assert_allclose(ours, reference, atol=1e-4, rtol=1e-4)
@@ -370,7 +376,7 @@ def test_a_model_for_larger_images_loads_weights_made_for_smaller_ones():
     assert tree['backbone']['pos_embedding'].shape == (1, 5, D)  # the input is left alone
     params, report = surgery.merge(fresh, fitted)
     assert report['missing'] == [] and set(report['unexpected']) <= {'head/kernel', 'head/bias', 'backbone/cls'}
-    out = model.apply({'params': params['backbone']}, big, train=False, **RATES)
+    out = _forward(model, {'params': params['backbone']}, big, train=False, **RATES)
     assert out.shape == (2, D) and np.all(np.isfinite(out))
     if pooling == 'cls':
       np.testing.assert_array_equal(params['backbone']['pos_embedding'][0, 0], tree['backbone']['pos_embedding'][0, 0])
@@ -385,8 +391,8 @@ def test_bfloat16_vit_keeps_float32_params_and_close_outputs():
   fresh = _shapes(model16, images)['params']
   assert {v.dtype for v in jax.tree.leaves(fresh)} == {jnp.dtype(jnp.float32)}
   params, _ = surgery.merge(fresh, tree['backbone'])
-  out16 = model16.apply({'params': params}, images, train=False, **RATES)
-  out32 = _tiny_vit().apply({'params': params}, images, train=False, **RATES)
+  out16 = _forward(model16, {'params': params}, images, train=False, **RATES)
+  out32 = _forward(_tiny_vit(), {'params': params}, images, train=False, **RATES)
   np.testing.assert_allclose(np.asarray(out16, np.float32), out32, atol=5e-2)
   assert not np.array_equal(np.asarray(out16, np.float32), out32)  # it did compute in bfloat16
 

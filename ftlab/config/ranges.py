@@ -34,25 +34,25 @@ def range_problems(config: ml_collections.ConfigDict) -> list[str]:
 
 
 def _model(config, p: _Problems) -> None:
-  m = config.model
+  model = config.model
   p.need(config.seed >= 0, f'seed: must be >= 0, got {config.seed}')
-  p.need(m.name in MODELS, f'model.name: {m.name!r} is not a model; choose one of {", ".join(MODELS)}')
-  p.need(all(f > 0 for f in m.features), f'model.features: widths must be > 0, got {list(m.features)}')
+  p.need(model.name in MODELS, f'model.name: {model.name!r} is not a model; choose one of {", ".join(MODELS)}')
+  p.need(all(f > 0 for f in model.features), f'model.features: widths must be > 0, got {list(model.features)}')
   for key in ('dropout_rate', 'attention_dropout_rate', 'head_dropout_rate'):
-    p.need(0 <= m[key] < 1, f'model.{key}: must be in [0, 1), got {m[key]}')
-  p.need(m.dtype in DTYPES, f"model.dtype: {m.dtype!r}; choose 'float32' or 'bfloat16'")
-  p.need(m.width >= 1, f'model.width: must be >= 1, got {m.width}')
-  p.need(m.stem in ('imagenet', 'small'), f"model.stem: {m.stem!r}; choose 'imagenet' or 'small'")
-  poolings = {'bert': ('cls', 'mean', 'pooler'), 'vit': ('cls', 'gap')}.get(m.name)
-  p.need(not poolings or m.pooling in poolings, f'model.pooling: {m.pooling!r} does not apply to model.name='
-         f'{m.name!r}; choose one of {", ".join(poolings or ())}')
-  p.need(m.name not in ('vit', 'resnet') or m.variant, f"model.variant: model.name={m.name!r} needs a variant, e.g. "
-         + ("'s/16'" if m.name == 'vit' else "'50'"))
-  sizes = [v for k, v in m.bert.items() if k != 'roberta_positions']
+    p.need(0 <= model[key] < 1, f'model.{key}: must be in [0, 1), got {model[key]}')
+  p.need(model.dtype in DTYPES, f"model.dtype: {model.dtype!r}; choose 'float32' or 'bfloat16'")
+  p.need(model.width >= 1, f'model.width: must be >= 1, got {model.width}')
+  p.need(model.stem in ('imagenet', 'small'), f"model.stem: {model.stem!r}; choose 'imagenet' or 'small'")
+  poolings = {'bert': ('cls', 'mean', 'pooler'), 'vit': ('cls', 'gap')}.get(model.name)
+  p.need(not poolings or model.pooling in poolings, f'model.pooling: {model.pooling!r} does not apply to model.name='
+         f'{model.name!r}; choose one of {", ".join(poolings or ())}')
+  p.need(model.name not in ('vit', 'resnet') or model.variant,
+         f"model.variant: model.name={model.name!r} needs a variant, e.g. " + ("'s/16'" if model.name == 'vit' else "'50'"))
+  sizes = [v for k, v in model.bert.items() if k != 'roberta_positions']
   p.need(all(v >= 0 for v in sizes), 'model.bert.*: sizes must be >= 0')
-  p.need(not (m.pretrained and config.init.checkpoint), 'model.pretrained / init.checkpoint: choose one starting '
+  p.need(not (model.pretrained and config.init.checkpoint), 'model.pretrained / init.checkpoint: choose one starting '
          'point (init.checkpoint, an earlier ftlab run, already holds the pretrained weights it started from)')
-  p.need(not (m.pretrained and any(sizes)),
+  p.need(not (model.pretrained and any(sizes)),
          'model.bert.*: the pretrained checkpoint\'s config.json sets the shape; leave model.bert sizes at 0 '
          '(or set model.pretrained to \'\' to train this shape from scratch)')
 

@@ -25,21 +25,22 @@ def bert_config(model_config, *, vocab_size: int, pad_id: int) -> BertConfig:
 
 def build(model_config, task, *, bert: BertConfig | None = None):
   """The classifier of config.model for `task` (ftlab.tasks.Task); `bert` is the encoder's shape for 'bert'."""
-  m = model_config
-  dtype = jnp.bfloat16 if m.dtype == 'bfloat16' else jnp.float32
-  if m.name == 'bert':
+  dtype = jnp.bfloat16 if model_config.dtype == 'bfloat16' else jnp.float32
+  if model_config.name == 'bert':
     encoder = BertEncoder(bert, dtype=dtype, name='backbone')
     if task.kind == 'tags':
       return TokenClassifier(backbone=encoder, num_classes=task.num_classes, init_std=bert.initializer_range)
-    return SequenceClassifier(backbone=encoder, num_classes=task.num_classes, pooling=m.pooling,
+    return SequenceClassifier(backbone=encoder, num_classes=task.num_classes, pooling=model_config.pooling,
                               init_std=bert.initializer_range)
-  if m.name == 'vit':
+  if model_config.name == 'vit':
     from ftlab.models import vit
-    backbone = vit.vit(m.variant, pooling=m.pooling, dtype=dtype, name='backbone')
-  elif m.name == 'resnet':
+    backbone = vit.vit(model_config.variant, pooling=model_config.pooling, dtype=dtype, name='backbone')
+  elif model_config.name == 'resnet':
     from ftlab.models import resnet
-    backbone = resnet.resnet(int(m.variant), width=m.width, stem=m.stem, bn_frozen=m.bn_frozen, dtype=dtype, name='backbone')
+    backbone = resnet.resnet(int(model_config.variant), width=model_config.width, stem=model_config.stem,
+                             bn_frozen=model_config.bn_frozen, dtype=dtype, name='backbone')
   else:
-    small = {'mlp': MLP, 'cnn': CNN}[m.name]
-    backbone = small(features=tuple(m.features), norm=m.norm, bn_frozen=m.bn_frozen, name='backbone')
+    small = {'mlp': MLP, 'cnn': CNN}[model_config.name]
+    backbone = small(features=tuple(model_config.features), norm=model_config.norm, bn_frozen=model_config.bn_frozen,
+                     name='backbone')
   return Classifier(backbone=backbone, num_classes=task.num_classes)

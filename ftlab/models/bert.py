@@ -46,18 +46,18 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, x, attention_mask, *, attention_dropout_rate, train: bool):
-    c = self.config
-    head_dim = c.hidden_size // c.num_heads
-    dense = lambda name: nn.Dense(c.hidden_size, dtype=self.dtype, name=name,
-                                  kernel_init=nn.initializers.normal(c.initializer_range))
-    rows = x.reshape(-1, c.hidden_size)  # [B*L, H]: see FeedForward
-    split = lambda t: t.reshape(x.shape[:2] + (c.num_heads, head_dim))
+    config = self.config
+    head_dim = config.hidden_size // config.num_heads
+    dense = lambda name: nn.Dense(config.hidden_size, dtype=self.dtype, name=name,
+                                  kernel_init=nn.initializers.normal(config.initializer_range))
+    rows = x.reshape(-1, config.hidden_size)  # [B*L, H]: see FeedForward
+    split = lambda t: t.reshape(x.shape[:2] + (config.num_heads, head_dim))
     q, k, v = (split(dense(n)(rows)) for n in ('query', 'key', 'value'))
     scores = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32) / jnp.sqrt(jnp.float32(head_dim))
     big_negative = jnp.finfo(jnp.float32).min
     scores = jnp.where(attention_mask[:, None, None, :] > 0, scores, big_negative)
     probs = dropout(self, jax.nn.softmax(scores, axis=-1), attention_dropout_rate, train=train).astype(self.dtype)
-    context = jnp.einsum('bhqk,bkhd->bqhd', probs, v).reshape(-1, c.hidden_size)
+    context = jnp.einsum('bhqk,bkhd->bqhd', probs, v).reshape(-1, config.hidden_size)
     return dense('out')(context).reshape(x.shape)
 
 
@@ -72,12 +72,12 @@ class FeedForward(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    c = self.config
+    config = self.config
     dense = lambda size, name: nn.Dense(size, dtype=self.dtype, name=name,
-                                        kernel_init=nn.initializers.normal(c.initializer_range))
+                                        kernel_init=nn.initializers.normal(config.initializer_range))
     rows = x.reshape(-1, x.shape[-1])
-    h = nn.gelu(dense(c.intermediate_size, 'fc1')(rows), approximate=False)
-    return dense(c.hidden_size, 'fc2')(h).reshape(x.shape[:-1] + (c.hidden_size,))
+    h = nn.gelu(dense(config.intermediate_size, 'fc1')(rows), approximate=False)
+    return dense(config.hidden_size, 'fc2')(h).reshape(x.shape[:-1] + (config.hidden_size,))
 
 
 class Layer(nn.Module):
@@ -87,12 +87,12 @@ class Layer(nn.Module):
 
   @nn.compact
   def __call__(self, x, attention_mask, *, dropout_rate, attention_dropout_rate, train: bool):
-    c = self.config
-    norm = lambda name: nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=jnp.float32, name=name)
-    a = Attention(c, self.dtype, name='attention')(x, attention_mask, attention_dropout_rate=attention_dropout_rate,
-                                                    train=train)
+    config = self.config
+    norm = lambda name: nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=jnp.float32, name=name)
+    a = Attention(config, self.dtype, name='attention')(x, attention_mask,
+                                                         attention_dropout_rate=attention_dropout_rate, train=train)
     x = norm('attention_norm')(x + dropout(self, a, dropout_rate, train=train)).astype(self.dtype)
-    h = FeedForward(c, self.dtype, name='mlp')(x)
+    h = FeedForward(config, self.dtype, name='mlp')(x)
     return norm('mlp_norm')(x + dropout(self, h, dropout_rate, train=train)).astype(self.dtype)
 
 
@@ -102,12 +102,12 @@ class Embeddings(nn.Module):
 
   @nn.compact
   def __call__(self, ids, positions, types):
-    c = self.config
-    embed = lambda n, name: nn.Embed(n, c.hidden_size, name=name,
-                                     embedding_init=nn.initializers.normal(c.initializer_range))
-    x = embed(c.vocab_size, 'word')(ids) + embed(c.max_position, 'position')(positions)
-    x = x + embed(c.type_vocab_size, 'token_type')(types)
-    return nn.LayerNorm(epsilon=c.layer_norm_eps, dtype=jnp.float32, name='norm')(x)
+    config = self.config
+    embed = lambda n, name: nn.Embed(n, config.hidden_size, name=name,
+                                     embedding_init=nn.initializers.normal(config.initializer_range))
+    x = embed(config.vocab_size, 'word')(ids) + embed(config.max_position, 'position')(positions)
+    x = x + embed(config.type_vocab_size, 'token_type')(types)
+    return nn.LayerNorm(epsilon=config.layer_norm_eps, dtype=jnp.float32, name='norm')(x)
 
 
 class BertEncoder(nn.Module):
@@ -117,17 +117,17 @@ class BertEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, inputs: dict, *, dropout_rate=0.0, attention_dropout_rate=0.0, train: bool = False):
-    c = self.config
+    config = self.config
     ids, mask = inputs['input_ids'], inputs['attention_mask']
     types = inputs.get('token_type_ids')
     types = jnp.zeros_like(ids) if types is None else types
-    if c.position_offset:  # RoBERTa: padding_idx + 1, + 2, ... over real tokens; padding_idx on padding
-      positions = jnp.cumsum(mask, axis=1) * mask + (c.position_offset - 1)
+    if config.position_offset:  # RoBERTa: padding_idx + 1, + 2, ... over real tokens; padding_idx on padding
+      positions = jnp.cumsum(mask, axis=1) * mask + (config.position_offset - 1)
     else:
       positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
-    x = Embeddings(c, name='embeddings')(ids, positions, types)
+    x = Embeddings(config, name='embeddings')(ids, positions, types)
     x = dropout(self, x, dropout_rate, train=train).astype(self.dtype)
-    for i in range(c.num_layers):
-      x = Layer(c, self.dtype, name=f'layer_{i}')(x, mask, dropout_rate=dropout_rate,
+    for i in range(config.num_layers):
+      x = Layer(config, self.dtype, name=f'layer_{i}')(x, mask, dropout_rate=dropout_rate,
                                                   attention_dropout_rate=attention_dropout_rate, train=train)
     return x

@@ -19,21 +19,21 @@ def source_config(config):
   decay, LP-FT, gradual unfreezing or LoRA), no early stopping, evaluated four times.
   """
   pre = config.init.pretrain
-  c = copy.deepcopy(config)
+  source = copy.deepcopy(config)
   defaults = config_lib.defaults()
   for key in ('groups', 'layer_decay', 'lp_ft', 'unfreeze_every'):
-    c.optimizer[key] = defaults.optimizer[key]
-  c.lora.target = ''
-  c.data.classes = list(pre.classes)
-  c.train.num_steps, c.train.num_epochs = pre.num_steps, 0.0
-  c.optimizer.learning_rate = pre.learning_rate
-  c.optimizer.freeze = ''
-  c.early_stopping.enabled = False
-  c.eval.every_steps = max(1, pre.num_steps // 4)
-  c.checkpoint.every_steps = 0
-  c.init.checkpoint = ''
-  c.init.pretrain.enabled = False
-  return c
+    source.optimizer[key] = defaults.optimizer[key]
+  source.lora.target = ''
+  source.data.classes = list(pre.classes)
+  source.train.num_steps, source.train.num_epochs = pre.num_steps, 0.0
+  source.optimizer.learning_rate = pre.learning_rate
+  source.optimizer.freeze = ''
+  source.early_stopping.enabled = False
+  source.eval.every_steps = max(1, pre.num_steps // 4)
+  source.checkpoint.every_steps = 0
+  source.init.checkpoint = ''
+  source.init.pretrain.enabled = False
+  return source
 
 
 def directory(workdir: str) -> str:
