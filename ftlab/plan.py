@@ -52,11 +52,6 @@ class Plan:
   hparams: dict  # initial values of the traced hyperparameters the TrainState holds (traced.IN_STATE)
   static_key: str  # equal keys: the same compiled steps
 
-  @property
-  def model_state(self) -> dict:
-    """The shapes of the variables other than the parameters (batch-norm statistics), {} for most models."""
-    return {k: v for k, v in self.variables.items() if k != 'params'}
-
   def learning_rate(self, step: int) -> float:
     """The learning rate the optimizer used at `step` (counted from 0) for parameters without an own schedule."""
     peak = np.float32(builder.peak_learning_rate(self.config.optimizer, self.config.train.batch_size))

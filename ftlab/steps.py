@@ -143,10 +143,10 @@ def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_n
   return metrics if axis_name is None else jax.lax.psum(metrics, axis_name)
 
 
-def bind(plan, *, skip_nonfinite: bool | None = None):
+def bind(plan):
   """(train step, eval step) of a planned run: the pure steps with its static parts bound, not yet compiled."""
   train_config = plan.config.train
-  skip = train_config.skip_nonfinite > 0 if skip_nonfinite is None else skip_nonfinite
+  skip = train_config.skip_nonfinite > 0
   train_fn = functools.partial(train_step, model=plan.model, task=plan.task, tx=plan.tx, frozen=plan.frozen,
                                accum_steps=train_config.grad_accum_steps, skip_nonfinite=skip)
   return train_fn, functools.partial(eval_step, model=plan.model, task=plan.task)
