@@ -10,7 +10,8 @@ def evaluate_splits(stepper, states, splits, *, train_subset: int) -> list[dict[
   val = stepper.evaluate(states, splits.validation)
   if not train_subset:
     return [{'validation': v} for v in val]
-  train_eval = stepper.evaluate(states, splits.train, limit=train_subset)
+  train = getattr(splits.train, 'evaluation', splits.train)  # packed SFT rows are evaluated one example a row
+  train_eval = stepper.evaluate(states, train, limit=train_subset)
   return [{'train_eval': te, 'validation': with_gap(v, te)} for v, te in zip(val, train_eval)]
 
 

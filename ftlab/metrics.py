@@ -20,7 +20,8 @@ from ftlab import entity_metrics
 
 METRIC_NAMES = ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro')
 ENTITY_METRIC_NAMES = ('entity_precision', 'entity_recall', 'entity_f1')  # token classification only
-METRIC_MODES = {'loss': 'min', 'accuracy': 'max', 'precision_macro': 'max', 'recall_macro': 'max', 'f1_macro': 'max',
+LM_METRIC_NAMES = ('perplexity',)  # decoders only
+METRIC_MODES = {'loss': 'min', 'perplexity': 'min', 'accuracy': 'max', 'precision_macro': 'max', 'recall_macro': 'max', 'f1_macro': 'max',
                 **{name: 'max' for name in ENTITY_METRIC_NAMES}}
 
 
@@ -106,15 +107,18 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
   return np.divide(num, den, out=np.zeros(num.shape, np.float64), where=den != 0)
 
 
-def scores_from_confusion(cm: np.ndarray) -> dict:
+def scores_from_confusion(cm: np.ndarray, *, labels: int | None = None) -> dict:
   """Per-class and macro precision/recall/F1 from a [C, C] confusion matrix (rows = true).
 
   Matches sklearn's precision_recall_fscore_support with zero_division=0: per-class values cover
-  all C classes; macro averages are over the classes seen in the labels or the predictions.
+  all C classes; macro averages are over the classes seen in the labels or the predictions. With `labels`, only the
+  first `labels` classes are scored (sklearn's labels=range(labels)): predictions of the others are misses.
   """
   cm = np.asarray(cm, dtype=np.int64)
   tp = np.diag(cm).astype(np.float64)
   support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+  if labels is not None:
+    tp, support, predicted = tp[:labels], support[:labels], predicted[:labels]
   precision = _safe_div(tp, predicted.astype(np.float64))
   recall = _safe_div(tp, support.astype(np.float64))
   f1 = _safe_div(2 * tp, (support + predicted).astype(np.float64))  # 2tp / (2tp + fp + fn)
@@ -135,6 +139,11 @@ def summarize(collection) -> dict:
          'accuracy': float(np.asarray(values['accuracy']))}
   if 'confusion' in values:
     out.update(scores_from_confusion(np.asarray(values['confusion'])))
+  if 'perplexity' in values:  # a decoder's evaluation: the mean token loss, exponentiated
+    out['perplexity'] = float(np.exp(np.asarray(values['perplexity'])))
+  if 'label_confusion' in values:  # generations scored over a label set, plus a last class for 'none of them'
+    cm = np.asarray(values['label_confusion'])
+    out.update(scores_from_confusion(cm, labels=cm.shape[0] - 1))
   if 'entity' in values:
     out.update(entity_metrics.entity_scores(np.asarray(values['entity'])))
   return out

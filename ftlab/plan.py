@@ -70,7 +70,7 @@ def make_plan(config, workdir: str, *, init_from: str = '',
   if problems:
     raise config_lib.ConfigError(problems)
   encoder, splits = _model_data(config, load_data)
-  task = tasks.Task(splits.task, tuple(splits.class_names))
+  task = _task(config, splits, encoder)
   spe, total = _run_length(config, splits)
   problems = config_lib.check_run(config, num_devices=jax.device_count(), total_steps=total, steps_per_epoch=spe)
   model, fresh = _model(config, task, splits, encoder)
@@ -87,7 +87,7 @@ def make_plan(config, workdir: str, *, init_from: str = '',
   labels, rules, trained, tx, schedule = optimizer
   frozen = rules_lib.frozen_masks(labels, rules, {k: v for k, v in variables.items() if k != 'params'},
                                   trained=trained)
-  counts = np.bincount(splits.train.labels, minlength=splits.num_classes) if task.kind != 'tags' else None
+  counts = np.bincount(splits.train.labels, minlength=splits.num_classes) if task.kind in ('image', 'text') else None
   return Plan(config=config, workdir=workdir, init_from=init_from, splits=splits, task=task, model=model,
               steps_per_epoch=spe, total_steps=total, eval_every=config.eval.every_steps or spe,
               eval_mode=config_lib.eval_mode(config), variables=variables, labels=labels, rules=rules,
@@ -96,12 +96,42 @@ def make_plan(config, workdir: str, *, init_from: str = '',
               static_key=traced.static_key(config, model=model, task=task, steps_per_epoch=spe, total_steps=total))
 
 
+def _task(config, splits, shape):
+  """The run's task: a classification Task, or for a decoder the LMTask with what the data says of its tokens."""
+  if splits.task != 'lm':
+    return tasks.Task(splits.task, tuple(splits.class_names))
+  from ftlab import lm_task
+  lm = splits.report
+  return lm_task.LMTask(tuple(splits.class_names), shape, eos_id=lm['eos_id'],
+                        label_tokens=tuple(tuple(t) for t in lm['label_tokens']), max_new_tokens=lm['max_new_tokens'],
+                        cache_dtype=config.model.dtype)
+
+
+def _data_kind_problem(model_name: str, config, splits) -> str | None:
+  """A model that cannot read the data's examples."""
+  takes = 'lm' if model_name in models.DECODER_MODELS else 'text' if model_name in models.TEXT_MODELS else 'image'
+  gives = 'text' if splits.task == 'tags' else splits.task
+  if takes == gives:
+    return None
+  if takes == 'lm':
+    return (f"model.name='decoder' fine-tunes on SFT data, but data.source={config.data.source!r} gives {gives} "
+            "examples; use data.source='sft' (prompt/completion JSONL) or set data.sft.prompt to turn a labelled "
+            "text dataset into prompts")
+  if gives == 'lm':
+    return (f'data.sft.prompt / data.source {config.data.source!r}: SFT data is for a decoder, not model.name='
+            f"{model_name!r}; set model.name='decoder' or leave data.sft.prompt ''")
+  fix = "an image dataset" if takes == 'image' else "a text dataset (data.source 'text', 'conll' or a TFDS text set)"
+  other = "model.name='bert'" if takes == 'image' else "an image model (mlp, cnn, vit, resnet)"
+  return (f'model.name={model_name!r} takes {takes}, but data.source={config.data.source!r} gives {gives} examples; '
+          f'use {fix}, or {other}')
+
+
 def _model_data(config, load_data):
-  """(the pretrained encoder's (BertConfig, vocab) or None, the splits): the checkpoint first, so that a wrong path
-  fails fast, and its folder holds the default tokenizer."""
+  """(the pretrained model's shape (BertConfig, pad id) or DecoderConfig, or None; the splits): the checkpoint
+  first, so that a wrong path fails fast, and its folder holds the default tokenizer."""
   model_config = config.model
   try:
-    encoder = pretrained_lib.encoder_config(model_config)
+    encoder = pretrained_lib.encoder_config(model_config) or pretrained_lib.decoder_config(model_config)
     data_config = _with_default_tokenizer(config.data, pretrained_lib.tokenizer_folder(model_config))
   except surgery.SurgeryError as err:
     raise config_lib.ConfigError([str(err)]) from err
@@ -109,15 +139,14 @@ def _model_data(config, load_data):
     splits = load_data(data_config)
   except ValueError as err:  # DataError, and sklearn's / TFDS's value errors
     raise config_lib.ConfigError([str(err)]) from err
-  takes = 'text' if model_config.name in models.TEXT_MODELS else 'image'
-  if (splits.task == 'image') != (takes == 'image'):
-    fix = "an image dataset" if takes == 'image' else "a text dataset (data.source 'text', 'conll' or a TFDS text set)"
-    other = "model.name='bert'" if takes == 'image' else "an image model (mlp, cnn, vit, resnet)"
-    raise config_lib.ConfigError([f'model.name={model_config.name!r} takes {takes}, but data.source='
-                                  f'{config.data.source!r} gives {splits.task} examples; use {fix}, or {other}'])
+  problem = _data_kind_problem(model_config.name, config, splits)
+  if problem:
+    raise config_lib.ConfigError([problem])
   if encoder is None and model_config.name == 'bert':
     vocab, pad = splits.report['vocab_size'], splits.report['pad_id']
     encoder = (models.bert_config(model_config, vocab_size=vocab, pad_id=pad), 0)
+  if encoder is None and model_config.name == 'decoder':
+    encoder = models.decoder_config(model_config, vocab_size=splits.report['vocab_size'])
   return encoder, splits
 
 
@@ -146,7 +175,10 @@ def _run_length(config, splits) -> tuple[int, int]:
 def _model(config, task, splits, encoder):
   """(the model, the shapes of its freshly initialised variables)."""
   try:
-    model = models.build(config.model, task, bert=encoder[0] if encoder else None)
+    if isinstance(encoder, models.DecoderConfig):
+      model = models.build(config.model, task, decoder=encoder)
+    else:
+      model = models.build(config.model, task, bert=encoder[0] if encoder else None)
   except ValueError as err:  # a variant that names no size
     raise config_lib.ConfigError([f'model.variant: {err}']) from err
   spec = lora_lib.Spec.of(config.lora)
@@ -180,6 +212,8 @@ def _optimizer(config, variables, *, steps_per_epoch: int, total_steps: int):
 
 def _task_problems(config, task, splits) -> list[str]:
   problems = [p for p in [task.check_metric(config.eval.metric)] if p]
+  if task.kind == 'lm':
+    return problems + _decoder_problems(config, task, splits)
   if task.kind == 'tags' and config.train.balance_classes:
     problems.append('train.balance_classes: not available for token classification; give per-tag weights in '
                     'train.class_weights')
@@ -187,6 +221,18 @@ def _task_problems(config, task, splits) -> list[str]:
   if weights and len(weights) != splits.num_classes:
     problems.append(f'train.class_weights: {len(weights)} weights for {splits.num_classes} classes '
                     f'({", ".join(splits.class_names)}); give one per class')
+  return problems
+
+
+def _decoder_problems(config, task, splits) -> list[str]:
+  problems = []
+  if config.train.class_weights or config.train.balance_classes:
+    problems.append('train.class_weights / train.balance_classes: a decoder predicts tokens, not classes; leave them '
+                    'at [] / False')
+  vocab = splits.report['vocab_size']
+  if vocab > task.decoder.vocab_size:
+    problems.append(f'data.tokenizer.path: the tokenizer has {vocab} tokens but the decoder embeds '
+                    f'{task.decoder.vocab_size}; use the model\'s own tokenizer')
   return problems
 
 

@@ -139,7 +139,12 @@ def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_n
   """Metrics of one padded evaluation batch; rows with mask 0 count nowhere. Loss without label smoothing.
   `axis_name`: as in train_step, `batch` is this device's rows and the metrics are summed over the devices."""
   logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
-  metrics = task.eval_metrics(logits=logits, batch=batch)
+  if task.kind != 'lm':
+    metrics = task.eval_metrics(logits=logits, batch=batch)
+  else:  # a decoder is also evaluated by what it generates from the batch's prompts
+    variables = {'params': state.params, **state.model_state}
+    generated = task.generations(lambda inputs, cache: model.apply(variables, inputs, cache=cache), batch)
+    metrics = task.eval_metrics(logits=logits, batch=batch, generated=generated)
   return metrics if axis_name is None else jax.lax.psum(metrics, axis_name)
 
 

@@ -59,7 +59,8 @@ def state_values(config, class_counts: np.ndarray | None, num_classes: int) -> d
   """The values TrainState.hparams starts with: the dropout rates, label smoothing and the class weights."""
   values = {name: float(config.model[name]) for name in DROPOUT_RATES}
   values['label_smoothing'] = float(config.train.label_smoothing)
-  values['class_weights'] = class_weights(config.train, class_counts, num_classes)
+  values['class_weights'] = class_weights(config.train, class_counts, max(num_classes, 1))  # a decoder may have no
+  # label set: one unused weight (checkpoints cannot hold empty arrays)
   return values
 
 

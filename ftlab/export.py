@@ -1,0 +1,57 @@
+"""Export a finished run as Hugging Face files: `python -m ftlab.export WORKDIR OUT [--checkpoint best|latest|STEP]
+[--merge-lora]`.
+
+Decoder runs (model.name='decoder'): OUT gets config.json + model.safetensors + the tokenizer files (with the model's
+chat template), which transformers loads as a LlamaForCausalLM (or Mistral / Qwen2 / Gemma); a LoRA run writes its
+adapter in PEFT's layout (adapter_config.json + adapter_model.safetensors, over the base model it names), or with
+--merge-lora the merged model. OUT must not exist yet, or be empty: nothing already on disk is overwritten. Other
+model families export with issue 23's exporter; until then this command refuses them (exit status 2).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog='python -m ftlab.export', description=__doc__.split('\n\n')[0])
+  p.add_argument('workdir')
+  p.add_argument('out')
+  p.add_argument('--checkpoint', default='best', help='best, latest or a step')
+  p.add_argument('--merge-lora', action='store_true', help='write the merged model instead of the adapter')
+  return p
+
+
+def _problem(args) -> str | None:
+  from ftlab.pretrained import decoder_load
+  if not decoder_load.is_run(args.workdir):
+    return f'{args.workdir}: not an ftlab run (no config.json and checkpoints/); give a run\'s --workdir'
+  if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
+    return f'{args.out}: exists and is not an empty folder; give a new OUT (nothing is overwritten)'
+  return None
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
+  problem = _problem(args)
+  from ftlab.data.errors import DataError
+  from ftlab.pretrained import decoder_export, decoder_load
+  from ftlab.pretrained.surgery import SurgeryError
+  try:
+    if problem:
+      raise SurgeryError(problem)
+    loaded = decoder_load.load(args.workdir, checkpoint=args.checkpoint)
+  except (SurgeryError, DataError, OSError) as err:
+    print(f'ftlab.export: {err}', file=sys.stderr)
+    return 2
+  if loaded.adapters is not None and not args.merge_lora:
+    decoder_export.write_adapter(args.out, loaded, base=loaded.source)
+  else:
+    decoder_export.write_model(args.out, loaded)
+  print(args.out)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,132 @@
+"""The decoder task (SFT): next-token loss on the counted (completion) tokens, and evaluation by generation.
+
+It answers the train and eval steps as ftlab.tasks.Task does. The loss is cross-entropy over the vocabulary with
+(traced) label smoothing, weighted by the batch's loss mask: the sum over every counted token divided by their
+number, so a packed batch gives the same loss as its examples unpacked. Evaluation reports the loss on the
+references and its perplexity and, when max_new_tokens > 0, decodes each prompt greedily with the KV cache inside
+the eval step: accuracy is exact match with the reference completion (up to its end-of-sequence token), and with a
+label set (class_names) a generation is of the class whose completion tokens it starts with (the longest, if several),
+giving precision, recall and F1 over the labels; a generation that starts with no label counts as the extra class
+'(none)'.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from clu import metrics as clu_metrics
+
+from ftlab import generation
+from ftlab import metrics as metrics_lib
+from ftlab.models import llama
+
+INPUTS = ('input_ids', 'positions', 'segment_ids')
+NONE_CLASS = '(none)'
+
+
+def token_losses(logits: jax.Array, targets: jax.Array, *, label_smoothing=0.0) -> jax.Array:
+  """Per-token cross-entropy of logits [..., V] against targets [...], with label smoothing (maybe traced), without
+  materialising one-hot targets over the vocabulary."""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
+  s = jnp.asarray(label_smoothing, jnp.float32)
+  return (1.0 - s) * nll - s * jnp.mean(logp, axis=-1)
+
+
+@functools.cache
+def eval_collection(num_classes: int) -> type[clu_metrics.Collection]:
+  """Token loss (and the same mean, reported as perplexity), generation accuracy and, with a label set, the
+  confusion over its classes plus '(none)'."""
+  fields = {'loss': clu_metrics.Average, 'perplexity': clu_metrics.Average, 'accuracy': clu_metrics.Average}
+  if num_classes:
+    fields['label_confusion'] = metrics_lib.ConfusionMatrix.of(num_classes + 1)
+  return clu_metrics.Collection.create(**fields)
+
+
+@dataclasses.dataclass(frozen=True)
+class LMTask:
+  """class_names: the label set (or none) whose completions are `label_tokens` (ids before the end-of-sequence
+  token, -1 padded to max_new_tokens slots)."""
+  class_names: tuple[str, ...]
+  decoder: llama.DecoderConfig
+  eos_id: int
+  label_tokens: tuple[tuple[int, ...], ...] = ()
+  max_new_tokens: int = 0
+  cache_dtype: str = 'float32'
+  kind: str = 'lm'
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
+
+  def inputs(self, batch: dict) -> dict:
+    return {k: batch[k] for k in INPUTS}
+
+  def example_input(self, source):
+    return self.inputs(source.get_batch(np.zeros(1, np.int64)))
+
+  def labels_and_mask(self, batch: dict):
+    mask = batch['loss_mask']
+    if 'mask' in batch:
+      mask = mask * batch['mask'].astype(jnp.float32)[:, None]
+    return batch['targets'], mask
+
+  def losses_and_weights(self, logits, batch: dict, *, label_smoothing, class_weights):
+    del class_weights  # a vocabulary has no per-class weights (config validation refuses them)
+    targets, mask = self.labels_and_mask(batch)
+    return token_losses(logits, targets, label_smoothing=label_smoothing), mask
+
+  def train_metrics(self, *, losses, logits, batch):
+    targets, mask = self.labels_and_mask(batch)
+    return metrics_lib.make_train_metrics().single_from_model_output(loss=losses, logits=logits, labels=targets,
+                                                                     mask=mask)
+
+  def generations(self, apply, batch: dict):
+    """Greedy completions [B, max_new_tokens] of the batch's prompts, or None when generation is off."""
+    if not self.max_new_tokens:
+      return None
+    return generation.generate(apply, self.decoder, batch['prompt_ids'], batch['prompt_segments'],
+                               max_new_tokens=self.max_new_tokens, eos_id=self.eos_id,
+                               cache_dtype=jnp.dtype(self.cache_dtype))
+
+  def _matches(self, generated, expected) -> jax.Array:
+    """Whether each generation equals `expected` [..., N] on its slots (-1 slots are free)."""
+    return jnp.all((expected == generated) | (expected < 0), axis=-1)
+
+  def eval_metrics(self, *, logits, batch, generated=None):
+    targets, mask = self.labels_and_mask(batch)
+    losses = token_losses(logits, targets)
+    rows = batch['mask'] if 'mask' in batch else jnp.ones(targets.shape[:1], bool)
+    loss = clu_metrics.Average.from_model_output(losses, mask=mask > 0)
+    out = {'loss': loss, 'perplexity': loss}
+    if generated is None:
+      out['accuracy'] = clu_metrics.Average.from_model_output(jnp.zeros(rows.shape), mask=jnp.zeros(rows.shape, bool))
+    elif self.num_classes:
+      labels = jnp.asarray(self.label_tokens)  # [C, N]
+      hits = self._matches(generated[:, None], labels[None])  # [B, C]: the generation starts with the class's tokens
+      longest = jnp.argmax(jnp.where(hits, jnp.sum(labels >= 0, -1), -1), -1)  # of several, the longest label
+      predicted = jnp.where(jnp.any(hits, -1), longest, self.num_classes)
+      gold = batch['label']
+      out['accuracy'] = clu_metrics.Average.from_model_output((predicted == gold).astype(jnp.float32), mask=rows)
+      one_hot = jax.nn.one_hot(predicted, self.num_classes + 1)
+      out['label_confusion'] = metrics_lib.ConfusionMatrix.of(self.num_classes + 1).from_model_output(
+          logits=one_hot, labels=gold, mask=rows)
+    else:
+      exact = self._matches(generated, batch['reference']).astype(jnp.float32)
+      out['accuracy'] = clu_metrics.Average.from_model_output(exact, mask=rows)
+    cls = eval_collection(self.num_classes if generated is not None else 0)
+    return cls(_reduction_counter=clu_metrics._ReductionCounter(jnp.array(1, jnp.int32)), **out)
+
+  def check_metric(self, metric: str) -> str | None:
+    if metric.startswith('entity_'):
+      return f'eval.metric: {metric!r} is for token classification (NER) only; for a decoder use loss or accuracy'
+    if metric in ('f1_macro', 'precision_macro', 'recall_macro') and not (self.num_classes and self.max_new_tokens):
+      return (f'eval.metric: {metric!r} needs a label set evaluated by generation (data.sft.prompt templates over a '
+              'labelled dataset, or data.text.label_names, and data.sft.max_new_tokens >= 0); use loss, perplexity '
+              'or accuracy')
+    if metric == 'accuracy' and not self.max_new_tokens:
+      return 'eval.metric: accuracy is measured by generation, which is off (data.sft.generate=False); use loss'
+    return None

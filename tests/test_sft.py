@@ -1,0 +1,144 @@
+"""SFT data (templates, chat turns, truncation, packing) and whole decoder runs: killed and resumed bit-identical,
+evaluated by generation, exported and generated from by the commands."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+
+from conftest import assert_same_run, run_ftlab
+from ftlab.data import lm_tokenizer, sft
+from lm_fixtures import CHATML, decoder_config, pairs, write_tokenizer
+
+
+@pytest.fixture(scope='module')
+def tok(tmp_path_factory):
+  return lm_tokenizer.load(write_tokenizer(tmp_path_factory.mktemp('tok')))
+
+
+def _sft_config(**overrides):
+  base = {'prompt': '', 'completion': ' {label}', 'chat': False, 'system': '', 'loss_on_prompt': False, 'pack': True}
+  return ml_collections.ConfigDict({**base, **overrides})
+
+
+def _counted_text(tok, examples, i):
+  ids, counted = examples.ids[i], examples.counted[i]
+  return tok.tokenizer.decode(ids[counted].tolist(), skip_special_tokens=False)
+
+
+def test_only_the_completion_and_its_end_token_count(tok):
+  examples = sft.tokenize(['add one and two:'], [' three'], [-1], tok, _sft_config(), max_length=64, where='t')
+  assert _counted_text(tok, examples, 0) == ' three<|im_end|>'
+  everything = sft.tokenize(['add one and two:'], [' three'], [-1], tok, _sft_config(loss_on_prompt=True),
+                            max_length=64, where='t')
+  assert everything.counted[0].all()
+
+
+def test_chat_messages_count_every_assistant_turn_and_nothing_else(tok):
+  messages = [{'role': 'system', 'content': 'hello'}, {'role': 'user', 'content': 'add one and two'},
+              {'role': 'assistant', 'content': 'three'}, {'role': 'user', 'content': 'add two and two'},
+              {'role': 'assistant', 'content': 'four'}]
+  examples = sft.tokenize([messages], ['four'], [-1], tok, _sft_config(), max_length=128, where='t')
+  assert _counted_text(tok, examples, 0) == 'three<|im_end|>\nfour<|im_end|>\n'
+  rendered = tok.render(messages, add_generation_prompt=False)
+  assert tok.tokenizer.decode(examples.ids[0].tolist(), skip_special_tokens=False) == rendered
+  assert tok.decode(examples.references[0]).startswith('four')
+
+
+def test_a_too_long_example_keeps_its_completion_and_is_counted(tok):
+  long_prompt = ' '.join(['add one and two'] * 30) + ':'
+  examples = sft.tokenize([long_prompt, 'add one:'], [' three', ' one'], [-1, -1], tok, _sft_config(),
+                          max_length=16, where='t')
+  assert examples.num_truncated == 1
+  assert len(examples.ids[0]) == 16
+  assert _counted_text(tok, examples, 0) == ' three<|im_end|>'
+
+
+def test_templates_turn_a_labelled_text_dataset_into_pairs():
+  prompts, completions = sft.templated(['great film', 'dull'], [1, 0], ('negative', 'positive'),
+                                       _sft_config(prompt='Review: {text}\nSentiment:'))
+  assert prompts == ['Review: great film\nSentiment:', 'Review: dull\nSentiment:']
+  assert completions == [' positive', ' negative']
+
+
+def test_packing_fits_every_example_once_and_is_deterministic():
+  lengths = np.random.default_rng(0).integers(3, 30, 200)
+  rows = sft.pack(lengths, 32)
+  placed = np.sort(np.concatenate(rows))
+  np.testing.assert_array_equal(placed, np.arange(200))
+  assert all(lengths[r].sum() <= 32 for r in rows)
+  assert lengths.sum() / (32 * len(rows)) > 0.9
+  assert [r.tolist() for r in rows] == [r.tolist() for r in sft.pack(lengths, 32)]
+
+
+def _run(config_path, workdir, env=None):
+  return run_ftlab('ftlab.main', [f'--config={config_path}', f'--workdir={workdir}'], env=env,
+                   log_base=f'{workdir}.log')
+
+
+@pytest.fixture(scope='module')
+def decoder_runs(tmp_path_factory):
+  """A tiny decoder trained on 'add a and b' pairs, whole and killed at step 23 then resumed."""
+  tmp = tmp_path_factory.mktemp('decoder')
+  config = decoder_config(tmp, train__num_steps=40, eval__every_steps=20)
+  path = tmp / 'decoder.py'
+  path.write_text('import json\nimport ml_collections\n\ndef get_config(arg=None):\n'
+                  f'  return ml_collections.ConfigDict(json.loads({json.dumps(config.to_dict())!r}))\n')
+  whole, killed = str(tmp / 'whole'), str(tmp / 'killed')
+  assert _run(path, whole).returncode == 0
+  assert _run(path, killed, env={'FTLAB_TEST_KILL': 'step=23'}).returncode == -signal.SIGKILL
+  assert _run(path, killed).returncode == 0
+  return tmp, whole, killed
+
+
+def test_a_decoder_run_killed_and_resumed_ends_bit_identical(decoder_runs):
+  _, whole, killed = decoder_runs
+  assert_same_run(whole, killed)
+
+
+def test_a_decoder_run_reports_generation_accuracy_and_perplexity(decoder_runs):
+  _, whole, _ = decoder_runs
+  with open(os.path.join(whole, 'summary.json')) as f:
+    summary = json.load(f)
+  validation = summary['validation']
+  assert validation['perplexity'] == pytest.approx(np.exp(validation['loss']), rel=1e-5)
+  assert 0.0 <= validation['accuracy'] <= 1.0
+  assert summary['data']['packing']['fill'] > 0.5
+
+
+def _command(module, *args):
+  return subprocess.run([sys.executable, '-m', module, *map(str, args)], capture_output=True, text=True,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def test_the_generate_command_prints_the_runs_greedy_completion(decoder_runs):
+  _, whole, _ = decoder_runs
+  from ftlab import generate
+  from ftlab.pretrained import decoder_load
+  loaded = decoder_load.load(whole)
+  ids = generate.prompt_ids(loaded, 'add one and two:', chat=False)
+  expected = loaded.tokenizer.decode(generate.complete(loaded, ids, max_new_tokens=4))
+  result = _command('ftlab.generate', whole, '--prompt', 'add one and two:', '--max-new-tokens', 4)
+  assert result.returncode == 0, result.stderr
+  assert result.stdout == expected + '\n'
+
+
+def test_an_exported_decoder_loads_back_with_identical_logits(decoder_runs):
+  tmp, whole, _ = decoder_runs
+  from ftlab.models import llama
+  from ftlab.pretrained import decoder_load
+  out = tmp / 'export'
+  result = _command('ftlab.export', whole, out)
+  assert result.returncode == 0, result.stderr
+  assert sorted(os.listdir(out)) == ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']
+  run, exported = decoder_load.load(whole), decoder_load.load(str(out))
+  assert exported.config == run.config
+  ids = {'input_ids': np.arange(12).reshape(2, 6)}
+  logits = lambda m: np.asarray(llama.CausalLM(m.config).apply({'params': m.params}, ids))
+  np.testing.assert_array_equal(logits(exported), logits(run))
+  again = _command('ftlab.export', whole, out)
+  assert again.returncode == 2 and 'nothing is overwritten' in again.stderr
