@@ -31,7 +31,6 @@ versions. With --ftlab-workdir DIR, also reads ftlab's DIR/summary.json and prin
 summary's 'validation' entry (printed whole, whatever its keys).
 """
 import argparse
-import csv
 import json
 import math
 import os
@@ -41,6 +40,7 @@ import string
 import time
 
 import peft
+from hf_sst2 import read_tsv  # the same SST-2 reader as the MiniLM benchmark (this folder is on sys.path)
 import torch
 import transformers
 
@@ -48,17 +48,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GGUF = 'SmolLM2-135M-Instruct.Q4_1.gguf'
 TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
 WORDS = {0: 'negative', 1: 'positive'}
-
-
-def read_tsv(path: str, limit: int | None = None) -> tuple[list[str], list[int]]:
-  sentences, labels = [], []
-  with open(path, newline='', encoding='utf-8') as f:
-    for row in csv.DictReader(f, delimiter='\t', quoting=csv.QUOTE_NONE):
-      if limit is not None and len(sentences) >= limit:
-        break
-      sentences.append(row['sentence'])
-      labels.append(int(row['label']))
-  return sentences, labels
 
 
 def prompt_of(sentence: str) -> str:

@@ -61,9 +61,11 @@ def get_config(arg=None):
   config.eval.batch_size = 64
   config.eval.metric = 'accuracy'
   config.eval.train_subset = 256
-  if arg == 'zero_shot':
+  if arg == 'zero_shot':  # one step with everything frozen (LoRA's b starts at 0: the instruct model), then evaluation
     t.num_epochs, t.num_steps = 0.0, 1
-    o.learning_rate = 0.0
+    o.freeze = '.'
+    config.schedule.warmup = '0'
+    config.eval.train_subset = 0
   elif arg == 'tiny':  # a minute on CPU: 256 sentences, 128 dev sentences
     d.splits.train, d.splits.validation = 'train[:256]', 'validation[:128]'
   return config

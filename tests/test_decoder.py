@@ -44,28 +44,32 @@ def test_export_names_round_trip_to_the_same_tensors():
 
 
 def _model_and_params(config=TINY, seed=0):
+  """A fresh tiny decoder whose `apply` is jitted (a forward compiled as one program, not run op by op)."""
   model = llama.CausalLM(config)
   params = model.init(jax.random.key(seed), {'input_ids': jnp.zeros((1, 4), jnp.int32)})['params']
   return model, params
 
 
+_apply = jax.jit(llama.CausalLM(TINY).apply)
+
+
 def test_kv_cache_decoding_gives_the_full_forward_logits_at_every_position():
-  model, params = _model_and_params()
+  _, params = _model_and_params()
   ids = jax.random.randint(jax.random.key(1), (2, 10), 0, TINY.vocab_size)
-  full = model.apply({'params': params}, {'input_ids': ids})
+  full = _apply({'params': params}, {'input_ids': ids})
   cache = llama.init_cache(TINY, 2, 12)
-  logits, cache = model.apply({'params': params}, {'input_ids': ids[:, :4]}, cache=cache)
+  logits, cache = _apply({'params': params}, {'input_ids': ids[:, :4]}, cache=cache)
   chunks = [logits]
   for t in range(4, 10):
     step = {'input_ids': ids[:, t:t + 1], 'positions': jnp.full((2, 1), t)}
-    logits, cache = model.apply({'params': params}, step, cache=cache)
+    logits, cache = _apply({'params': params}, step, cache=cache)
     chunks.append(logits)
   np.testing.assert_allclose(np.concatenate(chunks, axis=1), full, atol=1e-5)
 
 
 def test_generation_from_left_padded_prompts_equals_each_prompt_alone():
-  model, params = _model_and_params()
-  apply = lambda inputs, cache: model.apply({'params': params}, inputs, cache=cache)
+  _, params = _model_and_params()
+  apply = lambda inputs, cache: _apply({'params': params}, inputs, cache=cache)
   short, long = np.array([5, 9, 3]), np.array([7, 1, 4, 2, 8, 6])
   prompts = np.stack([np.concatenate([np.zeros(3, np.int32), short]), long])
   segments = (np.arange(6) >= np.array([[3], [0]])).astype(np.int32)
@@ -95,20 +99,20 @@ def _packed_and_alone():
 
 
 def test_a_packed_row_gives_each_example_its_logits_alone_and_no_token_attends_across():
-  model, params = _model_and_params()
+  _, params = _model_and_params()
   a, b, packed = _packed_and_alone()
-  logits = model.apply({'params': params}, packed)
-  alone_a = model.apply({'params': params}, {'input_ids': a[None]})
-  alone_b = model.apply({'params': params}, {'input_ids': b[None]})
+  logits = _apply({'params': params}, packed)
+  alone_a = _apply({'params': params}, {'input_ids': a[None]})
+  alone_b = _apply({'params': params}, {'input_ids': b[None]})
   np.testing.assert_allclose(logits[0, :4], alone_a[0], atol=1e-5)
   np.testing.assert_allclose(logits[0, 4:10], alone_b[0], atol=1e-5)
   changed = dict(packed, input_ids=packed['input_ids'].copy())
   changed['input_ids'][0, :4] = [20, 21, 22, 23]  # another first example: the second's logits keep their bits
-  np.testing.assert_array_equal(model.apply({'params': params}, changed)[0, 4:10], logits[0, 4:10])
+  np.testing.assert_array_equal(_apply({'params': params}, changed)[0, 4:10], logits[0, 4:10])
 
 
 def test_the_packed_loss_sum_equals_the_examples_unpacked_loss_sums():
-  model, params = _model_and_params()
+  _, params = _model_and_params()
   a, b, packed = _packed_and_alone()
   counted = lambda n: np.r_[np.zeros(1), np.ones(n - 2), np.zeros(1)]  # the first token is the prompt
   packed_batch = {**packed, 'targets': np.r_[a[1:], 0, b[1:], 0, 0, 0][None],
@@ -116,7 +120,7 @@ def test_the_packed_loss_sum_equals_the_examples_unpacked_loss_sums():
   task = lm_task.LMTask((), TINY, eos_id=63)
 
   def loss_sum(batch):
-    logits = model.apply({'params': params}, task.inputs(batch))
+    logits = _apply({'params': params}, task.inputs(batch))
     losses, weights = task.losses_and_weights(logits, batch, label_smoothing=0.1, class_weights=None)
     return jnp.sum(losses * weights)
 
@@ -161,10 +165,10 @@ def test_lora_merged_into_the_decoder_equals_the_adapted_forward():
   assert len(adapters) == 2 * 7
   adapted = lora.Adapted(model, lora.Spec.of(lora_config))
   ids = {'input_ids': jax.random.randint(jax.random.key(1), (2, 7), 0, 64)}
-  with_adapters = adapted.apply({'params': {**params, 'lora': adapters}}, ids)
-  merged = model.apply({'params': lora.merge({**params, 'lora': adapters}, scale=2.0)}, ids)
+  with_adapters = jax.jit(adapted.apply)({'params': {**params, 'lora': adapters}}, ids)
+  merged = _apply({'params': lora.merge({**params, 'lora': adapters}, scale=2.0)}, ids)
   np.testing.assert_allclose(with_adapters, merged, atol=1e-4)
-  assert np.abs(with_adapters - model.apply({'params': params}, ids)).max() > 1e-2
+  assert np.abs(with_adapters - _apply({'params': params}, ids)).max() > 1e-2
 
 
 @pytest.fixture(scope='module')
@@ -234,3 +238,14 @@ def test_layer_decay_and_gradual_unfreezing_read_the_decoders_layer_names():
   assert not bool(embed.freezing.trained_at(29)) and bool(embed.freezing.trained_at(30))
   assert not bool(rule('model/layers_1/mlp/up_proj/kernel').freezing.trained_at(9))
   assert bool(rule('model/layers_1/mlp/up_proj/kernel').freezing.trained_at(10))
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_close_logits():
+  _, params = _model_and_params()
+  fast = llama.CausalLM(TINY, dtype=jnp.bfloat16)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(fast.init(jax.random.key(0), {
+      'input_ids': jnp.zeros((1, 4), jnp.int32)})))
+  ids = {'input_ids': jax.random.randint(jax.random.key(1), (2, 9), 0, 64)}
+  exact, approx = _apply({'params': params}, ids), jax.jit(fast.apply)({'params': params}, ids)
+  assert approx.dtype == jnp.float32
+  np.testing.assert_allclose(approx, exact, atol=0.1 * float(jnp.abs(exact).max()))

@@ -74,6 +74,10 @@ def _decoder(config, p: _Problems) -> None:
          f'{sft.max_new_tokens}')
   p.need(config.data.source != 'sft' or not sft.prompt, "data.sft.prompt: a template turns a labelled text dataset "
          "into SFT; source 'sft' files hold their prompts already: set it to ''")
+  if config.data.source == 'sft':
+    odd = {r: v for r, v in config.data.splits.items() if v not in (r, 'auto', '')}
+    p.need(not odd, f"data.splits: source 'sft' reads whole files (data.files names them; '' or 'auto' carves a missing "
+           f"role from train); {odd} cannot be read: use those values")
 
 
 def _data(config, p: _Problems) -> None:

@@ -12,7 +12,7 @@ import re
 import numpy as np
 
 from ftlab.models.llama import DecoderConfig
-from ftlab.pretrained.surgery import SurgeryError
+from ftlab.pretrained.surgery import SurgeryError, unflatten
 
 MODEL_TYPES = ('llama', 'mistral', 'qwen2', 'gemma')
 _REQUIRED = ('vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'num_attention_heads')
@@ -73,19 +73,15 @@ def _ftlab_path(name: str) -> str | None:
 
 def to_ftlab(weights: dict[str, np.ndarray]) -> tuple[dict, list[str]]:
   """(a nested params tree in ftlab's paths, the names that map to nothing)."""
-  tree, unused = {}, []
+  flat, unused = {}, []
   for name, value in weights.items():
     path = _ftlab_path(name)
     if path is None:
       unused.append(name)
       continue
     value = np.asarray(value, np.float32)
-    node = tree
-    *parents, leaf = path.split('/')
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = np.ascontiguousarray(value.T) if leaf == 'kernel' else value
-  return tree, sorted(unused)
+    flat[path] = np.ascontiguousarray(value.T) if path.endswith('/kernel') else value
+  return unflatten(flat), sorted(unused)
 
 
 def hf_module(module: str) -> str:

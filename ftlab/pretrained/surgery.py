@@ -67,7 +67,8 @@ def merge(fresh, loaded, *, reinit: str = '') -> tuple[object, dict[str, list[st
   return params, report
 
 
-def _unflatten(flat: dict[str, object]) -> dict:
+def unflatten(flat: dict[str, object]) -> dict:
+  """A nested tree from {'a/b/c': value}."""
   tree = {}
   for path, value in flat.items():
     node = tree
@@ -80,13 +81,13 @@ def _unflatten(flat: dict[str, object]) -> dict:
 
 def drop(tree, pattern: str) -> dict:
   """`tree` without the parameters whose path matches `pattern` (e.g. a checkpoint's old head before merging)."""
-  return _unflatten({p: v for p, v in _flat(tree).items() if not re.search(pattern, p)})
+  return unflatten({p: v for p, v in _flat(tree).items() if not re.search(pattern, p)})
 
 
 def reinit(params, fresh, pattern: str) -> dict:
   """`params` with the parameters matching `pattern` taken from `fresh` (a newly initialised tree like it)."""
   new = _flat(fresh)
-  return _unflatten({p: new[p] if re.search(pattern, p) else v for p, v in _flat(params).items()})
+  return unflatten({p: new[p] if re.search(pattern, p) else v for p, v in _flat(params).items()})
 
 
 def cast(tree, dtype, pattern: str = '') -> dict:
@@ -95,7 +96,7 @@ def cast(tree, dtype, pattern: str = '') -> dict:
     if pattern and not re.search(pattern, path) or not jax.numpy.issubdtype(v.dtype, jax.numpy.floating):
       return v
     return jax.numpy.asarray(v, dtype)
-  return _unflatten({p: one(p, v) for p, v in _flat(tree).items()})
+  return unflatten({p: one(p, v) for p, v in _flat(tree).items()})
 
 
 def resize_rows(table, rows: int, fresh_rows=None, *, path: str = 'parameter'):
