@@ -4,7 +4,7 @@ It answers the train and eval steps as ftlab.tasks.Task does. The loss is cross-
 (traced) label smoothing, weighted by the batch's loss mask: the sum over every counted token divided by their
 number, so a packed batch gives the same loss as its examples unpacked. Evaluation reports the loss on the
 references and its perplexity and, when max_new_tokens > 0, decodes each prompt greedily with the KV cache inside
-the eval step: accuracy is exact match with the reference completion (up to its end-of-sequence token), and with a
+the eval step (one pass over the prompt serves both, see `evaluate`): accuracy is exact match with the reference completion (up to its end-of-sequence token), and with a
 label set (class_names) a generation is of the class whose completion tokens it starts with (the longest, if several),
 giving precision, recall and F1 over the labels; a generation that starts with no label counts as the extra class
 '(none)'.
@@ -84,13 +84,32 @@ class LMTask:
     return metrics_lib.make_train_metrics().single_from_model_output(loss=losses, logits=logits, labels=targets,
                                                                      mask=mask)
 
-  def generations(self, apply, batch: dict):
-    """Greedy completions [B, max_new_tokens] of the batch's prompts, or None when generation is off."""
+  def evaluate(self, apply, batch: dict):
+    """The eval metrics of a batch; `apply(inputs, cache=None)` runs the model. With generation and 'completion_ids'
+    in the batch (every counted token is in the completion), each prompt is run once: its cache serves both the
+    completion's loss (the completion run through it) and the greedy decoding. Otherwise the whole rows are run for
+    the loss and the prompts again for decoding."""
     if not self.max_new_tokens:
-      return None
-    return generation.generate(apply, self.decoder, batch['prompt_ids'], batch['prompt_segments'],
-                               max_new_tokens=self.max_new_tokens, eos_id=self.eos_id,
-                               cache_dtype=jnp.dtype(self.cache_dtype))
+      return self.eval_metrics(logits=apply(self.inputs(batch)), batch=batch)
+    dtype = jnp.dtype(self.cache_dtype)
+    prompts, segments = batch['prompt_ids'], batch['prompt_segments']
+    if 'completion_ids' not in batch:
+      generated = generation.generate(apply, self.decoder, prompts, segments, max_new_tokens=self.max_new_tokens,
+                                      eos_id=self.eos_id, cache_dtype=dtype)
+      return self.eval_metrics(logits=apply(self.inputs(batch)), batch=batch, generated=generated)
+    completion = batch['completion_ids']
+    length = prompts.shape[1] + max(completion.shape[1], self.max_new_tokens)
+    first, cache, positions = generation.prefill(apply, self.decoder, prompts, segments, length=length,
+                                                 cache_dtype=dtype)
+    counted = completion >= 0
+    steps = jnp.arange(completion.shape[1])
+    logits, _ = apply({'input_ids': jnp.maximum(completion, 0), 'positions': positions[:, None] + steps,
+                       'segment_ids': counted.astype(jnp.int32)}, cache)
+    logits = jnp.concatenate([first[:, None], logits[:, :-1]], axis=1)  # the logits that predict each token
+    generated = generation.decode(apply, first, cache, positions, max_new_tokens=self.max_new_tokens,
+                                  eos_id=self.eos_id)
+    scored = {**batch, 'targets': jnp.maximum(completion, 0), 'loss_mask': counted.astype(jnp.float32)}
+    return self.eval_metrics(logits=logits, batch=scored, generated=generated)
 
   def _matches(self, generated, expected) -> jax.Array:
     """Whether each generation equals `expected` [..., N] on its slots (-1 slots are free)."""

@@ -138,13 +138,12 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
 def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_name=None):
   """Metrics of one padded evaluation batch; rows with mask 0 count nowhere. Loss without label smoothing.
   `axis_name`: as in train_step, `batch` is this device's rows and the metrics are summed over the devices."""
-  logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
-  if task.kind != 'lm':
-    metrics = task.eval_metrics(logits=logits, batch=batch)
-  else:  # a decoder is also evaluated by what it generates from the batch's prompts
+  if task.kind == 'lm':  # a decoder is also evaluated by what it generates from the batch's prompts
     variables = {'params': state.params, **state.model_state}
-    generated = task.generations(lambda inputs, cache: model.apply(variables, inputs, cache=cache), batch)
-    metrics = task.eval_metrics(logits=logits, batch=batch, generated=generated)
+    metrics = task.evaluate(lambda inputs, cache=None: model.apply(variables, inputs, cache=cache), batch)
+  else:
+    logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
+    metrics = task.eval_metrics(logits=logits, batch=batch)
   return metrics if axis_name is None else jax.lax.psum(metrics, axis_name)
 
 

@@ -203,3 +203,29 @@ def test_an_exported_lora_adapter_reads_back_as_the_runs_adapters(tmp_path, tok)
       'model.layers_0.self_attn.q_proj']['a'])
   np.testing.assert_array_equal(back['adapters']['model.layers_0.self_attn.q_proj']['b'], adapters[
       'model.layers_0.self_attn.q_proj']['b'])
+
+
+def test_evaluation_through_one_prompt_pass_equals_the_whole_rows_and_separate_decoding(tok):
+  """LMTask.evaluate runs each prompt once when every counted token is in the completion: the completion's loss
+  through the prompt's cache and the greedy generations equal those of the whole rows run again."""
+  import jax
+  from ftlab import lm_task
+  from ftlab.models import llama
+  records = pairs(12)
+  examples = sft.tokenize([r['prompt'] for r in records], [r['completion'] for r in records], [-1] * 12, tok,
+                          _sft_config(), max_length=32, where='t')
+  rows = sft.rows_of(examples, length=32, pad_id=tok.eos_id, eos_id=tok.eos_id, pack_rows=True, generation=True,
+                     max_new_tokens=3)
+  batch = rows.get_batch(np.arange(12))
+  batch['mask'] = np.arange(12) < 10
+  assert 'completion_ids' in batch
+  config = llama.DecoderConfig(vocab_size=300, hidden_size=32, intermediate_size=48, num_layers=2, num_heads=4,
+                               num_kv_heads=2, head_dim=8, initializer_range=0.3)
+  model = llama.CausalLM(config)
+  params = model.init(jax.random.key(0), {'input_ids': np.zeros((1, 4), np.int32)})
+  task = lm_task.LMTask((), config, eos_id=tok.eos_id, max_new_tokens=3)
+  evaluate = jax.jit(lambda b: task.evaluate(lambda inputs, cache=None: model.apply(params, inputs, cache=cache), b))
+  once = evaluate(batch).compute()
+  whole = evaluate({k: v for k, v in batch.items() if k != 'completion_ids'}).compute()
+  assert float(once['loss']) == pytest.approx(float(whole['loss']), rel=1e-5)
+  assert float(once['accuracy']) == float(whole['accuracy'])

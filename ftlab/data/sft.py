@@ -138,6 +138,10 @@ class Rows:
     self.prompt_length = int(max([examples.prompt_lengths[r[0]] for r in rows], default=1)) or 1
     self.labels = np.asarray([examples.labels[r[0]] for r in rows], np.int32)
     self.longest = min(length, -(-int(self.lengths.max(initial=1)) // 8) * 8)  # evaluation rows: one example each
+    # Whether every counted token is in the completion scored by generation: then evaluation runs each prompt once
+    # (LMTask.evaluate) and reads the completion from 'completion_ids'.
+    self.completion_only = all(not examples.counted[r[0]][:examples.prompt_lengths[r[0]]].any() for r in rows)
+    self.completion_length = max((len(examples.ids[r[0]]) - examples.prompt_lengths[r[0]] for r in rows), default=1)
 
   def __len__(self) -> int:
     return len(self.rows)
@@ -180,8 +184,16 @@ class Rows:
       prompt = self.examples.ids[e][:self.examples.prompt_lengths[e]][-p:]
       prompts[r, p - len(prompt):], segments[r, p - len(prompt):] = prompt, 1
       references[r] = until_eos(self.examples.references[e], self.eos_id, n)
-    return {'prompt_ids': prompts, 'prompt_segments': segments, 'reference': references,
-            'label': self.labels[np.asarray(indices)]}
+    out = {'prompt_ids': prompts, 'prompt_segments': segments, 'reference': references,
+           'label': self.labels[np.asarray(indices)]}
+    if self.completion_only:
+      completions = np.full((b, self.completion_length), -1, np.int32)
+      for r, index in enumerate(indices):
+        e = self.rows[int(index)][0]
+        completion = self.examples.ids[e][self.examples.prompt_lengths[e]:]
+        completions[r, :len(completion)] = completion
+      out['completion_ids'] = completions
+    return out
 
   def __repr__(self) -> str:
     return f'Rows({len(self.examples)} examples in {len(self)} rows of {self.length} tokens)'
