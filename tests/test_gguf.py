@@ -1,14 +1,19 @@
 """GGUF checkpoints read as Hugging Face ones (a tiny file written here, and SmolLM2-135M-Instruct when its package is
 installed), and chat templates rendered like transformers' apply_chat_template."""
 import importlib.util
+import json
 import os
-import time
 
+import jax
 import numpy as np
 import pytest
 
+from ftlab import lm_task
+from ftlab.models import llama
 from ftlab.pretrained import chat
 from ftlab.pretrained import gguf as fgguf
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 
 CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + "
           "'<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
@@ -195,15 +200,12 @@ def _smollm2_path() -> str:
 
 @pytest.fixture(scope='module')
 def smollm2():
-  """(SmolLM2-135M-Instruct read once for this module's tests, seconds the read took)."""
-  path = _smollm2_path()
-  start = time.perf_counter()
-  ckpt = fgguf.read(path)
-  return ckpt, time.perf_counter() - start
+  """(SmolLM2-135M-Instruct read once for this module's tests,)."""
+  return (fgguf.read(_smollm2_path()),)
 
 
 def test_smollm2_config_and_tensors(smollm2):
-  ckpt, seconds = smollm2
+  ckpt = smollm2[0]
   assert ckpt.config == {
       'model_type': 'llama', 'vocab_size': 49152, 'hidden_size': 576, 'intermediate_size': 1536,
       'num_hidden_layers': 30, 'num_attention_heads': 9, 'num_key_value_heads': 3, 'head_dim': 64,
@@ -216,7 +218,6 @@ def test_smollm2_config_and_tensors(smollm2):
   assert ckpt.tensors['model.embed_tokens.weight'].shape == (49152, 576)
   assert ckpt.tensors['model.layers.29.self_attn.k_proj.weight'].shape == (192, 576)
   assert ckpt.tensors['model.layers.0.mlp.down_proj.weight'].shape == (576, 1536)
-  assert seconds < 30, f'reading took {seconds:.1f} s'
 
 
 def test_smollm2_tokenizer(smollm2):
@@ -239,3 +240,48 @@ def test_smollm2_chat_template(smollm2):
                      add_generation_prompt=True, special_tokens=ckpt.special_tokens)
   assert text == ('<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n'
                   '<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n')
+
+
+@pytest.fixture(scope='module')
+def smollm2_model(smollm2):
+  """(SmolLM2 as ftlab's decoder, from the module's one read of the file; the transformers references)."""
+  from ftlab.data import lm_tokenizer
+  from ftlab.pretrained import decoder, decoder_load
+  ckpt = smollm2[0]
+  special = ckpt.special_tokens
+  tok = lm_tokenizer.LMTokenizer(ckpt.tokenizer, special['eos_token'], special['bos_token'], ckpt.chat_template)
+  loaded = decoder_load.Loaded(decoder.decoder_config(ckpt.config), decoder.to_ftlab(ckpt.tensors)[0], tok)
+  with open(os.path.join(FIXTURES, 'smollm2_reference.json')) as f:
+    return loaded, json.load(f), np.load(os.path.join(FIXTURES, 'smollm2_reference.npz'))
+
+
+def test_smollm2_from_its_gguf_gives_transformers_tokens_logits_and_losses(smollm2_model):
+  """Against tests/fixtures/smollm2_reference.* (transformers 5.23 loading the same GGUF): the tokenization of four
+  prompts (digits, accents, an emoji, the chat template), every position's logits at 64 vocabulary ids, the argmax
+  over the whole vocabulary, and the mean loss of a sentence against its words shuffled."""
+  loaded, meta, ref = smollm2_model
+  prompts = meta['prompts']
+  ids = [loaded.tokenizer.encode(p, first=True) for p in prompts]
+  for i, row in enumerate(ids):
+    assert row == ref[f'p{i}_input_ids'].tolist(), prompts[i]
+  length = max(map(len, ids))
+  batch = {'input_ids': np.array([r + [0] * (length - len(r)) for r in ids]),
+           'segment_ids': np.array([[1] * len(r) + [0] * (length - len(r)) for r in ids])}
+  logits = np.asarray(jax.jit(llama.CausalLM(loaded.config).apply)({'params': loaded.params}, batch))
+  for i, row in enumerate(ids):
+    at = logits[i, :len(row)]
+    np.testing.assert_allclose(at[:, ref['vocab_ids']], ref[f'p{i}_logits_at_ids'], atol=2e-3, rtol=1e-3)
+    np.testing.assert_array_equal(at.argmax(-1), ref[f'p{i}_argmax'])
+    loss = lm_task.token_losses(at[:-1], np.asarray(row[1:])).mean()
+    assert float(loss) == pytest.approx(float(ref[f'p{i}_loss']), abs=2e-3)
+  assert float(ref['p0_loss']) + 4 < float(ref['p1_loss'])  # the sentence is far likelier than its words shuffled
+
+
+def test_smollm2_answers_the_capital_of_france_through_its_chat_template(smollm2_model):
+  from ftlab import generate
+  loaded, meta, ref = smollm2_model
+  ids = generate.prompt_ids(loaded, 'What is the capital of France?', chat=True)
+  assert loaded.tokenizer.tokenizer.decode(ids, skip_special_tokens=False) == meta['chat_rendered']
+  new = generate.complete(loaded, ids, max_new_tokens=8)
+  assert new + [loaded.tokenizer.eos_id] == ref['p2_generated_ids'].tolist()
+  assert loaded.tokenizer.decode(new) == 'The capital of France is Paris.'

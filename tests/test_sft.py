@@ -3,8 +3,6 @@ evaluated by generation, exported and generated from by the commands."""
 import json
 import os
 import signal
-import subprocess
-import sys
 
 import ml_collections
 import numpy as np
@@ -110,38 +108,34 @@ def test_a_decoder_run_reports_generation_accuracy_and_perplexity(decoder_runs):
   assert summary['data']['packing']['fill'] > 0.5
 
 
-def _command(module, *args):
-  return subprocess.run([sys.executable, '-m', module, *map(str, args)], capture_output=True, text=True,
-                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def test_the_generate_command_prints_the_runs_greedy_completion(decoder_runs):
+def test_the_generate_command_prints_the_runs_greedy_completion(decoder_runs, capsys):
   _, whole, _ = decoder_runs
   from ftlab import generate
   from ftlab.pretrained import decoder_load
   loaded = decoder_load.load(whole)
   ids = generate.prompt_ids(loaded, 'add one and two:', chat=False)
   expected = loaded.tokenizer.decode(generate.complete(loaded, ids, max_new_tokens=4))
-  result = _command('ftlab.generate', whole, '--prompt', 'add one and two:', '--max-new-tokens', 4)
-  assert result.returncode == 0, result.stderr
-  assert result.stdout == expected + '\n'
+  assert generate.main([whole, '--prompt', 'add one and two:', '--max-new-tokens', '4']) == 0
+  assert capsys.readouterr().out == expected + '\n'
 
 
-def test_an_exported_decoder_loads_back_with_identical_logits(decoder_runs):
+def test_an_exported_decoder_loads_back_with_identical_logits(decoder_runs, capsys):
   tmp, whole, _ = decoder_runs
+  import jax
+  from ftlab import export
   from ftlab.models import llama
   from ftlab.pretrained import decoder_load
-  out = tmp / 'export'
-  result = _command('ftlab.export', whole, out)
-  assert result.returncode == 0, result.stderr
+  out = str(tmp / 'export')
+  assert export.main([whole, out]) == 0
   assert sorted(os.listdir(out)) == ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']
-  run, exported = decoder_load.load(whole), decoder_load.load(str(out))
+  run, exported = decoder_load.load(whole), decoder_load.load(out)
   assert exported.config == run.config
+  apply = jax.jit(llama.CausalLM(run.config).apply)
   ids = {'input_ids': np.arange(12).reshape(2, 6)}
-  logits = lambda m: np.asarray(llama.CausalLM(m.config).apply({'params': m.params}, ids))
-  np.testing.assert_array_equal(logits(exported), logits(run))
-  again = _command('ftlab.export', whole, out)
-  assert again.returncode == 2 and 'nothing is overwritten' in again.stderr
+  np.testing.assert_array_equal(apply({'params': exported.params}, ids), apply({'params': run.params}, ids))
+  capsys.readouterr()
+  assert export.main([whole, out]) == 2
+  assert 'nothing is overwritten' in capsys.readouterr().err
 
 
 def test_a_tokenizer_larger_than_the_decoders_vocabulary_is_refused_before_any_compute(tmp_path):
