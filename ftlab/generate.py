@@ -58,7 +58,7 @@ def complete(loaded, ids: list[int], *, max_new_tokens: int, temperature: float 
 
   @jax.jit
   def run(params, prompts, rng):
-    apply = lambda inputs, cache: model.apply({'params': params}, inputs, cache=cache)
+    apply = lambda inputs, cache, **kw: model.apply({'params': params}, inputs, cache=cache, **kw)
     return generation.generate(apply, loaded.config, prompts, jnp.ones_like(prompts), max_new_tokens=max_new_tokens,
                                eos_id=eos, rng=rng, temperature=temperature, top_k=top_k, top_p=top_p,
                                cache_dtype=dtype)

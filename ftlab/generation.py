@@ -45,7 +45,8 @@ def prefill(apply: Callable, config: llama.DecoderConfig, prompts: jax.Array, se
   b, _ = prompts.shape
   cache = llama.init_cache(config, b, length, cache_dtype)
   positions = jnp.maximum(jnp.cumsum(segments, axis=1) - 1, 0)
-  logits, cache = apply({'input_ids': prompts, 'positions': positions, 'segment_ids': segments}, cache)
+  logits, cache = apply({'input_ids': prompts, 'positions': positions, 'segment_ids': segments}, cache,
+                        last_only=True)
   return logits[:, -1], cache, positions[:, -1] + 1
 
 
@@ -73,7 +74,8 @@ def generate(apply: Callable, config: llama.DecoderConfig, prompts: jax.Array, s
              max_new_tokens: int, eos_id: int, rng=None, temperature: float = 0.0, top_k: int = 0,
              top_p: float = 1.0, cache_dtype=jnp.float32) -> jax.Array:
   """New tokens [B, max_new_tokens] after `prompts` [B, P] (left-padded: `segments` 1 on real tokens, 0 on padding).
-  `apply(inputs, cache) -> (logits, cache)` runs the model on a chunk."""
+  `apply(inputs, cache, last_only=False) -> (logits, cache)` runs the model on a chunk (with `last_only`, the last
+  position's logits alone)."""
   logits, cache, positions = prefill(apply, config, prompts, segments, length=prompts.shape[1] + max_new_tokens,
                                      cache_dtype=cache_dtype)
   return decode(apply, logits, cache, positions, max_new_tokens=max_new_tokens, eos_id=eos_id, rng=rng,

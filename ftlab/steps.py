@@ -140,7 +140,8 @@ def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_n
   `axis_name`: as in train_step, `batch` is this device's rows and the metrics are summed over the devices."""
   if task.kind == 'lm':  # a decoder is also evaluated by what it generates from the batch's prompts
     variables = {'params': state.params, **state.model_state}
-    metrics = task.evaluate(lambda inputs, cache=None: model.apply(variables, inputs, cache=cache), batch)
+    metrics = task.evaluate(lambda inputs, cache=None, **kw: model.apply(variables, inputs, cache=cache, **kw),
+                            batch)
   else:
     logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
     metrics = task.eval_metrics(logits=logits, batch=batch)

@@ -50,7 +50,7 @@ def _model_and_params(config=TINY, seed=0):
   return model, params
 
 
-_apply = jax.jit(llama.CausalLM(TINY).apply)
+_apply = jax.jit(llama.CausalLM(TINY).apply, static_argnames=('last_only',))
 
 
 def test_kv_cache_decoding_gives_the_full_forward_logits_at_every_position():
@@ -69,7 +69,7 @@ def test_kv_cache_decoding_gives_the_full_forward_logits_at_every_position():
 
 def test_generation_from_left_padded_prompts_equals_each_prompt_alone():
   _, params = _model_and_params()
-  apply = lambda inputs, cache: _apply({'params': params}, inputs, cache=cache)
+  apply = lambda inputs, cache, **kw: _apply({'params': params}, inputs, cache=cache, **kw)
   short, long = np.array([5, 9, 3]), np.array([7, 1, 4, 2, 8, 6])
   prompts = np.stack([np.concatenate([np.zeros(3, np.int32), short]), long])
   segments = (np.arange(6) >= np.array([[3], [0]])).astype(np.int32)

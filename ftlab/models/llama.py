@@ -241,11 +241,14 @@ class CausalLM(nn.Module):
 
   @nn.compact
   def __call__(self, inputs: dict, *, dropout_rate=0.0, attention_dropout_rate=0.0, head_dropout_rate=0.0,
-               train: bool = False, cache=None):
+               train: bool = False, cache=None, last_only: bool = False):
+    """`last_only`: the logits of the last position alone ([B, 1, vocab]; a prefill needs no others, and a batch
+    of prompts' logits over the whole vocabulary would take gigabytes)."""
     c = self.config
     model = DecoderModel(c, self.dtype, name='model')
     h, new_cache = model(inputs, dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate,
                          train=train, cache=cache)
+    h = h[:, -1:] if last_only else h
     h = dropout(self, h, head_dropout_rate, train=train)
     if c.tie_embeddings:
       logits = model.attend(h.astype(jnp.float32))
