@@ -29,6 +29,18 @@ Prints one JSON line with train examples/s, train wall seconds (the training loo
 update), eval wall seconds, accuracy, zero-shot accuracy (with --zero-shot), the mean training loss, the arguments and
 versions. With --ftlab-workdir DIR, also reads ftlab's DIR/summary.json and prints this run's results beside that
 summary's 'validation' entry (printed whole, whatever its keys).
+
+Measured side by side (2026-12-04, 2 CPU cores, idle machine, one after the other; torch 2.13.0+cpu, transformers
+5.23.0, peft 0.21.2; JAX 0.10.2), SST-2, the first 1,000 training sentences, one epoch, dev = all 872 sentences:
+  HF:    --num-train 1000 --batch-size 26 (ftlab's packed rows hold 26.3 sentences a step on average): 39 steps,
+         train 279 s = 3.58 examples/s, eval 82 s, load 18 s; dev accuracy 0.8567 (0 unmatched).
+  ftlab: python -m ftlab.main --config configs/sst2_smollm_lora.py --workdir W --config.data.splits.train='train[:1000]'
+         --config.data.splits.test='train[-200:]' --config.eval.every_steps=0 --config.eval.train_subset=0
+         154 packed rows (97.9% real tokens), 38 steps; train 269 s = 3.72 examples/s including about 70 s of
+         compiling the 30-layer step in the first steps, then 0.3 steps/s (3.3 s a step, about 8 examples/s, 2.2x
+         HF's); dev accuracy 0.8693; the whole command 6 min 55 s (import, compile, training, dev + 200 test
+         sentences evaluated by generation), max RSS 9.2 GB.
+  At 8,000 sentences (configs/sst2_smollm_lora.py, 307 steps) the compile is amortised: about 2x HF's examples/s.
 """
 import argparse
 import json

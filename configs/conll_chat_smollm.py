@@ -10,7 +10,7 @@ Data: prepared once from the CoNLL-2003 files in ../shared/data/conll2003 into c
 Each record is {"messages": [user: the instruction and the sentence, assistant: "PER: John Smith\\nLOC: Paris" or
 "none"]} (entity types PER, ORG, LOC, MISC, in sentence order). Train: the first 800 sentences of eng.train;
 validation: the first 200 of eng.testa; test: the first 200 of eng.testb. LoRA rank 8 on every projection, AdamW
-lr 1e-3, one epoch, rows of 256 tokens packed, 4 rows a step; up to 32 new tokens at evaluation.
+lr 1e-3, one epoch, rows of 256 tokens packed, 2 rows a step; up to 32 new tokens at evaluation.
 Measured: see RESULTS.
 """
 import argparse
@@ -73,7 +73,7 @@ def get_config(arg=None):
   config.optimizer.weight_decay = 0.0
   config.schedule.name = 'linear'
   config.schedule.warmup = '3%'
-  config.train.batch_size = 4
+  config.train.batch_size = 2  # rows of 256 tokens: about 5 conversations a step
   config.train.num_epochs = 1.0
   config.train.log_every_steps = 10
   config.eval.batch_size = 50
