@@ -4,10 +4,10 @@ It answers the train and eval steps as ftlab.tasks.Task does. The loss is cross-
 (traced) label smoothing, weighted by the batch's loss mask: the sum over every counted token divided by their
 number, so a packed batch gives the same loss as its examples unpacked. Evaluation reports the loss on the
 references and its perplexity and, when max_new_tokens > 0, decodes each prompt greedily with the KV cache inside
-the eval step (one pass over the prompt serves both, see `evaluate`): accuracy is exact match with the reference completion (up to its end-of-sequence token), and with a
-label set (class_names) a generation is of the class whose completion tokens it starts with (the longest, if several),
-giving precision, recall and F1 over the labels; a generation that starts with no label counts as the extra class
-'(none)'.
+the eval step (one pass over the prompt serves both, see `evaluate`): accuracy is exact match with the reference
+completion (up to its end-of-sequence token), and with a label set (class_names) a generation is of the class whose
+completion tokens it starts with (the longest, if several), giving precision, recall and F1 over the labels; a
+generation that starts with no label counts as the extra class '(none)'.
 """
 from __future__ import annotations
 

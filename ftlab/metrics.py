@@ -21,7 +21,8 @@ from ftlab import entity_metrics
 METRIC_NAMES = ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro')
 ENTITY_METRIC_NAMES = ('entity_precision', 'entity_recall', 'entity_f1')  # token classification only
 LM_METRIC_NAMES = ('perplexity',)  # decoders only
-METRIC_MODES = {'loss': 'min', 'perplexity': 'min', 'accuracy': 'max', 'precision_macro': 'max', 'recall_macro': 'max', 'f1_macro': 'max',
+METRIC_MODES = {'loss': 'min', 'perplexity': 'min', 'accuracy': 'max', 'precision_macro': 'max',
+                'recall_macro': 'max', 'f1_macro': 'max',
                 **{name: 'max' for name in ENTITY_METRIC_NAMES}}
 
 

@@ -76,8 +76,8 @@ def _decoder(config, p: _Problems) -> None:
          "into SFT; source 'sft' files hold their prompts already: set it to ''")
   if config.data.source == 'sft':
     odd = {r: v for r, v in config.data.splits.items() if v not in (r, 'auto', '')}
-    p.need(not odd, f"data.splits: source 'sft' reads whole files (data.files names them; '' or 'auto' carves a missing "
-           f"role from train); {odd} cannot be read: use those values")
+    p.need(not odd, f"data.splits: source 'sft' reads whole files (data.files names them; '' or 'auto' carves a "
+           f"missing role from train); {odd} cannot be read: use those values")
 
 
 def _data(config, p: _Problems) -> None:

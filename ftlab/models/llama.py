@@ -72,7 +72,8 @@ def rope_frequencies(config: DecoderConfig) -> jax.Array:
 
 def _llama3_frequencies(inv: jax.Array, s: dict) -> jax.Array:
   """Llama 3.1's scaling: long wavelengths divided by `factor`, short kept, a smooth blend between."""
-  factor, low, high, old = s['factor'], s['low_freq_factor'], s['high_freq_factor'], s['original_max_position_embeddings']
+  factor, low, high = s['factor'], s['low_freq_factor'], s['high_freq_factor']
+  old = s['original_max_position_embeddings']
   wavelen = 2 * math.pi / inv
   scaled = jnp.where(wavelen > old / low, inv / factor, inv)
   smooth = (old / wavelen - low) / (high - low)

@@ -111,8 +111,8 @@ def from_ftlab(params) -> dict[str, np.ndarray]:
   return out
 
 
-def hf_config(config: DecoderConfig, *, vocab: dict | None = None) -> dict:
-  """A Hugging Face config.json for `config` (model_type from its switches), with token ids from `vocab`."""
+def hf_config(config: DecoderConfig, *, token_ids: dict | None = None) -> dict:
+  """A Hugging Face config.json for `config` (model_type from its switches), with `token_ids` (bos_token_id, ...)."""
   kind = 'gemma' if config.norm_offset else 'qwen2' if config.qkv_bias and not config.o_bias else (
       'mistral' if config.sliding_window else 'llama')
   out = {'architectures': [f'{kind.capitalize() if kind != "qwen2" else "Qwen2"}ForCausalLM'], 'model_type': kind,
@@ -127,5 +127,5 @@ def hf_config(config: DecoderConfig, *, vocab: dict | None = None) -> dict:
          'initializer_range': config.initializer_range, 'torch_dtype': 'float32'}
   if config.sliding_window:
     out['sliding_window'] = config.sliding_window
-  out.update(vocab or {})
+  out.update(token_ids or {})
   return out

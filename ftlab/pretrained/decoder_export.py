@@ -15,8 +15,8 @@ from ftlab.pretrained import decoder
 
 def _tokenizer_files(out: str, tok) -> None:
   tok.tokenizer.save(os.path.join(out, 'tokenizer.json'))
-  settings = {'tokenizer_class': 'PreTrainedTokenizerFast', 'eos_token': tok.eos_token, 'bos_token': tok.bos_token or None,
-              'add_bos_token': tok.add_bos, 'clean_up_tokenization_spaces': False}
+  settings = {'tokenizer_class': 'PreTrainedTokenizerFast', 'eos_token': tok.eos_token,
+              'bos_token': tok.bos_token or None, 'add_bos_token': tok.add_bos, 'clean_up_tokenization_spaces': False}
   if tok.chat_template:
     settings['chat_template'] = tok.chat_template
   writers.write_json_atomic(os.path.join(out, 'tokenizer_config.json'), settings)
@@ -39,7 +39,7 @@ def write_model(out: str, loaded) -> None:
   os.makedirs(out, exist_ok=True)
   _safetensors(os.path.join(out, 'model.safetensors'), decoder.from_ftlab(loaded.params))
   writers.write_json_atomic(os.path.join(out, 'config.json'),
-                            decoder.hf_config(loaded.config, vocab=_token_ids(loaded.tokenizer)))
+                            decoder.hf_config(loaded.config, token_ids=_token_ids(loaded.tokenizer)))
   _tokenizer_files(out, loaded.tokenizer)
 
 

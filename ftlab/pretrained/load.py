@@ -87,7 +87,8 @@ def _read(model_config, params) -> tuple[dict, dict, list[str], list[str]]:
     from ftlab.pretrained import vision
     return vision.load(spec, model_config, params)
   raise surgery.SurgeryError(f'model.pretrained: model.name={model_config.name!r} has no pretrained import; use '
-                             "'bert', 'decoder', 'vit' or 'resnet', or init.checkpoint to start from an earlier ftlab run")
+                             "'bert', 'decoder', 'vit' or 'resnet', or init.checkpoint to start from an earlier ftlab "
+                             'run')
 
 
 def check(model_config, abstract_params, *, reinit: str) -> list[str]:
