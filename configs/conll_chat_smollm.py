@@ -11,7 +11,11 @@ Each record is {"messages": [user: the instruction and the sentence, assistant: 
 "none"]} (entity types PER, ORG, LOC, MISC, in sentence order). Train: the first 800 sentences of eng.train;
 validation: the first 200 of eng.testa; test: the first 200 of eng.testb. LoRA rank 8 on every projection, AdamW
 lr 1e-3, one epoch, rows of 256 tokens packed, 2 rows a step; up to 32 new tokens at evaluation.
-Measured: see RESULTS.
+Measured (CPU, 2 cores, 2026-12-04, seed 0): 800 conversations packed into 331 rows (92% real tokens), 165 steps,
+about 12 minutes of training beside other jobs. Validation (200 sentences): exact match of the generated answer
+0.395 (every entity, type and span right, in order, or 'none' when there is none), completion loss 0.270
+(perplexity 1.31); 100 training conversations evaluated the same way: 0.28. A fine-tune of minutes, as a chat-format
+example: the SST-2 config is the one that measures accuracy against Hugging Face.
 """
 import argparse
 import json
@@ -25,7 +29,6 @@ DATA = os.path.join('runs', 'data', 'conll_chat')
 INSTRUCTION = ('List the named entities in this sentence, one per line as TYPE: words (TYPE is PER, ORG, LOC or '
                'MISC), or answer none.\n\n')
 SIZES = {'train': ('eng.train', 800), 'validation': ('eng.testa', 200), 'test': ('eng.testb', 200)}
-RESULTS = 'not measured yet'
 
 
 def answer(tokens: list[str], tags: list[str]) -> str:
