@@ -10,7 +10,7 @@ import pytest
 
 from conftest import assert_same_run, run_ftlab
 from ftlab.data import lm_tokenizer, sft
-from lm_fixtures import CHATML, decoder_config, pairs, write_tokenizer
+from lm_fixtures import decoder_config, pairs, write_tokenizer
 
 
 @pytest.fixture(scope='module')
