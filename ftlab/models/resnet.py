@@ -1,4 +1,5 @@
-"""ResNet backbones (torchvision / timm semantics) returning globally average-pooled features.
+"""ResNet backbones (torchvision / timm semantics) returning globally average-pooled features, or with `pyramid` the
+feature map of every stage.
 
 Basic blocks (two 3x3 convs) for depths 18/34, bottleneck blocks (1x1, 3x3 with the stride as in ResNet v1.5, 1x1
 with expansion 4) for 50/101, a 1x1 conv + batch norm projection shortcut where the shape changes, bias-free convs
@@ -83,6 +84,9 @@ class ResNet(nn.Module):
   """Images [B, H, W, C] -> globally average-pooled features [B, channels] (float32).
 
   Stage s has `stage_sizes[s]` blocks of width `width * 2**s`, the first strided by 2 from the second stage on.
+  With `pyramid` it returns instead the tuple of each stage's last block output, fine to coarse, float32
+  [B, H/s, W/s, C]: strides 4, 8, 16, 32 with the 'imagenet' stem (1, 2, 4, 8 with 'small'); the last one is the
+  map the pooled features average, and the parameters are the same in both modes.
   dropout_rate and attention_dropout_rate are accepted, so that every backbone has the same call, and unused.
   """
   stage_sizes: Sequence[int]
@@ -95,7 +99,7 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, dropout_rate, attention_dropout_rate, train: bool):
+  def __call__(self, x, *, dropout_rate, attention_dropout_rate, train: bool, pyramid: bool = False):
     del dropout_rate, attention_dropout_rate
     if self.block not in BLOCKS:
       raise ValueError(f'ResNet block {self.block!r} is not one of {", ".join(BLOCKS)}')
@@ -103,13 +107,16 @@ class ResNet(nn.Module):
       raise ValueError(f'ResNet stem {self.stem!r} is not one of {", ".join(STEMS)}')
     norms = dict(bn_frozen=self.bn_frozen, bn_momentum=self.bn_momentum, bn_eps=self.bn_eps, dtype=self.dtype)
     x = Stem(kind=self.stem, width=self.width, name='stem', **norms)(jnp.asarray(x, self.dtype), train=train)
-    k = 0
+    k, maps = 0, []
     for stage, num_blocks in enumerate(self.stage_sizes):
       for b in range(num_blocks):
         strides = 2 if stage > 0 and b == 0 else 1
         x = Block(kind=self.block, width=self.width * 2 ** stage, strides=strides, name=f'block_{k}', **norms)(
             x, train=train)
         k += 1
+      maps.append(x)
+    if pyramid:
+      return tuple(m.astype(jnp.float32) for m in maps)
     return jnp.mean(x.astype(jnp.float32), axis=(1, 2))
 
 

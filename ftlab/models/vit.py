@@ -85,6 +85,9 @@ class EncoderLayer(nn.Module):
 class ViT(nn.Module):
   """Images [B, H, W, C] -> features [B, hidden_size]: the class token ('cls') or the token mean ('gap').
 
+  With `pyramid` it returns instead a tuple of one map, float32 [B, H/p, W/p, hidden_size]: the patch tokens after
+  the final norm (the class token dropped) on their grid; the parameters are the same in both modes.
+
   Parameters are float32; `dtype` is the compute dtype (layer norms and the softmax compute in float32). The
   position embedding holds one row per patch (plus one for the class token first), so the image size is fixed at
   init; ftlab.pretrained.vision.fit_pos_embedding resizes a checkpoint's to another image size.
@@ -99,7 +102,7 @@ class ViT(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, dropout_rate, attention_dropout_rate, train: bool):
+  def __call__(self, x, *, dropout_rate, attention_dropout_rate, train: bool, pyramid: bool = False):
     if self.pooling not in POOLINGS:
       raise ValueError(f'ViT pooling {self.pooling!r} is not one of {", ".join(POOLINGS)}')
     if self.hidden_size % self.num_heads:
@@ -120,6 +123,9 @@ class ViT(nn.Module):
                        name=f'layer_{i}')(x, dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate,
                                           train=train)
     x = _layer_norm('final_norm', self.layer_norm_eps)(x)
+    if pyramid:
+      patches = x[:, 1:] if self.pooling == 'cls' else x
+      return (patches.astype(jnp.float32).reshape(batch, h, w, d),)
     return x[:, 0] if self.pooling == 'cls' else jnp.mean(x, axis=1)
 
 

@@ -83,12 +83,12 @@ def _read(model_config, params) -> tuple[dict, dict, list[str], list[str]]:
   if model_config.name == 'decoder':
     tree, unused = _read_decoder(spec, model_config.download)
     return tree, {}, unused, []
-  if model_config.name in ('vit', 'resnet'):
+  if model_config.name in ('vit', 'resnet', 'efficientnet'):
     from ftlab.pretrained import vision
     return vision.load(spec, model_config, params)
   raise surgery.SurgeryError(f'model.pretrained: model.name={model_config.name!r} has no pretrained import; use '
-                             "'bert', 'decoder', 'vit' or 'resnet', or init.checkpoint to start from an earlier ftlab "
-                             'run')
+                             "'bert', 'decoder', 'vit', 'resnet' or 'efficientnet', or init.checkpoint to start from an "
+                             'earlier ftlab run')
 
 
 def check(model_config, abstract_params, *, reinit: str) -> list[str]:

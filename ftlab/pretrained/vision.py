@@ -1,4 +1,5 @@
-"""Pretrained vision weights (timm / torchvision ViT and ResNet, big_vision ViT) as ftlab parameter trees.
+"""Pretrained vision weights (timm / torchvision ViT and ResNet, big_vision ViT, lukemelas-named EfficientNet) as ftlab
+parameter trees.
 
 A file is read into a flat {name: array} dict (`read_weights`), its naming recognised (`detect_format`) and renamed
 and re-laid-out into the tree ftlab's models use: {'backbone': {...}, 'head': {...}}, the classifier head outside
@@ -53,7 +54,7 @@ def _strip_params(weights: dict) -> dict:
 
 
 def detect_format(weights: dict) -> str:
-  """'timm_vit', 'big_vision_vit' or 'timm_resnet', from the names in `weights`."""
+  """'timm_vit', 'big_vision_vit', 'timm_resnet' or 'lukemelas_efficientnet', from the names in `weights`."""
   keys = set(_strip_params(weights))
   if 'patch_embed.proj.weight' in keys:
     return 'timm_vit'
@@ -61,9 +62,11 @@ def detect_format(weights: dict) -> str:
     return 'big_vision_vit'
   if 'conv1.weight' in keys and any(k.startswith('layer1.') for k in keys):
     return 'timm_resnet'
+  if '_conv_stem.weight' in keys:
+    return 'lukemelas_efficientnet'
   some = ', '.join(sorted(weights)[:8]) or '(no arrays)'
-  raise SurgeryError(f'the weights are not a timm ViT, big_vision ViT or timm/torchvision ResNet (names: {some}); '
-                     'convert them to one of these namings')
+  raise SurgeryError(f'the weights are not a timm ViT, big_vision ViT, timm/torchvision ResNet or lukemelas '
+                     f'EfficientNet (names: {some}); convert them to one of these namings')
 
 
 class _Source:
@@ -232,6 +235,31 @@ def resnet_from_timm(weights: dict) -> tuple[dict, dict, list[str]]:
   return params, stats, src.unused()
 
 
+EFFICIENTNET_BLOCK = (('_expand_conv', '_bn0', 'expand'), ('_depthwise_conv', '_bn1', 'depthwise'),
+                      ('_project_conv', '_bn2', 'project'))
+
+
+def efficientnet_from_torch(weights: dict) -> tuple[dict, dict, list[str]]:
+  """(params, batch_stats, unused names) of lukemelas-named EfficientNet weights ('_conv_stem.weight',
+  '_blocks.3._depthwise_conv.weight').
+
+  '_blocks.N._expand_conv' / '_bn0', '_depthwise_conv' / '_bn1', '_project_conv' / '_bn2' become 'block_N/expand_*',
+  'depthwise_*', 'project_*'; '_conv_stem' / '_bn0' 'stem_*', '_conv_head' / '_bn1' 'top_*', '_fc' the head.
+  Depthwise kernels [C, 1, kh, kw] become flax's grouped [kh, kw, 1, C] by the same transpose as other convs.
+  """
+  src, params, stats = _Source(weights), {}, {}
+  backbone, backbone_stats = params.setdefault('backbone', {}), stats.setdefault('backbone', {})
+  for torch_conv, torch_bn, ours in (('_conv_stem', '_bn0', 'stem'), ('_conv_head', '_bn1', 'top')):
+    _put(backbone, f'{ours}_conv/kernel', _conv(src.take(f'{torch_conv}.weight')))
+    _batch_norm(src, torch_bn, backbone, backbone_stats, f'{ours}_bn')
+  for i in src.indices(r'_blocks\.(\d+)\.'):
+    for torch_conv, torch_bn, ours in EFFICIENTNET_BLOCK:
+      _put(backbone, f'block_{i}/{ours}_conv/kernel', _conv(src.take(f'_blocks.{i}.{torch_conv}.weight')))
+      _batch_norm(src, f'_blocks.{i}.{torch_bn}', backbone, backbone_stats, f'block_{i}/{ours}_bn')
+  _linear(src, '_fc', params, 'head')
+  return params, stats, src.unused()
+
+
 def resize_pos_embedding(posemb: np.ndarray, new_num_patches_side: int, *, has_cls: bool) -> np.ndarray:
   """[1, N(+1), D] -> [1, n*n(+1), D]: the square patch grid resized bilinearly, the class-token row kept first."""
   cls, grid = (posemb[:, :1], posemb[:, 1:]) if has_cls else (posemb[:, :0], posemb)
@@ -289,17 +317,29 @@ def _replaced(tree, parts: list[str], value):
   return copy
 
 
+def weights_file(path: str) -> str:
+  """`path`, or the model.safetensors inside it when it is a folder (as a Hugging Face model folder holds it)."""
+  if not os.path.isdir(path):
+    return path
+  inside = os.path.join(path, 'model.safetensors')
+  if not os.path.isfile(inside):
+    raise SurgeryError(f'model.pretrained: {path} is a folder without model.safetensors; set model.pretrained to the '
+                       f'{FORMATS} weights file itself')
+  return inside
+
+
 def load(path: str, model_config, fresh_params) -> tuple[dict, dict, list[str], list[str]]:
-  """model.pretrained for model.name 'vit' / 'resnet': (params tree, batch-norm statistics, unused names, notes),
-  the ViT's position embedding fitted to `fresh_params`' patch grid (which may be abstract shapes)."""
-  weights = read_weights(path)
+  """model.pretrained for model.name 'vit' / 'resnet' / 'efficientnet' (a weights file, or a folder holding
+  model.safetensors): (params tree, batch-norm statistics, unused names, notes), the ViT's position embedding fitted
+  to `fresh_params`' patch grid (which may be abstract shapes)."""
+  weights = read_weights(weights_file(path))
   fmt = detect_format(weights)
-  want = 'resnet' if model_config.name == 'resnet' else 'vit'
-  if not fmt.endswith(want):
+  if not fmt.endswith(model_config.name):
     raise SurgeryError(f'model.pretrained: {path} holds {fmt.replace("_", " ")} weights, but model.name is '
                        f'{model_config.name!r}; set model.name to match the checkpoint')
-  if fmt == 'timm_resnet':
-    params, stats, unused = resnet_from_timm(weights)
+  if fmt in ('timm_resnet', 'lukemelas_efficientnet'):
+    convert = resnet_from_timm if fmt == 'timm_resnet' else efficientnet_from_torch
+    params, stats, unused = convert(weights)
     return params, stats, unused, []
   from ftlab.models.vit import vit
   num_heads = vit(model_config.variant).num_heads
