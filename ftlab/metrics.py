@@ -21,8 +21,9 @@ from ftlab import entity_metrics
 METRIC_NAMES = ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro')
 ENTITY_METRIC_NAMES = ('entity_precision', 'entity_recall', 'entity_f1')  # token classification only
 LM_METRIC_NAMES = ('perplexity',)  # decoders only
+SEGMENTATION_METRIC_NAMES = ('miou',)  # segmentation only (accuracy is then pixel accuracy)
 METRIC_MODES = {'loss': 'min', 'perplexity': 'min', 'accuracy': 'max', 'precision_macro': 'max',
-                'recall_macro': 'max', 'f1_macro': 'max',
+                'recall_macro': 'max', 'f1_macro': 'max', 'miou': 'max',
                 **{name: 'max' for name in ENTITY_METRIC_NAMES}}
 
 
@@ -98,6 +99,14 @@ def make_tag_eval_metrics(tag_names: tuple[str, ...]) -> type[clu_metrics.Collec
 
 
 @functools.cache
+def make_pixel_eval_metrics(num_classes: int) -> type[clu_metrics.Collection]:
+  """Segmentation: the loss over counted pixels and the pixel confusion matrix, from which `summarize` computes
+  pixel accuracy, per-class IoU and mean IoU exactly (integer counts over the whole split)."""
+  return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'),
+                                       pixel_confusion=ConfusionMatrix.of(num_classes))
+
+
+@functools.cache
 def make_train_metrics() -> type[clu_metrics.Collection]:
   """Collection class with loss (Average of 'loss') and accuracy only; mask optional."""
   return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'),
@@ -133,11 +142,28 @@ def scores_from_confusion(cm: np.ndarray, *, labels: int | None = None) -> dict:
   }
 
 
+def iou_scores(cm: np.ndarray) -> dict:
+  """Pixel accuracy, per-class IoU (tp / (tp + fp + fn)) and mean IoU over the classes present in the labels or
+  the predictions, from a [C, C] pixel confusion matrix (rows = true)."""
+  cm = np.asarray(cm, dtype=np.int64)
+  tp = np.diag(cm).astype(np.float64)
+  union = (cm.sum(axis=0) + cm.sum(axis=1)).astype(np.float64) - tp
+  iou = _safe_div(tp, union)
+  present = union > 0
+  return {'accuracy': float(tp.sum() / max(cm.sum(), 1)), 'iou_per_class': iou.tolist(),
+          'miou': float(iou[present].mean()) if present.any() else 0.0}
+
+
 def summarize(collection) -> dict:
   """Computes an (eval or train) collection into a flat JSON-ready dict of floats/lists."""
   values = collection.compute()
-  out = {'loss': float(np.asarray(values['loss'])),
-         'accuracy': float(np.asarray(values['accuracy']))}
+  out = {'loss': float(np.asarray(values['loss']))}
+  if 'accuracy' in values:
+    out['accuracy'] = float(np.asarray(values['accuracy']))
+  if 'pixel_confusion' in values:  # segmentation: scores over pixels
+    cm = np.asarray(values['pixel_confusion'])
+    out.update(scores_from_confusion(cm))
+    out.update(iou_scores(cm))
   if 'confusion' in values:
     out.update(scores_from_confusion(np.asarray(values['confusion'])))
   if 'perplexity' in values:  # a decoder's evaluation: the mean token loss, exponentiated

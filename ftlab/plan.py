@@ -87,7 +87,7 @@ def make_plan(config, workdir: str, *, init_from: str = '',
   labels, rules, trained, tx, schedule = optimizer
   frozen = rules_lib.frozen_masks(labels, rules, {k: v for k, v in variables.items() if k != 'params'},
                                   trained=trained)
-  counts = np.bincount(splits.train.labels, minlength=splits.num_classes) if task.kind in ('image', 'text') else None
+  counts = _class_counts(task, splits)
   return Plan(config=config, workdir=workdir, init_from=init_from, splits=splits, task=task, model=model,
               steps_per_epoch=spe, total_steps=total, eval_every=config.eval.every_steps or spe,
               eval_mode=config_lib.eval_mode(config), variables=variables, labels=labels, rules=rules,
@@ -107,10 +107,20 @@ def _task(config, splits, shape):
                         cache_dtype=config.model.dtype)
 
 
+def _class_counts(task, splits) -> np.ndarray | None:
+  """Training examples (pixels, for segmentation) per class: what train.balance_classes weighs by."""
+  if task.kind == 'segment':
+    return splits.train.class_counts(splits.num_classes)
+  return np.bincount(splits.train.labels, minlength=splits.num_classes) if task.kind in ('image', 'text') else None
+
+
 def _data_kind_problem(model_name: str, config, splits) -> str | None:
   """A model that cannot read the data's examples."""
   takes = 'lm' if model_name in models.DECODER_MODELS else 'text' if model_name in models.TEXT_MODELS else 'image'
-  gives = 'text' if splits.task == 'tags' else splits.task
+  gives = {'tags': 'text', 'segment': 'image'}.get(splits.task, splits.task)
+  if splits.task == 'segment' and model_name in ('mlp', 'cnn'):
+    return (f'model.name={model_name!r} has no feature pyramid for a segmentation head; use resnet, vit or '
+            'efficientnet')
   if takes == gives:
     return None
   if takes == 'lm':
@@ -121,7 +131,7 @@ def _data_kind_problem(model_name: str, config, splits) -> str | None:
     return (f'data.sft.prompt / data.source {config.data.source!r}: SFT data is for a decoder, not model.name='
             f"{model_name!r}; set model.name='decoder' or leave data.sft.prompt ''")
   fix = "an image dataset" if takes == 'image' else "a text dataset (data.source 'text', 'conll' or a TFDS text set)"
-  other = "model.name='bert'" if takes == 'image' else "an image model (mlp, cnn, vit, resnet)"
+  other = "model.name='bert'" if takes == 'image' else "an image model (mlp, cnn, vit, resnet, efficientnet)"
   return (f'model.name={model_name!r} takes {takes}, but data.source={config.data.source!r} gives {gives} examples; '
           f'use {fix}, or {other}')
 

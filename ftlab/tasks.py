@@ -30,7 +30,8 @@ def classification_loss(logits: jax.Array, labels: jax.Array, *, label_smoothing
 
 @dataclasses.dataclass(frozen=True)
 class Task:
-  """What a run predicts: 'image' / 'text' (one label per example) or 'tags' (one label per word)."""
+  """What a run predicts: 'image' / 'text' (one label per example), 'tags' (one label per word) or 'segment' (one
+  label per pixel, IGNORE (-1) where none counts)."""
   kind: str
   class_names: tuple[str, ...]
 
@@ -40,7 +41,7 @@ class Task:
 
   def inputs(self, batch: dict):
     """What the model reads: the image array, or the dict of token arrays."""
-    if self.kind == 'image':
+    if self.kind in ('image', 'segment'):
       return batch['image']
     return {k: batch[k] for k in TEXT_INPUTS if k in batch}
 
@@ -51,6 +52,12 @@ class Task:
   def labels_and_mask(self, batch: dict) -> tuple[jax.Array, jax.Array]:
     """(labels clipped to valid ids, mask) of the predictions that count: [B] per example, [B, L] per token."""
     rows = batch.get('mask')
+    if self.kind == 'segment':
+      labels = batch['label']
+      mask = (labels >= 0).astype(jnp.float32)
+      if rows is not None:
+        mask = mask * rows.astype(jnp.float32)[:, None, None]
+      return jnp.maximum(labels, 0), mask
     if self.kind != 'tags':
       labels = batch['label']
       mask = jnp.ones(labels.shape, jnp.float32) if rows is None else rows.astype(jnp.float32)
@@ -76,6 +83,9 @@ class Task:
     """Loss (no label smoothing), accuracy and the confusion matrix; for tags also entity-level counts."""
     labels, mask = self.labels_and_mask(batch)
     losses = classification_loss(logits, labels)
+    if self.kind == 'segment':
+      return metrics_lib.make_pixel_eval_metrics(self.num_classes).single_from_model_output(
+          loss=losses, logits=logits, labels=labels, mask=mask)
     if self.kind != 'tags':
       return metrics_lib.make_eval_metrics(self.num_classes).single_from_model_output(
           loss=losses, logits=logits, labels=labels, mask=mask)
@@ -84,9 +94,11 @@ class Task:
 
   def check_metric(self, metric: str) -> str | None:
     """A problem when eval.metric does not exist for this task."""
+    if metric == 'miou' and self.kind != 'segment':
+      return "eval.metric: 'miou' is for segmentation (data.source 'segmentation'); use f1_macro or accuracy"
     if metric.startswith('entity_') and self.kind != 'tags':
       return (f'eval.metric: {metric!r} is for token classification (NER) only; this run classifies '
-              f'{"images" if self.kind == "image" else "texts"}: use f1_macro or accuracy')
+              f'{"images" if self.kind in ("image", "segment") else "texts"}: use f1_macro or accuracy')
     if self.kind == 'tags':
       try:
         entity_metrics.tag_scheme(self.class_names)

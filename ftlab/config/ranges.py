@@ -47,8 +47,8 @@ def _model(config, p: _Problems) -> None:
   poolings = {'bert': ('cls', 'mean', 'pooler'), 'vit': ('cls', 'gap')}.get(model.name)
   p.need(not poolings or model.pooling in poolings, f'model.pooling: {model.pooling!r} does not apply to model.name='
          f'{model.name!r}; choose one of {", ".join(poolings or ())}')
-  p.need(model.name not in ('vit', 'resnet') or model.variant,
-         f"model.variant: model.name={model.name!r} needs a variant, e.g. " + ("'s/16'" if model.name == 'vit' else "'50'"))
+  example = {'vit': "'s/16'", 'resnet': "'50'", 'efficientnet': "'lite0'"}.get(model.name)
+  p.need(not example or model.variant, f'model.variant: model.name={model.name!r} needs a variant, e.g. {example}')
   sizes = [v for k, v in model.bert.items() if k != 'roberta_positions']
   p.need(all(v >= 0 for v in sizes), 'model.bert.*: sizes must be >= 0')
   p.need(not (model.pretrained and config.init.checkpoint), 'model.pretrained / init.checkpoint: choose one starting '
@@ -80,6 +80,22 @@ def _decoder(config, p: _Problems) -> None:
            f"missing role from train); {odd} cannot be read: use those values")
 
 
+def _segmentation(seg, p: _Problems) -> None:
+  p.need(len(seg.crop) == 2 and all(v >= 0 for v in seg.crop) and (all(seg.crop) or not any(seg.crop)),
+         f'data.segmentation.crop: (height, width) > 0, or [0, 0] for whole images; got {list(seg.crop)}')
+  p.need(len(seg.scale) == 2 and 0 < seg.scale[0] <= seg.scale[1],
+         f'data.segmentation.scale: (min, max) with 0 < min <= max; got {list(seg.scale)}')
+  p.need(len(seg.palette) % 3 == 0 and all(0 <= v <= 255 for v in seg.palette),
+         f'data.segmentation.palette: flat r, g, b triples of 0..255, one per class; got {len(seg.palette)} values')
+  p.need(not seg.palette or len(seg.palette) // 3 >= len(seg.class_names),
+         'data.segmentation.palette: give one colour per class of data.segmentation.class_names')
+  p.need(len(seg.size) == 2 and all(v >= 0 for v in seg.size) and (all(seg.size) or not any(seg.size)),
+         f'data.segmentation.size: (height, width) > 0, or [0, 0] to keep the stored size; got {list(seg.size)}')
+  p.need(seg.pad_to >= 1, f'data.segmentation.pad_to: must be >= 1, got {seg.pad_to}')
+  p.need('{split}' in seg.images and '{split}' in seg.masks,
+         "data.segmentation.images / masks: each must contain '{split}' (e.g. '{split}' and '{split}annot')")
+
+
 def _data(config, p: _Problems) -> None:
   d = config.data
   p.need(d.source in DATA_SOURCES, f'data.source: {d.source!r} is not a data source; choose one of '
@@ -96,6 +112,8 @@ def _data(config, p: _Problems) -> None:
            'data.validation_fraction + data.test_fraction: must leave something to train on (sum < 1)')
   for role in ('train', 'validation', 'test'):
     p.need(role in d.splits, f'data.splits.{role}: missing; give a split name, \'auto\' or \'\'')
+  if d.source == 'segmentation':
+    _segmentation(d.segmentation, p)
   p.need(d.remainder in ('spill', 'drop', 'pad'), f"data.remainder: {d.remainder!r}; choose 'spill', 'drop' or 'pad'")
   p.need(d.workers >= 0, f'data.workers: must be >= 0, got {d.workers}')
   p.need(d.read_threads >= 0, f'data.read_threads: must be >= 0, got {d.read_threads}')

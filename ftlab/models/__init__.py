@@ -8,7 +8,7 @@ from ftlab.models.heads import Classifier, SequenceClassifier, TokenClassifier
 from ftlab.models.llama import CausalLM, DecoderConfig
 from ftlab.models.small import CNN, MLP
 
-IMAGE_MODELS = ('mlp', 'cnn', 'vit', 'resnet')
+IMAGE_MODELS = ('mlp', 'cnn', 'vit', 'resnet', 'efficientnet')
 TEXT_MODELS = ('bert',)
 DECODER_MODELS = ('decoder',)
 _VARIANTS = {'llama': {}, 'mistral': {}, 'qwen2': {'qkv_bias': True},
@@ -60,8 +60,15 @@ def build(model_config, task, *, bert: BertConfig | None = None, decoder: Decode
     from ftlab.models import resnet
     backbone = resnet.resnet(int(model_config.variant), width=model_config.width, stem=model_config.stem,
                              bn_frozen=model_config.bn_frozen, dtype=dtype, name='backbone')
+  elif model_config.name == 'efficientnet':
+    from ftlab.models import efficientnet
+    backbone = efficientnet.efficientnet(model_config.variant, bn_frozen=model_config.bn_frozen, dtype=dtype,
+                                         name='backbone')
   else:
     small = {'mlp': MLP, 'cnn': CNN}[model_config.name]
     backbone = small(features=tuple(model_config.features), norm=model_config.norm, bn_frozen=model_config.bn_frozen,
                      name='backbone')
+  if task.kind == 'segment':
+    from ftlab.models.segmentation import Segmenter
+    return Segmenter(backbone=backbone, num_classes=task.num_classes, features=model_config.head_features, dtype=dtype)
   return Classifier(backbone=backbone, num_classes=task.num_classes)

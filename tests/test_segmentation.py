@@ -1,0 +1,197 @@
+"""Semantic segmentation: masks, data folders, joint augmentation, pixel metrics against numpy, and a run."""
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import assert_same_run, run_ftlab
+from ftlab import metrics, tasks
+from ftlab.config import defaults
+from ftlab.data import dense_augment, masks, segmentation
+from ftlab.data.errors import DataError
+
+CLASSES = ['sky', 'road', 'car']
+
+
+def _scene(rng, h=40, w=56):
+  """A synthetic road scene: sky above, road below, a car box; its image's red channel encodes the class."""
+  labels = np.zeros((h, w), np.int32)
+  labels[h // 2:] = 1
+  top, left = rng.integers(h // 2 - 8, h - 10), rng.integers(0, w - 16)
+  labels[top:top + 8, left:left + 14] = 2
+  image = np.stack([labels * 100, np.full((h, w), 30), rng.integers(0, 50, (h, w))], -1).astype(np.uint8)
+  return image, labels
+
+
+def write_dataset(root, *, n_train=10, n_val=4, void_pixels=True, seed=0):
+  """CamVid's layout: train/ + trainannot/, val/ + valannot/, class-id PNGs, id 3 marking void."""
+  rng = np.random.default_rng(seed)
+  for split, n in (('train', n_train), ('val', n_val)):
+    os.makedirs(os.path.join(root, split))
+    os.makedirs(os.path.join(root, split + 'annot'))
+    for i in range(n):
+      image, labels = _scene(rng)
+      if void_pixels:
+        labels[0, :5] = 3
+      Image.fromarray(image).save(os.path.join(root, split, f'{i:03d}.png'))
+      Image.fromarray(labels.astype(np.uint8)).save(os.path.join(root, split + 'annot', f'{i:03d}.png'))
+  return str(root)
+
+
+def seg_config(root, **data):
+  c = defaults()
+  d = c.data
+  d.source, d.path = 'segmentation', str(root)
+  d.splits.train, d.splits.validation, d.splits.test = 'train', 'val', ''
+  d.test_fraction = 2
+  d.segmentation.class_names = CLASSES
+  d.segmentation.ignore_ids = [3]
+  d.segmentation.pad_to = 16
+  for key, value in data.items():
+    d.segmentation[key] = value
+  return c
+
+
+def test_folder_pairs_load_padded_with_void_and_padding_ignored(tmp_path):
+  splits = segmentation.load(seg_config(write_dataset(tmp_path / 'scenes')).data)
+  assert splits.task == 'segment' and splits.class_names == tuple(CLASSES)
+  assert (len(splits.train), len(splits.validation), len(splits.test)) == (8, 4, 2)
+  batch = splits.validation.get_batch(np.arange(2))
+  assert batch['image'].shape == (2, 48, 64, 3) and batch['label'].shape == (2, 48, 64)  # 40x56 padded to 16s
+  assert (batch['label'][:, 40:] == masks.IGNORE).all() and (batch['label'][:, :, 56:] == masks.IGNORE).all()
+  assert (batch['label'][:, 0, :5] == masks.IGNORE).all()  # void id 3
+  assert set(np.unique(batch['label'][:, :40, :56])) <= {-1, 0, 1, 2}
+
+
+def test_binary_and_palette_masks_read_to_class_ids(tmp_path):
+  grey = np.array([[0, 255], [255, 0]], np.uint8)
+  Image.fromarray(grey).save(tmp_path / 'b.png')
+  binary = masks.MaskFormat(2, binary=True)
+  np.testing.assert_array_equal(masks.read(str(tmp_path / 'b.png'), binary), [[0, 1], [1, 0]])
+  rgb = np.array([[[128, 0, 0], [0, 128, 0]], [[0, 0, 0], [128, 0, 0]]], np.uint8)
+  Image.fromarray(rgb).save(tmp_path / 'c.png')
+  palette = masks.MaskFormat(2, palette=(128, 0, 0, 0, 128, 0, 0, 0, 0), ignore_ids=(2,))
+  np.testing.assert_array_equal(masks.read(str(tmp_path / 'c.png'), palette), [[0, 1], [-1, 0]])
+  rgb[0, 0] = (9, 9, 9)
+  Image.fromarray(rgb).save(tmp_path / 'd.png')
+  with pytest.raises(DataError, match=r'd\.png: colour \(9, 9, 9\) at row 0, column 0 is not in'):
+    masks.read(str(tmp_path / 'd.png'), palette)
+
+
+def test_bad_masks_are_refused_naming_the_file(tmp_path):
+  root = write_dataset(tmp_path / 'scenes', void_pixels=False)
+  with pytest.raises(DataError, match=r"data.splits.validation='valid': name a split folder"):
+    segmentation.load(_with_val(root, 'valid'))
+  Image.fromarray(np.full((40, 56), 7, np.uint8)).save(os.path.join(root, 'trainannot', '002.png'))
+  with pytest.raises(DataError, match=r'trainannot/002\.png: class ids \[7\] are outside the 3 classes'):
+    segmentation.load(seg_config(root).data)
+  Image.fromarray(np.zeros((20, 56), np.uint8)).save(os.path.join(root, 'trainannot', '002.png'))
+  with pytest.raises(DataError, match=r'002\.png: the mask is 20x56 but its image .*002\.png is 40x56'):
+    segmentation.load(seg_config(root).data)
+  os.remove(os.path.join(root, 'trainannot', '002.png'))
+  with pytest.raises(DataError, match=r'train/002\.png: no mask named 002\.\* in'):
+    segmentation.load(seg_config(root).data)
+
+
+def _with_val(root, name):
+  c = seg_config(root)
+  c.data.splits.validation = name
+  return c.data
+
+
+def test_augmentation_moves_image_and_mask_together():
+  rng = np.random.default_rng(1)
+  image, labels = _scene(rng, 64, 96)
+  for seed in range(20):
+    view, view_labels = dense_augment.scale_crop_flip(image, labels, np.random.default_rng(seed), crop=(48, 48),
+                                                      scale=(0.5, 2.0), flip=True)
+    assert view.shape == (48, 48, 3) and view_labels.shape == (48, 48)
+    counted = view_labels >= 0
+    from_image = np.rint(view[..., 0] / 100.0).astype(int)
+    agree = (from_image == view_labels)[counted].mean() if counted.any() else 1.0
+    assert agree > 0.95  # bilinear blending may only disturb the pixels at class borders
+    assert (view[~counted] == 0).all()  # beyond the scaled image: zeros, ignored
+  exact, exact_labels = dense_augment.scale_crop_flip(image, labels, np.random.default_rng(3), crop=(32, 40),
+                                                      flip=True)
+  np.testing.assert_array_equal(np.rint(exact[..., 0] / 100.0).astype(int), exact_labels)
+
+
+def _numpy_scores(logits, labels, rows):
+  pred = logits.argmax(-1)
+  counted = (labels >= 0) & rows[:, None, None]
+  cm = np.bincount(labels[counted] * 3 + pred[counted], minlength=9).reshape(3, 3)
+  iou = np.array([cm[c, c] / (cm[c].sum() + cm[:, c].sum() - cm[c, c]) for c in range(3)])
+  return cm, iou, np.trace(cm) / cm.sum()
+
+
+def test_pixel_accuracy_iou_and_miou_equal_numpy_with_ignored_pixels():
+  rng = np.random.default_rng(0)
+  task = tasks.Task('segment', tuple(CLASSES))
+  logits = rng.normal(size=(6, 9, 11, 3)).astype(np.float32)
+  labels = rng.integers(-1, 3, size=(6, 9, 11)).astype(np.int32)
+  rows = np.array([1, 1, 1, 1, 1, 0], bool)  # the last row pads the eval batch
+  total = None
+  for s in (slice(0, 4), slice(4, 6)):
+    m = task.eval_metrics(logits=logits[s], batch={'label': labels[s], 'mask': rows[s]})
+    total = m if total is None else total.merge(m)
+  scores = metrics.summarize(total)
+  cm, iou, accuracy = _numpy_scores(logits, labels, rows)
+  assert scores['confusion_matrix'] == cm.tolist()
+  np.testing.assert_allclose(scores['iou_per_class'], iou, rtol=1e-12)
+  assert scores['miou'] == pytest.approx(iou.mean(), rel=1e-12)
+  assert scores['accuracy'] == pytest.approx(accuracy, rel=1e-12)
+
+
+def test_miou_is_refused_for_a_classifier():
+  assert 'segmentation' in tasks.Task('image', ('a', 'b')).check_metric('miou')
+  assert tasks.Task('segment', ('a', 'b')).check_metric('miou') is None
+
+
+def _run(config, workdir, env=None):
+  path = f'{workdir}.py'
+  with open(path, 'w') as f:
+    f.write('import json\nimport ml_collections\n\ndef get_config(arg=None):\n'
+            f'  return ml_collections.ConfigDict(json.loads({json.dumps(config.to_dict())!r}))\n')
+  return run_ftlab('ftlab.main', [f'--config={path}', f'--workdir={workdir}'], env=env, log_base=f'{workdir}.log')
+
+
+@pytest.fixture(scope='module')
+def segmentation_runs(tmp_path_factory):
+  """A tiny ResNet + FPN segmenter on synthetic scenes, whole and killed at step 13 then resumed."""
+  tmp = tmp_path_factory.mktemp('segmentation')
+  c = seg_config(write_dataset(tmp / 'scenes'), crop=[32, 32], scale=[0.75, 1.25])
+  c.data.image.flip = True
+  c.model.name, c.model.variant, c.model.width, c.model.head_features = 'resnet', '18', 8, 16
+  c.train.batch_size, c.train.num_steps, c.train.num_epochs = 4, 20, 0.0
+  c.eval.every_steps, c.eval.metric, c.eval.batch_size = 10, 'miou', 4
+  whole, killed = str(tmp / 'whole'), str(tmp / 'killed')
+  assert _run(c, whole).returncode == 0
+  assert _run(c, killed, env={'FTLAB_TEST_KILL': 'step=13'}).returncode == -signal.SIGKILL
+  assert _run(c, killed).returncode == 0
+  return whole, killed
+
+
+def test_a_segmentation_run_killed_and_resumed_ends_bit_identical(segmentation_runs):
+  whole, killed = segmentation_runs
+  assert_same_run(whole, killed)
+
+
+def test_a_segmentation_run_selects_by_miou_and_reports_iou_per_class(segmentation_runs):
+  whole, _ = segmentation_runs
+  with open(os.path.join(whole, 'summary.json')) as f:
+    summary = json.load(f)
+  assert summary['selection_metric'] == 'miou'
+  for split in ('validation', 'test'):
+    scores = summary[split]
+    cm = np.array(scores['confusion_matrix'])
+    union = cm.sum(0) + cm.sum(1) - np.diag(cm)
+    iou = np.diag(cm) / np.maximum(union, 1)
+    np.testing.assert_allclose(scores['iou_per_class'], iou, rtol=1e-12)
+    assert scores['miou'] == pytest.approx(iou[union > 0].mean(), rel=1e-12)
+  with open(os.path.join(whole, 'metrics.jsonl')) as f:
+    validation = [json.loads(line) for line in f if '"split": "validation"' in line]
+  assert [r['step'] for r in validation] == [10, 20] and all('miou' in r for r in validation)
