@@ -1,6 +1,8 @@
-"""Training augmentation that moves an image and its per-pixel labels together: random scale, random crop, random
-horizontal flip. Images resize bilinearly, label maps by nearest neighbour (a class id is never blended); whatever a
-crop takes from beyond the image is zeros in the image and IGNORE in the labels, so it counts nowhere.
+"""Training augmentation that moves an image and its targets together: random scale, random crop, random horizontal
+flip, for per-pixel labels (segmentation) and for boxes (detection). Images resize bilinearly, label maps by nearest
+neighbour (a class id is never blended); whatever a crop takes from beyond the image is zeros in the image and IGNORE
+in the labels, so it counts nowhere. Boxes are scaled, shifted, clipped to the crop and flipped with the pixels; a
+box left with less than `min_visible` of its area (or under 2 pixels a side) is dropped.
 """
 from __future__ import annotations
 
@@ -45,3 +47,43 @@ def scale_crop_flip(image: np.ndarray, labels: np.ndarray, rng: np.random.Genera
   if flip and rng.random() < 0.5:
     image, labels = image[:, ::-1], labels[:, ::-1]
   return np.ascontiguousarray(image), np.ascontiguousarray(labels)
+
+
+def _view(height: int, width: int, rng: np.random.Generator, crop, scale, flip):
+  """(scale factor, scaled size, crop offsets, flipped) of one random view."""
+  s = rng.uniform(*scale) if scale[0] != scale[1] else scale[0]
+  nh, nw = max(1, round(height * s)), max(1, round(width * s))
+  top = int(rng.integers(0, max(nh, crop[0]) - crop[0] + 1))
+  left = int(rng.integers(0, max(nw, crop[1]) - crop[1] + 1))
+  return s, (nh, nw), (top, left), bool(flip and rng.random() < 0.5)
+
+
+def boxes_in_view(boxes: np.ndarray, factors, offsets, crop, flipped: bool, *, min_visible: float = 0.25):
+  """(boxes [K, 4], kept [N] bool): pixel boxes scaled by (fy, fx), shifted by the crop's (top, left), clipped to
+  it and flipped; those keeping less than `min_visible` of their scaled area are dropped."""
+  fy, fx = factors
+  scaled = boxes * np.array([fx, fy, fx, fy], np.float32) - np.array([offsets[1], offsets[0]] * 2, np.float32)
+  clipped = np.clip(scaled, 0, np.array([crop[1], crop[0]] * 2, np.float32))
+  area = lambda b: np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
+  sides = np.minimum(clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1])
+  kept = (area(clipped) >= min_visible * np.maximum(area(scaled), 1e-6)) & (sides >= 2)
+  out = clipped[kept]
+  if flipped:
+    out = np.stack([crop[1] - out[:, 2], out[:, 1], crop[1] - out[:, 0], out[:, 3]], -1)
+  return out.astype(np.float32), kept
+
+
+def scale_crop_flip_boxes(image: np.ndarray, boxes: np.ndarray, rng: np.random.Generator, *, crop: tuple[int, int],
+                          scale: tuple[float, float] = (1.0, 1.0), flip: bool = False):
+  """(image [crop_h, crop_w, C], boxes [K, 4], kept [N] bool): one random view of an image and its pixel boxes."""
+  h, w = image.shape[:2]
+  s, (nh, nw), offsets, flipped = _view(h, w, rng, crop, scale, flip)
+  if (nh, nw) != (h, w):
+    image = images_lib.resize(image, (nh, nw))
+  image = np.pad(image, ((0, max(0, crop[0] - nh)), (0, max(0, crop[1] - nw)), (0, 0)))
+  image = image[offsets[0]:offsets[0] + crop[0], offsets[1]:offsets[1] + crop[1]]
+  boxes, kept = boxes_in_view(np.asarray(boxes, np.float32).reshape(-1, 4), (nh / h, nw / w), offsets, crop,
+                              flipped)
+  if flipped:
+    image = image[:, ::-1]
+  return np.ascontiguousarray(image), boxes, kept
