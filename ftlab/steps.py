@@ -64,13 +64,18 @@ def accumulated_gradients(model, task: tasks.Task, state: TrainState, batch: dic
     return carry, (losses, logits)
 
   zeros = jax.tree.map(jnp.zeros_like, state.params)
-  (grads, total_weight, model_state), (losses, logits) = jax.lax.scan(
-      micro, (zeros, jnp.zeros(()), state.model_state), (micro_batches(batch, accum_steps), jnp.arange(accum_steps)))
-  unstack = lambda x: x.swapaxes(0, 1).reshape((-1,) + x.shape[2:])  # back to the batch's row order
+  if accum_steps == 1:  # no loop: XLA:CPU runs convolutions inside a while loop many times slower (15x, ResNets)
+    (grads, total_weight, model_state), (losses, logits) = micro((zeros, jnp.zeros(()), state.model_state),
+                                                                 (batch, jnp.int32(0)))
+  else:
+    (grads, total_weight, model_state), (losses, logits) = jax.lax.scan(
+        micro, (zeros, jnp.zeros(()), state.model_state), (micro_batches(batch, accum_steps), jnp.arange(accum_steps)))
+    unstack = lambda x: x.swapaxes(0, 1).reshape((-1,) + x.shape[2:])  # back to the batch's row order
+    losses, logits = unstack(losses), unstack(logits)
   if axis_name is not None:
     grads, total_weight = jax.lax.psum((grads, total_weight), axis_name)
   total_weight = jnp.maximum(total_weight, jnp.finfo(jnp.float32).tiny)  # a batch of padding only: zero gradients
-  return jax.tree.map(lambda g: g / total_weight, grads), unstack(losses), unstack(logits), model_state
+  return jax.tree.map(lambda g: g / total_weight, grads), losses, logits, model_state
 
 
 def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: optax.GradientTransformation,
