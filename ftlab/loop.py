@@ -203,7 +203,7 @@ class _Run:
 def _eval_line(step: int, metric: str, rows: list[dict], live: np.ndarray) -> str:
   if len(rows) == 1:
     val = rows[0]['validation']
-    return (f'  eval @ {step}: validation {metric} {val[metric]:.4f}  loss {val["loss"]:.4f}  '
-            f'accuracy {val["accuracy"]:.4f}')
+    accuracy = f'  accuracy {val["accuracy"]:.4f}' if 'accuracy' in val else ''  # detection has none
+    return f'  eval @ {step}: validation {metric} {val[metric]:.4f}  loss {val["loss"]:.4f}' + accuracy
   return f'  eval @ {step}: validation {metric} ' + ' '.join(
       f'{row["validation"][metric]:.4f}' if trained else '-' for row, trained in zip(rows, live))

@@ -23,7 +23,7 @@ ENTITY_METRIC_NAMES = ('entity_precision', 'entity_recall', 'entity_f1')  # toke
 LM_METRIC_NAMES = ('perplexity',)  # decoders only
 SEGMENTATION_METRIC_NAMES = ('miou',)  # segmentation only (accuracy is then pixel accuracy)
 METRIC_MODES = {'loss': 'min', 'perplexity': 'min', 'accuracy': 'max', 'precision_macro': 'max',
-                'recall_macro': 'max', 'f1_macro': 'max', 'miou': 'max',
+                'recall_macro': 'max', 'f1_macro': 'max', 'miou': 'max', 'map': 'max', 'map50': 'max', 'map75': 'max',
                 **{name: 'max' for name in ENTITY_METRIC_NAMES}}
 
 
@@ -160,6 +160,9 @@ def summarize(collection) -> dict:
   out = {'loss': float(np.asarray(values['loss']))}
   if 'accuracy' in values:
     out['accuracy'] = float(np.asarray(values['accuracy']))
+  if 'detections' in values:  # detection: COCO mAP over the collected detections
+    from ftlab import det_task
+    out.update(det_task.detection_scores(values['detections']))
   if 'pixel_confusion' in values:  # segmentation: scores over pixels
     cm = np.asarray(values['pixel_confusion'])
     out.update(scores_from_confusion(cm))

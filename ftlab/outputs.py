@@ -43,9 +43,9 @@ def write_summary(plan: Plan, *, best_step: int, final_step: int, stopped_early:
   if is_writer:
     writers.write_json_atomic(os.path.join(workdir, 'summary.json'), summary)
     metric = config.eval.metric
+    shown = [m for m in dict.fromkeys(['accuracy', metric]) if m in test]
     print(f'ftlab: {workdir}: best validation {metric} {best_val[metric]:.4f} at step {best_step}; '
-          f'test accuracy {test["accuracy"]:.4f}'
-          + (f', test {metric} {test[metric]:.4f}' if metric != 'accuracy' else ''), flush=True)
+          + ', '.join(f'test {m} {test[m]:.4f}' for m in shown), flush=True)
   return summary
 
 

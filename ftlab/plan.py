@@ -98,6 +98,9 @@ def make_plan(config, workdir: str, *, init_from: str = '',
 
 def _task(config, splits, shape):
   """The run's task: a classification Task, or for a decoder the LMTask with what the data says of its tokens."""
+  if splits.task == 'detect':
+    from ftlab import det_task
+    return det_task.DetTask(tuple(splits.class_names), max_detections=int(config.data.detection.max_detections))
   if splits.task != 'lm':
     return tasks.Task(splits.task, tuple(splits.class_names))
   from ftlab import lm_task
@@ -117,9 +120,9 @@ def _class_counts(task, splits) -> np.ndarray | None:
 def _data_kind_problem(model_name: str, config, splits) -> str | None:
   """A model that cannot read the data's examples."""
   takes = 'lm' if model_name in models.DECODER_MODELS else 'text' if model_name in models.TEXT_MODELS else 'image'
-  gives = {'tags': 'text', 'segment': 'image'}.get(splits.task, splits.task)
-  if splits.task == 'segment' and model_name in ('mlp', 'cnn'):
-    return (f'model.name={model_name!r} has no feature pyramid for a segmentation head; use resnet, vit or '
+  gives = {'tags': 'text', 'segment': 'image', 'detect': 'image'}.get(splits.task, splits.task)
+  if splits.task in ('segment', 'detect') and model_name in ('mlp', 'cnn'):
+    return (f'model.name={model_name!r} has no feature pyramid for a {splits.task} head; use resnet, vit or '
             'efficientnet')
   if takes == gives:
     return None

@@ -114,6 +114,12 @@ def _data(config, p: _Problems) -> None:
     p.need(role in d.splits, f'data.splits.{role}: missing; give a split name, \'auto\' or \'\'')
   if d.source == 'segmentation':
     _segmentation(d.segmentation, p)
+  if d.source == 'detection':
+    det = d.detection
+    p.need(det.size >= 32 and det.max_boxes >= 1 and det.max_detections >= 1,
+           'data.detection: size must be >= 32, max_boxes and max_detections >= 1')
+    p.need(len(det.scale) == 2 and 0 < det.scale[0] <= det.scale[1],
+           f'data.detection.scale: (min, max) with 0 < min <= max; got {list(det.scale)}')
   p.need(d.remainder in ('spill', 'drop', 'pad'), f"data.remainder: {d.remainder!r}; choose 'spill', 'drop' or 'pad'")
   p.need(d.workers >= 0, f'data.workers: must be >= 0, got {d.workers}')
   p.need(d.read_threads >= 0, f'data.read_threads: must be >= 0, got {d.read_threads}')

@@ -16,7 +16,8 @@ DECODER_VARIANTS = ('llama', 'mistral', 'qwen2', 'gemma')
 DTYPES = ('float32', 'bfloat16')
 LR_BATCH_SCALING = ('none', 'linear', 'sqrt')
 IMAGE_STATS = ('none', 'imagenet', 'inception', 'mnist')
-DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder', 'sft', 'segmentation')
+DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder', 'sft', 'segmentation',
+                'detection')
 # Keys that may change between a run and its resumption: only the run's length.
 RUN_LENGTH_KEYS = ('train.num_steps', 'train.num_epochs')
 # Sections that may also change on resumption: how the run spreads over devices and processes, which changes no
@@ -31,7 +32,7 @@ LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes'
              'data.image.mean': float, 'data.image.std': float,
              'data.segmentation.class_names': str, 'data.segmentation.ignore_ids': int,
              'data.segmentation.palette': int, 'data.segmentation.crop': int, 'data.segmentation.scale': float,
-             'data.segmentation.size': int,
+             'data.segmentation.size': int, 'data.detection.class_names': str, 'data.detection.scale': float,
              'schedule.values': float, 'train.class_weights': float, 'parallel.distributed.local_device_ids': int}
 
 
@@ -62,7 +63,7 @@ def defaults() -> ml_collections.ConfigDict:
           'attention_dropout_rate': 0.0,  # transformers: dropout on attention probabilities; traced
           'head_dropout_rate': 0.0,  # dropout on the features the task head reads; traced
           'dtype': 'float32',  # compute dtype: 'float32' or 'bfloat16' (parameters and optimizer state stay float32)
-          'head_features': 64,  # segmentation: channels of the FPN decoder head
+          'head_features': 64,  # segmentation and detection: channels of the FPN head
           # resnet / efficientnet / cnn: batch norm always uses (and never updates) its running statistics
           'bn_frozen': False,
           'width': 64,  # resnet: channels of the first stage (doubling per stage); 64 is the standard ResNet
@@ -145,6 +146,17 @@ def defaults() -> ml_collections.ConfigDict:
               'scale': [1.0, 1.0],  # training random scale range (min, max) applied before the crop
               'size': [0, 0],  # resize images (bilinear) and masks (nearest) to (height, width) on reading; 0: keep
               'pad_to': 32,  # evaluation at full resolution, padded (ignored pixels) to a multiple of this
+          },
+          # Object detection (data.source 'detection'): data.splits name a COCO .json, a list of image names (.csv
+          # with a 'filename' column, or .txt) whose VOC XML is in `annotations`, 'all' (every XML), or '' to carve.
+          'detection': {
+              'images': 'images',  # the images' folder under data.path
+              'annotations': 'annotations',  # the VOC XML folder under data.path
+              'class_names': [],  # the object classes (index = class id)
+              'size': 320,  # images letterboxed to size x size (longer side resized to it, then padded)
+              'max_boxes': 50,  # boxes per image held in a batch (an image with more is an error)
+              'scale': [1.0, 1.0],  # training random scale range of the letterboxed image, then cropped back
+              'max_detections': 100,  # detections per image kept for mAP (the top-k heatmap peaks)
           },
           'image': {
               'size': 0,  # resize / pad / crop every image to size x size; 0 keeps the stored size

@@ -260,6 +260,9 @@ def load(data_config) -> Splits:
   if dc.source == 'segmentation':
     from ftlab.data import segmentation
     return segmentation.load(dc)
+  if dc.source == 'detection':
+    from ftlab.data import detection
+    return detection.load(dc)
   if dc.source == 'sft':
     from ftlab.data import sft_splits
     built, names, report = sft_splits.from_jsonl(dc)

@@ -23,6 +23,23 @@ def _upsample(x: jax.Array, height: int, width: int, method: str) -> jax.Array:
   return jax.image.resize(x, (x.shape[0], height, width, x.shape[-1]), method)
 
 
+def fpn(pyramid, *, features: int, dtype, dropout_rate=0.0, train: bool = False, module=None) -> jax.Array:
+  """The fused stride-4 features [B, h_0, w_0, features] of a pyramid (fine to coarse). Called inside a compact
+  module's __call__: its layers ('lateral_i', 'smooth_i', 'norm_i') become that module's; `module` draws dropout."""
+  conv = lambda size, name: nn.Conv(features, (size, size), dtype=dtype, param_dtype=jnp.float32, name=name)
+  levels = [conv(1, f'lateral_{i}')(jnp.asarray(p, dtype)) for i, p in enumerate(pyramid)]
+  for i in range(len(levels) - 2, -1, -1):  # top-down: each level gets the coarser one added
+    h, w = levels[i].shape[1:3]
+    levels[i] = levels[i] + _upsample(levels[i + 1], h, w, 'nearest')
+  h, w = levels[0].shape[1:3]
+  fused = 0.0
+  for i, x in enumerate(levels):
+    x = conv(3, f'smooth_{i}')(x)
+    x = nn.relu(nn.GroupNorm(num_groups=8, dtype=dtype, param_dtype=jnp.float32, name=f'norm_{i}')(x))
+    fused = fused + _upsample(x, h, w, 'bilinear')
+  return fused if module is None else dropout(module, fused, dropout_rate, train=train)
+
+
 class FPNHead(nn.Module):
   """Pyramid (fine to coarse, [B, h_i, w_i, C_i]) -> logits [B, h_0, w_0, num_classes] at the finest level."""
   num_classes: int
@@ -31,20 +48,9 @@ class FPNHead(nn.Module):
 
   @nn.compact
   def __call__(self, pyramid, *, dropout_rate, train: bool) -> jax.Array:
-    conv = lambda size, name, features=self.features: nn.Conv(features, (size, size), dtype=self.dtype,
-                                                              param_dtype=jnp.float32, name=name)
-    levels = [conv(1, f'lateral_{i}')(jnp.asarray(p, self.dtype)) for i, p in enumerate(pyramid)]
-    for i in range(len(levels) - 2, -1, -1):  # top-down: each level gets the coarser one added
-      h, w = levels[i].shape[1:3]
-      levels[i] = levels[i] + _upsample(levels[i + 1], h, w, 'nearest')
-    h, w = levels[0].shape[1:3]
-    fused = 0.0
-    for i, x in enumerate(levels):
-      x = conv(3, f'smooth_{i}')(x)
-      x = nn.relu(nn.GroupNorm(num_groups=8, dtype=self.dtype, param_dtype=jnp.float32, name=f'norm_{i}')(x))
-      fused = fused + _upsample(x, h, w, 'bilinear')
-    fused = dropout(self, fused, dropout_rate, train=train)
-    return conv(1, 'classifier', self.num_classes)(fused)
+    fused = fpn(pyramid, features=self.features, dtype=self.dtype, dropout_rate=dropout_rate, train=train,
+                module=self)
+    return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, param_dtype=jnp.float32, name='classifier')(fused)
 
 
 class Segmenter(nn.Module):
