@@ -1,4 +1,4 @@
-"""The detection task: what a Detector reads, its CenterNet loss, and its evaluation (the loss, and the top-k
+"""The detection task: what a detection model reads, its CenterNet loss, and its evaluation (the loss, and the top-k
 detections with the ground truth collected to the host, where COCOeval computes mAP over the whole split).
 
 Batches carry 'image', 'boxes' [B, M, 4] (pixel x0, y0, x1, y1 in the batch's images) and 'box_labels' [B, M]

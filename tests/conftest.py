@@ -152,6 +152,16 @@ def run_ftlab(target: str, argv: list, *, env: dict | None = None, log_base: str
     forked.kill()
 
 
+def run_config(config, workdir: str, *, env: dict | None = None):
+  """`python -m ftlab.main` on a ConfigDict (written to WORKDIR.py as a config file), its log in WORKDIR.log."""
+  import json
+  path = f'{workdir}.py'
+  with open(path, 'w') as f:
+    f.write('import json\nimport ml_collections\n\ndef get_config(arg=None):\n'
+            f'  return ml_collections.ConfigDict(json.loads({json.dumps(config.to_dict())!r}))\n')
+  return run_ftlab('ftlab.main', [f'--config={path}', f'--workdir={workdir}'], env=env, log_base=f'{workdir}.log')
+
+
 def assert_same_run(whole: str, other: str) -> None:
   """Two runs' metrics.jsonl, summary.json and every kept checkpoint (state leaves, loop, data iterator) are
   bit-identical (ftlab.compare)."""

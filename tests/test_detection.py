@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_same_run, run_ftlab
+from conftest import assert_same_run, run_config
 from ftlab import centernet, detection_metrics
 from ftlab.config import defaults
 from ftlab.data import detection
@@ -16,7 +16,8 @@ from ftlab.data.errors import DataError
 
 VOC = ('<annotation><filename>{name}</filename><size><width>{w}</width><height>{h}</height></size>{objects}'
        '</annotation>')
-OBJECT = '<object><name>box</name><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox></object>'
+OBJECT = ('<object><name>box</name><bndbox><xmin>{}</xmin><ymin>{}</ymin><xmax>{}</xmax><ymax>{}</ymax></bndbox>'
+          '</object>')
 
 
 def test_decoding_the_targets_gives_back_the_boxes():
@@ -93,14 +94,6 @@ def test_voc_images_load_letterboxed_with_their_boxes_scaled(tmp_path):
     detection.load(det_config(root).data)
 
 
-def _run(config, workdir, env=None):
-  path = f'{workdir}.py'
-  with open(path, 'w') as f:
-    f.write('import json\nimport ml_collections\n\ndef get_config(arg=None):\n'
-            f'  return ml_collections.ConfigDict(json.loads({json.dumps(config.to_dict())!r}))\n')
-  return run_ftlab('ftlab.main', [f'--config={path}', f'--workdir={workdir}'], env=env, log_base=f'{workdir}.log')
-
-
 @pytest.fixture(scope='module')
 def detection_runs(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('detection')
@@ -110,9 +103,9 @@ def detection_runs(tmp_path_factory):
   c.train.batch_size, c.train.num_steps, c.train.num_epochs = 4, 16, 0.0
   c.eval.every_steps, c.eval.metric, c.eval.batch_size = 8, 'map50', 4
   whole, killed = str(tmp / 'whole'), str(tmp / 'killed')
-  assert _run(c, whole).returncode == 0
-  assert _run(c, killed, env={'FTLAB_TEST_KILL': 'step=11'}).returncode == -signal.SIGKILL
-  assert _run(c, killed).returncode == 0
+  assert run_config(c, whole).returncode == 0
+  assert run_config(c, killed, env={'FTLAB_TEST_KILL': 'step=11'}).returncode == -signal.SIGKILL
+  assert run_config(c, killed).returncode == 0
   return whole, killed
 
 

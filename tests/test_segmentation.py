@@ -3,12 +3,11 @@ import json
 import os
 import signal
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import assert_same_run, run_ftlab
+from conftest import assert_same_run, run_config
 from ftlab import metrics, tasks
 from ftlab.config import defaults
 from ftlab.data import dense_augment, masks, segmentation
@@ -151,14 +150,6 @@ def test_miou_is_refused_for_a_classifier():
   assert tasks.Task('segment', ('a', 'b')).check_metric('miou') is None
 
 
-def _run(config, workdir, env=None):
-  path = f'{workdir}.py'
-  with open(path, 'w') as f:
-    f.write('import json\nimport ml_collections\n\ndef get_config(arg=None):\n'
-            f'  return ml_collections.ConfigDict(json.loads({json.dumps(config.to_dict())!r}))\n')
-  return run_ftlab('ftlab.main', [f'--config={path}', f'--workdir={workdir}'], env=env, log_base=f'{workdir}.log')
-
-
 @pytest.fixture(scope='module')
 def segmentation_runs(tmp_path_factory):
   """A tiny ResNet + FPN segmenter on synthetic scenes, whole and killed at step 13 then resumed."""
@@ -169,9 +160,9 @@ def segmentation_runs(tmp_path_factory):
   c.train.batch_size, c.train.num_steps, c.train.num_epochs = 4, 20, 0.0
   c.eval.every_steps, c.eval.metric, c.eval.batch_size = 10, 'miou', 4
   whole, killed = str(tmp / 'whole'), str(tmp / 'killed')
-  assert _run(c, whole).returncode == 0
-  assert _run(c, killed, env={'FTLAB_TEST_KILL': 'step=13'}).returncode == -signal.SIGKILL
-  assert _run(c, killed).returncode == 0
+  assert run_config(c, whole).returncode == 0
+  assert run_config(c, killed, env={'FTLAB_TEST_KILL': 'step=13'}).returncode == -signal.SIGKILL
+  assert run_config(c, killed).returncode == 0
   return whole, killed
 
 

@@ -68,10 +68,9 @@ def build(model_config, task, *, bert: BertConfig | None = None, decoder: Decode
     small = {'mlp': MLP, 'cnn': CNN}[model_config.name]
     backbone = small(features=tuple(model_config.features), norm=model_config.norm, bn_frozen=model_config.bn_frozen,
                      name='backbone')
-  if task.kind == 'detect':
-    from ftlab.models.detection import Detector
-    return Detector(backbone=backbone, num_classes=task.num_classes, features=model_config.head_features, dtype=dtype)
-  if task.kind == 'segment':
-    from ftlab.models.segmentation import Segmenter
-    return Segmenter(backbone=backbone, num_classes=task.num_classes, features=model_config.head_features, dtype=dtype)
+  if task.kind in ('segment', 'detect'):
+    from ftlab.models.detection import CenterHead
+    from ftlab.models.segmentation import FPNHead, PyramidModel
+    head = (FPNHead if task.kind == 'segment' else CenterHead)(task.num_classes, model_config.head_features, dtype)
+    return PyramidModel(backbone=backbone, head=head, to_input_size=task.kind == 'segment')
   return Classifier(backbone=backbone, num_classes=task.num_classes)

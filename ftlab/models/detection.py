@@ -6,8 +6,8 @@ centre-ness; its targets are drawn on the host (ftlab.data.centernet) and its de
 max-pool keeps the local peaks of the heatmap, the top-k peaks are the detections. The stride-4 map keeps small
 objects; the FPN brings the coarse levels' context into it. The heatmap bias starts at -2.19 (p = 0.1), as CenterNet.
 
-Output: [B, h, w, C + 4]: C heatmap logits, then size (2) and offset (2), float32. Everything after the backbone is
-the top-level module 'head'.
+Output: [B, h, w, C + 4]: C heatmap logits, then size (2) and offset (2), float32. The head is the top-level module
+'head' of a segmentation.PyramidModel.
 """
 import flax.linen as nn
 import jax
@@ -32,19 +32,3 @@ class CenterHead(nn.Module):
       outputs.append(nn.Conv(n, (1, 1), dtype=self.dtype, param_dtype=jnp.float32,
                              bias_init=nn.initializers.constant(bias), name=f'{name}_out')(y))
     return jnp.concatenate(outputs, axis=-1).astype(jnp.float32)
-
-
-class Detector(nn.Module):
-  """backbone (images -> feature pyramid) -> CenterHead 'head' -> [B, H/4, W/4, num_classes + 4]."""
-  backbone: nn.Module
-  num_classes: int
-  features: int = 64
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, *, dropout_rate=0.0, attention_dropout_rate=0.0, head_dropout_rate=0.0,
-               train: bool = False) -> jax.Array:
-    pyramid = self.backbone(x, dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate, train=train,
-                            pyramid=True)
-    return CenterHead(self.num_classes, self.features, self.dtype, name='head')(pyramid, dropout_rate=head_dropout_rate,
-                                                                               train=train)

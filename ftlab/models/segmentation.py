@@ -53,18 +53,16 @@ class FPNHead(nn.Module):
     return nn.Conv(self.num_classes, (1, 1), dtype=self.dtype, param_dtype=jnp.float32, name='classifier')(fused)
 
 
-class Segmenter(nn.Module):
-  """backbone (images -> feature pyramid) -> FPNHead 'head' -> logits [B, H, W, num_classes] (float32)."""
+class PyramidModel(nn.Module):
+  """backbone (images -> feature pyramid) -> `head` (FPNHead, or detection's CenterHead) -> float32 outputs, resized
+  bilinearly to the input's height and width when `to_input_size` (segmentation's per-pixel logits)."""
   backbone: nn.Module
-  num_classes: int
-  features: int = 64
-  dtype: jnp.dtype = jnp.float32
+  head: nn.Module
+  to_input_size: bool = False
 
-  @nn.compact
   def __call__(self, x, *, dropout_rate=0.0, attention_dropout_rate=0.0, head_dropout_rate=0.0,
                train: bool = False) -> jax.Array:
     pyramid = self.backbone(x, dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate, train=train,
                             pyramid=True)
-    logits = FPNHead(self.num_classes, self.features, self.dtype, name='head')(pyramid, dropout_rate=head_dropout_rate,
-                                                                               train=train)
-    return _upsample(logits.astype(jnp.float32), x.shape[1], x.shape[2], 'bilinear')
+    out = self.head(pyramid, dropout_rate=head_dropout_rate, train=train).astype(jnp.float32)
+    return _upsample(out, x.shape[1], x.shape[2], 'bilinear') if self.to_input_size else out
