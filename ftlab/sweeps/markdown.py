@@ -24,6 +24,7 @@ from ftlab.sweeps import records, space
 
 VALIDATION_METRICS = ('accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'loss')
 TEST_METRICS = ('accuracy', 'f1_macro')
+TASK_METRICS = ('entity_f1', 'miou', 'map50', 'map')  # NER, segmentation, detection: shown when the runs have them
 MIN_IMPORTANCE_CONFIGS = 4
 PM = '±'
 
@@ -145,11 +146,11 @@ def _has(configs: list[Configuration], split: str, metric: str) -> bool:
 
 def columns(configs: list[Configuration], metric: str) -> list[tuple[str, str]]:
   """The (split, metric) columns of the main table: the validation objective first, the other main validation
-  metrics (entity_f1 when the runs have it), then test accuracy, f1_macro and the objective."""
-  val = [metric] + [m for m in VALIDATION_METRICS if m != metric]
-  if _has(configs, 'validation', 'entity_f1') and 'entity_f1' not in val:
-    val.insert(1, 'entity_f1')
-  test = list(dict.fromkeys(TEST_METRICS + (metric,)))
+  metrics (entity_f1, miou, map50, map when the runs have them), then test accuracy, f1_macro and the objective."""
+  task = [m for m in TASK_METRICS if m != metric and _has(configs, 'validation', m)]
+  shown = lambda split, m: m == metric or not task or _has(configs, split, m)  # detection has no accuracy
+  val = [m for m in dict.fromkeys([metric] + task + list(VALIDATION_METRICS)) if shown('validation', m)]
+  test = [m for m in dict.fromkeys(TEST_METRICS + (metric,)) if shown('test', m)]
   return [('validation', m) for m in val] + [('test', m) for m in test]
 
 
