@@ -13,6 +13,15 @@ training on random 224x224 crops of images scaled by 0.5-1.0 with flips, batch 8
 ignored pixels), selected by validation mIoU. The validation split is CamVid's val (101 images); the test split is
 37 images carved from train (10%, data.split_seed 0), so 330 train. `frozen`: the backbone frozen, the head alone
 trains; `scratch`: the same network and budget from random initialisation (batch norm then trains).
+
+Measured (CPU, 2 cores, 2026-12-04, seed 0; the budget: 250 steps of 8 crops of 160x160 at half resolution, about
+6 epochs; images and masks read at 240x180): validation mIoU over the 11 classes (void ignored), pixel accuracy,
+test (37 carved images) mIoU, and the training time:
+  fine-tuned  0.5129  0.887  test 0.5136  728 s  (sky .93 building .82 pole .04 road .93 pavement .73 tree .88
+                                                  sign .11 fence .41 car .40 pedestrian .31 bicyclist .09)
+  frozen      0.5000  0.867  test 0.4731  198 s  (the backbone's gradients skipped: 3.7x faster)
+  scratch     0.2499  0.653  test 0.2836  693 s  (six classes at 0 IoU)
+Published anchor (SegNet, full resolution, the 233-image test split, long training): about 60 mIoU.
 """
 import os
 

@@ -11,6 +11,11 @@ The 30 slices are split 20 / 5 / 5 (train / validation / test, carved with data.
 (data.segmentation.size, the CPU budget), trained on random 192x192 crops of slices scaled by 0.75-1.25 with flips,
 batch 4, AdamW lr 2e-3, 5% warm-up then cosine; evaluated on whole slices, selected by validation mIoU (the mean of
 the membrane and interior IoUs). `scratch`: the same network and budget from random initialisation.
+
+Measured (CPU, 2 cores, 2026-12-04, seed 0; the budget: 200 steps of 4 crops, 40 epochs of the 20 slices):
+               val mIoU  pixel acc  membrane IoU | test mIoU  pixel acc  membrane IoU | training
+  pretrained    0.7234    0.8907     0.575       |  0.7079     0.8749     0.565       | 381 s (best at step 100)
+  scratch       0.6211    0.8581     0.399       |  0.5703     0.8263     0.331       | 420 s
 """
 import os
 
