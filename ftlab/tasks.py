@@ -96,6 +96,8 @@ class Task:
     """A problem when eval.metric does not exist for this task."""
     if metric == 'miou' and self.kind != 'segment':
       return "eval.metric: 'miou' is for segmentation (data.source 'segmentation'); use f1_macro or accuracy"
+    if metric in ('map', 'map50', 'map75'):
+      return f"eval.metric: {metric!r} is for detection (data.source 'detection'); use f1_macro or accuracy"
     if metric.startswith('entity_') and self.kind != 'tags':
       return (f'eval.metric: {metric!r} is for token classification (NER) only; this run classifies '
               f'{"images" if self.kind in ("image", "segment") else "texts"}: use f1_macro or accuracy')

@@ -85,6 +85,12 @@ def get_config(arg=None):
     c.data.source = 'image_folder'
     c.data.path = os.path.join(DATA, 'images')
     c.data.classes = []
+  elif arg in ('segmentation', 'detection'):
+    c.data.source, c.data.classes = arg, []
+    c.data.path = os.path.join(DATA, arg)
+    c.data.segmentation.class_names = ['a', 'b']
+    c.data.detection.class_names, c.data.splits.train = ['box'], 'train' if arg == 'segmentation' else 'all'
+    c.model.name, c.model.variant, c.model.width = 'resnet', '18', 8
   elif arg == 'vit_pretrained':
     c.model.name, c.model.variant = 'vit', 's/4'
     c.model.pretrained = os.path.join(DATA, 'vit.npz')
@@ -195,6 +201,29 @@ def _image_folder(r: Root, *, corrupt: bool = False):
       r.write(f'images/{name}/{i}.png', _png(color))
   if corrupt:
     r.write('images/dog/broken.png', b'\x89PNG\r\n\x1a\n this is not an image')
+
+
+def _mask_png(height: int, width: int) -> bytes:
+  import io
+  buffer = io.BytesIO()
+  Image.fromarray(np.zeros((height, width), np.uint8)).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def _segmentation_folder(r: Root, *, mask_height: int = 4):
+  for i in range(6):
+    r.write(f'segmentation/train/{i}.png', _png((i * 40, 0, 0)))
+    r.write(f'segmentation/trainannot/{i}.png', _mask_png(mask_height if i == 3 else 4, 4))
+
+
+def _detection_folder(r: Root, *, box=(1, 1, 3, 3), xml: str = ''):
+  for i in range(6):
+    r.write(f'detection/images/{i}.png', _png((0, i * 40, 0)))
+    x0, y0, x1, y1 = box if i == 2 else (1, 1, 3, 3)
+    r.write(f'detection/annotations/{i}.xml', xml if xml and i == 2 else (
+        f'<annotation><filename>{i}.png</filename><size><width>4</width><height>4</height></size><object><name>box'
+        f'</name><bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>'
+        '</annotation>'))
 
 
 def _bert_folder(r: Root):
@@ -412,6 +441,14 @@ DATA_CASES = [
          'train-images-idx3-ubyte.gz: named .gz but is not gzip-compressed', 'rename it without .gz'),
     Case('data-image-not-readable', _with(lambda r: _image_folder(r, corrupt=True), arg='images'),
          'broken.png: not a readable image', 'remove or replace the file'),
+    Case('data-segmentation-mask-size-differs', _with(lambda r: _segmentation_folder(r, mask_height=2),
+                                                      arg='segmentation'),
+         'trainannot/3.png: the mask is 2x4 but its image', 'masks must match their images pixel for pixel'),
+    Case('data-detection-box-outside-image', _with(lambda r: _detection_folder(r, box=(1, 1, 9, 3)), arg='detection'),
+         '2.xml: box (1, 1, 9, 3) is outside the 4x4 image', 'fix its coordinates'),
+    Case('data-detection-xml-unreadable', _with(lambda r: _detection_folder(r, xml='<annotation><size>'),
+                                                arg='detection'),
+         '2.xml: cannot read the annotation XML', 'fix or remove the file'),
     Case('data-image-folder-without-classes', _files({'images/loose.png': _png((0, 0, 0))}, arg='images'),
          'images: has no class sub-folders', 'one folder per class'),
 ]

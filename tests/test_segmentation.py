@@ -145,8 +145,9 @@ def test_pixel_accuracy_iou_and_miou_equal_numpy_with_ignored_pixels():
   assert scores['accuracy'] == pytest.approx(accuracy, rel=1e-12)
 
 
-def test_miou_is_refused_for_a_classifier():
+def test_miou_and_map_are_refused_where_they_measure_nothing():
   assert 'segmentation' in tasks.Task('image', ('a', 'b')).check_metric('miou')
+  assert 'detection' in tasks.Task('segment', ('a', 'b')).check_metric('map50')
   assert tasks.Task('segment', ('a', 'b')).check_metric('miou') is None
 
 
