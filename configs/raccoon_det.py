@@ -10,6 +10,11 @@ Images letterboxed to 224x224 (the CPU budget), trained on random views scaled b
 AdamW lr 2e-3 (weight decay 1e-4), 5% warm-up then cosine; 20 validation images carved from the 160 training ones
 (data.split_seed 0); the test split is the source's 40. Selected by validation mAP@0.5 (COCOeval, up to 100
 detections an image). `scratch`: the same network and budget from random initialisation.
+
+Measured (CPU, 2 cores, 2026-12-04, seed 0; the budget: 120 steps of 8 images, about 7 epochs of the 140):
+               val mAP@0.5  mAP@[.5:.95]  | test mAP@0.5  mAP@[.5:.95]  mAP@0.75 | training
+  pretrained     0.8509       0.3093      |   0.8152        0.3109       0.1320  | 570 s
+  scratch        0.0030       0.0006      |   0.0074        0.0009       0.0000  | 586 s
 """
 import os
 
