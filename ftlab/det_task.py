@@ -15,9 +15,10 @@ import numpy as np
 from clu import metrics as clu_metrics
 
 from ftlab import centernet
+from ftlab import metrics as metrics_lib
 
 DETECTION_FIELDS = ('det_boxes', 'det_scores', 'det_labels', 'gt_boxes', 'gt_labels', 'rows')
-DETECTION_METRICS = ('map', 'map50', 'map75')
+DETECTION_METRICS = metrics_lib.DETECTION_METRIC_NAMES
 
 
 @flax.struct.dataclass

@@ -22,6 +22,7 @@ METRIC_NAMES = ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro
 ENTITY_METRIC_NAMES = ('entity_precision', 'entity_recall', 'entity_f1')  # token classification only
 LM_METRIC_NAMES = ('perplexity',)  # decoders only
 SEGMENTATION_METRIC_NAMES = ('miou',)  # segmentation only (accuracy is then pixel accuracy)
+DETECTION_METRIC_NAMES = ('map', 'map50', 'map75')  # detection only: COCO mAP@[.5:.95], @.5, @.75
 METRIC_MODES = {'loss': 'min', 'perplexity': 'min', 'accuracy': 'max', 'precision_macro': 'max',
                 'recall_macro': 'max', 'f1_macro': 'max', 'miou': 'max', 'map': 'max', 'map50': 'max', 'map75': 'max',
                 **{name: 'max' for name in ENTITY_METRIC_NAMES}}

@@ -66,6 +66,12 @@ def test_jsonl_with_int_labels(tmp_path):
   assert examples[0]['label'] == '1'
 
 
+def test_a_jsonl_number_python_will_not_convert_is_a_data_error(tmp_path):
+  path = _write(tmp_path / 'data.jsonl', '{"text": "x", "label": ' + '9' * 5000 + '}\n')
+  with pytest.raises(DataError, match=r'data\.jsonl:1: a value JSON cannot read \(Exceeds the limit .*\); fix the line$'):
+    read_text_classification(path, text_column='text', label_column='label')
+
+
 def test_text_classification_errors(tmp_path):
   csv_path = _write(tmp_path / 'reviews.csv', 'review,stars\ngood,5\n')
   with _raises('reviews.csv', "no column 'text'", "'review', 'stars'", 'data.text.text_column'):

@@ -162,6 +162,8 @@ def _read_jsonl(path, text: str, keys) -> list[dict]:
       hint = ('; the file looks like one JSON array, convert it to JSON Lines (one object per line)'
               if not examples and raw.lstrip().startswith('[') else '')
       raise DataError(f'{where}: not valid JSON ({e.msg} at column {e.colno}){hint}; fix the line') from None
+    except ValueError as e:  # a number of more than 4300 digits, which Python refuses to convert
+      raise DataError(f'{where}: a value JSON cannot read ({str(e).split(";")[0]}); fix the line') from None
     if not isinstance(record, dict):
       raise DataError(f'{where}: expected a JSON object, got a JSON {_json_type(record)}; '
                       'write one object per line, e.g. {"text": ..., "label": ...}')
