@@ -123,14 +123,15 @@ def test_frozen_batch_norm_never_updates_and_bfloat16_keeps_float32_params(froze
   model = EfficientNet(**TINY, bn_frozen=frozen)
   variables = _random_variables(functools.partial(model.init, train=False, **RATES), images, scale=0.3)
   train = jax.jit(functools.partial(model.apply, train=True, mutable=['batch_stats'], **RATES))
-  (train_out, updates), eval_out = train(variables, images), model.apply(variables, images, train=False, **RATES)
+  (train_out, updates) = train(variables, images)
+  eval_out = jax.jit(functools.partial(model.apply, train=False, **RATES))(variables, images)
   same = jax.tree.leaves(jax.tree.map(np.array_equal, updates['batch_stats'], variables['batch_stats']))
   assert all(same) if frozen else not any(same)
   assert np.allclose(train_out, eval_out, atol=1e-5) == frozen
   model16 = EfficientNet(**TINY, dtype=jnp.bfloat16)
   shapes = jax.eval_shape(functools.partial(model16.init, train=False, **RATES), jax.random.key(0), images)
   assert {v.dtype for v in jax.tree.leaves(shapes)} == {jnp.dtype(jnp.float32)}
-  out16 = model16.apply(variables, images, train=False, **RATES)
+  out16 = jax.jit(functools.partial(model16.apply, train=False, **RATES))(variables, images)
   assert out16.dtype == jnp.float32 and np.allclose(out16, eval_out, atol=0.1, rtol=0.05)
 
 
