@@ -1,14 +1,13 @@
-"""Detection: CenterNet targets and decoding agree, VOC data loads letterboxed, a run reports COCO mAP."""
-import json
+"""Detection: CenterNet targets and decoding agree, VOC data loads letterboxed, evaluation scores COCO mAP."""
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_config
-from ftlab import centernet, detection_metrics
+from ftlab import centernet, det_task, detection_metrics, metrics
 from ftlab.config import defaults
 from ftlab.data import detection
 from ftlab.data.errors import DataError
@@ -26,7 +25,7 @@ def test_decoding_the_targets_gives_back_the_boxes():
   assert float(t['heatmap'].max()) == 1.0 and float(t['centres'].sum()) == 2.0
   logits = jnp.log(jnp.clip(t['heatmap'], 1e-6, 1 - 1e-6) / (1 - jnp.clip(t['heatmap'], 1e-6, 1 - 1e-6)))
   outputs = jnp.concatenate([logits, t['size'], t['offset']], -1)
-  found, scores, classes = centernet.decode(outputs, (1, 64, 96, 3), 2, k=2)
+  found, scores, classes = jax.jit(centernet.decode, static_argnums=(1, 2, 3))(outputs, (1, 64, 96, 3), 2, 2)
   np.testing.assert_allclose(found[0], boxes[0, :2], atol=1e-4)
   np.testing.assert_array_equal(classes[0], [0, 1])
   truth = [(np.asarray(boxes[0, :2]), np.array([0, 1]))]
@@ -40,8 +39,8 @@ def test_the_loss_is_lowest_at_the_targets():
   exact = jnp.concatenate([jnp.where(t['heatmap'] >= 1, 9.0, -9.0), t['size'], t['offset']], -1)
   off = exact.at[..., 1:].add(0.5)
   image_shape = (1, 64, 64, 3)
-  assert float(centernet.losses(exact, boxes, labels, image_shape, 1)[0]) < float(
-      centernet.losses(off, boxes, labels, image_shape, 1)[0])
+  losses = jax.jit(centernet.losses, static_argnums=(3, 4))
+  assert float(losses(exact, boxes, labels, image_shape, 1)[0]) < float(losses(off, boxes, labels, image_shape, 1)[0])
 
 
 def write_boxes(root, n=12, seed=0):
@@ -93,18 +92,19 @@ def test_voc_images_load_letterboxed_with_their_boxes_scaled(tmp_path):
     detection.load(det_config(root).data)
 
 
-def test_a_detection_run_reports_coco_map(tmp_path):
-  """A whole run (its resumption is the loop's, tested bit-identical for segmentation and classification)."""
-  c = det_config(write_boxes(tmp_path / 'boxes'))
-  c.data.image.flip, c.data.detection.scale = True, [0.8, 1.2]
-  c.model.name, c.model.variant, c.model.head_features = 'vit', 'pico/8', 16  # a one-level pyramid at stride 8
-  c.train.batch_size, c.train.num_steps, c.train.num_epochs = 4, 8, 0.0
-  c.eval.every_steps, c.eval.metric, c.eval.batch_size, c.eval.train_subset = 8, 'map50', 4, 0
-  workdir = str(tmp_path / 'run')
-  assert run_config(c, workdir).returncode == 0
-  with open(os.path.join(workdir, 'summary.json')) as f:
-    summary = json.load(f)
-  assert summary['selection_metric'] == 'map50'
-  for split in ('validation', 'test'):
-    scores = summary[split]
-    assert 0.0 <= scores['map'] <= scores['map50'] <= 1.0 and np.isfinite(scores['loss'])
+def test_evaluation_collects_every_image_and_scores_it_with_cocoeval():
+  """DetTask's eval metrics over two batches (the second padded) -> summarize -> COCO mAP: perfect outputs score 1,
+  padded rows and padded boxes count nowhere. (A whole detection run is configs/raccoon_det.py, by hand.)"""
+  task = det_task.DetTask(('box',), max_detections=5)
+  boxes = jnp.array([[[8.0, 12.0, 40.0, 36.0], [0, 0, 0, 0]], [[20.0, 4.0, 50.0, 30.0], [0, 0, 0, 0]]])
+  labels = jnp.array([[0, -1], [0, -1]])
+  t = centernet.targets(boxes, labels, num_classes=1, grid=(16, 16), stride=(4.0, 4.0))
+  heat = jnp.clip(t['heatmap'], 1e-6, 1 - 1e-6)
+  outputs = jnp.concatenate([jnp.log(heat / (1 - heat)), t['size'], t['offset']], -1)
+  image = jnp.zeros((2, 64, 64, 3))
+  evaluate = jax.jit(lambda o, b: task.eval_metrics(logits=o, batch=b))  # one shape: one compile
+  first = evaluate(outputs, {'image': image, 'boxes': boxes, 'box_labels': labels, 'mask': jnp.array([True, True])})
+  padded = {'image': image, 'boxes': boxes[::-1], 'box_labels': labels, 'mask': jnp.array([True, False])}
+  second = evaluate(outputs[::-1], padded)
+  scores = metrics.summarize(first.merge(second))
+  assert scores == pytest.approx({'loss': scores['loss'], 'map': 1.0, 'map50': 1.0, 'map75': 1.0})
