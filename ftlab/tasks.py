@@ -50,22 +50,17 @@ class Task:
     return self.inputs(source.get_batch(np.zeros(1, np.int64)))
 
   def labels_and_mask(self, batch: dict) -> tuple[jax.Array, jax.Array]:
-    """(labels clipped to valid ids, mask) of the predictions that count: [B] per example, [B, L] per token."""
+    """(labels clipped to valid ids, mask) of the predictions that count: [B] per example, [B, L] per token,
+    [B, H, W] per pixel (tokens and pixels labelled -1 count nowhere)."""
     rows = batch.get('mask')
-    if self.kind == 'segment':
-      labels = batch['label']
-      mask = (labels >= 0).astype(jnp.float32)
-      if rows is not None:
-        mask = mask * rows.astype(jnp.float32)[:, None, None]
-      return jnp.maximum(labels, 0), mask
-    if self.kind != 'tags':
+    if self.kind in ('image', 'text'):
       labels = batch['label']
       mask = jnp.ones(labels.shape, jnp.float32) if rows is None else rows.astype(jnp.float32)
       return labels, mask
-    labels = batch['labels']
+    labels = batch['labels' if self.kind == 'tags' else 'label']
     mask = (labels >= 0).astype(jnp.float32)
-    if rows is not None:
-      mask = mask * rows.astype(jnp.float32)[:, None]
+    if rows is not None:  # padded rows: every token / pixel of them
+      mask = mask * rows.astype(jnp.float32).reshape(rows.shape + (1,) * (labels.ndim - 1))
     return jnp.maximum(labels, 0), mask
 
   def losses_and_weights(self, logits, batch: dict, *, label_smoothing, class_weights):

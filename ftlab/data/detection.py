@@ -2,10 +2,11 @@
 
 Each role in data.splits names what it holds: a COCO JSON file under data.path ('instances_train.json'), a CSV or
 text file listing image file names (its 'filename' column, or one name per line; their VOC XML files are read from
-data.detection.annotations), 'all' (every VOC XML there), or '' to carve the role from the training split (seeded
-by data.split_seed). Images are letterboxed: resized so that the longer side is data.detection.size, padded at the
-bottom and right to a square, boxes scaled with them; evaluation runs on these whole images. Training takes random
-views with data.detection.scale and data.image.flip (ftlab.data.dense_augment), boxes moved with the pixels.
+data.detection.annotations), 'all' (every VOC XML there), or '' (and 'auto': annotations have no split names) to
+carve the role from the training split (seeded by data.split_seed). Images are letterboxed: resized so that the
+longer side is data.detection.size, padded at the bottom and right to a square, boxes scaled with them; evaluation
+runs on these whole images. Training takes random views with data.detection.scale and data.image.flip
+(ftlab.data.dense_augment), boxes moved with the pixels.
 """
 from __future__ import annotations
 
@@ -135,17 +136,11 @@ def load(data_config):
   names = tuple(data_config.detection.class_names)
   if not names:
     raise DataError("data.detection.class_names is empty: name the object classes (e.g. ['raccoon'])")
-  spec = {role: data_config.splits[role] for role in splits_lib.ROLES}
+  spec = {role: '' if data_config.splits[role] == 'auto' else data_config.splits[role] for role in splits_lib.ROLES}
   if not spec['train']:
     raise DataError("data.splits.train is empty: name the training annotations (a .json, a list file, or 'all')")
-  annotated = {r: _annotated(data_config, v, r, names) for r, v in spec.items() if v}
-  origin = {r: v for r, v in spec.items() if v}
-  if not all(spec.values()):
-    train = annotated['train']
-    for role, idx in splits_lib.carve_roles(len(train), None, spec, data_config).items():
-      annotated[role] = [train[i] for i in idx]
-      if role != 'train' or len(idx) != len(train):
-        origin[role] = f'{spec["train"]} (carved, {len(idx)} images)'
+  annotated, origin = splits_lib.carve_lists(
+      {r: _annotated(data_config, v, r, names) for r, v in spec.items() if v}, spec, data_config)
   mean, std = image_stats(data_config.image)
   built = {r: _source(a, data_config, mean, std) for r, a in annotated.items()}
   report = {'dataset': f'detection annotations at {data_config.path}', 'task': 'detect', 'splits': origin,

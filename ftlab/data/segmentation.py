@@ -157,15 +157,7 @@ def _roles(data_config, available) -> tuple[dict, dict]:
   if not spec['train']:
     raise DataError(f'data.splits.train is empty: name the training folder ({", ".join(available)})')
   files = {r: _sliced(v, available, data_config, r) for r, v in spec.items() if v}
-  origin = {r: v for r, v in spec.items() if v}
-  if not all(spec.values()):
-    carved = splits_lib.carve_roles(len(files['train']), None, spec, data_config)
-    train = files['train']
-    for role, idx in carved.items():
-      files[role] = [train[i] for i in idx]
-      if role != 'train' or len(idx) != len(train):
-        origin[role] = f'{spec["train"]} (carved, {len(idx)} images)'
-  return files, origin
+  return splits_lib.carve_lists(files, spec, data_config)
 
 
 def load(data_config):

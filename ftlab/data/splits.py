@@ -69,3 +69,17 @@ def carve_roles(n: int, labels: np.ndarray | None, roles: dict[str, str], data_c
     rest, out['validation'] = rest[keep], rest[held]
   out['train'] = rest
   return out
+
+
+def carve_lists(chosen: dict[str, list], spec: dict[str, str], data_config) -> tuple[dict, dict]:
+  """(examples per role, where each role came from): `chosen` holds the roles `spec` names (train among them);
+  the roles spec leaves '' are carved from train's list (unstratified: dense tasks have no one label per image)."""
+  origin = {role: value for role, value in spec.items() if value}
+  if all(spec.values()):
+    return chosen, origin
+  train, out = chosen['train'], dict(chosen)
+  for role, idx in carve_roles(len(train), None, spec, data_config).items():
+    out[role] = [train[i] for i in idx]
+    if role != 'train' or len(idx) != len(train):
+      origin[role] = f'{spec["train"]} (carved, {len(idx)} images)'
+  return out, origin
