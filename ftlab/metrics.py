@@ -3,15 +3,17 @@
 Device side (inside jitted steps): `make_eval_metrics(C)` / `make_train_metrics()` return
 `clu.metrics.Collection` classes built with `Cls.single_from_model_output(loss=..., logits=...,
 labels=..., mask=...)` and accumulated with `.merge()`. Rows with mask 0 count nowhere.
-Host side: `scores_from_confusion` (sklearn-compatible precision/recall/F1) and `summarize`
+`over_devices` reduces a per-device program's metrics. Host side: `scores_from_confusion` (sklearn-compatible precision/recall/F1) and `summarize`
 (computed collection -> flat JSON-ready dict).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import ClassVar
 
 import flax
+import jax
 import jax.numpy as jnp
 import numpy as np
 from clu import metrics as clu_metrics
@@ -112,6 +114,18 @@ def make_train_metrics() -> type[clu_metrics.Collection]:
   """Collection class with loss (Average of 'loss') and accuracy only; mask optional."""
   return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'),
                                        accuracy=_Accuracy)
+
+
+def over_devices(collection, axis_name: str):
+  """A collection of one device's rows (inside a per-device program) as the whole batch's, the same on every
+  device: counts and totals summed (psum), collected outputs (clu CollectingMetric, e.g. detections) gathered in
+  device order, which is the global batch's row order."""
+  def reduce(metric):
+    if isinstance(metric, clu_metrics.CollectingMetric):
+      return jax.lax.all_gather(metric, axis_name, axis=0, tiled=True)
+    return jax.lax.psum(metric, axis_name)
+
+  return collection.replace(**{f.name: reduce(getattr(collection, f.name)) for f in dataclasses.fields(collection)})
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:

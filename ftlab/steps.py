@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ftlab import tasks, traced
+from ftlab import metrics as metrics_lib, tasks, traced
 from ftlab.optim import builder
 from ftlab.state import TrainState
 
@@ -142,7 +142,8 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
 
 def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_name=None):
   """Metrics of one padded evaluation batch; rows with mask 0 count nowhere. Loss without label smoothing.
-  `axis_name`: as in train_step, `batch` is this device's rows and the metrics are summed over the devices."""
+  `axis_name`: as in train_step, `batch` is this device's rows and the metrics are those of every device's rows
+  (summed, collected detections gathered)."""
   if task.kind == 'lm':  # a decoder is also evaluated by what it generates from the batch's prompts
     variables = {'params': state.params, **state.model_state}
     metrics = task.evaluate(lambda inputs, cache=None, **kw: model.apply(variables, inputs, cache=cache, **kw),
@@ -150,7 +151,7 @@ def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_n
   else:
     logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
     metrics = task.eval_metrics(logits=logits, batch=batch)
-  return metrics if axis_name is None else jax.lax.psum(metrics, axis_name)
+  return metrics if axis_name is None else metrics_lib.over_devices(metrics, axis_name)
 
 
 def bind(plan):

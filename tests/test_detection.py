@@ -108,3 +108,20 @@ def test_evaluation_collects_every_image_and_scores_it_with_cocoeval():
   second = evaluate(outputs[::-1], padded)
   scores = metrics.summarize(first.merge(second))
   assert scores == pytest.approx({'loss': scores['loss'], 'map': 1.0, 'map50': 1.0, 'map75': 1.0})
+
+
+def test_a_per_device_evaluation_gathers_every_devices_detections_in_batch_order():
+  """Under a per-device program (parallel.mode 'pmap') detections are gathered, not summed: four devices of two rows
+  each give every device the whole batch's detections in row order, and the loss of the whole batch."""
+  rng = np.random.default_rng(0)
+  rows = {'det_boxes': rng.random((8, 5, 4)), 'det_scores': rng.random((8, 5)), 'det_labels': rng.integers(0, 3, (8, 5)),
+          'gt_boxes': rng.random((8, 2, 4)), 'gt_labels': rng.integers(-1, 3, (8, 2)), 'rows': np.ones(8),
+          'loss': rng.random(8), 'mask': np.ones(8)}
+  collect = lambda r: det_task.make_eval_metrics().single_from_model_output(**r)
+  per_device = jax.jit(jax.vmap(lambda r: metrics.over_devices(collect(r), 'devices'), axis_name='devices'))
+  split = per_device(jax.tree.map(lambda x: jnp.asarray(x).reshape((4, 2) + x.shape[1:]), rows))
+  for device in range(4):
+    gathered = jax.tree.map(lambda x: x[device], split)
+    for name, value in gathered.detections.compute().items():
+      np.testing.assert_allclose(value, rows[name], rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(gathered.loss.compute(), rows['loss'].mean(), rtol=1e-6)
