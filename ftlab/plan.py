@@ -124,6 +124,12 @@ def _data_kind_problem(model_name: str, config, splits) -> str | None:
   if splits.task in ('segment', 'detect') and model_name in ('mlp', 'cnn'):
     return (f'model.name={model_name!r} has no feature pyramid for a {splits.task} head; use resnet, vit or '
             'efficientnet')
+  if splits.task == 'segment' and model_name == 'vit':
+    crop, padded = list(config.data.segmentation.crop), splits.report['padded_shape'][:2]
+    if any(crop) and crop != padded:
+      return (f'data.segmentation.crop={crop}: a ViT keeps the position embeddings of one image size, and the '
+              f'evaluation images are {padded[0]}x{padded[1]} (padded); set the crop to {padded} or [0, 0], or use '
+              'resnet or efficientnet, which take any size')
   if takes == gives:
     return None
   if takes == 'lm':
