@@ -90,7 +90,7 @@ class Task:
   def check_metric(self, metric: str) -> str | None:
     """A problem when eval.metric does not exist for this task."""
     if metric == 'miou' and self.kind != 'segment':
-      return "eval.metric: 'miou' is for segmentation (data.source 'segmentation'); use f1_macro or accuracy"
+      return "eval.metric: 'miou' is for segmentation (a data source with masks); use f1_macro or accuracy"
     if metric in ('map', 'map50', 'map75'):
       return f"eval.metric: {metric!r} is for detection (data.source 'detection'); use f1_macro or accuracy"
     if metric.startswith('entity_') and self.kind != 'tags':

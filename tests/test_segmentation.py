@@ -87,7 +87,7 @@ def test_bad_masks_are_refused_naming_the_file(tmp_path):
   with pytest.raises(DataError, match=r"data.splits.validation='valid': name a split folder"):
     segmentation.load(_with_val(root, 'valid'))
   Image.fromarray(np.full((40, 56), 7, np.uint8)).save(os.path.join(root, 'trainannot', '002.png'))
-  with pytest.raises(DataError, match=r'trainannot/002\.png: class ids \[7\] are outside the 3 classes'):
+  with pytest.raises(DataError, match=r'trainannot/002\.png: mask values \[7\] are outside the 3 classes'):
     segmentation.load(seg_config(root).data)
   Image.fromarray(np.zeros((20, 56), np.uint8)).save(os.path.join(root, 'trainannot', '002.png'))
   with pytest.raises(DataError, match=r'002\.png: the mask is 20x56 but its image .*002\.png is 40x56'):
@@ -101,6 +101,48 @@ def _with_val(root, name):
   c = seg_config(root)
   c.data.splits.validation = name
   return c.data
+
+
+def _pets(split_sizes, seed=0):
+  """tfds.testing.mock_data's data source for oxford_iiit_pet: records of its features, trimap masks 1..3."""
+  rng = np.random.default_rng(seed)
+  splits = {}
+  for split, n in split_sizes.items():
+    rows = []
+    for i in range(n):
+      image, labels = _scene(rng, h=24 + 8 * (i % 2), w=32)
+      rows.append({'image': image, 'segmentation_mask': (labels + 1).astype(np.uint8)[..., None], 'label': i % 37,
+                   'species': i % 2, 'file_name': f'{split}_{i}.jpg', 'head_bbox': np.zeros(4, np.float32)})
+    splits[split] = rows
+  return lambda builder, split, **kwargs: splits[split]
+
+
+def test_a_tfds_dataset_with_masks_loads_as_segmentation(tmp_path):
+  """oxford_iiit_pet through tfds.data_source (mocked): its trimaps (stored 1..3) become class ids 0..2 with
+  data.segmentation.id_offset, train is carved into train + validation, every split padded to one size."""
+  import tensorflow_datasets as tfds
+  c = seg_config(tmp_path, mask_feature='segmentation_mask', id_offset=1, ignore_ids=[])
+  c.data.source, c.data.name, c.data.data_dir = 'tfds', 'oxford_iiit_pet', str(tmp_path / 'tfds')
+  c.data.splits.validation, c.data.splits.test, c.data.validation_fraction = '', 'test', 2
+  with tfds.testing.mock_data(as_data_source_fn=_pets({'train': 8, 'test': 3})):
+    from ftlab import data
+    splits = data.load(c.data)
+  assert splits.task == 'segment' and splits.class_names == tuple(CLASSES)
+  assert (len(splits.train), len(splits.validation), len(splits.test)) == (6, 2, 3)
+  expected = _pets({'train': 8, 'test': 3})(None, 'test')[1]
+  batch = splits.test.get_batch(np.array([1]))
+  assert batch['image'].shape == (1, 32, 32, 3) and batch['label'].shape == (1, 32, 32)
+  np.testing.assert_array_equal(batch['label'][0], expected['segmentation_mask'][..., 0] - 1)
+  assert splits.report['splits'] == {'train': 'train (carved, 6 images)', 'validation': 'train (carved, 2 images)',
+                                     'test': 'test'}
+  c.data.segmentation.id_offset = 0  # stored 3 is outside 3 classes
+  with tfds.testing.mock_data(as_data_source_fn=_pets({'train': 8, 'test': 3})), \
+      pytest.raises(DataError, match=r'oxford_iiit_pet, split train, example 0: mask values \[3\]'):
+    data.load(c.data)
+  c.data.segmentation.mask_feature = 'mask'
+  with pytest.raises(DataError, match=r"mask_feature='mask': oxford_iiit_pet has no such feature; its features are "
+                                      'file_name, head_bbox, image, label, segmentation_mask, species'):
+    data.load(c.data)
 
 
 def test_augmentation_moves_image_and_mask_together():

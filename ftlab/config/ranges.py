@@ -8,7 +8,7 @@ import ml_collections
 
 from ftlab import metrics, parallel
 from ftlab.config.schema import (DATA_SOURCES, DECODER_VARIANTS, DTYPES, IMAGE_STATS, LR_BATCH_SCALING, MODELS,
-                                 OPTIMIZERS)
+                                 OPTIMIZERS, reads_masks)
 from ftlab.optim import rules, schedules
 
 REGEX_KEYS = ('optimizer.freeze', 'optimizer.no_decay', 'init.reinit', 'optimizer.layer_pattern',
@@ -80,7 +80,7 @@ def _decoder(config, p: _Problems) -> None:
            f"missing role from train); {odd} cannot be read: use those values")
 
 
-def _segmentation(seg, p: _Problems) -> None:
+def _segmentation(seg, p: _Problems, *, folders: bool) -> None:
   p.need(len(seg.crop) == 2 and all(v >= 0 for v in seg.crop) and (all(seg.crop) or not any(seg.crop)),
          f'data.segmentation.crop: (height, width) > 0, or [0, 0] for whole images; got {list(seg.crop)}')
   p.need(len(seg.scale) == 2 and 0 < seg.scale[0] <= seg.scale[1],
@@ -92,7 +92,8 @@ def _segmentation(seg, p: _Problems) -> None:
   p.need(len(seg.size) == 2 and all(v >= 0 for v in seg.size) and (all(seg.size) or not any(seg.size)),
          f'data.segmentation.size: (height, width) > 0, or [0, 0] to keep the stored size; got {list(seg.size)}')
   p.need(seg.pad_to >= 1, f'data.segmentation.pad_to: must be >= 1, got {seg.pad_to}')
-  p.need('{split}' in seg.images and '{split}' in seg.masks,
+  p.need(seg.id_offset >= 0, f'data.segmentation.id_offset: the mask value of class 0, >= 0; got {seg.id_offset}')
+  p.need(not folders or ('{split}' in seg.images and '{split}' in seg.masks),
          "data.segmentation.images / masks: each must contain '{split}' (e.g. '{split}' and '{split}annot')")
 
 
@@ -112,8 +113,8 @@ def _data(config, p: _Problems) -> None:
            'data.validation_fraction + data.test_fraction: must leave something to train on (sum < 1)')
   for role in ('train', 'validation', 'test'):
     p.need(role in d.splits, f'data.splits.{role}: missing; give a split name, \'auto\' or \'\'')
-  if d.source == 'segmentation':
-    _segmentation(d.segmentation, p)
+  if reads_masks(d):
+    _segmentation(d.segmentation, p, folders=d.source == 'segmentation')
   if d.source == 'detection':
     det = d.detection
     p.need(det.size >= 32 and det.max_boxes >= 1 and det.max_detections >= 1,

@@ -36,6 +36,12 @@ LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes'
              'schedule.values': float, 'train.class_weights': float, 'parallel.distributed.local_device_ids': int}
 
 
+def reads_masks(data_config) -> bool:
+  """Whether config.data makes a segmentation task: mask folders, or a TFDS dataset with a mask feature named."""
+  return data_config.source == 'segmentation' or (data_config.source == 'tfds'
+                                                   and bool(data_config.segmentation.mask_feature))
+
+
 def defaults() -> ml_collections.ConfigDict:
   """The schema of a run: every valid key with its default."""
   return ml_collections.ConfigDict({
@@ -135,11 +141,17 @@ def defaults() -> ml_collections.ConfigDict:
           },
           # Semantic segmentation (data.source 'segmentation'): images and masks of the same file name in folder
           # pairs under data.path; data.splits name split folders ('train', 'val', sliced 'train[:20]', '' carves).
+          # Or a TFDS dataset with masks (data.source 'tfds' and segmentation.mask_feature set).
           'segmentation': {
+              # tfds: the mask feature (e.g. 'segmentation_mask' of oxford_iiit_pet, 'segmentation_label' of
+              # cityscapes, 'annotation' of scene_parse150); setting it makes the TFDS dataset a segmentation task
+              'mask_feature': '',
+              'image_feature': '',  # tfds: the image feature ('' = 'image', or the only image feature besides the mask)
               'images': '{split}',  # the images' folder under data.path; {split} is the split's name
               'masks': '{split}annot',  # the masks' folder ('{split}/label' for train/image + train/label)
               'class_names': [],  # index = the class id in the masks ([] with binary: background, foreground)
               'ignore_ids': [],  # mask values that mark void pixels: no loss, no metric (CamVid: [11])
+              'id_offset': 0,  # the mask value of class 0 (Oxford-IIIT Pet's trimaps store 1, 2, 3: offset 1)
               'binary': False,  # 0/255 masks: >= 128 is class 1
               'palette': [],  # colour masks: flat r, g, b per class (class i at 3i..3i+2)
               'crop': [0, 0],  # training crop (height, width) after random scaling; [0, 0] trains on whole images

@@ -33,6 +33,17 @@ def decode(data: bytes, *, channels: int, where: str) -> np.ndarray:
   return array.reshape(array.shape[0], array.shape[1], channels)
 
 
+def with_channels(image: np.ndarray, channels: int) -> np.ndarray:
+  """A decoded [H, W, C] image converted to `channels` (1: luminance, 3: grey repeated); 0 keeps it as it is."""
+  if not channels or image.ndim != 3 or image.shape[-1] == channels:
+    return image
+  if image.shape[-1] == 3 and channels == 1:
+    return np.round(image @ np.array([0.299, 0.587, 0.114])).astype(image.dtype)[..., None]
+  if image.shape[-1] == 1 and channels == 3:
+    return np.repeat(image, 3, axis=-1)
+  return image
+
+
 def _size(size: int | tuple[int, int]) -> tuple[int, int]:
   h, w = (size, size) if np.isscalar(size) else size
   return int(h), int(w)

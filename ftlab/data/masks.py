@@ -22,12 +22,13 @@ class MaskFormat:
   num_classes: int
   binary: bool = False
   palette: tuple[int, ...] = ()  # flat RGB triples, class i's colour at 3i..3i+2
-  ignore_ids: tuple[int, ...] = ()
+  ignore_ids: tuple[int, ...] = ()  # stored values
+  id_offset: int = 0  # the stored value of class 0
 
   @classmethod
   def of(cls, seg_config, num_classes: int) -> MaskFormat:
     return cls(num_classes, bool(seg_config.binary), tuple(int(v) for v in seg_config.palette),
-               tuple(int(v) for v in seg_config.ignore_ids))
+               tuple(int(v) for v in seg_config.ignore_ids), int(seg_config.id_offset))
 
 
 def read(path: str, fmt: MaskFormat) -> np.ndarray:
@@ -39,20 +40,32 @@ def read(path: str, fmt: MaskFormat) -> np.ndarray:
       array = np.asarray(image if image.mode in ('L', 'P', 'I', 'I;16') else image.convert('L'))
   except (OSError, ValueError, SyntaxError) as err:
     raise DataError(f'{path}: cannot read the mask ({type(err).__name__}: {err}); re-export it as a PNG') from err
+  return from_array(array, fmt, path)
+
+
+def from_array(array: np.ndarray, fmt: MaskFormat, where: str) -> np.ndarray:
+  """The class ids of a decoded mask ([H, W], [H, W, 1], or [H, W, 3]: RGB with a palette, else equal channels)."""
+  array = np.asarray(array)
+  if array.ndim == 3 and fmt.palette and array.shape[-1] == 3:
+    return _from_palette(array, fmt, where)
+  if array.ndim == 3 and (array.shape[-1] == 1 or (array == array[..., :1]).all()):
+    array = array[..., 0]
   if array.ndim != 2:
-    raise DataError(f'{path}: a mask must have one channel, this one has shape {array.shape}; give class-id masks, '
+    raise DataError(f'{where}: a mask must have one channel, this one has shape {array.shape}; give class-id masks, '
                     'or set data.segmentation.palette for colour masks')
   if fmt.binary:
     return (array >= 128).astype(np.int32)
-  return _from_ids(array.astype(np.int32), fmt, path)
+  return _from_ids(array.astype(np.int32), fmt, where)
 
 
-def _from_ids(ids: np.ndarray, fmt: MaskFormat, path: str) -> np.ndarray:
-  ignored = np.isin(ids, fmt.ignore_ids)
+def _from_ids(stored: np.ndarray, fmt: MaskFormat, path: str) -> np.ndarray:
+  ignored = np.isin(stored, fmt.ignore_ids)
+  ids = stored - fmt.id_offset
   bad = ~ignored & ((ids < 0) | (ids >= fmt.num_classes))
   if bad.any():
-    values = np.unique(ids[bad])[:5].tolist()
-    raise DataError(f'{path}: class ids {values} are outside the {fmt.num_classes} classes of '
+    values = np.unique(stored[bad])[:5].tolist()
+    shift = f' (minus data.segmentation.id_offset={fmt.id_offset})' if fmt.id_offset else ''
+    raise DataError(f'{path}: mask values {values}{shift} are outside the {fmt.num_classes} classes of '
                     'data.segmentation.class_names; add them to data.segmentation.ignore_ids if they mark void, or '
                     'name their classes')
   return np.where(ignored, IGNORE, ids).astype(np.int32)
@@ -65,7 +78,7 @@ def _from_palette(rgb: np.ndarray, fmt: MaskFormat, path: str) -> np.ndarray:
   order = np.argsort(keys)
   at = np.clip(np.searchsorted(keys[order], packed), 0, len(keys) - 1)
   found = keys[order][at] == packed
-  ids = order[at]
+  ids = order[at] + fmt.id_offset  # palette index i is class i
   if not found.all():
     r, c = np.argwhere(~found)[0]
     raise DataError(f'{path}: colour {tuple(int(v) for v in rgb[r, c])} at row {r}, column {c} is not in '

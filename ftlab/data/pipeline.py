@@ -29,6 +29,7 @@ from absl import flags
 import jax
 import numpy as np
 
+from ftlab.config import schema
 from ftlab.data import text
 
 REMAINDERS = ('spill', 'drop', 'pad')
@@ -186,7 +187,7 @@ def stream_options(data_config) -> dict:
   """`train_iterator` options from config.data."""
   image = data_config.image
   augment = {'crop_padding': image.crop_padding, 'flip': image.flip} if image.crop_padding or image.flip else None
-  if data_config.source == 'segmentation':
+  if schema.reads_masks(data_config):
     from ftlab.data import segmentation
     augment = segmentation.augment_options(data_config)
   if data_config.source == 'detection':

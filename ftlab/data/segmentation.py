@@ -125,9 +125,13 @@ def read_pair(image_path: str, mask_path: str, data_config, fmt: masks_lib.MaskF
   """(image uint8 [H, W, C], labels int32 [H, W]) of one pair, resized to data.image.size when set."""
   with open(image_path, 'rb') as f:
     image = images_lib.decode(f.read(), channels=channels, where=image_path)
-  labels = masks_lib.read(mask_path, fmt)
+  return fit(image, masks_lib.read(mask_path, fmt), data_config, mask_path, image_path)
+
+
+def fit(image: np.ndarray, labels: np.ndarray, data_config, where: str, image_where: str):
+  """(image, labels) checked to match pixel for pixel and resized to data.segmentation.size (or data.image.size)."""
   if labels.shape != image.shape[:2]:
-    raise DataError(f'{mask_path}: the mask is {labels.shape[0]}x{labels.shape[1]} but its image {image_path} is '
+    raise DataError(f'{where}: the mask is {labels.shape[0]}x{labels.shape[1]} but its image {image_where} is '
                     f'{image.shape[0]}x{image.shape[1]}; masks must match their images pixel for pixel')
   height, width = (int(v) for v in data_config.segmentation.size)
   if not height and data_config.image.size:
@@ -160,27 +164,38 @@ def _roles(data_config, available) -> tuple[dict, dict]:
   return splits_lib.carve_lists(files, spec, data_config)
 
 
-def load(data_config):
-  """The train / validation / test SegmentationSources and the report (DataError on anything that cannot work)."""
-  from ftlab.data.sources import Splits, image_stats  # sources dispatches here: imported when called
-  seg = data_config.segmentation
-  names = tuple(seg.class_names) or (('background', 'foreground') if seg.binary else ())
+def class_names(seg_config) -> tuple[str, ...]:
+  names = tuple(seg_config.class_names) or (('background', 'foreground') if seg_config.binary else ())
   if not names:
     raise DataError('data.segmentation.class_names is empty: name the classes (index = the id in the masks), or set '
                     'data.segmentation.binary for 0/255 masks')
-  fmt = masks_lib.MaskFormat.of(seg, len(names))
+  return names
+
+
+def load(data_config):
+  """The train / validation / test SegmentationSources and the report (DataError on anything that cannot work)."""
+  names = class_names(data_config.segmentation)
+  fmt = masks_lib.MaskFormat.of(data_config.segmentation, len(names))
   files, origin = _roles(data_config, available_splits(data_config))
   channels = int(data_config.image.channels) or _channels_of(files['train'][0][0])
-  read = {role: _read_split(f, data_config, fmt, channels) for role, f in files.items()}
-  step = max(1, int(seg.pad_to))
-  height = -(-max(l.shape[0] for _, ls in read.values() for l in ls) // step) * step
-  width = -(-max(l.shape[1] for _, ls in read.values() for l in ls) // step) * step
+  read = {role: (*_read_split(f, data_config, fmt, channels), [os.path.basename(i) for i, _ in f])
+          for role, f in files.items()}
+  return splits_of(read, names, data_config, {'dataset': f'segmentation folders at {data_config.path}',
+                                              'splits': origin})
+
+
+def splits_of(read: dict, names: tuple[str, ...], data_config, report: dict):
+  """Splits of SegmentationSources from {role: (images, labels, example names)}, every split padded to one size."""
+  from ftlab.data.sources import Splits, image_stats  # sources dispatches here: imported when called
+  step = max(1, int(data_config.segmentation.pad_to))
+  height = -(-max(l.shape[0] for _, ls, _ in read.values() for l in ls) // step) * step
+  width = -(-max(l.shape[1] for _, ls, _ in read.values() for l in ls) // step) * step
   mean, std = image_stats(data_config.image)
   built = {role: SegmentationSource(_padded(ims, height, width, 0), _padded(ls, height, width, masks_lib.IGNORE),
-                                    [os.path.basename(i) for i, _ in files[role]], mean=mean, std=std)
-           for role, (ims, ls) in read.items()}
-  report = {'dataset': f'segmentation folders at {data_config.path}', 'task': 'segment', 'splits': origin,
-            'sizes': {role: len(built[role]) for role in splits_lib.ROLES}, 'padded_shape': [height, width, channels]}
+                                    list(ids), mean=mean, std=std)
+           for role, (ims, ls, ids) in read.items()}
+  report = {**report, 'task': 'segment', 'sizes': {role: len(built[role]) for role in splits_lib.ROLES},
+            'padded_shape': [height, width, int(read['train'][0][0].shape[-1])]}
   return Splits(built['train'], built['validation'], built['test'], names, 'segment', report)
 
 

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from ftlab.config.schema import reads_masks
 from ftlab.data import builders, images as images_lib, splits as splits_lib, standard, text
 from ftlab.data.errors import DataError
 
@@ -65,7 +66,7 @@ class RecordImages(ArraySource):
 
   def get_batch(self, indices, *, rng=None, augment=None):
     indices = np.asarray(indices)
-    rows = _read(self.records, self.indices[indices])
+    rows = read_records(self.records, self.indices[indices])
     images = np.stack([self.shape_fn(r['image'], int(i)) for i, r in zip(indices, rows)])
     return _finish(images, self.labels[indices], rng, augment, self.mean, self.std)
 
@@ -122,7 +123,7 @@ def _open(data_config) -> _Raw:
               identity=str(builder.data_dir))
 
 
-def _read(records, indices) -> list[dict]:
+def read_records(records, indices) -> list[dict]:
   """Records at `indices` (a batched read when the source has one)."""
   indices = [int(i) for i in indices]
   if hasattr(records, '__getitems__'):
@@ -161,7 +162,7 @@ def _columns(records, keys: dict, *, chunk: int = 2048) -> dict[str, list]:
   """Every record of a split, by role (strings decoded; images as stored: arrays or encoded bytes)."""
   out = {role: [] for role in keys}
   for start in range(0, len(records), chunk):
-    for row in _read(records, range(start, min(len(records), start + chunk))):
+    for row in read_records(records, range(start, min(len(records), start + chunk))):
       for role, feature in keys.items():
         value = row[feature]
         if role in ('text', 'text_pair'):
@@ -214,12 +215,7 @@ def _image_shaper(image_config, where: str):
   def shape(image, index):
     if isinstance(image, (bytes, np.bytes_)):
       image = images_lib.decode(bytes(image), channels=channels or 3, where=f'{where}, example {index}')
-    image = np.asarray(image)
-    if channels and image.ndim == 3 and image.shape[-1] != channels:
-      if image.shape[-1] == 3 and channels == 1:
-        image = np.round(image @ np.array([0.299, 0.587, 0.114])).astype(image.dtype)[..., None]
-      elif image.shape[-1] == 1 and channels == 3:
-        image = np.repeat(image, 3, axis=-1)
+    image = images_lib.with_channels(np.asarray(image), channels)
     if size and image.shape[:2] != (size, size):
       image = images_lib.resize(image, size, method=image_config.resize)
     return image
@@ -260,6 +256,9 @@ def load(data_config) -> Splits:
   if dc.source == 'segmentation':
     from ftlab.data import segmentation
     return segmentation.load(dc)
+  if reads_masks(dc):
+    from ftlab.data import tfds_segmentation
+    return tfds_segmentation.load(dc)
   if dc.source == 'detection':
     from ftlab.data import detection
     return detection.load(dc)
