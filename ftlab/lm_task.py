@@ -20,20 +20,12 @@ import numpy as np
 from clu import metrics as clu_metrics
 
 from ftlab import generation
+from ftlab.tasks import classification_loss
 from ftlab import metrics as metrics_lib
 from ftlab.models import llama
 
 INPUTS = ('input_ids', 'positions', 'segment_ids')
 NONE_CLASS = '(none)'
-
-
-def token_losses(logits: jax.Array, targets: jax.Array, *, label_smoothing=0.0) -> jax.Array:
-  """Per-token cross-entropy of logits [..., V] against targets [...], with label smoothing (maybe traced), without
-  materialising one-hot targets over the vocabulary."""
-  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-  nll = -jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
-  s = jnp.asarray(label_smoothing, jnp.float32)
-  return (1.0 - s) * nll - s * jnp.mean(logp, axis=-1)
 
 
 @functools.cache
@@ -77,7 +69,7 @@ class LMTask:
   def losses_and_weights(self, logits, batch: dict, *, label_smoothing, class_weights):
     del class_weights  # a vocabulary has no per-class weights (config validation refuses them)
     targets, mask = self.labels_and_mask(batch)
-    return token_losses(logits, targets, label_smoothing=label_smoothing), mask
+    return classification_loss(logits, targets, label_smoothing=label_smoothing), mask
 
   def train_metrics(self, *, losses, logits, batch):
     targets, mask = self.labels_and_mask(batch)
@@ -117,7 +109,7 @@ class LMTask:
 
   def eval_metrics(self, *, logits, batch, generated=None):
     targets, mask = self.labels_and_mask(batch)
-    losses = token_losses(logits, targets)
+    losses = classification_loss(logits, targets)
     rows = batch['mask'] if 'mask' in batch else jnp.ones(targets.shape[:1], bool)
     loss = clu_metrics.Average.from_model_output(losses, mask=mask > 0)
     out = {'loss': loss, 'perplexity': loss}

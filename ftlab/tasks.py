@@ -13,7 +13,6 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from ftlab import entity_metrics
 from ftlab import metrics as metrics_lib
@@ -22,10 +21,14 @@ TEXT_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids')
 
 
 def classification_loss(logits: jax.Array, labels: jax.Array, *, label_smoothing=0.0) -> jax.Array:
-  """Per-prediction cross-entropy (logits [..., C], labels [...]); `label_smoothing` may be a traced scalar."""
-  targets = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
-  targets = optax.smooth_labels(targets, jnp.asarray(label_smoothing, logits.dtype))
-  return optax.softmax_cross_entropy(logits, targets)
+  """Per-prediction cross-entropy in float32 (logits [..., C], labels [...] of class or token ids), with label
+  smoothing (maybe a traced scalar): optax.softmax_cross_entropy against optax.smooth_labels' targets, computed
+  without materialising one-hot targets. (The one-hot form also gave XLA:CPU in jax 0.10.2 a wrong program: under
+  jit(vmap) over trials, with labels shared, every trial's masked loss sum over 8x48x64 pixels was the first's.)"""
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(logp, labels[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  s = jnp.asarray(label_smoothing, jnp.float32)
+  return (1.0 - s) * nll - s * jnp.mean(logp, axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)

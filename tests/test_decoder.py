@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ftlab import generation, lm_task
+from ftlab import generation, lm_task, tasks
 from ftlab.models import llama, lora
 from ftlab.pretrained import decoder, hf
 
@@ -148,12 +148,12 @@ def test_tokens_outside_the_loss_mask_get_no_gradient():
   assert np.all(np.abs(grads[mask == 1]).sum(-1) > 0)
 
 
-def test_token_losses_equal_optax_with_smoothed_one_hot_targets():
+def test_the_cross_entropy_equals_optax_with_smoothed_one_hot_targets():
   import optax
   logits = jax.random.normal(jax.random.key(0), (3, 5, 17))
   targets = jax.random.randint(jax.random.key(1), (3, 5), 0, 17)
   expected = optax.softmax_cross_entropy(logits, optax.smooth_labels(jax.nn.one_hot(targets, 17), 0.2))
-  np.testing.assert_allclose(lm_task.token_losses(logits, targets, label_smoothing=0.2), expected, rtol=1e-5)
+  np.testing.assert_allclose(tasks.classification_loss(logits, targets, label_smoothing=0.2), expected, rtol=1e-5)
 
 
 def test_lora_merged_into_the_decoder_equals_the_adapted_forward():

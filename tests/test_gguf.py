@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from ftlab import lm_task
+from ftlab import tasks
 from ftlab.models import llama
 from ftlab.pretrained import chat
 from ftlab.pretrained import gguf as fgguf
@@ -272,7 +272,7 @@ def test_smollm2_from_its_gguf_gives_transformers_tokens_logits_and_losses(smoll
     at = logits[i, :len(row)]
     np.testing.assert_allclose(at[:, ref['vocab_ids']], ref[f'p{i}_logits_at_ids'], atol=2e-3, rtol=1e-3)
     np.testing.assert_array_equal(at.argmax(-1), ref[f'p{i}_argmax'])
-    loss = lm_task.token_losses(at[:-1], np.asarray(row[1:])).mean()
+    loss = tasks.classification_loss(at[:-1], np.asarray(row[1:])).mean()
     assert float(loss) == pytest.approx(float(ref[f'p{i}_loss']), abs=2e-3)
   assert float(ref['p0_loss']) + 4 < float(ref['p1_loss'])  # the sentence is far likelier than its words shuffled
 
