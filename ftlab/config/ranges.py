@@ -80,6 +80,17 @@ def _decoder(config, p: _Problems) -> None:
            f"missing role from train); {odd} cannot be read: use those values")
 
 
+def _folds(d, p: _Problems) -> None:
+  p.need(d.folds == 0 or d.folds >= 2, f'data.folds: 0 (no cross-validation) or a number of folds >= 2, got {d.folds}')
+  if d.folds:
+    p.need(-1 <= d.fold < d.folds, f'data.fold: a fold of 0..{d.folds - 1} (or -1 to train on every fold), got '
+           f'{d.fold}')
+    p.need(d.splits.validation in ('', 'auto'), f'data.splits.validation={d.splits.validation!r}: with data.folds '
+           "the validation split is a fold of the training split; set it to '' (or 'auto')")
+  p.need(not d.group_column or d.source in ('text', 'tfds'), f'data.group_column: source {d.source!r} has no '
+         "columns to group by; it is read from source 'text' (a column) and 'tfds' (a feature)")
+
+
 def _segmentation(seg, p: _Problems, *, folders: bool) -> None:
   p.need(len(seg.crop) == 2 and all(v >= 0 for v in seg.crop) and (all(seg.crop) or not any(seg.crop)),
          f'data.segmentation.crop: (height, width) > 0, or [0, 0] for whole images; got {list(seg.crop)}')
@@ -113,6 +124,7 @@ def _data(config, p: _Problems) -> None:
            'data.validation_fraction + data.test_fraction: must leave something to train on (sum < 1)')
   for role in ('train', 'validation', 'test'):
     p.need(role in d.splits, f'data.splits.{role}: missing; give a split name, \'auto\' or \'\'')
+  _folds(d, p)
   if reads_masks(d):
     _segmentation(d.segmentation, p, folders=d.source == 'segmentation')
   if d.source == 'detection':

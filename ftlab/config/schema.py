@@ -104,6 +104,16 @@ def defaults() -> ml_collections.ConfigDict:
           'test_fraction': 0.2,  # carved first, never seen before the final evaluation; fraction or count
           'stratify': True,  # carve with the same class proportions as train (classification only)
           'split_seed': 0,  # the splits depend on this, not on `seed`, so seeds vary the run, not the data
+          # k-fold cross-validation (a sweep's 'folds' sets these): with folds = K >= 2 the training split (after the
+          # test split is carved, if it is) is cut into K folds, stratified by label as `stratify` says; fold k is
+          # the validation split and the other folds train. fold = -1 trains on every fold and evaluates on them
+          # too (a refit: its validation metrics measure fit, not generalisation). data.splits.validation must be
+          # '' or 'auto' (the folds make it).
+          'folds': 0,
+          'fold': 0,
+          # Examples sharing a value of this column (source 'text') or feature (source 'tfds') are never split
+          # between folds or carved splits: one speaker's, patient's or document's examples stay together. '' = none.
+          'group_column': '',
           'classes': [],  # keep only these label ids, renumbered 0..k-1 in this order; [] keeps all
           'in_memory': True,  # images: decode every split into memory once; False reads records per batch
           'remainder': 'spill',  # training batches at an epoch's end: 'spill' into the next epoch, 'drop', 'pad' (masked)

@@ -76,18 +76,21 @@ class FtlabText(_Local):
     features = {'text': tfds.features.Text(), 'label': _int64()}
     if self.options['text_pair_column']:
       features['text_pair'] = tfds.features.Text()
+    if self.options.get('group_column'):
+      features['group'] = tfds.features.Text()
     return features
 
   def _parse(self):
     o = self.options
     read = {split: formats.read_text_classification(
         path, text_column=o['text_column'], label_column=o['label_column'],
-        text_pair_column=o['text_pair_column'], file_format=o['format']) for split, path in o['files'].items()}
+        text_pair_column=o['text_pair_column'], group_column=o.get('group_column', ''), file_format=o['format'])
+        for split, path in o['files'].items()}
     names = tuple(o['label_names']) or formats.infer_label_names(read['train'], path=o['files']['train'])
     splits = {}
     for split, rows in read.items():
       ids = formats.label_ids(rows, names, path=o['files'][split])
-      keys = ('text', 'text_pair') if o['text_pair_column'] else ('text',)
+      keys = [k for k in ('text', 'text_pair', 'group') if k == 'text' or k in rows[0]]
       splits[split] = [{**{k: row[k] for k in keys}, 'label': i} for row, i in zip(rows, ids)]
     return splits, names
 
@@ -237,7 +240,8 @@ def local_options(data_config) -> dict:
     resolved = {k: str(v) for k, v in formats.find_split_files(data_config.path, files).items()}
     return {'source': source, 'files': resolved, 'text_column': t.text_column or 'text',
             'text_pair_column': t.text_pair_column, 'label_column': t.label_column or 'label',
-            'label_names': list(t.label_names), 'format': t.format}
+            'label_names': list(t.label_names), 'format': t.format,
+            **({'group_column': data_config.group_column} if data_config.group_column else {})}
   if source == 'conll':
     c = data_config.conll
     resolved = {k: str(v) for k, v in formats.find_split_files(data_config.path, files).items()}

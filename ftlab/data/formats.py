@@ -76,11 +76,14 @@ def _text_format(path, file_format: str) -> str:
                   'of csv, tsv, jsonl explicitly, or rename the file to .csv, .tsv or .jsonl')
 
 
-def _column_keys(text_column: str, label_column: str, text_pair_column: str) -> list[tuple[str, str, str]]:
+def _column_keys(text_column: str, label_column: str, text_pair_column: str,
+                 group_column: str = '') -> list[tuple[str, str, str]]:
   """(output field, column name, config key) for the columns to read."""
   keys = [('text', text_column, 'data.text.text_column'), ('label', label_column, 'data.text.label_column')]
   if text_pair_column:
     keys.append(('text_pair', text_pair_column, 'data.text.text_pair_column'))
+  if group_column:
+    keys.append(('group', group_column, 'data.group_column'))
   return keys
 
 
@@ -174,6 +177,8 @@ def _read_jsonl(path, text: str, keys) -> list[dict]:
       value = record[column]
       if field == 'label':
         example[field] = _label_string(where, value)
+      elif field == 'group' and isinstance(value, int) and not isinstance(value, bool):
+        example[field] = str(value)  # an id
       elif isinstance(value, str):
         example[field] = value
       else:
@@ -187,18 +192,19 @@ def _read_jsonl(path, text: str, keys) -> list[dict]:
 
 
 def read_text_classification(path, *, text_column: str, label_column: str, text_pair_column: str = '',
-                             file_format: str = 'auto') -> list[dict]:
-  """Examples {'text', 'label', 'line'} (+ 'text_pair') from a CSV/TSV file with a header row, or JSON Lines.
+                             group_column: str = '', file_format: str = 'auto') -> list[dict]:
+  """Examples {'text', 'label', 'line'} (+ 'text_pair', 'group') from a CSV/TSV file with a header row, or JSON
+  Lines.
 
   Labels stay strings as written in the file (surrounding whitespace stripped; JSON integers as str(int)).
   """
   fmt = _text_format(path, file_format)
-  keys = _column_keys(text_column, label_column, text_pair_column)
+  keys = _column_keys(text_column, label_column, text_pair_column, group_column)
   columns = [column for _, column, _ in keys]
   if len(set(columns)) != len(columns):
     raise DataError(f'{path}: the same column is used twice ({", ".join(repr(c) for c in columns)}); '
-                    'set data.text.text_column, data.text.label_column and data.text.text_pair_column to '
-                    'different columns')
+                    'set data.text.text_column, data.text.label_column, data.text.text_pair_column and '
+                    'data.group_column to different columns')
   text = _decode(path, _read_bytes(path))
   if fmt == 'jsonl':
     return _read_jsonl(path, text, keys)

@@ -109,6 +109,11 @@ def _open(data_config) -> _Raw:
     task, keys = standard.task_keys(features, dc.text)
     label_feature = features[keys['tags' if task == 'tags' else 'label']]
     names = tuple(dc.text.label_names) or standard.class_names(label_feature)
+    if dc.group_column:
+      if dc.group_column not in features:
+        raise DataError(f'data.group_column={dc.group_column!r}: {dc.name} has no such feature; its features are '
+                        f'{", ".join(sorted(features))}')
+      keys['group'] = dc.group_column
     return _Raw(dc.name, lambda split: standard.open_split(dc.name, split, data_dir=data_dir, download=dc.download),
                 standard.split_names(dc.name, data_dir), task, keys, names,
                 identity=f'tfds:{dc.name}:{os.path.abspath(data_dir) if data_dir else os.environ.get("TFDS_DATA_DIR", "")}')
@@ -118,6 +123,8 @@ def _open(data_config) -> _Raw:
   keys = {f: f for f in fields}
   if task == 'text' and dc.text.text_pair_column:
     keys['text_pair'] = 'text_pair'
+  if dc.group_column:
+    keys['group'] = 'group'
   return _Raw(f'{dc.source} dataset at {dc.path or "scikit-learn"}', lambda split: builder.as_data_source(split=split),
               tuple(builder.info.splits), task, keys, tuple(builder.info.metadata['class_names']),
               identity=str(builder.data_dir))
@@ -173,6 +180,8 @@ def _columns(records, keys: dict, *, chunk: int = 2048) -> dict[str, list]:
           value = [int(v) for v in value]
         elif role == 'label':
           value = int(value)
+        elif role == 'group':
+          value = _text(value) if isinstance(value, bytes) else str(value)
         out[role].append(value)
   return out
 
@@ -268,7 +277,7 @@ def load(data_config) -> Splits:
     report['sizes'] = {role: len(built[role]) for role in splits_lib.ROLES}
     return Splits(built['train'], built['validation'], built['test'], names, 'lm', report)
   raw = _open(dc)
-  roles = splits_lib.resolve(dict(dc.splits), raw.available, dataset=raw.name)
+  roles = splits_lib.resolve(dict(dc.splits), raw.available, dataset=raw.name, folds=dc.folds)
   records = {}
   for role, split in roles.items():
     if not split:
@@ -282,7 +291,7 @@ def load(data_config) -> Splits:
       raise DataError(f'data.splits.{role}={split!r}: {raw.name} cannot read this split ({reason}); use TFDS split '
                       "syntax, e.g. 'train', 'train[:80%]' or 'train[:5000]'") from err
   lazy = raw.task == 'image' and not dc.in_memory and not dc.classes  # images stay on disk: read labels only
-  keys = {'label': raw.keys['label']} if lazy else raw.keys
+  keys = {k: raw.keys[k] for k in ('label', 'group') if k in raw.keys} if lazy else raw.keys
   columns = {r: _columns_of(raw, roles[r], rec, keys) for r, rec in records.items()}
   names = raw.class_names
   for role, cols in columns.items():
@@ -300,7 +309,8 @@ def load(data_config) -> Splits:
   train_cols = columns['train']
   n = len(next(iter(train_cols.values())))
   labels = np.asarray(train_cols['label']) if raw.task != 'tags' else None
-  carved = splits_lib.carve_roles(n, labels, roles, dc)
+  groups = np.asarray(train_cols['group']) if 'group' in train_cols else None
+  carved = splits_lib.carve_roles(n, labels, roles, dc, groups)
   origin, record_index = {}, {}
   for role in splits_lib.ROLES:
     if role in carved:

@@ -3,7 +3,9 @@
 Each role in data.splits is a TFDS split string (slicing included: 'train[:5000]', 'train[:10%]'), 'auto' (the
 dataset's split of that name when it has one, else carved from train), or '' (always carved). Carving is seeded
 by data.split_seed and stratified by label when data.stratify is on: the test split first, then validation from
-what is left. A fraction < 1 is a share of the train split; a value >= 1 is a count of examples.
+what is left. A fraction < 1 is a share of the train split; a value >= 1 is a count of examples. With data.folds
+(k-fold cross-validation) the rest is cut into folds instead, fold data.fold validating; with data.group_column,
+examples of one group stay in one split and one fold.
 """
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ from ftlab.data.errors import DataError
 ROLES = ('train', 'validation', 'test')
 
 
-def resolve(spec: dict, available: tuple[str, ...], *, dataset: str) -> dict[str, str]:
-  """{role: split string, or '' to carve it from train}."""
+def resolve(spec: dict, available: tuple[str, ...], *, dataset: str, folds: int = 0) -> dict[str, str]:
+  """{role: split string, or '' to carve it from train}; with `folds` the validation role is always carved."""
   out = {}
   for role in ROLES:
     value = spec[role]
+    if folds and role == 'validation':
+      value = ''
     if value == 'auto':
       value = role if role in available else ''
     base = value.split('[')[0].split('+')[0]
@@ -41,31 +45,71 @@ def _amount(value: float, n: int, key: str) -> float | int:
   return value
 
 
-def carve(n: int, labels: np.ndarray | None, amount: float | int, *, seed: int, key: str) -> tuple[np.ndarray,
-                                                                                                 np.ndarray]:
-  """(rest, held_out) sorted index arrays over range(n); stratified by `labels` when given."""
+def carve(n: int, labels: np.ndarray | None, amount: float | int, *, seed: int, key: str,
+          groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """(rest, held_out) sorted index arrays over range(n); stratified by `labels` when given; with `groups`, whole
+  groups are held out (sklearn's GroupShuffleSplit: `amount` then counts groups, and labels are not stratified)."""
   amount = _amount(amount, n, key)
   idx = np.arange(n)
   try:
-    rest, held = model_selection.train_test_split(idx, test_size=amount, random_state=seed, stratify=labels)
+    if groups is not None:
+      splitter = model_selection.GroupShuffleSplit(n_splits=1, test_size=amount, random_state=seed)
+      rest, held = next(splitter.split(idx, groups=groups))
+    else:
+      rest, held = model_selection.train_test_split(idx, test_size=amount, random_state=seed, stratify=labels)
   except ValueError as err:
     raise DataError(f'data.{key}={amount}: cannot carve it from {n} training examples ({err}); use a larger '
                     'value, or data.stratify=False') from err
   return np.sort(rest), np.sort(held)
 
 
-def carve_roles(n: int, labels: np.ndarray | None, roles: dict[str, str], data_config) -> dict[str, np.ndarray]:
-  """{role: indices into the train split} for train and every role that is carved from it."""
+def fold_indices(labels: np.ndarray | None, groups: np.ndarray | None, k: int, *, seed: int) -> list[np.ndarray]:
+  """K disjoint sorted index arrays covering range(len) once: stratified by `labels` when given (sklearn's
+  StratifiedKFold, shuffled with `seed`), with `groups` never split (StratifiedGroupKFold / GroupKFold)."""
+  n = len(labels) if labels is not None else len(groups)
+  x = np.zeros((n, 1))
+  if groups is not None:
+    splitter = (model_selection.StratifiedGroupKFold(k, shuffle=True, random_state=seed) if labels is not None
+                else model_selection.GroupKFold(k, shuffle=True, random_state=seed))
+  else:
+    splitter = (model_selection.StratifiedKFold(k, shuffle=True, random_state=seed) if labels is not None
+                else model_selection.KFold(k, shuffle=True, random_state=seed))
+  try:
+    return [np.sort(held) for _, held in splitter.split(x, labels, groups)]
+  except ValueError as err:
+    raise DataError(f'data.folds={k}: cannot cut {n} training examples into {k} folds ({err}); use fewer folds, or '
+                    'data.stratify=False') from err
+
+
+def _folds(rest: np.ndarray, strat, groups, data_config) -> dict[str, np.ndarray]:
+  """{train, validation} of data.fold among data.folds folds of the indices `rest`."""
+  labels = strat[rest] if strat is not None else None
+  folds = fold_indices(labels, groups[rest] if groups is not None else None, data_config.folds,
+                       seed=data_config.split_seed)
+  if data_config.fold == -1:  # a refit: every fold trains, and is evaluated as the validation split
+    return {'train': rest, 'validation': rest}
+  held = folds[data_config.fold]
+  return {'train': np.setdiff1d(rest, rest[held]), 'validation': rest[held]}
+
+
+def carve_roles(n: int, labels: np.ndarray | None, roles: dict[str, str], data_config,
+                groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+  """{role: indices into the train split} for train and every role that is carved from it: the test split first,
+  then validation (or, with data.folds, the folds) from the rest. `groups` (data.group_column's values) keep each
+  group in one carved split and one fold."""
   strat = labels if data_config.stratify and labels is not None else None
   rest, out = np.arange(n), {}
   test, val = data_config.test_fraction, data_config.validation_fraction
   if not roles['test']:
-    rest, out['test'] = carve(n, strat, test, seed=data_config.split_seed, key='test_fraction')
+    rest, out['test'] = carve(n, strat, test, seed=data_config.split_seed, key='test_fraction', groups=groups)
+  if data_config.folds:
+    return {**out, **_folds(rest, strat, groups, data_config)}
   if not roles['validation']:
     if not roles['test'] and val < 1 and test < 1:
       val = val / (1 - test)  # a share of the whole train split, as the key says
     sub = strat[rest] if strat is not None else None
-    keep, held = carve(len(rest), sub, val, seed=data_config.split_seed, key='validation_fraction')
+    keep, held = carve(len(rest), sub, val, seed=data_config.split_seed, key='validation_fraction',
+                       groups=groups[rest] if groups is not None else None)
     rest, out['validation'] = rest[keep], rest[held]
   out['train'] = rest
   return out

@@ -52,7 +52,8 @@ def load(data_config):
   names = segmentation.class_names(dc.segmentation)
   keys = feature_keys(standard.features_of(dc.name, data_dir), dc.segmentation, dc.name)
   fmt = masks_lib.MaskFormat.of(dc.segmentation, len(names))
-  roles = splits_lib.resolve(dict(dc.splits), standard.split_names(dc.name, data_dir), dataset=dc.name)
+  roles = splits_lib.resolve(dict(dc.splits), standard.split_names(dc.name, data_dir), dataset=dc.name,
+                            folds=dc.folds)
   records = {role: standard.open_split(dc.name, split, data_dir=data_dir, download=dc.download)
              for role, split in roles.items() if split}
   carved = splits_lib.carve_roles(len(records['train']), None, roles, dc)
