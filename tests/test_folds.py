@@ -1,11 +1,15 @@
 """k-fold cross-validation: the folds of a training split (disjoint, covering it once, stratified, groups kept
 whole), read from a text file's group column, and a cross-validated sweep with its refit."""
+import json
+import os
+
 import numpy as np
-import pytest
+from scipy import stats
 
 from conftest import small_config
 from ftlab import data
 from ftlab.data import splits
+from ftlab.sweeps import markdown, records, runner
 
 
 def _roles(labels, groups=None, *, k=5, fold=0, test=''):
@@ -54,3 +58,62 @@ def test_a_text_files_group_column_keeps_a_speakers_examples_in_one_fold(tmp_pat
   c.data.test_fraction = 1  # one speaker held out for the test
   loaded = data.load(c.data)
   assert (len(loaded.train), len(loaded.validation), len(loaded.test)) == (50, 10, 10)
+
+
+CV_SWEEP = '''
+from ftlab.config import defaults
+
+
+def get_config(arg=None):
+  c = defaults()
+  c.model.features = [32]
+  c.data.classes = [5, 6, 7, 8, 9]
+  c.data.splits.validation = ''
+  c.optimizer.learning_rate = 3e-3
+  c.train.num_steps, c.train.num_epochs = 40, 0.0
+  c.eval.every_steps, c.eval.train_subset = 20, 0
+  return c
+
+
+def get_sweep(arg=None):
+  return {'kind': 'grid', 'params': {'optimizer.learning_rate': [3e-3, 3e-4]}, 'folds': 3, 'refit': True}
+'''
+
+
+def _summary(sweep_dir, row):
+  with open(os.path.join(sweep_dir, row['workdir'], 'summary.json')) as f:
+    return json.load(f)
+
+
+def test_a_cross_validated_sweep_runs_every_fold_ranks_by_the_fold_mean_and_refits_the_best(tmp_path):
+  config = tmp_path / 'cv.py'
+  config.write_text(CV_SWEEP)
+  sweep_dir = str(tmp_path / 'cv')
+  rows = runner.run(str(config), sweep_dir, options=runner.Options(report=False))
+  folds = [r for r in rows if not r.get('refit')]
+  assert sorted(r['id'] for r in folds) == [f'c00{c}-s0-f{f}' for c in range(2) for f in range(3)]
+  sizes = [_summary(sweep_dir, r)['data']['sizes'] for r in folds if r['config_id'] == 'c000']
+  train_total = sizes[0]['train'] + sizes[0]['validation']
+  assert sum(s['validation'] for s in sizes) == train_total and all(s['test'] == sizes[0]['test'] for s in sizes)
+
+  spec = markdown.spec_of(records.read_sweep(sweep_dir))
+  configs = markdown.summarize(rows, spec)
+  best, other = configs
+  scores = {c.config_id: [r['validation']['f1_macro'] for r in sorted(c.complete, key=lambda r: r['fold'])]
+            for c in configs}
+  line = {c.config_id: next(l for l in markdown.main_table(configs, spec).splitlines()
+                            if f'| {markdown.plots.format_value(c.values["optimizer.learning_rate"])} |' in l)
+          for c in configs}
+  for c in configs:
+    values = scores[c.config_id]
+    cells = [cell.strip() for cell in line[c.config_id].split('|')]
+    assert cells[4] == f'{np.mean(values):.4f} ± {np.std(values):.4f}'
+    assert cells[5] == f'{np.std(values, ddof=1) / np.sqrt(3):.4f}'
+  test = stats.ttest_rel(scores[other.config_id], scores[best.config_id])
+  assert f'| {test.pvalue:.3g} |' in line[other.config_id]
+
+  refit = next(r for r in rows if r.get('refit'))
+  assert refit['id'] == f'{best.config_id}-s0-refit' and refit['status'] == 'complete'
+  assert _summary(sweep_dir, refit)['data']['sizes']['train'] == train_total
+  assert refit['final_step'] == round(np.mean([r['best_step'] for r in best.complete]))
+  assert '## Refit on every fold' in open(markdown.write(sweep_dir)).read()

@@ -118,6 +118,8 @@ def carve_roles(n: int, labels: np.ndarray | None, roles: dict[str, str], data_c
 def carve_lists(chosen: dict[str, list], spec: dict[str, str], data_config) -> tuple[dict, dict]:
   """(examples per role, where each role came from): `chosen` holds the roles `spec` names (train among them);
   the roles spec leaves '' are carved from train's list (unstratified: dense tasks have no one label per image)."""
+  if data_config.folds:  # the folds make the validation split
+    spec, chosen = {**spec, 'validation': ''}, {r: v for r, v in chosen.items() if r != 'validation'}
   origin = {role: value for role, value in spec.items() if value}
   if all(spec.values()):
     return chosen, origin

@@ -15,7 +15,7 @@ def source_config(config):
   """The source-task run derived from a fine-tuning config with init.pretrain enabled.
 
   Same model, data source, optimizer and seed; the labels of init.pretrain.classes, its own length and learning
-  rate; none of the fine-tuning strategies (everything trains at one rate: no freezing, groups, layer-wise
+  rate, its own data split (not the fine-tuning's cross-validation folds); none of the fine-tuning strategies (everything trains at one rate: no freezing, groups, layer-wise
   decay, LP-FT, gradual unfreezing or LoRA), no early stopping, evaluated four times.
   """
   pre = config.init.pretrain
@@ -25,6 +25,7 @@ def source_config(config):
     source.optimizer[key] = defaults.optimizer[key]
   source.lora.target = ''
   source.data.classes = list(pre.classes)
+  source.data.folds, source.data.fold = defaults.data.folds, defaults.data.fold  # one source run for every fold
   source.train.num_steps, source.train.num_epochs = pre.num_steps, 0.0
   source.optimizer.learning_rate = pre.learning_rate
   source.optimizer.freeze = ''

@@ -20,7 +20,7 @@ import numpy as np
 
 from ftlab import faults
 from ftlab.sweeps import plots
-from ftlab.sweeps import records, space
+from ftlab.sweeps import records, significance, space
 
 VALIDATION_METRICS = ('accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'loss')
 TEST_METRICS = ('accuracy', 'f1_macro')
@@ -39,6 +39,7 @@ class Spec:
   metric: str
   direction: str  # 'max' or 'min'
   overrides: dict
+  folds: int = 0  # k-fold cross-validation: every (configuration, seed) once per fold
 
 
 @dataclasses.dataclass
@@ -53,6 +54,11 @@ class Configuration:
   @property
   def objective(self) -> float | None:
     return float(np.mean(self.objectives)) if self.objectives else None
+
+  def by_replicate(self, metric: str) -> dict:
+    """{(seed, fold): objective} of the complete runs: what a paired comparison pairs."""
+    return {(r.get('seed'), r.get('fold')): v for r in self.complete
+            if (v := objective(r, metric)) is not None}
 
 
 def load(sweep_dir: str) -> tuple[Spec, list[dict]]:
@@ -85,7 +91,7 @@ def spec_of(info, path: str = records.SWEEP) -> Spec:
     raise records.RecordError(f'{path}: "sweep.direction" is {direction!r}; it must be "max" or "min"')
   return Spec(config=str(info.get('config', '?')), kind=str(sweep.get('kind', 'grid')), params=sweep['params'],
               seeds=list(sweep.get('seeds') or []), metric=metric, direction=direction,
-              overrides=dict(info.get('overrides') or {}))
+              overrides=dict(info.get('overrides') or {}), folds=int(sweep.get('folds') or 0))
 
 
 def _number(value) -> float | None:
@@ -110,7 +116,8 @@ def summarize(rows: list[dict], spec: Spec) -> list[Configuration]:
   configurations with no complete seed come last. Ties keep the order of first appearance."""
   groups = {}
   for row in rows:
-    groups.setdefault(row.get('config_id', row['id']), []).append(row)
+    if not row.get('refit'):  # a cross-validated sweep's refit is reported on its own
+      groups.setdefault(row.get('config_id', row['id']), []).append(row)
   configs = []
   for config_id, trials in groups.items():
     complete = [r for r in trials if r['status'] == 'complete']
@@ -155,23 +162,47 @@ def columns(configs: list[Configuration], metric: str) -> list[tuple[str, str]]:
 
 
 def main_table(configs: list[Configuration], spec: Spec) -> str:
-  """One row per configuration, best first: rank (★ on the best), swept values, seeds complete/finished, mean ±
-  std of the metrics over complete seeds, the mean best step, and the mean train-validation gap of the objective."""
+  """One row per configuration, best first: rank (★ on the best), swept values, runs complete/finished, mean ±
+  std of the metrics over complete runs, the objective's standard error and its paired comparison with the best
+  (ftlab/sweeps/significance.py), the mean best step, and the mean train-validation gap of the objective."""
   cols = columns(configs, spec.metric)
-  header = (['rank'] + list(spec.params) + ['seeds complete/finished']
-            + [f'{"val" if split == "validation" else "test"} {m}' + (' (objective)' if (split, m) == (
-                'validation', spec.metric) else '') for split, m in cols]
-            + ['best step', f'gap {spec.metric} (train - val)'])
+  name = lambda split, m: f'{"val" if split == "validation" else "test"} {m}'
+  header = (['rank'] + list(spec.params) + ['runs (seed x fold) complete/finished' if spec.folds
+                                            else 'seeds complete/finished']
+            + [name(*cols[0]) + ' (objective)', 'SE', 'vs best: difference [95% CI]', 'p (paired t)']
+            + [name(split, m) for split, m in cols[1:]] + ['best step', f'gap {spec.metric} (train - val)'])
+  best = configs[0].by_replicate(spec.metric) if configs else {}
   out = []
   for rank, c in enumerate(configs, 1):
-    best = rank == 1 and c.objective is not None
+    starred = rank == 1 and c.objective is not None
     gap = stat(c.complete, 'validation', f'gap_{spec.metric}')
     steps = [s for s in (_number(r.get('best_step', r.get('step'))) for r in c.complete) if s is not None]
-    out.append([f'★ {rank}' if best else str(rank)] + [plots.format_value(c.values[k]) for k in spec.params]
-               + [f'{len(c.complete)}/{len(c.trials)}']
-               + [_fmt_stat(stat(c.complete, split, m)) for split, m in cols]
+    out.append([f'★ {rank}' if starred else str(rank)] + [plots.format_value(c.values[k]) for k in spec.params]
+               + [f'{len(c.complete)}/{len(c.trials)}', _fmt_stat(stat(c.complete, *cols[0])),
+                  _fmt(significance.standard_error(c.objectives))]
+               + (['-', '-'] if rank == 1 else _comparison(significance.paired(best, c.by_replicate(spec.metric))))
+               + [_fmt_stat(stat(c.complete, split, m)) for split, m in cols[1:]]
                + [_fmt(float(np.mean(steps)), 1) if steps else 'n/a', _fmt(gap[0]) if gap else 'n/a'])
   return _table(header, out)
+
+
+def _comparison(c: significance.Comparison | None) -> list[str]:
+  if c is None:
+    return ['n/a (no run in common)', 'n/a']
+  interval = f' [{c.low:+.4f}, {c.high:+.4f}]' if c.low is not None else ''
+  return [f'{c.mean:+.4f}{interval} (n={c.n})', 'n/a' if c.p is None else f'{c.p:.3g}']
+
+
+def refit_table(rows: list[dict], spec: Spec) -> str:
+  """A cross-validated sweep's refit: the best configuration trained on every fold, its test metrics."""
+  refits = [r for r in rows if r.get('refit')]
+  if not refits:
+    return ''
+  metrics = [m for m in dict.fromkeys(TEST_METRICS + (spec.metric,)) if any(m in (r.get('test') or {}) for r in refits)]
+  body = [[str(r['id'])] + [plots.format_value((r.get('values') or {}).get(k)) for k in spec.params]
+          + [r['status'], str(r.get('final_step') or r.get('step') or 'n/a')]
+          + [_fmt(_number((r.get('test') or {}).get(m))) for m in metrics] for r in refits]
+  return _table(['id'] + list(spec.params) + ['status', 'steps'] + [f'test {m}' for m in metrics], body)
 
 
 def incomplete_table(rows: list[dict], spec: Spec) -> str:
@@ -184,11 +215,11 @@ def incomplete_table(rows: list[dict], spec: Spec) -> str:
     if len(message) > 200:
       message = message[:197] + '...'
     out.append([str(r['id'])] + [plots.format_value((r.get('values') or {}).get(k)) for k in spec.params]
-               + [str(r.get('seed', '')), r['status'], str(r.get('step') if r.get('step') is not None else 'n/a'),
+               + [str(r.get('seed', '')) + (f' / fold {r["fold"]}' if r.get('fold') is not None else ''), r['status'], str(r.get('step') if r.get('step') is not None else 'n/a'),
                   _fmt(objective(r, spec.metric)), message or '-'])
   if not out:
     return 'None: every trial completed.'
-  header = ['id'] + list(spec.params) + ['seed', 'status', 'step', f'val {spec.metric} so far', 'message']
+  header = ['id'] + list(spec.params) + ['seed / fold' if spec.folds else 'seed', 'status', 'step', f'val {spec.metric} so far', 'message']
   return _table(header, out)
 
 
@@ -256,8 +287,9 @@ def describe_param(spec) -> str:
 
 def header(sweep_dir: str, spec: Spec, rows: list[dict], configs: list[Configuration]) -> str:
   counts = status_counts(rows)
+  folds = f' x {spec.folds} folds (cross-validation)' if spec.folds else ''
   lines = [f'# Sweep report: {spec.config}', '',
-           f'- kind: **{spec.kind}**, {len(configs)} configuration(s) x seeds {spec.seeds}']
+           f'- kind: **{spec.kind}**, {len(configs)} configuration(s) x seeds {spec.seeds}{folds}']
   lines += [f'  - `{k}`: {describe_param(v)}' for k, v in spec.params.items()]
   if spec.overrides:
     lines.append('- overrides: ' + ', '.join(f'`{k}={plots.format_value(v)}`' for k, v in spec.overrides.items()))
@@ -323,7 +355,7 @@ def draw(sweep_dir: str, spec: Spec, configs: list[Configuration],
                            direction=spec.direction, row_order=_order(spec.params[keys[0]]),
                            col_order=_order(spec.params[keys[1]]))
       figures.append((path, f'validation {spec.metric} over the grid'))
-  trials = [{'label': _label({**c.values, 'seed': r.get('seed')}), 'group_label': _label(c.values), 'group': c.config_id, 'seed': r.get('seed'),
+  trials = [{'label': _label({**c.values, 'seed': r.get('seed'), **({'fold': r['fold']} if 'fold' in r else {})}), 'group_label': _label(c.values), 'group': c.config_id, 'seed': r.get('seed'),
              'status': r['status'], 'history': _history(sweep_dir, r)} for c in configs for r in c.trials]
   if any(t['history'] for t in trials):
     figures.append((plots.curves(os.path.join(out_dir, 'curves.png'), trials, metric=spec.metric,
@@ -364,16 +396,26 @@ def markdown(sweep_dir: str, spec: Spec, rows: list[dict], configs: list[Configu
   """The whole of report.md."""
   parts = [header(sweep_dir, spec, rows, configs), '', '## Configurations, best first', '']
   if configs:
-    parts += [f'Mean {PM} std over the complete seeds of each configuration (population std); ranked by validation '
-              f'{spec.metric}, ★ marks the best. Test metrics are for reference, not for choosing. The gap is train '
-              f'minus validation {spec.metric} at the best step (n/a when the runs evaluated no training subset).',
-              '', main_table(configs, spec)]
+    runs = 'runs (each seed of each fold)' if spec.folds else 'seeds'
+    parts += [f'Mean {PM} std over the complete {runs} of each configuration (population std); ranked by validation '
+              f'{spec.metric}, ★ marks the best. SE is the standard error of that mean (sample std / sqrt(n)). Each '
+              'other configuration is compared with the best over the runs both completed with the same seed'
+              + (' and fold' if spec.folds else '') + ': the mean difference with its 95% confidence interval and a '
+              'paired t-test\'s two-sided p-value (ftlab/sweeps/significance.py; over folds it is optimistic, as '
+              'their training sets overlap). A p-value above 0.05 means the difference is within noise. Test '
+              f'metrics are for reference, not for choosing. The gap is train minus validation {spec.metric} at the '
+              'best step (n/a when the runs evaluated no training subset).', '', main_table(configs, spec)]
     best, most = configs[0], max(len(c.complete) for c in configs)
     if best.objective is not None and len(best.complete) < most:
       parts += ['', f'Note: the best configuration has {len(best.complete)} complete seed(s) where others have '
                 f'{most}; its mean is less certain than its std suggests.']
   else:
     parts.append('No trial has finished yet.')
+  refit = refit_table(rows, spec)
+  if refit:
+    parts += ['', '## Refit on every fold', '', 'The best configuration trained on the whole training split (every '
+              'fold) for the mean of its runs\' best steps, evaluated once at the end: test metrics from no choice '
+              'made on held-out data.', '', refit]
   parts += ['', '## Trials that did not complete', '', incomplete_table(rows, spec), '', '## Parameter importances', '']
   values, reason = importance
   if values:

@@ -112,10 +112,10 @@ def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, swe
   if sweep.vectorize > 1 and not base_problems:
     problems += [p for p in [layout_problem(base)] if p]
   planner = planner or Planner(sweep_dir)
-  for point, seed in _trials_to_check(sweep):
-    config = space.apply(base, point.overrides, seed)
+  for point, seed, fold in _trials_to_check(sweep):
+    config = space.apply(base, point.overrides, seed, fold, sweep.folds)
     if plan_trials and not problems:
-      trial_problems = _plan_problems(planner, config, point.run_id(seed))
+      trial_problems = _plan_problems(planner, config, point.run_id(seed, fold))
     else:  # the base is broken already: its own problems are reported once, not for every trial
       trial_problems = [p for p in config_lib.validate(config) if p not in base_problems]
     problems += [f'trial {point.values}: {p}' for p in trial_problems]
@@ -126,12 +126,13 @@ def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, swe
   return base, sweep, record
 
 
-def _trials_to_check(sweep: space.Sweep) -> list[tuple[space.Configuration, int]]:
-  """Every (configuration, seed) of a grid, zip or random sweep; the corners of a bayes sweep's space (first seed)."""
+def _trials_to_check(sweep: space.Sweep) -> list[tuple[space.Configuration, int, int | None]]:
+  """Every (configuration, seed, fold) of a grid, zip or random sweep; the corners of a bayes sweep's space (its
+  first seed and fold)."""
   if sweep.kind == 'bayes':
-    return [(space.Configuration(f'edge{i}', v, space.expand(sweep, v)), sweep.seeds[0])
+    return [(space.Configuration(f'edge{i}', v, space.expand(sweep, v)), *sweep.replicates()[0])
             for i, v in enumerate(space.corner_points(sweep))]
-  return [(point, seed) for point in space.configurations(sweep) for seed in sweep.seeds]
+  return [(point, seed, fold) for point in space.configurations(sweep) for seed, fold in sweep.replicates()]
 
 
 def _plan_problems(planner: Planner, config, run_id: str) -> list[str]:
@@ -208,10 +209,10 @@ def _study(storage, sweep: space.Sweep, record: dict, options: Options):
   if sweep.kind != 'bayes' and not study.user_attrs.get('ftlab_enqueued'):
     existing = {t.user_attrs.get('ftlab_id') for t in study.get_trials(deepcopy=False)}
     for point in space.configurations(sweep):
-      for seed in sweep.seeds:
-        if point.run_id(seed) not in existing:
-          study.enqueue_trial({}, user_attrs={'ftlab_id': point.run_id(seed), 'ftlab_config_id': point.config_id,
-                                              'ftlab_seed': seed})
+      for seed, fold in sweep.replicates():
+        if point.run_id(seed, fold) not in existing:
+          study.enqueue_trial({}, user_attrs={'ftlab_id': point.run_id(seed, fold), 'ftlab_config_id': point.config_id,
+                                              'ftlab_seed': seed, 'ftlab_fold': fold})
     study.set_user_attr('ftlab_enqueued', True)
   return study
 
@@ -264,7 +265,7 @@ def recover_stale(study, stale_after: float) -> list[str]:
       study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     except (RuntimeError, ValueError):
       continue
-    attrs = {k: v for k, v in t.user_attrs.items() if k in ('ftlab_id', 'ftlab_config_id', 'ftlab_seed')}
+    attrs = {k: v for k, v in t.user_attrs.items() if k in ('ftlab_id', 'ftlab_config_id', 'ftlab_seed', 'ftlab_fold')}
     if 'ftlab_id' in attrs:
       study.enqueue_trial(dict(t.params), user_attrs={**attrs, 'ftlab_retry_of': t.number})
       recovered.append(attrs['ftlab_id'])
@@ -298,20 +299,26 @@ class Heartbeat:
 
 @dataclasses.dataclass
 class Job:
-  """One (configuration, seed) run of a sweep, with the Optuna trial it reports to."""
+  """One (configuration, seed, fold) run of a sweep, with the Optuna trial it reports to; fold None without
+  cross-validation, -1 for the refit on every fold."""
   point: space.Configuration
   seed: int
   trial: object = None
   report_intermediate: bool = False
+  fold: int | None = None
+
+  @property
+  def run_id(self) -> str:
+    return self.point.run_id(self.seed, self.fold)
 
 
 def run_one(planner: Planner, base, sweep: space.Sweep, point: space.Configuration, seed: int, *, trial=None,
-            report_intermediate: bool = False) -> dict:
-  """Runs (or resumes) one (configuration, seed) as a normal ftlab run in DIR/trials/<id>; returns its row.
+            report_intermediate: bool = False, fold: int | None = None) -> dict:
+  """Runs (or resumes) one (configuration, seed, fold) as a normal ftlab run in DIR/trials/<id>; returns its row.
 
   Already recorded in trials.jsonl: returns that row without running anything.
   """
-  return run_many(planner, base, sweep, [Job(point, seed, trial, report_intermediate)])[0]
+  return run_many(planner, base, sweep, [Job(point, seed, trial, report_intermediate, fold)])[0]
 
 
 def run_many(planner: Planner, base, sweep: space.Sweep, jobs: list[Job], *, on_row=None) -> list[dict]:
@@ -321,7 +328,7 @@ def run_many(planner: Planner, base, sweep: space.Sweep, jobs: list[Job], *, on_
   Each row is appended to trials.jsonl, and given to `on_row(job, row)`, as soon as its run (or group) ends."""
   sweep_dir = planner.sweep_dir
   done = records.by_id(sweep_dir)
-  rows: list[dict | None] = [done.get(job.point.run_id(job.seed)) for job in jobs]
+  rows: list[dict | None] = [done.get(job.run_id) for job in jobs]
   todo, plans, on_evals, last = [], [], [], []
   for i, job in enumerate(jobs):
     if rows[i] is not None:
@@ -352,21 +359,24 @@ def run_many(planner: Planner, base, sweep: space.Sweep, jobs: list[Job], *, on_
   grouping.run_groups(plans, on_evals=on_evals, vectorize=sweep.vectorize, shard_trials=sweep.shard_trials,
                       on_outcome=finished)
   recorded = records.by_id(sweep_dir)
-  return [recorded[job.point.run_id(job.seed)] for job in jobs]
+  return [recorded[job.run_id] for job in jobs]
 
 
 def _start(planner: Planner, base, sweep: space.Sweep, job: Job):
   """(the job's row, its planned fine-tuning run), after its source-task run; the plan is None when planning or
   the source-task run failed (the row says why)."""
   t0 = time.perf_counter()
-  run_id = job.point.run_id(job.seed)
+  run_id = job.run_id
   workdir = workdir_lib.inside(os.path.join(planner.sweep_dir, 'trials'), run_id)
   row = {'id': run_id, 'config_id': job.point.config_id, 'values': job.point.values, 'seed': job.seed,
          'workdir': os.path.relpath(workdir, planner.sweep_dir), 'best_step': None, 'final_step': None,
          'objective': None, 'validation': None, 'test': None, 'train_eval': None, 'message': ''}
-  print(f'ftlab.sweep: trial {run_id} {json.dumps(job.point.values)} seed {job.seed}', flush=True)
+  if job.fold is not None:
+    row.update(fold=job.fold, **({'refit': True} if job.fold == -1 else {}))
+  fold = '' if job.fold is None else ' refit on every fold' if job.fold == -1 else f' fold {job.fold}'
+  print(f'ftlab.sweep: trial {run_id} {json.dumps(job.point.values)} seed {job.seed}{fold}', flush=True)
   try:
-    planned = planner.stages(space.apply(base, job.point.overrides, job.seed), run_id)
+    planned = planner.stages(space.apply(base, job.point.overrides, job.seed, job.fold, sweep.folds), run_id)
     stages.run_sources(planned)
   except Exception as err:  # a bad trial config, a broken data file, a bug: recorded, and the sweep goes on
     _finish_row(row, err, {}, sweep.metric, time.perf_counter() - t0)
@@ -455,7 +465,8 @@ def work(planner: Planner, base, sweep: space.Sweep, study, options: Options) ->
         per_trial = [_run_bayes_trial(planner, base, sweep, taken[0])]
       else:
         points = {p.config_id: p for p in space.configurations(sweep)}
-        jobs = [Job(points[t.user_attrs['ftlab_config_id']], t.user_attrs['ftlab_seed'], t, True) for t in taken]
+        jobs = [Job(points[t.user_attrs['ftlab_config_id']], t.user_attrs['ftlab_seed'], t, True,
+                    t.user_attrs.get('ftlab_fold')) for t in taken]
         per_trial = [[row] for row in run_many(planner, base, sweep, jobs, on_row=lambda job, row: _tell(
             study, job.trial, sweep, [row]))]  # told as each run ends: no finished trial looks interrupted
     for trial, trial_rows in zip(taken, per_trial):
@@ -513,12 +524,12 @@ def _discard(study, trial):
 
 
 def _run_bayes_trial(planner: Planner, base, sweep, trial) -> list[dict]:
-  """Runs every seed of the configuration the sampler gave `trial`; pruning watches the first seed, and the others
-  run only if it survives."""
+  """Runs every seed (and fold) of the configuration the sampler gave `trial`; pruning watches the first run, and
+  the others run only if it survives. The sampler is told the mean objective over them."""
   point = space.suggest(sweep, trial, trial.user_attrs['ftlab_config_id'])
   rows = []
-  for i, seed in enumerate(sweep.seeds):
-    row = run_one(planner, base, sweep, point, seed, trial=trial, report_intermediate=i == 0)
+  for i, (seed, fold) in enumerate(sweep.replicates()):
+    row = run_one(planner, base, sweep, point, seed, trial=trial, report_intermediate=i == 0, fold=fold)
     rows.append(row)
     if row['status'] != 'complete':
       break
@@ -537,6 +548,31 @@ def _tell(study, trial, sweep, rows: list[dict]):
     study.tell(trial, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
 
+def refit(planner: Planner, base, sweep: space.Sweep, study) -> dict | None:
+  """A cross-validated sweep's refit, once every trial has ended: its best configuration (mean objective over seeds
+  and folds) trained on every fold of the training split for the mean of its runs' best steps (its schedule spans
+  that length), evaluated once at the end, so that its test metrics come from no choice made on held-out data. Row
+  '<config>-s<seed>-refit' with 'refit': True. The first worker to find it missing runs it, under a lock."""
+  import optuna
+  from ftlab.sweeps import markdown
+  states = (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)
+  if study.get_trials(deepcopy=False, states=states):
+    print('ftlab.sweep: trials are still running elsewhere; the last worker to finish refits', flush=True)
+    return None
+  with locks.waiting(os.path.join(planner.sweep_dir, 'refit.lock')):
+    rows = [r for r in records.read(planner.sweep_dir) if not r.get('refit')]
+    configs = markdown.summarize(rows, markdown.spec_of(records.read_sweep(planner.sweep_dir)))
+    if not configs or configs[0].objective is None:
+      print('ftlab.sweep: no configuration completed, so there is nothing to refit', flush=True)
+      return None
+    best = configs[0]
+    steps = max(1, round(float(sum(r['best_step'] for r in best.complete)) / len(best.complete)))
+    overrides = {**space.expand(sweep, best.values), 'train.num_steps': steps, 'train.num_epochs': 0.0,
+                 'eval.every_steps': steps, 'early_stopping.enabled': False}
+    point = space.Configuration(best.config_id, best.values, overrides)
+    return run_one(planner, base, sweep, point, sweep.seeds[0], fold=-1)
+
+
 def run(config_file: str, sweep_dir: str, *, config_overrides: dict | None = None,
         sweep_overrides: dict | None = None, options: Options | None = None) -> list[dict]:
   """The whole command: checks, records sweep.json, works through the trials, writes the report. Returns every
@@ -553,6 +589,8 @@ def run(config_file: str, sweep_dir: str, *, config_overrides: dict | None = Non
       writers.write_json_atomic(os.path.join(sweep_dir, records.SWEEP), record)
     study = open_study(sweep_dir, sweep, record, options)
   work(planner, base, sweep, study, options)
+  if sweep.refit:
+    refit(planner, base, sweep, study)
   rows = records.read(sweep_dir)
   if options.report:
     from ftlab.sweeps import markdown

@@ -11,6 +11,8 @@ A definition is a plain dict (so that it is saved in sweep.json and compared whe
               'strategy': variants(frozen={'optimizer.freeze': '^backbone/'}, full={}),  # named bundles of keys
           },
           'seeds': [0, 1, 2],        # every configuration runs once per seed (mean and std in the report)
+          'folds': 5,                # k-fold cross-validation: each (configuration, seed) once per fold
+          'refit': True,             # with folds: the best configuration trained on every fold, then tested
           'metric': 'f1_macro',      # the objective (default: the config's eval.metric); 'direction' max/min
           'num_trials': 20,          # random / bayes: the number of configurations
           'pruner': {'name': 'median'},   # Optuna pruning from the validation metric at each evaluation
@@ -46,8 +48,8 @@ KINDS = ('grid', 'zip', 'random', 'bayes')
 DISTRIBUTIONS = ('loguniform', 'uniform', 'int', 'choice', 'variants')
 PRUNERS = ('none', 'median', 'halving')
 SAMPLERS = ('tpe', 'random')
-TOP_KEYS = ('kind', 'params', 'seeds', 'metric', 'direction', 'num_trials', 'sampler', 'pruner', 'vectorize',
-            'shard_trials')
+TOP_KEYS = ('kind', 'params', 'seeds', 'folds', 'refit', 'metric', 'direction', 'num_trials', 'sampler', 'pruner',
+            'vectorize', 'shard_trials')
 # How the trials run, not which: a rerun may change these (they are left out when a sweep is compared).
 EXECUTION_KEYS = ('vectorize', 'shard_trials')
 PRUNER_KEYS = {'none': (), 'median': ('n_startup_trials', 'n_warmup_steps'),
@@ -96,6 +98,13 @@ class Sweep:
   pruner: dict
   vectorize: int = 1
   shard_trials: bool = False
+  folds: int = 0  # k-fold cross-validation (data.folds of every trial); 0: none
+  refit: bool = False  # with folds: the best configuration trained on every fold and evaluated on the test split
+
+  def replicates(self) -> list[tuple[int, int | None]]:
+    """The (seed, fold) runs of every configuration: each seed, and with folds each fold of it (fold None
+    without)."""
+    return [(seed, fold) for seed in self.seeds for fold in (range(self.folds) if self.folds else [None])]
 
   def to_dict(self) -> dict:
     d = dataclasses.asdict(self)
@@ -110,8 +119,8 @@ class Configuration:
   values: dict
   overrides: dict
 
-  def run_id(self, seed: int) -> str:
-    return f'{self.config_id}-s{seed}'
+  def run_id(self, seed: int, fold: int | None = None) -> str:
+    return f'{self.config_id}-s{seed}' + ('' if fold is None else '-refit' if fold == -1 else f'-f{fold}')
 
 
 def parse(definition: Any, base_config, overrides: dict | None = None) -> Sweep:
@@ -181,10 +190,19 @@ def parse(definition: Any, base_config, overrides: dict | None = None) -> Sweep:
   shard_trials = d.get('shard_trials', False)
   if not isinstance(shard_trials, bool):
     problems.append(f'sweep.shard_trials: {shard_trials!r}; use True or False')
+  folds, refit = d.get('folds', 0), d.get('refit', False)
+  if not _is_int(folds) or folds == 1 or folds < 0:
+    problems.append(f'sweep.folds: {folds!r}; give the number of cross-validation folds (>= 2), or 0 for none')
+  if not isinstance(refit, bool) or (refit and not folds):
+    problems.append(f'sweep.refit: {refit!r}; True (with folds: the best configuration retrained on every fold) '
+                    'or False')
+  if folds and base_config.data.splits.validation not in ('', 'auto'):
+    problems.append(f'sweep.folds: the folds make each trial\'s validation split, but the config names '
+                    f"data.splits.validation={base_config.data.splits.validation!r}; set it to ''")
   if problems:
     raise SweepError(problems)
   return Sweep(kind, params, tuple(int(s) for s in seeds), metric, direction, int(num_trials or 0), sampler, pruner,
-               int(vectorize), shard_trials)
+               int(vectorize), shard_trials, int(folds), refit)
 
 
 def _is_int(v) -> bool:
@@ -341,12 +359,15 @@ def suggest(sweep: Sweep, trial, config_id: str) -> Configuration:
   return _point(sweep, config_id, values)
 
 
-def apply(base_config, overrides: dict, seed: int):
-  """A copy of `base_config` with the dotted `overrides` set and config.seed = seed."""
+def apply(base_config, overrides: dict, seed: int, fold: int | None = None, folds: int = 0):
+  """A copy of `base_config` with the dotted `overrides` set, config.seed = seed and, for a cross-validated
+  sweep, data.folds = folds and data.fold = fold (-1: a refit on every fold)."""
   config = copy.deepcopy(base_config)
   for key, value in overrides.items():
     config_lib.set_key(config, key, copy.deepcopy(value))
   config.seed = seed
+  if fold is not None:
+    config.data.folds, config.data.fold = folds, fold
   return config
 
 
