@@ -10,7 +10,8 @@ evaluation rows and updates early stopping; at saves it checkpoints its state, d
 the train metrics since the last evaluation, so that a resumed run writes the same train rows); its on_eval
 callback may then stop it (a pruned sweep trial). On SIGTERM every trial still training saves a checkpoint (outside
 checkpoint.keep's count) and Preempted is raised. At the end each trial that neither diverged nor was stopped is
-evaluated at its best checkpoint, on validation and test, and writes its summary.
+evaluated at its best checkpoint, on validation and test, and writes its predictions (ftlab/predictions.py) and
+summary.
 """
 from __future__ import annotations
 
@@ -196,7 +197,8 @@ class _Run:
     for j, i in enumerate(done):
       trial = self.trials[i]
       outcomes[i] = Outcome(summary=trial.finish(best_step=trial.ckpts.best_step(), at_best=at_best[j],
-                                                 test=tests[j], best_params=params[j], train_seconds=train_seconds))
+                                                 test=tests[j], best_params=params[j], train_seconds=train_seconds,
+                                                 best_state=lambda j=j: self.stepper.state_to_save(states, j)))
     return outcomes
 
 

@@ -154,6 +154,15 @@ def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_n
   return metrics if axis_name is None else metrics_lib.over_devices(metrics, axis_name)
 
 
+def predict_step(state: TrainState, batch: dict, *, model, task: tasks.Task):
+  """What the model predicts for a batch: class probabilities [B, C] (per token for tags, [B, L, C]); for
+  segmentation the predicted class of each pixel [B, H, W]."""
+  logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
+  if task.kind == 'segment':
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+
 def bind(plan):
   """(train step, eval step) of a planned run: the pure steps with its static parts bound, not yet compiled."""
   train_config = plan.config.train

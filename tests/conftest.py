@@ -46,6 +46,7 @@ def small_config(**overrides):
   c.train.log_every_steps = 1000
   c.eval.every_steps = 10
   c.eval.train_subset = 64
+  c.eval.predictions = False  # tests that check predictions.jsonl turn it on
   c.schedule.name = 'cosine'
   c.schedule.warmup = '5 steps'
   for key, value in overrides.items():

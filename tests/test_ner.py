@@ -40,6 +40,7 @@ def test_entity_f1_in_metrics_equals_seqeval_on_the_models_predictions(tmp_path)
   c.model.bert.update(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_position=16)
   c.data.tokenizer.path, c.data.tokenizer.max_length = str(tmp_path / 'vocab.txt'), 12
   c.train.num_steps, c.train.batch_size, c.eval.every_steps, c.eval.train_subset = 30, 8, 10, 0
+  c.eval.predictions = True
   workdir = str(tmp_path / 'run')
   p = make_plan(c, workdir)
   assert p.task.kind == 'tags' and p.task.class_names[0] == 'O'
@@ -65,3 +66,7 @@ def test_entity_f1_in_metrics_equals_seqeval_on_the_models_predictions(tmp_path)
   assert test_row['entity_f1'] == summary['test']['entity_f1']
   np.testing.assert_allclose(test_row['entity_f1'], f1_score(truth, predicted), atol=1e-12)
   assert test_row['entity_f1'] > 0.0  # it learned something: 30 steps on 32 sentences
+  with open(os.path.join(workdir, 'predictions.jsonl')) as f:  # its words, gold tags and predicted tags
+    rows = [json.loads(line) for line in f if '"test"' in line]
+  assert [r['input'] for r in rows] == [[w for w, _ in s] for s in SENTENCES[::-1]]
+  assert [r['label'] for r in rows] == truth and [r['prediction'] for r in rows] == predicted

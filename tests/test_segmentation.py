@@ -243,3 +243,12 @@ def test_a_segmentation_run_selects_by_miou_and_reports_iou_per_class(segmentati
   with open(os.path.join(whole, 'metrics.jsonl')) as f:
     validation = [json.loads(line) for line in f if '"split": "validation"' in line]
   assert [r['step'] for r in validation] == [6, 12] and all('miou' in r for r in validation)
+  with open(os.path.join(whole, 'predictions.jsonl')) as f:  # per image; summed, the split's scores exactly
+    rows = [json.loads(line) for line in f]
+  for split in ('validation', 'test'):
+    mine = [r for r in rows if r['split'] == split]
+    assert [r['input'] for r in mine] == sorted(r['input'] for r in mine) and len(mine) == summary['data']['sizes'][split]
+    inter, union = (np.sum([r[k] for r in mine], axis=0) for k in ('intersection', 'union'))
+    np.testing.assert_allclose(inter / np.maximum(union, 1), summary[split]['iou_per_class'], rtol=1e-12)
+    assert sum(r['correct'] for r in mine) / sum(r['pixels'] for r in mine) == pytest.approx(
+        summary[split]['accuracy'], rel=1e-12)

@@ -229,6 +229,24 @@ def test_quickstart_pretrains_then_fine_tunes_from_the_source_run(tmp_path):
     if path.startswith('backbone/'):
       assert pretrained[path].tobytes() == tuned[path].tobytes(), path
   assert not np.array_equal(pretrained['head/kernel'], tuned['head/kernel'])
+  _assert_predictions_give_the_metrics(workdir, summary)
+
+
+def _assert_predictions_give_the_metrics(workdir: str, summary: dict):
+  """predictions.jsonl (the quickstart writes it): a row per validation and test example whose predictions score
+  the summary's metrics (sklearn), with probabilities over the class names that sum to 1."""
+  from sklearn import metrics as sk
+  with open(os.path.join(workdir, 'predictions.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  for split in ('validation', 'test'):
+    mine = [r for r in rows if r['split'] == split]
+    assert [r['id'] for r in mine] == list(range(len(mine))) and len(mine) == summary['data']['sizes'][split]
+    gold, predicted = [r['label'] for r in mine], [r['prediction'] for r in mine]
+    assert sk.accuracy_score(gold, predicted) == pytest.approx(summary[split]['accuracy'], rel=1e-6)  # clu: float32
+    assert sk.f1_score(gold, predicted, average='macro') == pytest.approx(summary[split]['f1_macro'], abs=1e-12)
+    probabilities = np.array([r['probabilities'] for r in mine])
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-5)
+    assert [summary['class_names'][k] for k in probabilities.argmax(1)] == predicted
 
 
 def test_freezing_a_batch_norm_backbone_also_fixes_its_statistics(tmp_path):

@@ -250,6 +250,9 @@ def defaults() -> ml_collections.ConfigDict:
           'metric': 'f1_macro',
           'mode': 'auto',  # 'max', 'min', or 'auto' (min for loss, max for the others)
           'train_subset': 1024,  # examples of the training split evaluated like validation, for the gap
+          # predictions.jsonl at the end: every validation and test example's input, gold label, prediction and
+          # class probabilities at the best checkpoint (NER per word, segmentation summarised per image)
+          'predictions': True,
       },
       'early_stopping': {
           'enabled': False,

@@ -180,6 +180,7 @@ class TokenizedText(_Tokenized):
     self.max_length = int(max_length)
     self.pad_id = pad_token_id(tokenizer)
     self.labels = labels.astype(np.int32)
+    self.texts, self.text_pairs = texts, text_pairs  # what predictions.jsonl shows as each example's input
     self.num_truncated = 0
     ids, type_ids, lengths = [], [], []
     with _truncating(tokenizer, self.max_length):
@@ -222,6 +223,7 @@ class TokenizedTags(_Tokenized):
     _check_max_length(tokenizer, max_length, pair=False)
     self.max_length = int(max_length)
     self.pad_id = pad_token_id(tokenizer)
+    self.sentences = sentences  # what predictions.jsonl shows as each example's input
     self.num_truncated = 0
     ids, type_ids, lengths, labels, num_words = [], [], [], [], []
     with _truncating(tokenizer, self.max_length):
