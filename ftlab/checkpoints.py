@@ -15,6 +15,7 @@ per process, data/process_<i>-of-<n>.json, so a run resumes with the number of p
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -209,6 +210,27 @@ def _cached(what: str, identity: tuple, read):
       _read_cache.pop(next(iter(_read_cache)))
     _read_cache[key] = read()
   return _read_cache[key]
+
+
+def run_step(run: str, checkpoint: str) -> int:
+  """The step of a run's checkpoint named by `checkpoint`: 'best' (summary.json's), 'latest', or a kept step;
+  CheckpointError saying what there is otherwise."""
+  folder = os.path.join(run, 'checkpoints')
+  steps = sorted(int(d) for d in os.listdir(folder) if d.isdigit()) if os.path.isdir(folder) else []
+  if checkpoint == 'latest':
+    if not steps:
+      raise CheckpointError(f'{run}: no checkpoint yet; run it first')
+    return steps[-1]
+  if checkpoint == 'best':
+    summary = os.path.join(run, 'summary.json')
+    if not os.path.exists(summary):
+      raise CheckpointError(f'{run}: no summary.json, so no best checkpoint yet; finish the run or pass '
+                            '--checkpoint latest')
+    with open(summary) as f:
+      return int(json.load(f)['best_step'])
+  if not checkpoint.isdigit() or int(checkpoint) not in steps:
+    raise CheckpointError(f'--checkpoint {checkpoint!r}: {run} keeps steps {steps}; give best, latest or one of them')
+  return int(checkpoint)
 
 
 def params_shapes(directory: str, step: int) -> dict:

@@ -54,22 +54,10 @@ def load(spec: str, *, checkpoint: str = 'best') -> Loaded:
 
 
 def _step(run: str, checkpoint: str) -> int:
-  folder = os.path.join(run, 'checkpoints')
-  steps = sorted(int(d) for d in os.listdir(folder) if d.isdigit())
-  if checkpoint == 'latest':
-    if not steps:
-      raise SurgeryError(f'{run}: no checkpoint yet; run it first')
-    return steps[-1]
-  if checkpoint == 'best':
-    summary = os.path.join(run, 'summary.json')
-    if not os.path.exists(summary):
-      raise SurgeryError(f'{run}: no summary.json, so no best checkpoint yet; finish the run or pass --checkpoint '
-                         'latest')
-    with open(summary) as f:
-      return int(json.load(f)['best_step'])
-  if not checkpoint.isdigit() or int(checkpoint) not in steps:
-    raise SurgeryError(f'--checkpoint {checkpoint!r}: {run} keeps steps {steps}; give best, latest or one of them')
-  return int(checkpoint)
+  try:
+    return checkpoints.run_step(run, checkpoint)
+  except checkpoints.CheckpointError as err:
+    raise SurgeryError(str(err)) from None
 
 
 def _from_run(run: str, checkpoint: str) -> Loaded:
