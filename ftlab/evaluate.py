@@ -5,7 +5,8 @@ The run's own config (WORKDIR/config.json) with the given data.* keys changed, s
 dataset is read with the run's preprocessing (tokenizer, length, image size and statistics); e.g. the SST-2 model
 on other reviews: `--config.data.path=reviews/ --config.data.splits.test=test`, or a CamVid model on new streets.
 Its validation and test roles are evaluated with the checkpoint's weights, and DIR (default WORKDIR_eval) gets
-metrics.json (both roles' metrics, the checkpoint, the overrides, the data report) and predictions.jsonl. DIR must
+metrics.json (both roles' metrics, the checkpoint, the overrides, the data report), predictions.jsonl and the error
+analysis (analysis.md, plots/). DIR must
 not exist yet, or be empty, and may not be inside WORKDIR: nothing in the run's folder is read for writing.
 
 A dataset whose label names differ from the run's (summary.json's class_names) is refused with both named: map
@@ -54,7 +55,7 @@ def _args(argv: list[str]) -> tuple[dict, list[tuple[str, str]], list[str]]:
   return options, overrides, problems
 
 
-def _out_problems(workdir: str, out: str) -> list[str]:
+def out_problems(workdir: str, out: str) -> list[str]:
   run, target = os.path.realpath(workdir), os.path.realpath(out)
   if target == run or target.startswith(run + os.sep):
     return [f'--out {out}: inside the run\'s folder {workdir}; give a folder outside it (the run is left as it is)']
@@ -90,12 +91,12 @@ def _same_labels(workdir: str, plan) -> None:
                                   'file\'s labels, data.classes picks and orders label ids)'])
 
 
-def evaluate(workdir: str, out: str, *, checkpoint: str = 'best', overrides=()) -> dict:
-  """Evaluates the run at `workdir` into `out` (see the module docstring); returns metrics.json's contents."""
-  from ftlab import checkpoints, predictions, writers
+def restored(workdir: str, out: str, *, checkpoint: str = 'best', overrides=()):
+  """(the plan of the run's config with `overrides`, working in `out`; the state of its checkpoint; the step),
+  read without writing anything into `workdir`."""
+  from ftlab import checkpoints
   from ftlab.initial_state import initial_state
   from ftlab.plan import make_plan
-  from ftlab.steppers import SingleStepper
   config = _config(workdir, list(overrides))
   step = checkpoints.run_step(workdir, checkpoint)
   plan = make_plan(config, out)
@@ -103,6 +104,15 @@ def evaluate(workdir: str, out: str, *, checkpoint: str = 'best', overrides=()) 
   manager = checkpoints.Checkpoints(os.path.join(workdir, 'checkpoints'), keep=1, mode=plan.eval_mode,
                                     read_only=True)
   state, _ = manager.restore(step, initial_state(plan, load_pretrained=False))
+  return plan, state, step
+
+
+def evaluate(workdir: str, out: str, *, checkpoint: str = 'best', overrides=()) -> dict:
+  """Evaluates the run at `workdir` into `out` (see the module docstring); returns metrics.json's contents."""
+  from ftlab import analysis_report, predictions, writers
+  from ftlab.steppers import SingleStepper
+  plan, state, step = restored(workdir, out, checkpoint=checkpoint, overrides=overrides)
+  config = plan.config
   stepper = SingleStepper(plan)
   state = stepper.layout.place_state(state)
   result = {'workdir': os.path.abspath(workdir), 'checkpoint': checkpoint, 'step': step,
@@ -111,8 +121,8 @@ def evaluate(workdir: str, out: str, *, checkpoint: str = 'best', overrides=()) 
     result[role] = stepper.evaluate(state, getattr(plan.splits, role))[0]
   os.makedirs(out, exist_ok=True)
   writers.write_json_atomic(os.path.join(out, 'metrics.json'), result)
-  if config.eval.predictions:
-    predictions.write(plan, state)
+  if config.eval.predictions and predictions.write(plan, state):
+    analysis_report.write(out, list(plan.splits.class_names), title=f'{workdir} evaluated at step {step}')
   return result
 
 
@@ -130,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
   if workdir and not os.path.isfile(os.path.join(workdir, 'config.json')):
     problems.append(f'{workdir}: not an ftlab run (no config.json); give a run\'s --workdir')
   elif workdir:
-    problems += _out_problems(workdir, out)
+    problems += out_problems(workdir, out)
   try:
     if problems:
       raise config_lib.ConfigError(problems)

@@ -141,7 +141,7 @@ def _cell(text: str) -> str:
   return str(text).replace('\\', '\\\\').replace('|', '\\|').replace('\n', ' ')
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def table(header: list[str], rows: list[list[str]]) -> str:
   lines = ['| ' + ' | '.join(_cell(h) for h in header) + ' |', '|' + '---|' * len(header)]
   lines += ['| ' + ' | '.join(_cell(c) for c in row) + ' |' for row in rows]
   return '\n'.join(lines)
@@ -183,7 +183,7 @@ def main_table(configs: list[Configuration], spec: Spec) -> str:
                + (['-', '-'] if rank == 1 else _comparison(significance.paired(best, c.by_replicate(spec.metric))))
                + [_fmt_stat(stat(c.complete, split, m)) for split, m in cols[1:]]
                + [_fmt(float(np.mean(steps)), 1) if steps else 'n/a', _fmt(gap[0]) if gap else 'n/a'])
-  return _table(header, out)
+  return table(header, out)
 
 
 def _comparison(c: significance.Comparison | None) -> list[str]:
@@ -191,6 +191,20 @@ def _comparison(c: significance.Comparison | None) -> list[str]:
     return ['n/a (no run in common)', 'n/a']
   interval = f' [{c.low:+.4f}, {c.high:+.4f}]' if c.low is not None else ''
   return [f'{c.mean:+.4f}{interval} (n={c.n})', 'n/a' if c.p is None else f'{c.p:.3g}']
+
+
+def _best_analysis(sweep_dir: str, configs: list[Configuration]) -> list[str]:
+  """A link to the error analysis (analysis.md: per-class scores, confusions, confident errors, calibration) of
+  the best configuration's representative trial, where the trial wrote one."""
+  if not configs or configs[0].objective is None:
+    return []
+  trial = representative(configs[0])
+  path = os.path.join(sweep_dir, trial.get('workdir') or '', 'analysis.md')
+  if not trial.get('workdir') or not os.path.exists(path):
+    return []
+  return ['', f'Error analysis of the best configuration (trial {trial["id"]}: per-class scores, confusion matrix, '
+          f'most confused pairs, most confident errors, calibration): [{os.path.relpath(path, sweep_dir)}]'
+          f'({os.path.relpath(path, sweep_dir)}).']
 
 
 def refit_table(rows: list[dict], spec: Spec) -> str:
@@ -202,7 +216,7 @@ def refit_table(rows: list[dict], spec: Spec) -> str:
   body = [[str(r['id'])] + [plots.format_value((r.get('values') or {}).get(k)) for k in spec.params]
           + [r['status'], str(r.get('final_step') or r.get('step') or 'n/a')]
           + [_fmt(_number((r.get('test') or {}).get(m))) for m in metrics] for r in refits]
-  return _table(['id'] + list(spec.params) + ['status', 'steps'] + [f'test {m}' for m in metrics], body)
+  return table(['id'] + list(spec.params) + ['status', 'steps'] + [f'test {m}' for m in metrics], body)
 
 
 def incomplete_table(rows: list[dict], spec: Spec) -> str:
@@ -220,7 +234,7 @@ def incomplete_table(rows: list[dict], spec: Spec) -> str:
   if not out:
     return 'None: every trial completed.'
   header = ['id'] + list(spec.params) + ['seed / fold' if spec.folds else 'seed', 'status', 'step', f'val {spec.metric} so far', 'message']
-  return _table(header, out)
+  return table(header, out)
 
 
 def status_counts(rows: list[dict]) -> dict[str, int]:
@@ -269,7 +283,7 @@ def importances(configs: list[Configuration], spec: Spec) -> tuple[dict[str, flo
 
 
 def importance_table(values: dict[str, float]) -> str:
-  return _table(['parameter', 'importance'], [[k, f'{v:.4f}'] for k, v in
+  return table(['parameter', 'importance'], [[k, f'{v:.4f}'] for k, v in
                                               sorted(values.items(), key=lambda kv: -kv[1])])
 
 
@@ -411,6 +425,7 @@ def markdown(sweep_dir: str, spec: Spec, rows: list[dict], configs: list[Configu
                 f'{most}; its mean is less certain than its std suggests.']
   else:
     parts.append('No trial has finished yet.')
+  parts += _best_analysis(sweep_dir, configs)
   refit = refit_table(rows, spec)
   if refit:
     parts += ['', '## Refit on every fold', '', 'The best configuration trained on the whole training split (every '

@@ -59,7 +59,7 @@ def file_name(prefix: str, key: str) -> str:
   return f'{prefix}{re.sub(r"[^A-Za-z0-9._-]", "_", key)}.png'
 
 
-def _save(fig, path: str) -> str:
+def save(fig, path: str) -> str:
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   fig.savefig(path, dpi=DPI)
   plt.close(fig)
@@ -156,7 +156,7 @@ def metric_vs_param(path: str, configs: list[dict], key: str, *, metric: str, di
     ax.set_title(f'validation {metric} vs {key} ({_better(direction)})\n'
                  + textwrap.fill(f'mean ± std over {per_point}', 80), fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _distinct_count(configs: list[dict], key: str) -> int:
@@ -220,7 +220,7 @@ def heatmap(path: str, configs: list[dict], row_key: str, col_key: str, *, metri
     ax.set_title(f'validation {metric}, mean ± std over seeds\n(best outlined in red; {_better(direction)})')
     fig.colorbar(image, ax=ax, label=f'validation {metric}')
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _series(history: list[dict], split: str, metric: str) -> tuple[list, list]:
@@ -283,7 +283,7 @@ def curves(path: str, trials: list[dict], *, metric: str, direction: str) -> str
     else:
       fig.suptitle(f'Training curves of {len(trials)} trials: one colour per configuration (too many for a legend; '
                    'see report.md); dotted with a cross: did not complete', fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def overfitting(path: str, panels: list[dict]) -> str:
@@ -324,7 +324,7 @@ def overfitting(path: str, panels: list[dict]) -> str:
                matplotlib.lines.Line2D([], [], color='0.4', linestyle=':', label='best step')]
     fig.suptitle(f'Train vs validation per configuration, best first ({train_kind})', fontsize=12)
     fig.legend(handles=handles, loc='outside upper right', ncol=3, frameon=False)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def importance(path: str, importances: dict[str, float], *, metric: str) -> str:
@@ -341,4 +341,4 @@ def importance(path: str, importances: dict[str, float], *, metric: str) -> str:
     ax.set_xlabel(f'importance for validation {metric} (fANOVA, sums to 1)')
     ax.set_title('Parameter importances')
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
