@@ -5,13 +5,21 @@ from __future__ import annotations
 from ftlab import metrics as metrics_lib
 
 
-def evaluate_splits(stepper, states, splits, *, train_subset: int) -> list[dict[str, dict]]:
-  """[{'validation': ..., and with train_subset 'train_eval': ...}] per trial of `stepper`."""
-  val = stepper.evaluate(states, splits.validation)
+def each(lanes: list, role: str):
+  """The `role` split of every lane's Splits: one source when the lanes share it (the usual group), else one per
+  lane (the folds of a cross-validated configuration, trained as one group)."""
+  sources = [getattr(getattr(splits, role), 'evaluation', getattr(splits, role)) if role == 'train'
+             else getattr(splits, role) for splits in lanes]  # packed SFT rows are evaluated one example a row
+  return sources[0] if all(s is sources[0] for s in sources) else sources
+
+
+def evaluate_splits(stepper, states, lanes: list, *, train_subset: int) -> list[dict[str, dict]]:
+  """[{'validation': ..., and with train_subset 'train_eval': ...}] per trial of `stepper`; `lanes`: each trial's
+  Splits."""
+  val = stepper.evaluate(states, each(lanes, 'validation'))
   if not train_subset:
     return [{'validation': v} for v in val]
-  train = getattr(splits.train, 'evaluation', splits.train)  # packed SFT rows are evaluated one example a row
-  train_eval = stepper.evaluate(states, train, limit=train_subset)
+  train_eval = stepper.evaluate(states, each(lanes, 'train'), limit=train_subset)
   return [{'train_eval': te, 'validation': with_gap(v, te)} for v, te in zip(val, train_eval)]
 
 

@@ -1,6 +1,7 @@
 """Which planned runs train together: runs with one static key (ftlab/traced.py: they differ only in traced
-hyperparameters, the seed or the pretrained weights) form vectorised groups of up to `vectorize`, whatever step each
-resumes from; each group, or a run alone, goes through the one loop (ftlab/loop.py)."""
+hyperparameters, the seed, the fold of a cross-validated split or the pretrained weights) form vectorised groups of
+up to `vectorize`, whatever step each resumes from; each group, or a run alone, goes through the one loop
+(ftlab/loop.py)."""
 from __future__ import annotations
 
 import time
@@ -20,7 +21,7 @@ def run_groups(plans: list[Plan], *, on_evals: list[Callable | None] | None = No
   on_evals = on_evals or [None] * len(plans)
   by_key: dict[Any, list[int]] = {}
   for i, plan in enumerate(plans):
-    by_key.setdefault(plan.static_key, []).append(i)
+    by_key.setdefault(_group_key(plan), []).append(i)
   groups = [members[j:j + vectorize] for members in by_key.values() for j in range(0, len(members), vectorize)]
   outcomes: list[Outcome | None] = [None] * len(plans)
   for members in sorted(groups):
@@ -39,3 +40,10 @@ def run_groups(plans: list[Plan], *, on_evals: list[Callable | None] | None = No
       if on_outcome is not None:
         on_outcome(i, outcome)
   return outcomes
+
+
+def _group_key(plan: Plan):
+  """What runs must share to train as one group: the static key; with length-bucketed text, also the data order
+  (seed and fold), since each lane's batch would have its own length."""
+  data = plan.config.data
+  return (plan.static_key, (plan.config.seed, data.fold) if data.tokenizer.bucket else None)

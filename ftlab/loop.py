@@ -23,7 +23,7 @@ import numpy as np
 
 from ftlab import faults, preemption, steppers, writers
 from ftlab import metrics as metrics_lib
-from ftlab.evaluation import evaluate_splits
+from ftlab.evaluation import each, evaluate_splits
 from ftlab.loop_state import metrics_to_json
 from ftlab.outcome import Outcome
 from ftlab.plan import Plan
@@ -143,7 +143,8 @@ class _Run:
     """Evaluates, writes each live trial's train and evaluation rows and updates its early stopping; returns
     {trial index: its rows}."""
     config = self.plan.config
-    rows = evaluate_splits(self.stepper, self.states, self.plan.splits, train_subset=config.eval.train_subset)
+    rows = evaluate_splits(self.stepper, self.states, [trial.plan.splits for trial in self.trials],
+                           train_subset=config.eval.train_subset)
     host = None if self.train_metrics is None else self.stepper.fetch(self.train_metrics)
     for i in map(int, np.flatnonzero(live)):
       trial = self.trials[i]
@@ -191,9 +192,10 @@ class _Run:
     if not done:
       return outcomes
     states, params = self.stepper.best(self.states, self.trials, done)
-    at_best = evaluate_splits(self.stepper, states, self.plan.splits,
-                              train_subset=self.plan.config.eval.train_subset)
-    tests = self.stepper.evaluate(states, self.plan.splits.test)
+    lanes = [self.trials[i].plan.splits for i in done]
+    lanes += [lanes[0]] * (self.stepper.size - len(lanes))  # the lanes stepper.best pads with the first
+    at_best = evaluate_splits(self.stepper, states, lanes, train_subset=self.plan.config.eval.train_subset)
+    tests = self.stepper.evaluate(states, each(lanes, 'test'))
     for j, i in enumerate(done):
       trial = self.trials[i]
       outcomes[i] = Outcome(summary=trial.finish(best_step=trial.ckpts.best_step(), at_best=at_best[j],

@@ -51,7 +51,8 @@ DROPOUT_RATES = tuple(h.name for h in HPARAMS if h.home == 'model')
 IN_STATE = tuple(h.name for h in HPARAMS if h.home in ('model', 'loss'))  # TrainState.hparams
 
 # What only sets the initial state, the data order or the loop around the step.
-LOOP_KEYS = ('seed', 'model.pretrained', 'model.download', 'train.log_every_steps')
+# data.fold: which fold of a cross-validated split a trial reads (its data, not its step program)
+LOOP_KEYS = ('seed', 'model.pretrained', 'model.download', 'train.log_every_steps', 'data.fold')
 LOOP_SECTIONS = ('init.', 'eval.', 'early_stopping.', 'checkpoint.')
 
 

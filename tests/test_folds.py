@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from conftest import small_config
@@ -85,11 +86,18 @@ def _summary(sweep_dir, row):
     return json.load(f)
 
 
-def test_a_cross_validated_sweep_runs_every_fold_ranks_by_the_fold_mean_and_refits_the_best(tmp_path):
-  config = tmp_path / 'cv.py'
+@pytest.fixture(scope='module')
+def cv_sweep(tmp_path_factory):
+  """The cross-validated sweep, run one trial at a time: (its config file, its directory, its rows)."""
+  tmp = tmp_path_factory.mktemp('cv')
+  config = tmp / 'cv.py'
   config.write_text(CV_SWEEP)
-  sweep_dir = str(tmp_path / 'cv')
-  rows = runner.run(str(config), sweep_dir, options=runner.Options(report=False))
+  sweep_dir = str(tmp / 'cv')
+  return str(config), sweep_dir, runner.run(str(config), sweep_dir, options=runner.Options(report=False))
+
+
+def test_a_cross_validated_sweep_runs_every_fold_ranks_by_the_fold_mean_and_refits_the_best(cv_sweep):
+  _, sweep_dir, rows = cv_sweep
   folds = [r for r in rows if not r.get('refit')]
   assert sorted(r['id'] for r in folds) == [f'c00{c}-s0-f{f}' for c in range(2) for f in range(3)]
   sizes = [_summary(sweep_dir, r)['data']['sizes'] for r in folds if r['config_id'] == 'c000']
@@ -117,3 +125,19 @@ def test_a_cross_validated_sweep_runs_every_fold_ranks_by_the_fold_mean_and_refi
   assert _summary(sweep_dir, refit)['data']['sizes']['train'] == train_total
   assert refit['final_step'] == round(np.mean([r['best_step'] for r in best.complete]))
   assert '## Refit on every fold' in open(markdown.write(sweep_dir)).read()
+
+
+def test_the_folds_of_a_configuration_train_as_one_vectorised_group_and_end_as_they_do_alone(cv_sweep, tmp_path):
+  """vectorize 3: each configuration's three folds are one group (each lane its own training and validation data);
+  every trial's best step and metrics equal the trial run alone (float tolerance), and the refit is the same."""
+  config, _, alone = cv_sweep
+  grouped = runner.run(config, str(tmp_path / 'vectorised'), sweep_overrides={'vectorize': 3},
+                       options=runner.Options(report=False))
+  by_id = {r['id']: r for r in grouped}
+  assert sorted(by_id) == sorted(r['id'] for r in alone)
+  for row in alone:
+    other = by_id[row['id']]
+    assert other['best_step'] == row['best_step'], row['id']
+    for split in ('validation', 'test'):
+      for key, value in row[split].items():
+        assert other[split][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (row['id'], split, key)

@@ -92,15 +92,19 @@ class StackedStepper:
     self.size = k = len(plans)
     self.eval_batch_size = plans[0].config.eval.batch_size
     self.mesh = mesh = parallel.data_mesh()
-    self.shared_batch = len({plan.config.seed for plan in plans}) == 1  # same seed, same data order: one iterator
+    # the same seed and fold: the same data in the same order, one iterator (the folds of a cross-validated
+    # configuration read different training data, each from its own iterator)
+    self.shared_batch = len({(plan.config.seed, plan.config.data.fold) for plan in plans}) == 1
     batch_axis = None if self.shared_batch else 0
     self.trial_sharded = shard_trials and mesh.devices.size > 1 and k % mesh.devices.size == 0
     self.state_sharding = NamedSharding(mesh, P(parallel.DATA_AXIS) if self.trial_sharded else P())
     self.batch_sharding = NamedSharding(mesh, P() if self.trial_sharded else
                                         P(parallel.DATA_AXIS) if self.shared_batch else P(None, parallel.DATA_AXIS))
     self.eval_sharding = NamedSharding(mesh, P() if self.trial_sharded else P(parallel.DATA_AXIS))
+    self.lane_sharding = self.batch_sharding if not self.shared_batch else NamedSharding(
+        mesh, P() if self.trial_sharded else P(None, parallel.DATA_AXIS))  # per-lane evaluation batches [K, B, ...]
     key = ('stacked', plans[0].static_key, k, batch_axis, self.trial_sharded)
-    self.train_fn, self.eval_fn = compiled.cached(key, lambda: _compile(plans[0], batch_axis))
+    self.train_fn, self.eval_fn, self.eval_each_fn = compiled.cached(key, lambda: _compile(plans[0], batch_axis))
 
   def start(self, trials):
     """The stacked live states. The lead is a trial that starts with the group (at its earliest step): its iterator
@@ -128,12 +132,27 @@ class StackedStepper:
     return float(np.nanmean(np.where(active, np.asarray(metrics.loss.compute()), np.nan)))
 
   def evaluate(self, states, source, limit: int | None = None) -> list[dict]:
+    """Each trial's metrics over `source`, or over its own of a list of K sources (evaluation.each)."""
+    if isinstance(source, list):
+      batches = ((self.eval_each_fn, batch, self.lane_sharding) for batch in self._lane_batches(source, limit))
+    else:
+      batches = ((self.eval_fn, batch, self.eval_sharding)
+                 for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit))
     total = None
-    for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit):
-      batch_metrics = self.eval_fn(states, jax.device_put(batch, self.eval_sharding))
+    for fn, batch, sharding in batches:
+      batch_metrics = fn(states, jax.device_put(batch, sharding))
       total = batch_metrics if total is None else total.merge(batch_metrics)
     total = jax.device_get(total)
     return [metrics_lib.summarize(host_index(total, i)) for i in range(self.size)]
+
+  def _lane_batches(self, sources: list, limit: int | None):
+    """Stacked [K, B, ...] evaluation batches, lane i's rows from sources[i]; a lane with fewer batches than the
+    longest gets its first batch again with every row masked (counted nowhere)."""
+    per_lane = [list(data_lib.eval_batches(s, batch_size=self.eval_batch_size, limit=limit)) for s in sources]
+    for b in range(max(len(batches) for batches in per_lane)):
+      rows = [batches[b] if b < len(batches) else {**batches[0], 'mask': np.zeros_like(batches[0]['mask'])}
+              for batches in per_lane]
+      yield {name: np.stack([r[name] for r in rows]) for name in rows[0]}
 
   def accumulate(self, total, metrics, accepted: np.ndarray):
     """The stacked train metrics with the step's merged into the lanes of `accepted` (the others kept)."""
@@ -179,6 +198,8 @@ class StackedStepper:
 
 
 def _compile(plan, batch_axis):
+  """(the masked train step, the evaluation on a shared batch, the evaluation on per-lane batches); jit compiles
+  each when first called."""
   train_fn, eval_fn = steps.bind(plan)
   return (jax.jit(functools.partial(masked_train_step, step=train_fn, batch_axis=batch_axis), donate_argnums=0),
-          jax.jit(jax.vmap(eval_fn, in_axes=(0, None))))
+          jax.jit(jax.vmap(eval_fn, in_axes=(0, None))), jax.jit(jax.vmap(eval_fn, in_axes=(0, 0))))
