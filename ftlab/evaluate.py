@@ -71,7 +71,10 @@ def _config(workdir: str, overrides):
   from ftlab import cli
   from ftlab import config as config_lib
   with open(os.path.join(workdir, 'config.json'), encoding='utf-8') as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    saved = ml_collections.ConfigDict(json.load(f))
+  config = config_lib.defaults()  # keys added to ftlab after the run was saved keep their defaults, as on resume
+  for key, value in config_lib.flatten(saved.to_dict()):
+    config_lib.set_key(config, key, value)
   problems = cli.apply_overrides(config, overrides) + config_lib.validate(config)
   if problems:
     raise config_lib.ConfigError(problems)

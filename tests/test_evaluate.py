@@ -3,6 +3,7 @@ its folder byte-identical) and on other data (refused when the label sets differ
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
@@ -62,3 +63,14 @@ def test_bad_evaluations_are_refused_before_anything_is_written(run, capsys, tmp
   err = capsys.readouterr().err
   assert message.replace('{run}', run) in err and 'Traceback' not in err
   assert _hashes(run) == before and not os.path.exists(out)
+
+
+def test_a_run_saved_before_a_key_existed_is_evaluated_with_its_default(run, tmp_path):
+  old = str(tmp_path / 'old_run')
+  shutil.copytree(run, old)
+  with open(os.path.join(old, 'config.json')) as f:
+    saved = json.load(f)
+  del saved['eval']['predictions'], saved['data']['folds']  # keys ftlab gained after this run was written
+  with open(os.path.join(old, 'config.json'), 'w') as f:
+    json.dump(saved, f)
+  assert evaluate.main([old, f'--out={tmp_path / "out"}']) == 0
