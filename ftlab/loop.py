@@ -15,6 +15,7 @@ summary.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Callable
@@ -62,6 +63,7 @@ class _Run:
   def __init__(self, trials: list[Trial], stepper):
     self.trials, self.stepper = trials, stepper
     self.plan = plan = trials[0].plan  # the group's shared run length, cadence and data
+    self.lanes = _lane_splits(trials)
     self.states = stepper.start(trials)
     self.step = min(trial.start_step for trial in trials)
     self.progress = writers.Progress(plan.total_steps, self.step)
@@ -143,8 +145,7 @@ class _Run:
     """Evaluates, writes each live trial's train and evaluation rows and updates its early stopping; returns
     {trial index: its rows}."""
     config = self.plan.config
-    rows = evaluate_splits(self.stepper, self.states, [trial.plan.splits for trial in self.trials],
-                           train_subset=config.eval.train_subset)
+    rows = evaluate_splits(self.stepper, self.states, self.lanes, train_subset=config.eval.train_subset)
     host = None if self.train_metrics is None else self.stepper.fetch(self.train_metrics)
     for i in map(int, np.flatnonzero(live)):
       trial = self.trials[i]
@@ -192,7 +193,7 @@ class _Run:
     if not done:
       return outcomes
     states, params = self.stepper.best(self.states, self.trials, done)
-    lanes = [self.trials[i].plan.splits for i in done]
+    lanes = [self.lanes[i] for i in done]
     lanes += [lanes[0]] * (self.stepper.size - len(lanes))  # the lanes stepper.best pads with the first
     at_best = evaluate_splits(self.stepper, states, lanes, train_subset=self.plan.config.eval.train_subset)
     tests = self.stepper.evaluate(states, each(lanes, 'test'))
@@ -202,6 +203,14 @@ class _Run:
                                                  test=tests[j], best_params=params[j], train_seconds=train_seconds,
                                                  best_state=lambda j=j: self.stepper.state_to_save(states, j)))
     return outcomes
+
+
+def _lane_splits(trials: list[Trial]) -> list:
+  """Each trial's Splits, one object for the trials with the same data config (however they were planned), so
+  that a group evaluates them on one shared batch, and only trials that read other data (folds) lane by lane."""
+  first: dict[str, object] = {}
+  return [first.setdefault(json.dumps(t.plan.config.data.to_dict(), sort_keys=True, default=repr), t.plan.splits)
+          for t in trials]
 
 
 def _eval_line(step: int, metric: str, rows: list[dict], live: np.ndarray) -> str:

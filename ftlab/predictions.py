@@ -23,15 +23,17 @@ import jax
 import numpy as np
 
 from ftlab import data as data_lib
-from ftlab import steps, writers
+from ftlab import compiled, steps, writers
 
 FILE = 'predictions.jsonl'
 KINDS = ('image', 'text', 'tags', 'segment')
 
 
 def predictor(plan):
-  """The jitted predict step of a planned run (state, batch) -> predictions."""
-  return jax.jit(functools.partial(steps.predict_step, model=plan.model, task=plan.task))
+  """The jitted predict step of a planned run (state, batch) -> predictions; runs with one static key (a sweep's
+  trials) share it."""
+  return compiled.cached(('predict', plan.static_key),
+                         lambda: jax.jit(functools.partial(steps.predict_step, model=plan.model, task=plan.task)))
 
 
 def rows(plan, state, source, split: str, *, predict=None) -> list[dict]:

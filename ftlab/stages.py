@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from typing import Callable
 
 import jax
 
 from ftlab import config as config_lib
-from ftlab import locks, loop
+from ftlab import locks, loop, predictions
 from ftlab.plan import Plan, make_plan
 from ftlab.pretrained import source_task
 
@@ -64,8 +65,13 @@ def one_writer(workdir: str):
 
 def run(config, workdir: str) -> dict:
   """Plans every stage (raising ConfigError with all problems), then trains them under the workdir's lock; returns
-  the fine-tuning run's summary (or raises Diverged)."""
+  the fine-tuning run's summary (or raises Diverged). A run with predictions.jsonl gets its error analysis page
+  (a sweep's trials do not: its report writes the best configuration's)."""
   stages = plan_stages(config, workdir)
   with one_writer(workdir):
     run_sources(stages)
-    return loop.train_and_evaluate(stages.final)
+    summary = loop.train_and_evaluate(stages.final)
+    if jax.process_index() == 0 and os.path.exists(os.path.join(workdir, predictions.FILE)):
+      from ftlab import analysis_report  # matplotlib: imported when there is a page to draw
+      analysis_report.write(workdir, summary['class_names'], title=workdir)
+    return summary

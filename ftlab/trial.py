@@ -17,7 +17,7 @@ import jax
 
 from ftlab import checkpoints as ckpt_lib
 from ftlab import data as data_lib
-from ftlab import analysis_report, faults, outputs, predictions, writers
+from ftlab import faults, outputs, predictions, writers
 from ftlab.initial_state import initial_state
 from ftlab.loop_state import LoopState
 from ftlab.outcome import Diverged, Stop
@@ -118,13 +118,12 @@ class Trial:
 
   def finish(self, *, best_step: int, at_best: dict, test: dict, best_params, train_seconds: float,
              best_state=None) -> dict:
-    """Writes the test row (at the best step), closes, writes predictions.jsonl and analysis.md (with
-    eval.predictions, from `best_state()`) and summary.json; returns the summary."""
+    """Writes the test row (at the best step), closes, writes predictions.jsonl (with eval.predictions,
+    from `best_state()`) and summary.json; returns the summary."""
     self.writer.write(best_step, 'test', test)
     self.close()
     if self.config.eval.predictions and best_state is not None and self.is_writer:
-      if predictions.write(self.plan, best_state()):
-        analysis_report.write(self.workdir, list(self.plan.splits.class_names), title=self.workdir)
+      predictions.write(self.plan, best_state())
     skip = self.config.train.skip_nonfinite
     return outputs.write_summary(self.plan, best_step=best_step, final_step=self.final_step,
                                  stopped_early=self.loop.stopped_early, at_best=at_best, test=test,

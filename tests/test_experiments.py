@@ -31,4 +31,5 @@ def test_every_study_is_a_valid_sweep(spec, tmp_path):
 
 def test_the_studies_cover_the_issue():
   names = {os.path.basename(p)[:-3] for p in STUDIES}
-  assert names == {'lr_schedule', 'batch_size', 'epochs', 'dropout', 'weight_decay', 'freezing', 'search'}
+  assert names == {'lr_schedule', 'batch_size', 'epochs', 'dropout', 'weight_decay', 'freezing', 'search',
+                   'cross_validation'}

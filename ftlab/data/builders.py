@@ -241,7 +241,7 @@ def local_options(data_config) -> dict:
     return {'source': source, 'files': resolved, 'text_column': t.text_column or 'text',
             'text_pair_column': t.text_pair_column, 'label_column': t.label_column or 'label',
             'label_names': list(t.label_names), 'format': t.format,
-            **({'group_column': data_config.group_column} if data_config.group_column else {})}
+            **({'group_column': data_config.get('group_column')} if data_config.get('group_column') else {})}
   if source == 'conll':
     c = data_config.conll
     resolved = {k: str(v) for k, v in formats.find_split_files(data_config.path, files).items()}

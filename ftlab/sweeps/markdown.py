@@ -12,6 +12,7 @@ for where it happened to stop. Those trials are listed in a section of their own
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import shlex
@@ -195,12 +196,18 @@ def _comparison(c: significance.Comparison | None) -> list[str]:
 
 def _best_analysis(sweep_dir: str, configs: list[Configuration]) -> list[str]:
   """A link to the error analysis (analysis.md: per-class scores, confusions, confident errors, calibration) of
-  the best configuration's representative trial, where the trial wrote one."""
+  the best configuration's representative trial, written here from its predictions.jsonl."""
   if not configs or configs[0].objective is None:
     return []
   trial = representative(configs[0])
-  path = os.path.join(sweep_dir, trial.get('workdir') or '', 'analysis.md')
-  if not trial.get('workdir') or not os.path.exists(path):
+  folder = os.path.join(sweep_dir, trial.get('workdir') or '')
+  summary = os.path.join(folder, 'summary.json')
+  if not trial.get('workdir') or not os.path.exists(summary):
+    return []
+  from ftlab import analysis_report  # it draws with this module's tables
+  with open(summary) as f:
+    path = analysis_report.write(folder, json.load(f)['class_names'], title=f'trial {trial["id"]}')
+  if path is None:  # the trial wrote no predictions
     return []
   return ['', f'Error analysis of the best configuration (trial {trial["id"]}: per-class scores, confusion matrix, '
           f'most confused pairs, most confident errors, calibration): [{os.path.relpath(path, sweep_dir)}]'
