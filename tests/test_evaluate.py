@@ -1,5 +1,6 @@
 """`python -m ftlab.evaluate`: a finished run evaluated again, on its own test split (its summary's metrics exactly,
-its folder byte-identical) and on other data (refused when the label sets differ), into a folder of its own."""
+its folder byte-identical) and on other data (refused when the label sets differ), into a folder of its own; and
+`python -m ftlab.explain` writing its page for the same run."""
 import hashlib
 import json
 import os
@@ -8,7 +9,7 @@ import shutil
 import pytest
 
 from conftest import small_config
-from ftlab import evaluate, loop
+from ftlab import evaluate, explain, loop
 from ftlab.plan import make_plan
 
 
@@ -74,3 +75,14 @@ def test_a_run_saved_before_a_key_existed_is_evaluated_with_its_default(run, tmp
   with open(os.path.join(old, 'config.json'), 'w') as f:
     json.dump(saved, f)
   assert evaluate.main([old, f'--out={tmp_path / "out"}']) == 0
+
+
+def test_the_explain_page_shows_the_most_confident_errors_then_correct_predictions(run, capsys, tmp_path):
+  before = _hashes(run)
+  out = str(tmp_path / 'explained')
+  assert explain.main([run, '--n=4', '--split=validation', '--steps=8', f'--out={out}']) == 0
+  page = open(capsys.readouterr().out.strip().splitlines()[-1]).read()
+  assert page.count('class="ex ') == 4 and page.count('data:image/png;base64,') == 4
+  flags = [chunk.startswith('err') for chunk in page.split('class="ex ')[1:]]
+  assert flags == sorted(flags, reverse=True) and flags[0]  # errors first (20 steps leave plenty)
+  assert os.listdir(out) == ['explain.html'] and _hashes(run) == before

@@ -213,7 +213,7 @@ def segmentation_runs(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('segmentation')
   c = seg_config(write_dataset(tmp / 'scenes'))  # whole images, flipped: a ViT's positions fit one size
   c.data.image.flip = True
-  c.model.name, c.model.variant, c.model.head_features = 'vit', 'pico/8', 16  # a one-level pyramid at stride 8
+  c.model.name, c.model.variant, c.model.head_features = 'vit', 'nano/8', 16  # a one-level pyramid at stride 8
   c.train.batch_size, c.train.num_steps, c.train.num_epochs = 4, 12, 0.0
   c.eval.every_steps, c.eval.metric, c.eval.batch_size, c.eval.train_subset = 6, 'miou', 4, 0
   whole, killed = str(tmp / 'whole'), str(tmp / 'killed')

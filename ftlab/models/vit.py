@@ -15,8 +15,9 @@ import jax.numpy as jnp
 from ftlab.models.layers import dropout
 
 # (hidden size, layers, heads, MLP size) of the standard sizes, as in the ViT / DeiT papers.
-# (hidden, layers, heads, mlp_dim). 'pico' is not a published size: a ViT small enough to train on a CPU in minutes.
-VIT_SIZES = {'pico': (96, 6, 3, 384), 'ti': (192, 12, 3, 768), 's': (384, 12, 6, 1536), 'b': (768, 12, 12, 3072)}
+# (hidden, layers, heads, mlp_dim). 'pico' and 'nano' are not published sizes: a ViT small enough to train on a CPU
+# in minutes, and a two-layer one for smoke runs and tests (it compiles in a few seconds).
+VIT_SIZES = {'nano': (64, 2, 2, 128), 'pico': (96, 6, 3, 384), 'ti': (192, 12, 3, 768), 's': (384, 12, 6, 1536), 'b': (768, 12, 12, 3072)}
 POOLINGS = ('cls', 'gap')
 
 
