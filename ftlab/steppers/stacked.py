@@ -12,6 +12,7 @@ in another order).
 from __future__ import annotations
 
 import functools
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -101,8 +102,8 @@ class StackedStepper:
     self.batch_sharding = NamedSharding(mesh, P() if self.trial_sharded else
                                         P(parallel.DATA_AXIS) if self.shared_batch else P(None, parallel.DATA_AXIS))
     self.eval_sharding = NamedSharding(mesh, P() if self.trial_sharded else P(parallel.DATA_AXIS))
-    self.lane_sharding = self.batch_sharding if not self.shared_batch else NamedSharding(
-        mesh, P() if self.trial_sharded else P(None, parallel.DATA_AXIS))  # per-lane evaluation batches [K, B, ...]
+    # per-lane evaluation batches [K, B, ...]
+    self.lane_sharding = NamedSharding(mesh, P() if self.trial_sharded else P(None, parallel.DATA_AXIS))
     key = ('stacked', plans[0].static_key, k, batch_axis, self.trial_sharded)
     self.train_fn, self.eval_fn, self.eval_each_fn = compiled.cached(key, lambda: _compile(plans[0], batch_axis))
 
@@ -148,10 +149,11 @@ class StackedStepper:
   def _lane_batches(self, sources: list, limit: int | None):
     """Stacked [K, B, ...] evaluation batches, lane i's rows from sources[i]; a lane with fewer batches than the
     longest gets its first batch again with every row masked (counted nowhere)."""
-    per_lane = [list(data_lib.eval_batches(s, batch_size=self.eval_batch_size, limit=limit)) for s in sources]
-    for b in range(max(len(batches) for batches in per_lane)):
-      rows = [batches[b] if b < len(batches) else {**batches[0], 'mask': np.zeros_like(batches[0]['mask'])}
-              for batches in per_lane]
+    lanes = [data_lib.eval_batches(s, batch_size=self.eval_batch_size, limit=limit) for s in sources]
+    firsts = [next(lane) for lane in lanes]  # every split has an example
+    masked = [{**first, 'mask': np.zeros_like(first['mask'])} for first in firsts]
+    for rows in itertools.zip_longest(*[itertools.chain([first], lane) for first, lane in zip(firsts, lanes)]):
+      rows = [m if r is None else r for r, m in zip(rows, masked)]
       yield {name: np.stack([r[name] for r in rows]) for name in rows[0]}
 
   def accumulate(self, total, metrics, accepted: np.ndarray):
