@@ -21,6 +21,7 @@ def get_config(arg=None):
   c.train.num_epochs = 0.0
   c.eval.every_steps = 15
   c.eval.train_subset = 0
+  c.eval.predictions = False  # what these sweeps test is not the predictions
   return c
 
 

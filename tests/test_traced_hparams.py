@@ -223,6 +223,7 @@ def get_config(arg=None):
   c.train.num_steps, c.train.num_epochs = 4, 0.0
   c.eval.every_steps = 4
   c.eval.train_subset = 0
+  c.eval.predictions = False  # what these sweeps test is not the predictions
   c.schedule.name = 'cosine'
   c.optimizer.traced_freezing = True
   return c
