@@ -28,7 +28,7 @@ def feature_keys(features, seg_config, name: str) -> tuple[str, str]:
   return image, mask
 
 
-def _read_split(records, indices, keys, fmt, data_config, where: str):
+def _read_split(records, indices, keys, fmt, data_config, dataset: str, split: str):
   """(images, labels, example names) of the records at `indices`."""
   image_key, mask_key = keys
   channels = int(data_config.image.channels)
@@ -36,12 +36,12 @@ def _read_split(records, indices, keys, fmt, data_config, where: str):
   for start in range(0, len(indices), 256):
     chunk = indices[start:start + 256]
     for i, row in zip(chunk, read_records(records, chunk)):
-      at = f'{where}, example {int(i)}'
+      at = f'{dataset}, split {split}, example {int(i)}'
       image = images_lib.with_channels(np.asarray(row[image_key]), channels)
       image, label = segmentation.fit(image, masks_lib.from_array(row[mask_key], fmt, at), data_config, at, at)
       images.append(image)
       labels.append(label)
-      names.append(f'{where.split(", ")[-1]}[{int(i)}]')
+      names.append(f'{split}[{int(i)}]')
   return images, labels, names
 
 
@@ -65,6 +65,6 @@ def load(data_config):
       raise DataError(f'{dc.name}: split {split!r} ({role}) is empty; point data.splits.{role} at a split with '
                       'examples')
     source = records['train'] if role in carved else records[role]
-    read[role] = _read_split(source, indices, keys, fmt, dc, f'{dc.name}, split {split}')
+    read[role] = _read_split(source, indices, keys, fmt, dc, dc.name, split)
     origin[role] = f'{split} (carved, {len(indices)} images)' if role in carved and len(carved) > 1 else split
   return segmentation.splits_of(read, names, dc, {'dataset': f'tfds:{dc.name}', 'splits': origin})
