@@ -37,10 +37,10 @@ def _parser() -> argparse.ArgumentParser:
 def choose(examples: list[dict], n: int) -> list[dict]:
   """The most confident errors (up to half of n), then the most confident correct predictions, n in all."""
   by_confidence = sorted(examples, key=lambda e: -e['confidence'])
-  errors = [e for e in by_confidence if e['label'] != e['prediction']][:max(n // 2, n - sum(
-      e['label'] == e['prediction'] for e in examples))]
-  correct = [e for e in by_confidence if e['label'] == e['prediction']][:n - len(errors)]
-  return errors + correct
+  errors = [e for e in by_confidence if e['label'] != e['prediction']]
+  correct = [e for e in by_confidence if e['label'] == e['prediction']]
+  errors = errors[:max(n // 2, n - len(correct))]  # more than half when too few are correct
+  return errors + correct[:n - len(errors)]
 
 
 def _examples(plan, rows: list[dict]) -> list[dict]:
