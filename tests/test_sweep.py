@@ -224,14 +224,16 @@ def test_a_vectorised_sweep_killed_then_preempted_mid_group_resumes_and_ends_as_
 
 def test_two_workers_share_a_sqlite_storage_and_split_a_budget(sweep_file, tmp_path):
   sweep_dir = str(tmp_path / 'shared')
-  workers = [start_ftlab('ftlab.sweep', sweep_argv(f'{sweep_file}:bayes', sweep_dir), log_base=str(tmp_path / f'w{i}'))
-             for i in range(2)]
+  # a TFDS data_dir of their own, not yet prepared: both workers start by preparing the digits, one waits for the other
+  env = {'TFDS_DATA_DIR': str(tmp_path / 'tfds')}
+  workers = [start_ftlab('ftlab.sweep', sweep_argv(f'{sweep_file}:bayes', sweep_dir), env=env,
+                         log_base=str(tmp_path / f'w{i}')) for i in range(2)]
   results = [w.wait() for w in workers]
   outputs = [r.stdout + r.stderr for r in results]
   assert [r.returncode for r in results] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
   rows = records.read(sweep_dir)
   assert sorted(r['id'] for r in rows) == ['b000-s0', 'b001-s0', 'b002-s0', 'b003-s0']
-  assert all(r['status'] == 'complete' for r in rows)
+  assert all(r['status'] == 'complete' for r in rows), [(r['id'], r['status'], r.get('error')) for r in rows]
   study = optuna.load_study(study_name='ftlab', storage=f'sqlite:///{sweep_dir}/optuna.db')
   complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
   assert sorted(t.user_attrs['ftlab_id'] for t in complete) == ['b000', 'b001', 'b002', 'b003']

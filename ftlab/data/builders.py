@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from sklearn import datasets as sk_datasets
 
+from ftlab import locks
 from ftlab.data import formats
 from ftlab.data.errors import DataError
 
@@ -283,12 +284,22 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
   options = local_options(data_config)
   cls = BUILDERS[options['source']]
   data_dir = data_config.data_dir or default_data_dir()
-  builder = cls(data_dir=data_dir, config=LocalConfig(name=digest(options), options=options),
-                file_format='array_record')
-  if not builder.is_prepared():
-    tfds.disable_progress_bar()
-    builder.download_and_prepare()
-  return builder
+  name = digest(options)
+
+  def builder():
+    return cls(data_dir=data_dir, config=LocalConfig(name=name, options=options), file_format='array_record')
+
+  existing = builder()
+  if existing.is_prepared():
+    return existing
+  # two processes (sweep workers, runs started together) would both prepare and the second rename would fail: one
+  # prepares while the others wait, then they read what it wrote
+  with locks.waiting(os.path.join(data_dir, cls.name, f'{name}.prepare.lock')):
+    fresh = builder()  # after the wait: sees what the process before it prepared
+    if not fresh.is_prepared():
+      tfds.disable_progress_bar()
+      fresh.download_and_prepare()
+  return fresh
 
 
 class _QuietConfigNotice:
