@@ -23,6 +23,17 @@ SESSION_DIR = os.environ['FTLAB_TESTS_DIR']
 WORKER = os.environ.get('PYTEST_XDIST_WORKER', 'main')
 TFDS_DATA_DIR = os.environ['TFDS_DATA_DIR'] = os.path.join(SESSION_DIR, f'tfds-{WORKER}')
 os.environ['FTLAB_COMPILATION_CACHE'] = os.path.join(SESSION_DIR, 'jax_cache')
+# XLA's LLVM backend unoptimised (-O0) for the tests' small programs, this process's and every ftlab process they
+# start: compiling is much of their time (~12% of a vectorised-trials test), and what they assert (bit-identical
+# resumption, equality with a reference within a tolerance) compares programs compiled alike. Users' runs keep -O2.
+TEST_XLA_FLAGS = '--xla_backend_optimization_level=0'
+
+
+def with_test_xla_flags(flags: str) -> str:
+  return flags if TEST_XLA_FLAGS in flags else f'{TEST_XLA_FLAGS} {flags}'.strip()
+
+
+os.environ['XLA_FLAGS'] = with_test_xla_flags(os.environ.get('XLA_FLAGS', ''))
 
 
 def pytest_configure(config):
@@ -91,6 +102,7 @@ def _ftlab_child(target: str, argv: list, env: dict, log_base: str, cwd: str | N
   `python -c TARGET ARGV`, with `env` added, in `cwd`, stdout and stderr going to files."""
   import importlib
   os.environ.update(env)
+  os.environ['XLA_FLAGS'] = with_test_xla_flags(os.environ.get('XLA_FLAGS', ''))
   if cwd:
     os.chdir(cwd)
   for fd, suffix in ((1, '.out'), (2, '.err')):
