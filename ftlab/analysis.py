@@ -1,13 +1,17 @@
 """Error analysis of a split's predictions (predictions.jsonl rows, see ftlab/predictions.py), as numbers: per-class
 precision, recall and F1 (sklearn), the confusion matrix, the most confused class pairs with examples, the most
 confident errors, and calibration (expected calibration error over equal-width confidence bins, and the bins of the
-reliability diagram). For NER the same per tag over words; for segmentation per-class IoU and the worst images.
+reliability diagram). For NER the same per tag over words; for segmentation per-class IoU and the worst images; for
+a decoder's generations the wrong ones (and with a label set the classes they are read as); detection in
+ftlab/detection_analysis.py.
 ftlab/analysis_report.py writes them as Markdown and figures.
 """
 from __future__ import annotations
 
 import numpy as np
 from sklearn import metrics as sk_metrics
+
+from ftlab.lm_task import NONE_CLASS
 
 CALIBRATION_BINS = 15
 TOP = 10  # confident errors, confused pairs and worst images listed
@@ -96,10 +100,31 @@ def segmentation(rows: list[dict], names: list[str]) -> dict:
                             'pixel_accuracy': r['correct'] / max(r['pixels'], 1)} for r in worst]}
 
 
+def generation(rows: list[dict], names: list[str]) -> dict:
+  """A decoder's generations: accuracy, the first wrong ones with their references and, with a label set, the
+  classification analysis of the classes the generations are read as ('(none)' included)."""
+  wrong = [{'id': r['id'], 'input': r['input'], 'reference': r['reference'], 'generation': r['generation']}
+           for r in rows if not r['correct']]
+  out = {'kind': 'lm', 'examples': len(rows), 'accuracy': float(np.mean([r['correct'] for r in rows])),
+         'wrong_generations': wrong[:TOP]}
+  if 'label' in rows[0]:
+    labels = [*names, *[n for n in [NONE_CLASS] if n not in names]]
+    gold, predicted = [r['label'] for r in rows], [r['prediction'] for r in rows]
+    matrix = sk_metrics.confusion_matrix(gold, predicted, labels=labels)
+    out.update(per_class=_per_class(gold, predicted, labels), confusion=matrix.tolist(), class_names=labels,
+               confused_pairs=_confused_pairs(rows, gold, predicted, matrix, labels))
+  return out
+
+
 def of_split(rows: list[dict], names: list[str]) -> dict | None:
   """The analysis of one split's rows, by the kind of rows they are (None for no rows)."""
   if not rows:
     return None
+  if 'detections' in rows[0]:
+    from ftlab import detection_analysis  # it reads this module's calibration
+    return detection_analysis.detection(rows, names)
+  if 'generation' in rows[0]:
+    return generation(rows, names)
   if 'intersection' in rows[0]:
     return segmentation(rows, names)
   if 'confidence' in rows[0]:

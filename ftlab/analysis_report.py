@@ -30,6 +30,7 @@ def read_rows(folder: str) -> dict[str, list[dict]]:
 
 def _input(value) -> str:
   text = ' '.join(value) if isinstance(value, list) else '(no stored input)' if value is None else str(value)
+  text = text if text.strip() else '(empty)'
   return text if len(text) <= MAX_INPUT else text[:MAX_INPUT - 3] + '...'
 
 
@@ -96,7 +97,8 @@ def _classification_md(folder: str, result: dict, split: str) -> list[str]:
   return [f'### Per class ({result["examples"]} {unit}, accuracy {result["accuracy"]:.4f})', '', per_class, '',
           f'![confusion matrix]({os.path.relpath(confusion, folder)})', '', '### Most confused pairs', '', pairs, '',
           '### Most confident errors', '', errors, '',
-          f'### Calibration: expected calibration error {cal["ece"]:.4f} ({cal["bins"]} equal-width bins)', '',
+          f'### Calibration: expected calibration error {cal["ece"]:.4f} (confidence: the predicted class\'s '
+          f'probability; {cal["bins"]} equal-width bins)', '',
           f'![reliability diagram]({os.path.relpath(reliability, folder)})', '']
 
 
@@ -109,19 +111,70 @@ def _segmentation_md(result: dict) -> list[str]:
           '', '### Images with the lowest pixel accuracy', '', worst, '']
 
 
+def _figure(folder: str, path: str, alt: str) -> str:
+  return f'![{alt}]({os.path.relpath(path, folder)})'
+
+
+def _detection_md(folder: str, result: dict, split: str) -> list[str]:
+  at = result['threshold']
+  per_class = table(['class', 'AP', 'AP50', f'precision @{at}', f'recall @{at}', f'F1 @{at}', 'boxes', 'detections'],
+                     [[c['class'], _f(c['ap']), _f(c['ap50']), _f(c['precision']), _f(c['recall']), _f(c['f1']),
+                       str(c['support']), str(c['detections'])] for c in result['per_class']])
+  kinds = table(['correct', 'duplicate', 'wrong class', 'poorly localised', 'background', 'missed boxes'],
+                [[str(result['errors'][k]) for k in ('correct', 'duplicate', 'wrong class', 'localisation',
+                                                     'background', 'missed')]])
+  errors = table(['id', 'image', 'kind', 'true', 'predicted', 'score', 'box (x0, y0, x1, y1)'],
+                  [[str(e['id']), e['input'], e['kind'], e['label'], e['prediction'], _f(e['confidence']),
+                    ', '.join(str(v) for v in e['box'])] for e in result['confident_errors']]
+                  ) if result['confident_errors'] else 'None: no false detections.'
+  worst = table(['id', 'image', 'boxes', 'missed', 'false detections'],
+                [[str(w['id']), w['input'], str(w['boxes']), str(w['missed']), str(w['false'])]
+                 for w in result['worst_images']])
+  cal = result['calibration']
+  confusion = _confusion_png(os.path.join(folder, 'plots', f'confusion_{split}.png'), result, split)
+  reliability = _reliability_png(os.path.join(folder, 'plots', f'reliability_{split}.png'), cal, split)
+  return [f'### Per class ({result["examples"]} images; AP as the run\'s mAP, the rest with detections scored '
+          f'>= {at})', '', per_class, '', f'### What the detections scored >= {at} are', '', kinds, '',
+          _figure(folder, confusion, 'confusion with background'), '', '### Most confident false detections', '',
+          errors, '', '### Images with the most errors', '', worst, '',
+          f'### Calibration: expected calibration error {cal["ece"]:.4f} (score against correct at IoU 0.5, '
+          f'detections scored >= 0.05)', '', _figure(folder, reliability, 'reliability diagram'), '']
+
+
+def _generation_md(folder: str, result: dict, split: str) -> list[str]:
+  wrong = table(['id', 'prompt', 'reference', 'generation'],
+                [[str(w['id']), _input(w['input']), _input(w['reference']), _input(w['generation'])]
+                 for w in result['wrong_generations']]) if result['wrong_generations'] else 'None: every one is right.'
+  parts = [f'### {result["examples"]} generations, accuracy {result["accuracy"]:.4f}', '']
+  if 'per_class' in result:
+    per_class = table(['class', 'precision', 'recall', 'F1', 'support'],
+                       [[c['class'], _f(c['precision']), _f(c['recall']), _f(c['f1']), str(c['support'])]
+                        for c in result['per_class']])
+    confusion = _confusion_png(os.path.join(folder, 'plots', f'confusion_{split}.png'), result, split)
+    parts += ['Each generation is read as the class whose completion it starts with, else (none).', '', per_class, '',
+              _figure(folder, confusion, 'confusion matrix'), '']
+  return parts + ['### Wrong generations (the first)', '', wrong, '']
+
+
 def write(folder: str, class_names: list[str], *, title: str = '') -> str | None:
   """Writes folder/analysis.md (and its figures) from folder/predictions.jsonl; returns its path (None without
   predictions)."""
   if not os.path.exists(os.path.join(folder, predictions.FILE)):
     return None
   parts = [f'# Error analysis{": " + title if title else ""}', '',
-           'From predictions.jsonl at the best checkpoint (ftlab/analysis.py). Confidence is the probability of the '
-           'predicted class; the expected calibration error weighs each confidence bin\'s |accuracy - confidence| '
-           'by its share of the examples.', '']
+           'From predictions.jsonl at the best checkpoint (ftlab/analysis.py). The expected calibration error weighs '
+           'each confidence bin\'s |accuracy - confidence| by its share of the examples.', '']
   for split, rows in read_rows(folder).items():
     result = analysis.of_split(rows, list(class_names))
     parts += [f'## {split}', '']
-    parts += _segmentation_md(result) if result['kind'] == 'segment' else _classification_md(folder, result, split)
+    if result['kind'] == 'segment':
+      parts += _segmentation_md(result)
+    elif result['kind'] == 'detect':
+      parts += _detection_md(folder, result, split)
+    elif result['kind'] == 'lm':
+      parts += _generation_md(folder, result, split)
+    else:
+      parts += _classification_md(folder, result, split)
   path = os.path.join(folder, FILE)
   with open(path + '.tmp', 'w', encoding='utf-8') as f:
     f.write('\n'.join(parts).rstrip() + '\n')

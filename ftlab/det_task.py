@@ -68,9 +68,13 @@ class DetTask:
     del logits
     return make_train_metrics().single_from_model_output(loss=losses, mask=self._rows(batch))
 
+  def detections(self, logits, batch: dict):
+    """The top max_detections (boxes [B, K, 4] in the batch's pixels, scores [B, K], labels [B, K]) per image."""
+    return centernet.decode(logits, batch['image'].shape, self.num_classes, self.max_detections)
+
   def eval_metrics(self, *, logits, batch):
     rows = self._rows(batch)
-    boxes, scores, labels = centernet.decode(logits, batch['image'].shape, self.num_classes, self.max_detections)
+    boxes, scores, labels = self.detections(logits, batch)
     return make_eval_metrics().single_from_model_output(
         loss=self._losses(logits, batch), mask=rows, det_boxes=boxes, det_scores=scores, det_labels=labels,
         gt_boxes=batch['boxes'], gt_labels=batch['box_labels'], rows=rows)

@@ -86,9 +86,7 @@ class LMTask:
     dtype = jnp.dtype(self.cache_dtype)
     prompts, segments = batch['prompt_ids'], batch['prompt_segments']
     if 'completion_ids' not in batch:
-      generated = generation.generate(apply, self.decoder, prompts, segments, max_new_tokens=self.max_new_tokens,
-                                      eos_id=self.eos_id, cache_dtype=dtype)
-      return self.eval_metrics(logits=apply(self.inputs(batch)), batch=batch, generated=generated)
+      return self.eval_metrics(logits=apply(self.inputs(batch)), batch=batch, generated=self.generate(apply, batch))
     completion = batch['completion_ids']
     length = prompts.shape[1] + max(completion.shape[1], self.max_new_tokens)
     first, cache, positions = generation.prefill(apply, self.decoder, prompts, segments, length=length,
@@ -103,9 +101,32 @@ class LMTask:
     scored = {**batch, 'targets': jnp.maximum(completion, 0), 'loss_mask': counted.astype(jnp.float32)}
     return self.eval_metrics(logits=logits, batch=scored, generated=generated)
 
+  def generate(self, apply, batch: dict) -> jax.Array:
+    """The greedy generation [B, max_new_tokens] from each of the batch's prompts."""
+    return generation.generate(apply, self.decoder, batch['prompt_ids'], batch['prompt_segments'],
+                               max_new_tokens=self.max_new_tokens, eos_id=self.eos_id,
+                               cache_dtype=jnp.dtype(self.cache_dtype))
+
+  def predictions(self, apply, batch: dict) -> dict:
+    """Per row: the generation, whether it is right (as the accuracy counts it) and, with a label set, the class
+    it is read as (num_classes: '(none)')."""
+    generated = self.generate(apply, batch)
+    correct, predicted = self.judge(generated, batch)
+    return {'generated': generated, 'correct': correct, 'predicted': predicted}
+
   def _matches(self, generated, expected) -> jax.Array:
     """Whether each generation equals `expected` [..., N] on its slots (-1 slots are free)."""
     return jnp.all((expected == generated) | (expected < 0), axis=-1)
+
+  def judge(self, generated, batch: dict):
+    """(whether each generation is right [B], the class each is read as [B]: -1 without a label set)."""
+    if not self.num_classes:
+      return self._matches(generated, batch['reference']), jnp.full(generated.shape[:1], -1, jnp.int32)
+    labels = jnp.asarray(self.label_tokens)  # [C, N]
+    hits = self._matches(generated[:, None], labels[None])  # [B, C]: the generation starts with the class's tokens
+    longest = jnp.argmax(jnp.where(hits, jnp.sum(labels >= 0, -1), -1), -1)  # of several, the longest label
+    predicted = jnp.where(jnp.any(hits, -1), longest, self.num_classes)
+    return predicted == batch['label'], predicted
 
   def eval_metrics(self, *, logits, batch, generated=None):
     targets, mask = self.labels_and_mask(batch)
@@ -115,19 +136,13 @@ class LMTask:
     out = {'loss': loss, 'perplexity': loss}
     if generated is None:
       out['accuracy'] = clu_metrics.Average.from_model_output(jnp.zeros(rows.shape), mask=jnp.zeros(rows.shape, bool))
-    elif self.num_classes:
-      labels = jnp.asarray(self.label_tokens)  # [C, N]
-      hits = self._matches(generated[:, None], labels[None])  # [B, C]: the generation starts with the class's tokens
-      longest = jnp.argmax(jnp.where(hits, jnp.sum(labels >= 0, -1), -1), -1)  # of several, the longest label
-      predicted = jnp.where(jnp.any(hits, -1), longest, self.num_classes)
-      gold = batch['label']
-      out['accuracy'] = clu_metrics.Average.from_model_output((predicted == gold).astype(jnp.float32), mask=rows)
-      one_hot = jax.nn.one_hot(predicted, self.num_classes + 1)
-      out['label_confusion'] = metrics_lib.ConfusionMatrix.of(self.num_classes + 1).from_model_output(
-          logits=one_hot, labels=gold, mask=rows)
     else:
-      exact = self._matches(generated, batch['reference']).astype(jnp.float32)
-      out['accuracy'] = clu_metrics.Average.from_model_output(exact, mask=rows)
+      correct, predicted = self.judge(generated, batch)
+      out['accuracy'] = clu_metrics.Average.from_model_output(correct.astype(jnp.float32), mask=rows)
+      if self.num_classes:
+        one_hot = jax.nn.one_hot(predicted, self.num_classes + 1)
+        out['label_confusion'] = metrics_lib.ConfusionMatrix.of(self.num_classes + 1).from_model_output(
+            logits=one_hot, labels=batch['label'], mask=rows)
     cls = eval_collection(self.num_classes if generated is not None else 0)
     return cls(_reduction_counter=clu_metrics._ReductionCounter(jnp.array(1, jnp.int32)), **out)
 

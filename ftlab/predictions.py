@@ -10,8 +10,14 @@ example, in the split's order ('id' is the example's position in its split):
   the metrics read it), "confidence" the probability of each predicted tag.
 - segmentation, per image: "input" the image's name, "pixels" counted, "correct" pixels, and per class the pixels of
   the "intersection" and "union" of prediction and label: summed over a split they give its IoU exactly.
+- detection, per image: "input" the image's name, "truth" {"boxes", "labels"} and "detections" {"boxes", "scores",
+  "labels"} (every detection the mAP counts, by falling score); boxes are [x0, y0, x1, y1] in the original image's
+  pixels, labels class names.
+- decoder runs evaluated by generation: "input" the prompt, "reference" the reference completion, "generation" the
+  greedy generation (to its end-of-sequence token), "correct" as the accuracy counts it and, with a label set,
+  "label" and "prediction" (the class the generation is read as, or '(none)').
 
-Detection and decoder runs have no per-example rows yet. Only process 0 of a single-process run writes them.
+Only process 0 of a single-process run writes them.
 """
 from __future__ import annotations
 
@@ -24,9 +30,10 @@ import numpy as np
 
 from ftlab import data as data_lib
 from ftlab import compiled, steps, writers
+from ftlab.lm_task import NONE_CLASS
 
 FILE = 'predictions.jsonl'
-KINDS = ('image', 'text', 'tags', 'segment')
+KINDS = ('image', 'text', 'tags', 'segment', 'detect', 'lm')
 
 
 def predictor(plan):
@@ -39,25 +46,19 @@ def predictor(plan):
 def rows(plan, state, source, split: str, *, predict=None) -> list[dict]:
   """The prediction rows of every example of `source` (a split of plan.splits) under `state`."""
   predict = predict or predictor(plan)
-  names, kind = plan.splits.class_names, plan.task.kind
+  row_of = {'tags': _tags, 'segment': _pixels, 'detect': _boxes, 'lm': _generation}.get(plan.task.kind, _example)
   out = []
   for batch in data_lib.eval_batches(source, batch_size=plan.config.eval.batch_size, process_count=1,
                                      process_index=0):
-    predicted = np.asarray(jax.device_get(predict(state, batch)))
+    predicted = jax.tree.map(np.asarray, jax.device_get(predict(state, batch)))
     for j in np.flatnonzero(batch['mask']):
       i = len(out)
-      row = {'split': split, 'id': i}
-      if kind == 'tags':
-        row.update(_tags(source, i, batch['labels'][j], predicted[j], names))
-      elif kind == 'segment':
-        row.update(_pixels(source, i, batch['label'][j], predicted[j], len(names)))
-      else:
-        row.update(_example(source, i, int(batch['label'][j]), predicted[j], names))
-      out.append(row)
+      out.append({'split': split, 'id': i, **row_of(source, i, batch, j, predicted, plan.splits.class_names)})
   return out
 
 
-def _example(source, i: int, label: int, probabilities: np.ndarray, names) -> dict:
+def _example(source, i: int, batch: dict, j: int, predicted: np.ndarray, names) -> dict:
+  label, probabilities = int(batch['label'][j]), predicted[j]
   texts = getattr(source, 'texts', None)
   pairs = getattr(source, 'text_pairs', None)
   file_names = getattr(source, 'names', None)
@@ -69,7 +70,8 @@ def _example(source, i: int, label: int, probabilities: np.ndarray, names) -> di
   return row
 
 
-def _tags(source, i: int, labels: np.ndarray, probabilities: np.ndarray, names) -> dict:
+def _tags(source, i: int, batch: dict, j: int, predicted: np.ndarray, names) -> dict:
+  labels, probabilities = batch['labels'][j], predicted[j]
   at = np.flatnonzero(labels >= 0)  # each kept word's first sub-token
   chosen = np.argmax(probabilities[at], axis=-1)
   return {'input': list(source.sentences[i][:len(at)]), 'label': [names[t] for t in labels[at]],
@@ -77,19 +79,52 @@ def _tags(source, i: int, labels: np.ndarray, probabilities: np.ndarray, names) 
           'confidence': [round(float(p), 6) for p in probabilities[at, chosen]]}
 
 
-def _pixels(source, i: int, labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> dict:
+def _pixels(source, i: int, batch: dict, j: int, predicted: np.ndarray, names) -> dict:
+  labels, num_classes = batch['label'][j], len(names)
   counted = labels >= 0
-  gold, pred = labels[counted], predicted[counted]
+  gold, pred = labels[counted], predicted[j][counted]
   inter = np.bincount(gold[gold == pred], minlength=num_classes)
   union = np.bincount(gold, minlength=num_classes) + np.bincount(pred, minlength=num_classes) - inter
   return {'input': source.names[i], 'pixels': int(counted.sum()), 'correct': int(inter.sum()),
           'intersection': inter.tolist(), 'union': union.tolist()}
 
 
+def _boxes(source, i: int, batch: dict, j: int, predicted, names) -> dict:
+  boxes, scores, labels = (x[j] for x in predicted)
+  found = scores > 0  # the detections the mAP counts (ftlab/det_task.py: detection_scores)
+  truth = batch['box_labels'][j] >= 0
+  original = lambda b: (b / source.scales[i]).tolist()  # the letterbox's scale undone
+  return {'input': source.names[i],
+          'truth': {'boxes': original(batch['boxes'][j][truth]),
+                    'labels': [names[c] for c in batch['box_labels'][j][truth]]},
+          'detections': {'boxes': original(boxes[found]), 'scores': scores[found].tolist(),
+                         'labels': [names[c] for c in labels[found]]}}
+
+
+def _generation(source, i: int, batch: dict, j: int, predicted: dict, names) -> dict:
+  tok, eos = source.tokenizer, source.eos_id
+  e = source.rows[i][0]
+  ids = source.examples.ids[e]
+  reference = source.examples.references[e]
+  generated = predicted['generated'][j]
+  row = {'input': tok.decode(ids[:source.examples.prompt_lengths[e]]),
+         'reference': tok.decode(reference[reference != eos]), 'generation': tok.decode(generated[:_end(generated, eos)]), 'correct': bool(predicted['correct'][j])}
+  if names:
+    row.update(label=names[int(batch['label'][j])], prediction=(*names, NONE_CLASS)[int(predicted['predicted'][j])])
+  return row
+
+
+def _end(ids: np.ndarray, eos: int) -> int:
+  """The length of `ids` up to its first end-of-sequence token."""
+  at = np.flatnonzero(ids == eos)
+  return int(at[0]) if len(at) else len(ids)
+
+
 def write(plan, state) -> str | None:
   """Writes WORKDIR/predictions.jsonl for the validation and test splits; returns its path (None where the task
   has no per-example rows, or the run spans processes)."""
-  if plan.task.kind not in KINDS or jax.process_count() > 1:
+  if (plan.task.kind not in KINDS or jax.process_count() > 1
+      or (plan.task.kind == 'lm' and not plan.task.max_new_tokens)):  # a decoder evaluated by its loss only
     return None
   predict = predictor(plan)
   lines = [json.dumps(row) for split in ('validation', 'test')

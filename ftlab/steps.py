@@ -140,14 +140,18 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
   return new_state, metrics
 
 
+def _decoder_apply(model, state: TrainState):
+  """A decoder's forward under the state's variables: (inputs, cache=None, **options) -> logits (and the cache)."""
+  variables = {'params': state.params, **state.model_state}
+  return lambda inputs, cache=None, **kw: model.apply(variables, inputs, cache=cache, **kw)
+
+
 def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_name=None):
   """Metrics of one padded evaluation batch; rows with mask 0 count nowhere. Loss without label smoothing.
   `axis_name`: as in train_step, `batch` is this device's rows and the metrics are those of every device's rows
   (summed, collected detections gathered)."""
   if task.kind == 'lm':  # a decoder is also evaluated by what it generates from the batch's prompts
-    variables = {'params': state.params, **state.model_state}
-    metrics = task.evaluate(lambda inputs, cache=None, **kw: model.apply(variables, inputs, cache=cache, **kw),
-                            batch)
+    metrics = task.evaluate(_decoder_apply(model, state), batch)
   else:
     logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
     metrics = task.eval_metrics(logits=logits, batch=batch)
@@ -156,10 +160,15 @@ def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_n
 
 def predict_step(state: TrainState, batch: dict, *, model, task: tasks.Task):
   """What the model predicts for a batch: class probabilities [B, C] (per token for tags, [B, L, C]); for
-  segmentation the predicted class of each pixel [B, H, W]."""
+  segmentation the predicted class of each pixel [B, H, W]; for detection the top detections (boxes, scores,
+  labels); for a decoder its greedy generations, judged (LMTask.predictions)."""
+  if task.kind == 'lm':
+    return task.predictions(_decoder_apply(model, state), batch)
   logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
   if task.kind == 'segment':
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  if task.kind == 'detect':
+    return task.detections(logits, batch)
   return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
 
 

@@ -1,4 +1,5 @@
 """Detection: CenterNet targets and decoding agree, VOC data loads letterboxed, evaluation scores COCO mAP."""
+import json
 import os
 
 import jax
@@ -7,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ftlab import centernet, det_task, detection_metrics, metrics
+from ftlab import analysis, centernet, det_task, detection_analysis, detection_metrics, metrics, stages
 from ftlab.config import defaults
+from ftlab.data import boxes as boxes_lib
 from ftlab.data import detection
 from ftlab.data.errors import DataError
 
@@ -125,3 +127,67 @@ def test_a_per_device_evaluation_gathers_every_devices_detections_in_batch_order
     for name, value in gathered.detections.compute().items():
       np.testing.assert_allclose(value, rows[name], rtol=1e-6, err_msg=name)
     np.testing.assert_allclose(gathered.loss.compute(), rows['loss'].mean(), rtol=1e-6)
+
+
+def _row(truth, detections):
+  return {'id': 0, 'input': 'x.png', 'truth': {'boxes': [b for b, _ in truth], 'labels': [l for _, l in truth]},
+          'detections': {'boxes': [b for b, _, _ in detections], 'scores': [s for _, s, _ in detections],
+                         'labels': [l for _, _, l in detections]}}
+
+
+def test_each_detection_is_judged_by_the_tide_kinds_and_unfound_boxes_are_missed():
+  cat, dog = [0, 0, 10, 10], [20, 20, 30, 30]
+  row = _row([(cat, 'cat'), (dog, 'dog'), ([50, 50, 60, 60], 'cat')],
+             [(cat, 0.9, 'cat'), ([0, 0, 10, 9], 0.8, 'cat'), (dog, 0.7, 'cat'), ([24, 20, 34, 30], 0.6, 'dog'),
+              ([80, 80, 90, 90], 0.5, 'dog'), ([1, 1, 11, 11], 0.2, 'cat')])
+  judged, found = detection_analysis.judge(row, 0.3)
+  assert [(d['kind'], d['truth']) for d in judged] == [
+      ('correct', 'cat'), ('duplicate', 'cat'), ('wrong class', 'dog'), ('localisation', 'dog'),
+      ('background', '(background)')]  # IoU of the shifted dog box: 60/140, under 0.5; the 0.2 one is not made
+  assert found == [True, False, False]
+  result = detection_analysis.detection([row], ['cat', 'dog'])
+  assert result['errors'] == {'correct': 1, 'duplicate': 1, 'wrong class': 1, 'localisation': 1, 'background': 1,
+                              'missed': 2}
+  # rows true cat, dog, background; columns predicted cat, dog, background (missed boxes)
+  assert result['confusion'] == [[2, 0, 1], [1, 0, 1], [0, 2, 0]]
+  cat_row = result['per_class'][0]
+  assert (cat_row['precision'], cat_row['recall'], cat_row['support']) == (pytest.approx(1 / 3), 0.5, 2)
+
+
+@pytest.fixture(scope='module')
+def detection_run(tmp_path_factory):
+  """A tiny ViT + CenterNet detector trained for a few steps on the synthetic boxes."""
+  tmp = tmp_path_factory.mktemp('detection_run')
+  root = write_boxes(tmp / 'boxes')
+  c = det_config(root)
+  c.model.name, c.model.variant, c.model.head_features = 'vit', 'nano/8', 16
+  c.train.batch_size, c.train.num_steps, c.train.num_epochs = 4, 8, 0.0
+  c.eval.every_steps, c.eval.metric, c.eval.batch_size, c.eval.train_subset = 8, 'map50', 4, 0
+  workdir = str(tmp / 'run')
+  stages.run(c, workdir)
+  return root, workdir
+
+
+def test_a_detection_runs_predictions_give_its_map_and_boxes_in_the_original_images(detection_run):
+  root, workdir = detection_run
+  with open(os.path.join(workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  with open(os.path.join(workdir, 'predictions.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  for split in ('validation', 'test'):
+    mine = [r for r in rows if r['split'] == split]
+    assert len(mine) == summary['data']['sizes'][split]
+    truths = [(r['truth']['boxes'], [0] * len(r['truth']['labels'])) for r in mine]
+    found = [(r['detections']['boxes'], r['detections']['scores'], [0] * len(r['detections']['scores']))
+             for r in mine]
+    scores = detection_metrics.coco_map(truths, found, 1)
+    for name in ('map', 'map50', 'map75'):
+      assert scores[name] == pytest.approx(summary[split][name], abs=1e-9), (split, name)
+    for r in mine:  # the boxes are the annotation's, in the original image's pixels
+      annotated = boxes_lib.read_voc(os.path.join(root, 'annotations', r['input'].replace('.png', '.xml')),
+                                     os.path.join(root, 'images'), ('box',))
+      np.testing.assert_allclose(r['truth']['boxes'], annotated.boxes, atol=1e-3)
+  analysis_md = open(os.path.join(workdir, 'analysis.md')).read()
+  assert 'Most confident false detections' in analysis_md and 'plots/reliability_test.png' in analysis_md
+  result = analysis.of_split([r for r in rows if r['split'] == 'test'], ['box'])
+  assert result['per_class'][0]['ap50'] == pytest.approx(summary['test']['map50'], abs=1e-9)

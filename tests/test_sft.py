@@ -82,7 +82,7 @@ def _run(config_path, workdir, env=None):
 def decoder_runs(tmp_path_factory):
   """A tiny decoder trained on 'add a and b' pairs, whole and killed at step 23 then resumed."""
   tmp = tmp_path_factory.mktemp('decoder')
-  config = decoder_config(tmp, train__num_steps=40, eval__every_steps=20)
+  config = decoder_config(tmp, train__num_steps=40, eval__every_steps=20, eval__predictions=True)
   path = tmp / 'decoder.py'
   path.write_text('import json\nimport ml_collections\n\ndef get_config(arg=None):\n'
                   f'  return ml_collections.ConfigDict(json.loads({json.dumps(config.to_dict())!r}))\n')
@@ -106,6 +106,25 @@ def test_a_decoder_run_reports_generation_accuracy_and_perplexity(decoder_runs):
   assert validation['perplexity'] == pytest.approx(np.exp(validation['loss']), rel=1e-5)
   assert 0.0 <= validation['accuracy'] <= 1.0
   assert summary['data']['packing']['fill'] > 0.5
+
+
+def test_a_decoder_runs_predictions_are_its_generations_judged_as_its_accuracy(decoder_runs):
+  tmp, whole, _ = decoder_runs
+  with open(os.path.join(whole, 'summary.json')) as f:
+    summary = json.load(f)
+  with open(os.path.join(whole, 'predictions.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  with open(tmp / 'sft' / 'validation.jsonl') as f:  # the run's validation split, in order
+    records = [json.loads(line) for line in f]
+  for split in ('validation', 'test'):
+    mine = [r for r in rows if r['split'] == split]
+    assert len(mine) == summary['data']['sizes'][split]
+    assert np.mean([r['correct'] for r in mine]) == pytest.approx(summary[split]['accuracy'], abs=1e-6)
+    assert all(r['correct'] == r['generation'].startswith(r['reference']) for r in mine)
+  validation = [r for r in rows if r['split'] == 'validation']
+  assert [(r['input'], r['reference']) for r in validation] == [(x['prompt'], x['completion']) for x in records]
+  page = open(os.path.join(whole, 'analysis.md')).read()
+  assert 'Wrong generations' in page
 
 
 def test_the_generate_command_prints_the_runs_greedy_completion(decoder_runs, capsys):

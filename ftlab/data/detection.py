@@ -23,11 +23,13 @@ from ftlab.data.errors import DataError
 class DetectionSource:
   """A split in memory: letterboxed images uint8 [N, S, S, C], boxes [N, M, 4] and labels [N, M] (-1: padding).
   `get_batch(indices)` gives {'image' (normalised float32), 'boxes', 'box_labels'}; with an rng and `augment`
-  (scale, flip) each image is a random training view."""
+  (scale, flip) each image is a random training view. `scales[i]`: the letterbox's factor, so that a box in the
+  original image is a box here divided by it."""
 
-  def __init__(self, images, boxes, labels, names: list[str], *, mean, std):
+  def __init__(self, images, boxes, labels, names: list[str], *, mean, std, scales=None):
     self.images, self.boxes, self.labels, self.names = images, boxes, labels, names
     self.mean, self.std = tuple(mean), tuple(std)
+    self.scales = np.ones(len(images), np.float32) if scales is None else np.asarray(scales, np.float32)
 
   def __len__(self) -> int:
     return len(self.images)
@@ -111,7 +113,7 @@ def _letterboxed(a: boxes_lib.Annotated, size: int, channels: int):
   h, w = max(1, round(a.height * f)), max(1, round(a.width * f))
   canvas = np.zeros((size, size, channels), np.uint8)
   canvas[:h, :w] = images_lib.resize(image, (h, w))
-  return canvas, a.boxes * np.float32(f)
+  return canvas, a.boxes * np.float32(f), f
 
 
 def _source(annotated, data_config, mean, std) -> DetectionSource:
@@ -124,10 +126,12 @@ def _source(annotated, data_config, mean, std) -> DetectionSource:
   images = np.zeros((len(annotated), size, size, channels), np.uint8)
   boxes = np.zeros((len(annotated), most, 4), np.float32)
   labels = np.full((len(annotated), most), -1, np.int32)
+  scales = np.ones(len(annotated), np.float32)
   for i, a in enumerate(annotated):
-    images[i], scaled = _letterboxed(a, size, channels)
+    images[i], scaled, scales[i] = _letterboxed(a, size, channels)
     boxes[i, :len(scaled)], labels[i, :len(a.labels)] = scaled, a.labels
-  return DetectionSource(images, boxes, labels, [os.path.basename(a.path) for a in annotated], mean=mean, std=std)
+  return DetectionSource(images, boxes, labels, [os.path.basename(a.path) for a in annotated], mean=mean, std=std,
+                         scales=scales)
 
 
 def load(data_config):

@@ -128,12 +128,13 @@ def pack(lengths: np.ndarray, row_length: int) -> list[np.ndarray]:
 
 class Rows:
   """A random-access source of rows (lists of examples) for the pipeline; `generation` adds what evaluation by
-  generation reads (left-padded prompts, references of `max_new_tokens` slots, classes)."""
+  generation reads (left-padded prompts, references of `max_new_tokens` slots, classes). `tokenizer` (the run's)
+  turns ids back into text for predictions.jsonl."""
 
   def __init__(self, examples: Examples, rows: list[np.ndarray], *, length: int, pad_id: int, eos_id: int,
-               generation: bool = False, max_new_tokens: int = 0):
+               generation: bool = False, max_new_tokens: int = 0, tokenizer: LMTokenizer | None = None):
     self.examples, self.rows, self.length, self.pad_id, self.eos_id = examples, rows, length, pad_id, eos_id
-    self.generation, self.max_new_tokens = generation, max_new_tokens
+    self.generation, self.max_new_tokens, self.tokenizer = generation, max_new_tokens, tokenizer
     self.lengths = np.asarray([sum(len(examples.ids[i]) for i in r) for r in rows], np.int64)
     self.prompt_length = int(max([examples.prompt_lengths[r[0]] for r in rows], default=1)) or 1
     self.labels = np.asarray([examples.labels[r[0]] for r in rows], np.int32)
@@ -200,14 +201,14 @@ class Rows:
 
 
 def rows_of(examples: Examples, *, length: int, pad_id: int, eos_id: int, pack_rows: bool,
-            generation: bool = False, max_new_tokens: int = 0) -> Rows:
+            generation: bool = False, max_new_tokens: int = 0, tokenizer: LMTokenizer | None = None) -> Rows:
   """Training rows (packed when `pack_rows`) or evaluation rows (one example each)."""
   if pack_rows and not generation:
     rows = pack(np.asarray([len(i) for i in examples.ids]), length)
   else:
     rows = [np.array([i]) for i in range(len(examples))]
   return Rows(examples, rows, length=length, pad_id=pad_id, eos_id=eos_id, generation=generation,
-              max_new_tokens=max_new_tokens)
+              max_new_tokens=max_new_tokens, tokenizer=tokenizer)
 
 
 def until_eos(ids: np.ndarray, eos_id: int, n: int) -> np.ndarray:

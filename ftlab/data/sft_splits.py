@@ -99,7 +99,8 @@ def build(pairs: dict[str, tuple[list, list, list]], label_completions: list[str
   new_tokens = _max_new_tokens(examples, eos, dc.sft)
   pad = tok.tokenizer.token_to_id('<pad>') or eos
   rows = lambda role, gen: sft.rows_of(examples[role], length=length, pad_id=pad, eos_id=eos,
-                                       pack_rows=dc.sft.pack, generation=gen, max_new_tokens=new_tokens)
+                                       pack_rows=dc.sft.pack, generation=gen, max_new_tokens=new_tokens,
+                                       tokenizer=tok)
   built = {'train': rows('train', False), 'validation': rows('validation', True), 'test': rows('test', True)}
   built['train'].evaluation = rows('train', True)  # the train rows evaluated like validation, for the gap
   label_tokens = [_label_completion(tok, dc.sft, c, eos, new_tokens) for c in label_completions]
