@@ -17,7 +17,7 @@ import numpy as np
 from ftlab import entity_metrics
 from ftlab import metrics as metrics_lib
 
-TEXT_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids')
+TEXT_INPUTS = ('input_ids', 'attention_mask', 'token_type_ids', 'segment_ids', 'positions', 'starts')
 
 
 def classification_loss(logits: jax.Array, labels: jax.Array, *, label_smoothing=0.0) -> jax.Array:
@@ -53,14 +53,14 @@ class Task:
     return self.inputs(source.get_batch(np.zeros(1, np.int64)))
 
   def labels_and_mask(self, batch: dict) -> tuple[jax.Array, jax.Array]:
-    """(labels clipped to valid ids, mask) of the predictions that count: [B] per example, [B, L] per token,
-    [B, H, W] per pixel (tokens and pixels labelled -1 count nowhere)."""
+    """(labels clipped to valid ids, mask) of the predictions that count: [B] per example ([B, S] per example slot
+    of packed rows), [B, L] per token, [B, H, W] per pixel (slots, tokens and pixels labelled -1 count nowhere)."""
     rows = batch.get('mask')
-    if self.kind in ('image', 'text'):
+    if self.kind in ('image', 'text') and batch['label'].ndim == 1:
       labels = batch['label']
       mask = jnp.ones(labels.shape, jnp.float32) if rows is None else rows.astype(jnp.float32)
       return labels, mask
-    labels = batch['labels' if self.kind == 'tags' else 'label']
+    labels = batch['labels' if self.kind == 'tags' else 'label']  # packed text: [B, S], -1 on empty slots
     mask = (labels >= 0).astype(jnp.float32)
     if rows is not None:  # padded rows: every token / pixel of them
       mask = mask * rows.astype(jnp.float32).reshape(rows.shape + (1,) * (labels.ndim - 1))

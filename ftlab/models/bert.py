@@ -46,6 +46,7 @@ class Attention(nn.Module):
 
   @nn.compact
   def __call__(self, x, attention_mask, *, attention_dropout_rate, train: bool):
+    """attention_mask [B, 1 or L, L]: which keys each query (or every query) may attend to."""
     config = self.config
     head_dim = config.hidden_size // config.num_heads
     dense = lambda name: nn.Dense(config.hidden_size, dtype=self.dtype, name=name,
@@ -55,7 +56,7 @@ class Attention(nn.Module):
     q, k, v = (split(dense(n)(rows)) for n in ('query', 'key', 'value'))
     scores = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32) / jnp.sqrt(jnp.float32(head_dim))
     big_negative = jnp.finfo(jnp.float32).min
-    scores = jnp.where(attention_mask[:, None, None, :] > 0, scores, big_negative)
+    scores = jnp.where(attention_mask[:, None] > 0, scores, big_negative)
     probs = dropout(self, jax.nn.softmax(scores, axis=-1), attention_dropout_rate, train=train).astype(self.dtype)
     context = jnp.einsum('bhqk,bkhd->bqhd', probs, v).reshape(-1, config.hidden_size)
     return dense('out')(context).reshape(x.shape)
@@ -111,7 +112,11 @@ class Embeddings(nn.Module):
 
 
 class BertEncoder(nn.Module):
-  """{'input_ids', 'attention_mask', 'token_type_ids'} [B, L] -> last hidden states [B, L, H] (compute dtype)."""
+  """{'input_ids', 'attention_mask', 'token_type_ids'} [B, L] -> last hidden states [B, L, H] (compute dtype).
+
+  Packed rows (several examples in one row) add 'segment_ids' [B, L] (the example's number in its row from 1, 0 on
+  padding) and 'positions' [B, L] (restarting at 0 for each example): a token attends only to its own example's
+  tokens, so each example's hidden states are those it has alone (up to float rounding)."""
   config: BertConfig
   dtype: Any = jnp.float32
 
@@ -121,13 +126,19 @@ class BertEncoder(nn.Module):
     ids, mask = inputs['input_ids'], inputs['attention_mask']
     types = inputs.get('token_type_ids')
     types = jnp.zeros_like(ids) if types is None else types
+    segments = inputs.get('segment_ids')
+    if segments is not None:  # packed: a token sees its own example's tokens; positions restart per example
+      attention = (segments[:, :, None] == segments[:, None, :]) & (segments[:, None, :] > 0)
+      positions = inputs['positions']
+    else:  # one example per row: every token sees the row's real tokens
+      attention = mask[:, None, :]
+      positions = (jnp.cumsum(mask, axis=1) - 1 if config.position_offset
+                   else jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape))
     if config.position_offset:  # RoBERTa: padding_idx + 1, + 2, ... over real tokens; padding_idx on padding
-      positions = jnp.cumsum(mask, axis=1) * mask + (config.position_offset - 1)
-    else:
-      positions = jnp.broadcast_to(jnp.arange(ids.shape[1]), ids.shape)
+      positions = jnp.where(mask > 0, positions + config.position_offset, config.position_offset - 1)
     x = Embeddings(config, name='embeddings')(ids, positions, types)
     x = dropout(self, x, dropout_rate, train=train).astype(self.dtype)
     for i in range(config.num_layers):
-      x = Layer(config, self.dtype, name=f'layer_{i}')(x, mask, dropout_rate=dropout_rate,
+      x = Layer(config, self.dtype, name=f'layer_{i}')(x, attention, dropout_rate=dropout_rate,
                                                   attention_dropout_rate=attention_dropout_rate, train=train)
     return x

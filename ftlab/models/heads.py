@@ -39,6 +39,8 @@ class SequenceClassifier(nn.Module):
 
   pooling: 'cls' (the first token's hidden state), 'pooler' (BERT's dense + tanh on it, as Hugging Face's
   BertForSequenceClassification) or 'mean' (the mean over real tokens, as sentence-transformers embeds).
+  Packed rows (see BertEncoder) with 'starts' [B, S] (where each of the row's S example slots starts; -1: empty)
+  pool each example on its own: pooled [B, S, H], logits [B, S, C].
   """
   backbone: nn.Module
   num_classes: int
@@ -49,11 +51,18 @@ class SequenceClassifier(nn.Module):
   def __call__(self, inputs: dict, *, dropout_rate=0.0, attention_dropout_rate=0.0, head_dropout_rate=0.0,
                train: bool = False) -> jax.Array:
     h = self.backbone(inputs, dropout_rate=dropout_rate, attention_dropout_rate=attention_dropout_rate, train=train)
+    starts = inputs.get('starts')
     if self.pooling == 'mean':
-      mask = inputs['attention_mask'][..., None].astype(jnp.float32)
-      pooled = (jnp.sum(h.astype(jnp.float32) * mask, axis=1) / jnp.maximum(mask.sum(axis=1), 1.0)).astype(h.dtype)
+      if starts is None:
+        members = inputs['attention_mask'][..., None]  # [B, L, 1]: the row's one example
+      else:  # [B, L, S]: the tokens of each example slot
+        members = inputs['segment_ids'][..., None] == jnp.arange(1, starts.shape[1] + 1)
+      members = members.astype(jnp.float32)
+      total = jnp.einsum('bls,blh->bsh', members, h.astype(jnp.float32))
+      pooled = (total / jnp.maximum(members.sum(axis=1), 1.0)[..., None]).astype(h.dtype)
+      pooled = pooled[:, 0] if starts is None else pooled
     else:
-      pooled = h[:, 0]
+      pooled = h[:, 0] if starts is None else jnp.take_along_axis(h, jnp.maximum(starts, 0)[..., None], axis=1)
       if self.pooling == 'pooler':
         pooled = jnp.tanh(nn.Dense(h.shape[-1], dtype=h.dtype, kernel_init=nn.initializers.normal(self.init_std),
                                    name='pooler')(pooled))
