@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_same_run, run_ftlab
-from ftlab.data import lm_tokenizer, sft
+from ftlab.data import lm_tokenizer, packing, sft
 from lm_fixtures import decoder_config, pairs, write_tokenizer
 
 
@@ -65,12 +65,12 @@ def test_templates_turn_a_labelled_text_dataset_into_pairs():
 
 def test_packing_fits_every_example_once_and_is_deterministic():
   lengths = np.random.default_rng(0).integers(3, 30, 200)
-  rows = sft.pack(lengths, 32)
+  rows = packing.pack(lengths, 32)
   placed = np.sort(np.concatenate(rows))
   np.testing.assert_array_equal(placed, np.arange(200))
   assert all(lengths[r].sum() <= 32 for r in rows)
   assert lengths.sum() / (32 * len(rows)) > 0.9
-  assert [r.tolist() for r in rows] == [r.tolist() for r in sft.pack(lengths, 32)]
+  assert [r.tolist() for r in rows] == [r.tolist() for r in packing.pack(lengths, 32)]
 
 
 def _run(config_path, workdir, env=None):

@@ -141,6 +141,10 @@ def _data(config, p: _Problems) -> None:
   p.need(d.conll.scheme in ('iob1', 'iob2', 'bio'), f"data.conll.scheme: {d.conll.scheme!r}; choose 'iob1', 'iob2' "
          "or 'bio'")
   p.need(d.tokenizer.max_length >= 4, f'data.tokenizer.max_length: must be >= 4, got {d.tokenizer.max_length}')
+  if d.tokenizer.pack:
+    p.need(config.model.name == 'bert', f"data.tokenizer.pack: packs an encoder's text batches (model.name 'bert'); "
+           f"turn it off for model.name {config.model.name!r} (a decoder packs with data.sft.pack)")
+    p.need(not d.tokenizer.bucket, 'data.tokenizer.pack / bucket: packed rows are already full; turn bucket off')
   _image(d.image, p)
   p.need(len(set(d.classes)) == len(d.classes), f'data.classes: repeated labels in {list(d.classes)}')
 

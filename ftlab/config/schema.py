@@ -148,6 +148,10 @@ def defaults() -> ml_collections.ConfigDict:
               'lowercase': True,  # vocab.txt only (tokenizer.json carries its own normalisation)
               'max_length': 128,  # tokens per example, special tokens included; longer ones are truncated (counted)
               'bucket': False,  # training batches of similar lengths, padded to the next of 16, 32, 64, ... max_length
+              # text classification and NER with model.name 'bert': each training batch's examples packed into rows
+              # of max_length tokens, attending only within their own example (the same examples and loss as
+              # unpacked; fewer padding tokens). Evaluation stays one example per row.
+              'pack': False,
           },
           # Semantic segmentation (data.source 'segmentation'): images and masks of the same file name in folder
           # pairs under data.path; data.splits name split folders ('train', 'val', sliced 'train[:20]', '' carves).

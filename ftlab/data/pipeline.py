@@ -21,6 +21,7 @@ quickstart's train step (benchmarks/train_step.py). Gathering a batch with one n
 """
 from __future__ import annotations
 
+import math
 import sys
 from typing import Iterator
 
@@ -50,12 +51,14 @@ class ShuffledBatches:
   `process_count`, batch_size / process_count rows). `augment` (a dict of ftlab.data.images.augment options) is
   applied with an rng seeded by (seed, k) (and the process, with several); with `buckets` (allowed padded lengths)
   and a source with `lengths`, batches group similar lengths and are padded to the smallest bucket that fits the
-  whole global batch.
+  whole global batch. With `pack` (a text source with `get_packed`) each process's examples are packed into rows of
+  the source's max_length tokens, the row count the same on every process and a multiple of `row_multiple`; a
+  padded remainder's repeats get label -1 instead of a row mask.
   """
 
   def __init__(self, source, *, batch_size: int, seed: int, examples: np.ndarray, remainder: str = 'spill',
                augment: dict | None = None, buckets: np.ndarray | None = None, process_index: int = 0,
-               process_count: int = 1):
+               process_count: int = 1, pack: bool = False, row_multiple: int = 8):
     if remainder not in REMAINDERS:
       raise ValueError(f'remainder {remainder!r}: choose one of {REMAINDERS}')
     if remainder == 'drop' and len(examples) < batch_size:
@@ -65,6 +68,7 @@ class ShuffledBatches:
     self.source, self.batch_size, self.seed, self.examples = source, batch_size, seed, np.asarray(examples)
     self.remainder, self.augment, self.buckets = remainder, augment or None, buckets
     self.process_index, self.process_count = process_index, process_count
+    self.pack, self.row_multiple = pack, row_multiple
     self._orders: dict[int, np.ndarray] = {}
 
   def __len__(self) -> int:
@@ -113,6 +117,8 @@ class ShuffledBatches:
     if self.augment:
       seed = [self.seed, 1, k] + ([self.process_index] if self.process_count > 1 else [])
       kwargs = {'rng': np.random.default_rng(seed), 'augment': self.augment}
+    if self.pack:
+      return self._packed(indices, real)
     if self.buckets is not None:
       kwargs['length'] = text.padded_length(self.source.lengths[indices[:real]], self.buckets)
     batch = gather(self.source, indices[self.rows()], **kwargs)
@@ -121,8 +127,16 @@ class ShuffledBatches:
     return batch
 
 
+  def _packed(self, indices: np.ndarray, real: int) -> dict[str, np.ndarray]:
+    blocks = indices.reshape(self.process_count, -1)
+    rows = max(text.packed_rows(self.source.lengths[b], self.source.max_length, multiple=self.row_multiple)
+               for b in blocks)
+    counted = (np.arange(self.batch_size) < real)[self.rows()]
+    return self.source.get_packed(indices[self.rows()], rows=rows, slots=blocks.shape[1], counted=counted)
+
+
 def train_batches(source, *, batch_size: int, seed: int, remainder: str = 'spill', augment: dict | None = None,
-                  bucket: bool = False, max_length: int = 0, process_index: int | None = None,
+                  bucket: bool = False, max_length: int = 0, pack: bool = False, process_index: int | None = None,
                   process_count: int | None = None) -> ShuffledBatches:
   """The training stream of this process: its rows of every global batch of `batch_size`."""
   pi = jax.process_index() if process_index is None else process_index
@@ -131,7 +145,8 @@ def train_batches(source, *, batch_size: int, seed: int, remainder: str = 'spill
   if bucket:
     buckets = text.bucket_lengths(max_length)
   return ShuffledBatches(source, batch_size=batch_size, seed=seed, examples=np.arange(len(source)),
-                         remainder=remainder, augment=augment, buckets=buckets, process_index=pi, process_count=pc)
+                         remainder=remainder, augment=augment, buckets=buckets, process_index=pi, process_count=pc,
+                         pack=pack, row_multiple=math.lcm(8, jax.local_device_count()))
 
 
 def train_iterator(source, *, batch_size: int, seed: int, read_threads: int = 0, workers: int = 0,
@@ -195,4 +210,5 @@ def stream_options(data_config) -> dict:
     augment = detection.augment_options(data_config)
   return {'read_threads': data_config.read_threads, 'workers': data_config.workers,
           'remainder': data_config.remainder, 'augment': augment, 'bucket': data_config.tokenizer.bucket,
-          'max_length': data_config.tokenizer.max_length}
+          'max_length': data_config.tokenizer.max_length,
+          'pack': data_config.tokenizer.pack}

@@ -17,8 +17,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from sortedcontainers import SortedList
 
+from ftlab.data import packing
 from ftlab.data.errors import DataError
 from ftlab.data.lm_tokenizer import LMTokenizer
 
@@ -107,25 +107,6 @@ def tokenize(prompts, completions, labels, tok: LMTokenizer, sft_config, *, max_
                   np.asarray(labels, np.int32), truncated)
 
 
-def pack(lengths: np.ndarray, row_length: int) -> list[np.ndarray]:
-  """Example indices per row: best-fit decreasing (each example, longest first, into the fullest row it fits)."""
-  order = sorted(range(len(lengths)), key=lambda i: (-int(lengths[i]), i))
-  free = SortedList()  # (free tokens, row)
-  rows: list[list[int]] = []
-  for i in order:
-    need = int(lengths[i])
-    at = free.bisect_left((need, -1))
-    if at < len(free):
-      space, row = free.pop(at)
-    else:
-      space, row = row_length, len(rows)
-      rows.append([])
-    rows[row].append(i)
-    if space - need > 0:
-      free.add((space - need, row))
-  return [np.asarray(sorted(r), np.int64) for r in rows]
-
-
 class Rows:
   """A random-access source of rows (lists of examples) for the pipeline; `generation` adds what evaluation by
   generation reads (left-padded prompts, references of `max_new_tokens` slots, classes). `tokenizer` (the run's)
@@ -204,7 +185,7 @@ def rows_of(examples: Examples, *, length: int, pad_id: int, eos_id: int, pack_r
             generation: bool = False, max_new_tokens: int = 0, tokenizer: LMTokenizer | None = None) -> Rows:
   """Training rows (packed when `pack_rows`) or evaluation rows (one example each)."""
   if pack_rows and not generation:
-    rows = pack(np.asarray([len(i) for i in examples.ids]), length)
+    rows = packing.pack(np.asarray([len(i) for i in examples.ids]), length)
   else:
     rows = [np.array([i]) for i in range(len(examples))]
   return Rows(examples, rows, length=length, pad_id=pad_id, eos_id=eos_id, generation=generation,

@@ -15,6 +15,7 @@ import numpy as np
 import tokenizers
 from tokenizers.implementations import BertWordPieceTokenizer
 
+from ftlab.data import packing
 from ftlab.data.errors import DataError, located
 
 
@@ -154,6 +155,33 @@ class _Tokenized:
   def get_batch(self, indices: np.ndarray, *, length: int | None = None) -> dict[str, np.ndarray]:
     raise NotImplementedError
 
+  def _packed(self, indices: np.ndarray, rows: int, slots: int) -> tuple[dict[str, np.ndarray], list]:
+    """The examples at `indices` packed into `rows` rows of max_length tokens (packing.pack): input_ids,
+    attention_mask, token_type_ids, segment_ids (the example's slot in its row from 1; 0 on padding) and positions
+    (from 0 in each example) [rows, max_length], starts [rows, slots] (-1: an empty slot); and where each example
+    went: (its position in `indices`, row, slot, first token)."""
+    indices = np.asarray(indices, np.int64).reshape(-1)
+    layout = packing.pack(self.lengths[indices], self.max_length)
+    if len(layout) > rows or max(map(len, layout), default=0) > slots:
+      raise ValueError(f'{len(indices)} examples need {len(layout)} rows of {self.max_length} tokens and '
+                       f'{max(map(len, layout))} slots; rows={rows}, slots={slots}')
+    batch = {k: np.zeros((rows, self.max_length), np.int32)
+             for k in ('input_ids', 'attention_mask', 'token_type_ids', 'segment_ids', 'positions')}
+    batch['input_ids'][:] = self.pad_id
+    batch['starts'] = np.full((rows, slots), -1, np.int32)
+    placed = []
+    for r, members in enumerate(layout):
+      at = 0
+      for slot, j in enumerate(members):
+        i, n = indices[j], int(self.lengths[indices[j]])
+        src = slice(self._offsets[i], self._offsets[i] + n)
+        batch['input_ids'][r, at:at + n], batch['token_type_ids'][r, at:at + n] = self._ids[src], self._type_ids[src]
+        batch['attention_mask'][r, at:at + n], batch['segment_ids'][r, at:at + n] = 1, slot + 1
+        batch['positions'][r, at:at + n], batch['starts'][r, slot] = np.arange(n), at
+        placed.append((int(j), r, slot, at))
+        at += n
+    return batch, placed
+
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     """One example padded to max_length (the row of get_batch([index]))."""
     if not -len(self) <= index < len(self):
@@ -198,6 +226,17 @@ class TokenizedText(_Tokenized):
     indices, mask, src = self._positions(indices, length)
     batch = self._common(mask, src)
     batch['label'] = self.labels[indices]
+    return batch
+
+  def get_packed(self, indices: np.ndarray, *, rows: int, slots: int, counted: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
+    """The examples packed (see _packed) with label [rows, slots] (-1 on empty slots and on examples not
+    `counted`, a padded remainder's repeats)."""
+    batch, placed = self._packed(indices, rows, slots)
+    batch['label'] = np.full((rows, slots), -1, np.int32)
+    for j, r, slot, _ in placed:
+      if counted is None or counted[j]:
+        batch['label'][r, slot] = self.labels[indices[j]]
     return batch
 
   def __repr__(self) -> str:
@@ -250,6 +289,19 @@ class TokenizedTags(_Tokenized):
     batch['num_words'] = self.num_words[indices]
     return batch
 
+  def get_packed(self, indices: np.ndarray, *, rows: int, slots: int, counted: np.ndarray | None = None
+                 ) -> dict[str, np.ndarray]:
+    """The sentences packed (see _packed) with labels [rows, max_length] (-1 where unlabelled, and on sentences not
+    `counted`, a padded remainder's repeats)."""
+    batch, placed = self._packed(indices, rows, slots)
+    del batch['starts']  # a tag per token: no pooling
+    batch['labels'] = np.full(batch['input_ids'].shape, -1, np.int32)
+    for j, r, _, at in placed:
+      i, n = indices[j], int(self.lengths[indices[j]])
+      if counted is None or counted[j]:
+        batch['labels'][r, at:at + n] = self._labels[self._offsets[i]:self._offsets[i] + n]
+    return batch
+
   def __repr__(self) -> str:
     return (f'TokenizedTags({len(self)} sentences, max_length {self.max_length}, '
             f'{self.num_truncated} lost words to truncation)')
@@ -265,6 +317,12 @@ def _first_subtoken_labels(word_ids: list[int | None], word_tags: Sequence[int])
       seen.add(w)
       labels.append(int(word_tags[w]))
   return labels, seen
+
+
+def packed_rows(lengths: np.ndarray, width: int, *, multiple: int = 8) -> int:
+  """The rows of `width` tokens that packing examples of `lengths` takes, rounded up to a multiple of `multiple`
+  (a few batch shapes, so a few compilations; a multiple of the device count, so the rows shard)."""
+  return -(-len(packing.pack(lengths, width)) // multiple) * multiple
 
 
 def bucket_lengths(max_length: int, *, multiple: int = 8) -> np.ndarray:
