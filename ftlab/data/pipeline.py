@@ -58,7 +58,7 @@ class ShuffledBatches:
 
   def __init__(self, source, *, batch_size: int, seed: int, examples: np.ndarray, remainder: str = 'spill',
                augment: dict | None = None, buckets: np.ndarray | None = None, process_index: int = 0,
-               process_count: int = 1, pack: bool = False, row_multiple: int = 8):
+               process_count: int = 1, pack: bool = False, row_multiple: int = 4):
     if remainder not in REMAINDERS:
       raise ValueError(f'remainder {remainder!r}: choose one of {REMAINDERS}')
     if remainder == 'drop' and len(examples) < batch_size:
@@ -146,7 +146,7 @@ def train_batches(source, *, batch_size: int, seed: int, remainder: str = 'spill
     buckets = text.bucket_lengths(max_length)
   return ShuffledBatches(source, batch_size=batch_size, seed=seed, examples=np.arange(len(source)),
                          remainder=remainder, augment=augment, buckets=buckets, process_index=pi, process_count=pc,
-                         pack=pack, row_multiple=math.lcm(8, jax.local_device_count()))
+                         pack=pack, row_multiple=math.lcm(4, jax.local_device_count()))
 
 
 def train_iterator(source, *, batch_size: int, seed: int, read_threads: int = 0, workers: int = 0,
