@@ -12,7 +12,8 @@ Completeness: the attributions sum to logit(x) - logit(x') up to the rule's erro
   model needs no extra argument.
 - Images (any image model, the quickstart's MLP included): x is the normalised image and the baseline all zeros
   (the dataset's mean colour under mean/std statistics, black under 'none'); a pixel's attribution is the sum over
-  its channels.
+  its channels. For a segmentation model the attributed value is one class's logits summed over a set of pixels
+  (those it paints with that class).
 """
 from __future__ import annotations
 
@@ -83,9 +84,12 @@ def _hidden_size(variables) -> int:
 
 
 def _pick(logits, target):
-  """The target's logits over the batch: logits [S, C] with target a class, or [S, L, C] with (position, class)."""
+  """The target's logits over the batch: logits [S, C] with target a class, [S, L, C] with (position, class), or
+  for segmentation [S, H, W, C] with (class, pixel weights [H, W]): the class's logits summed over those pixels."""
   if logits.ndim == 2:
     return logits[:, target]
+  if logits.ndim == 4:
+    return jnp.sum(logits[..., target[0]] * target[1], axis=(1, 2))
   return logits[:, target[0], target[1]]
 
 

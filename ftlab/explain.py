@@ -4,7 +4,9 @@
 For the chosen examples of the split (by default the most confident errors, then the most confident correct
 predictions, n in all) the predicted class is attributed to the input by integrated gradients (ftlab/attribution.py):
 text classifiers per token (over the word embeddings), NER runs per token for one word's predicted tag (the chosen
-examples are then words), image models per pixel (the quickstart's MLP included). DIR (default WORKDIR_explain, not
+examples are then words), image models per pixel (the quickstart's MLP included). For segmentation the chosen images
+are those with the lowest and the highest pixel accuracy, each attributed for the class it paints over the most
+wrong pixels (its logits summed over the pixels it paints with that class). DIR (default WORKDIR_explain, not
 inside WORKDIR, new or empty) gets explain.html: one self-contained page, each example with its label, prediction
 and confidence, the tokens coloured by attribution (red for the predicted class, blue against it) or the image beside
 its attribution map, and the completeness check (attributions' sum against the logit's change from the baseline).
@@ -43,6 +45,15 @@ def choose(examples: list[dict], n: int) -> list[dict]:
   return errors + correct[:n - len(errors)]
 
 
+def choose_images(rows: list[dict], n: int) -> list[dict]:
+  """Segmentation: the images with the lowest pixel accuracy (half of n), then those with the highest."""
+  ranked = sorted(rows, key=lambda r: (r['correct'] / max(r['pixels'], 1), r['id']))
+  worst = ranked[:(n + 1) // 2]
+  best = [r for r in ranked[::-1] if r not in worst][:n - len(worst)]
+  return [{'id': r['id'], 'input': r['input'], 'accuracy': r['correct'] / max(r['pixels'], 1), 'error': r in worst}
+          for r in worst + best]
+
+
 def _examples(plan, rows: list[dict]) -> list[dict]:
   """Rows as explainable examples {id, word (NER), label, prediction, confidence}."""
   if plan.task.kind == 'tags':
@@ -59,6 +70,8 @@ def _attribute(plan, variables, source, example: dict, steps: int) -> dict:
   from ftlab import attribution
   names = list(plan.splits.class_names)
   batch = source.get_batch(np.array([example['id']]))
+  if plan.task.kind == 'segment':
+    return _attribute_segments(plan, variables, batch, example, steps)
   target = names.index(example['prediction'])
   if plan.task.kind == 'image':
     scores, at_x, at_base = attribution.image(plan.model, variables, batch['image'], target, steps=steps)
@@ -74,6 +87,28 @@ def _attribute(plan, variables, source, example: dict, steps: int) -> dict:
     out = {'ids': batch['input_ids'][0][real].tolist(), 'scores': np.asarray(scores)[real]}
   total, change = attribution.completeness(scores, at_x, at_base)
   return {**example, **out, 'sum': total, 'change': change}
+
+
+def _attribute_segments(plan, variables, batch: dict, example: dict, steps: int) -> dict:
+  """One image of a segmentation run: the class it paints over the most wrong pixels (over the most pixels when
+  none is wrong), attributed by its logits summed over the pixels it paints with it."""
+  import jax.numpy as jnp
+
+  from ftlab import attribution
+  names = list(plan.splits.class_names)
+  predicted = np.asarray(jnp.argmax(plan.model.apply(variables, batch['image'], train=False), axis=-1))[0]
+  label = batch['label'][0]
+  counted = label >= 0
+  wrong = counted & (predicted != label)
+  c = int(np.bincount(predicted[wrong if wrong.any() else counted], minlength=len(names)).argmax())
+  region = predicted == c
+  scores, at_x, at_base = attribution.image(plan.model, variables, batch['image'],
+                                            (c, jnp.asarray(region, jnp.float32)), steps=steps)
+  total, change = attribution.completeness(scores, at_x, at_base)
+  caption = (f'{example["input"]}, pixel accuracy {example["accuracy"]:.3f}: the {int(region.sum())} pixels painted '
+             f'{names[c]} ({int((region & wrong).sum())} of them wrongly)')
+  return {**example, 'caption': caption, 'image': batch['image'][0], 'map': np.asarray(scores), 'sum': total,
+          'change': change}
 
 
 def _token_html(tokens: list[str], scores: np.ndarray, highlight: int | None) -> str:
@@ -116,14 +151,15 @@ def page(title: str, explained: list[dict], tokenizer=None) -> str:
            'the prediction, blue against it (hover a token for its value). Completeness: the attributions sum to the '
            'logit\'s change from the baseline ([PAD] tokens / a zero image) up to the integration error.</p>']
   for e in explained:
-    wrong = e['label'] != e['prediction']
+    wrong = e['error'] if 'error' in e else e['label'] != e['prediction']
     what = f'word {e["word"]} of example {e["id"]}' if 'word' in e else f'example {e["id"]}'
     body = (_image_html(e['image'], e['map']) if 'image' in e else
             _token_html([tokenizer.id_to_token(i) or '?' for i in e['ids']], e['scores'], e.get('position')))
-    parts.append(f'<div class="ex {"err" if wrong else "ok"}"><b>{html.escape(what)}</b>: true '
-                 f'<b>{html.escape(e["label"])}</b>, predicted <b>{html.escape(e["prediction"])}</b> '
-                 f'(confidence {e["confidence"]:.3f}){" <b>error</b>" if wrong else ""}<br>{body}<br><small>'
-                 f'attributions sum {e["sum"]:+.4f}, logit change {e["change"]:+.4f}</small></div>')
+    caption = html.escape(e['caption']) if 'caption' in e else (
+        f'true <b>{html.escape(e["label"])}</b>, predicted <b>{html.escape(e["prediction"])}</b> '
+        f'(confidence {e["confidence"]:.3f}){" <b>error</b>" if wrong else ""}')
+    parts.append(f'<div class="ex {"err" if wrong else "ok"}"><b>{html.escape(what)}</b>: {caption}<br>{body}<br>'
+                 f'<small>attributions sum {e["sum"]:+.4f}, logit change {e["change"]:+.4f}</small></div>')
   return '\n'.join(parts) + '</body></html>\n'
 
 
@@ -135,15 +171,16 @@ def explain(workdir: str, out: str, *, split: str = 'test', n: int = 20, steps: 
   from ftlab.data import text
   from ftlab.pretrained import load as pretrained_lib
   plan, state, step = evaluate.restored(workdir, out, checkpoint=checkpoint)
-  if plan.task.kind not in ('image', 'text', 'tags'):
-    raise config_lib.ConfigError([f'{workdir}: a {plan.task.kind} run; explain covers image and text classifiers '
-                                  'and NER'])
+  if plan.task.kind not in ('image', 'text', 'tags', 'segment'):
+    raise config_lib.ConfigError([f'{workdir}: a {plan.task.kind} run; explain covers image and text classifiers, '
+                                  'NER and segmentation'])
   source = getattr(plan.splits, split)
   rows = predictions.rows(plan, state, source, split)
   variables = {'params': state.params, **state.model_state}
-  explained = [_attribute(plan, variables, source, e, steps) for e in choose(_examples(plan, rows), n)]
+  chosen = choose_images(rows, n) if plan.task.kind == 'segment' else choose(_examples(plan, rows), n)
+  explained = [_attribute(plan, variables, source, e, steps) for e in chosen]
   tokenizer = None
-  if plan.task.kind != 'image':
+  if plan.task.kind in ('text', 'tags'):
     dc = plan.config.data
     tokenizer = text.load_tokenizer(dc.tokenizer.path or pretrained_lib.tokenizer_folder(plan.config.model),
                                     lowercase=dc.tokenizer.lowercase)

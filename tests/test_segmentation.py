@@ -1,6 +1,7 @@
 """Semantic segmentation: masks, data folders, joint augmentation, pixel metrics against numpy, and a run."""
 import json
 import os
+import re
 import signal
 
 import jax
@@ -9,7 +10,7 @@ import pytest
 from PIL import Image
 
 from conftest import assert_same_run, run_config
-from ftlab import metrics, stages, tasks
+from ftlab import explain, metrics, stages, tasks
 from ftlab.config import defaults
 from ftlab.data import dense_augment, masks, segmentation
 from ftlab.data.errors import DataError
@@ -252,3 +253,20 @@ def test_a_segmentation_run_selects_by_miou_and_reports_iou_per_class(segmentati
     np.testing.assert_allclose(inter / np.maximum(union, 1), summary[split]['iou_per_class'], rtol=1e-12)
     assert sum(r['correct'] for r in mine) / sum(r['pixels'] for r in mine) == pytest.approx(
         summary[split]['accuracy'], rel=1e-12)
+
+
+def test_explain_attributes_each_chosen_images_painted_class_completely(segmentation_runs, tmp_path):
+  """The worst and the best image by pixel accuracy are chosen; the worst (n=1), attributed for the class it paints
+  over the most wrong pixels, satisfies integrated gradients' completeness (the attributions' sum within 1% of the
+  summed logits' change from the zero image, as the page reports them)."""
+  whole, _ = segmentation_runs
+  page = open(explain.explain(whole, str(tmp_path / 'explain'), n=1, steps=128)).read()
+  with open(os.path.join(whole, 'predictions.jsonl')) as f:
+    test = [json.loads(line) for line in f if '"split": "test"' in line]
+  chosen = explain.choose_images(test, 2)
+  ranked = sorted(r['correct'] / r['pixels'] for r in test)
+  assert [c['accuracy'] for c in chosen] == [ranked[0], ranked[-1]] and [c['error'] for c in chosen] == [True, False]
+  assert page.count('data:image/png;base64') == 1 and page.count('pixels painted') == 1
+  assert f'pixel accuracy {ranked[0]:.3f}' in page
+  for total, change in re.findall(r'attributions sum ([-+][\d.]+), logit change ([-+][\d.]+)', page):
+    assert abs(float(change)) > 1e-3 and float(total) == pytest.approx(float(change), rel=0.01)
