@@ -108,7 +108,7 @@ def generation(rows: list[dict], names: list[str]) -> dict:
   out = {'kind': 'lm', 'examples': len(rows), 'accuracy': float(np.mean([r['correct'] for r in rows])),
          'wrong_generations': wrong[:TOP]}
   if 'label' in rows[0]:
-    labels = [*names, *[n for n in [NONE_CLASS] if n not in names]]
+    labels = list(names) if NONE_CLASS in names else [*names, NONE_CLASS]
     gold, predicted = [r['label'] for r in rows], [r['prediction'] for r in rows]
     matrix = sk_metrics.confusion_matrix(gold, predicted, labels=labels)
     out.update(per_class=_per_class(gold, predicted, labels), confusion=matrix.tolist(), class_names=labels,

@@ -30,6 +30,7 @@ import numpy as np
 
 from ftlab import data as data_lib
 from ftlab import compiled, steps, writers
+from ftlab.data import sft
 from ftlab.lm_task import NONE_CLASS
 
 FILE = 'predictions.jsonl'
@@ -103,21 +104,14 @@ def _boxes(source, i: int, batch: dict, j: int, predicted, names) -> dict:
 
 def _generation(source, i: int, batch: dict, j: int, predicted: dict, names) -> dict:
   tok, eos = source.tokenizer, source.eos_id
+  text = lambda ids: tok.decode([t for t in sft.until_eos(ids, eos, len(ids)) if t >= 0 and t != eos])
   e = source.rows[i][0]
-  ids = source.examples.ids[e]
-  reference = source.examples.references[e]
-  generated = predicted['generated'][j]
-  row = {'input': tok.decode(ids[:source.examples.prompt_lengths[e]]),
-         'reference': tok.decode(reference[reference != eos]), 'generation': tok.decode(generated[:_end(generated, eos)]), 'correct': bool(predicted['correct'][j])}
+  row = {'input': tok.decode(source.examples.ids[e][:source.examples.prompt_lengths[e]]),
+         'reference': text(source.examples.references[e]), 'generation': text(predicted['generated'][j]),
+         'correct': bool(predicted['correct'][j])}
   if names:
     row.update(label=names[int(batch['label'][j])], prediction=(*names, NONE_CLASS)[int(predicted['predicted'][j])])
   return row
-
-
-def _end(ids: np.ndarray, eos: int) -> int:
-  """The length of `ids` up to its first end-of-sequence token."""
-  at = np.flatnonzero(ids == eos)
-  return int(at[0]) if len(at) else len(ids)
 
 
 def write(plan, state) -> str | None:
