@@ -10,6 +10,10 @@ Completeness: the attributions sum to logit(x) - logit(x') up to the rule's erro
   word embedding at every real token (positions and token types unchanged). A token's attribution is the sum over
   its embedding's features. The embedding is replaced inside the model through flax's method interception, so the
   model needs no extra argument.
+- Generations (decoder LMs): x is the token-embedding output of the prompt's tokens, the baseline the padding
+  token's embedding at each; the generated tokens stay as they are. The attributed value is the generation's
+  log-probability given the prompt (its tokens' log-probabilities summed, teacher-forced), so a prompt token's
+  attribution says how much it made the model's answer likelier.
 - Images (any image model, the quickstart's MLP included): x is the normalised image and the baseline all zeros
   (the dataset's mean colour under mean/std statistics, black under 'none'); a pixel's attribution is the sum over
   its channels. For a segmentation model the attributed value is one class's logits summed over a set of pixels
@@ -32,10 +36,15 @@ def _logits(model, variables, inputs):
   return model.apply(variables, inputs, train=False)
 
 
+EMBEDDINGS = ('word', 'embed_tokens')  # the token embedding's nn.Embed in BERT-family encoders and in decoders
+
+
 def _word_embeddings(swap):
-  """An interceptor that passes the word-embedding output (nn.Embed named 'word') through `swap(call, ids)`."""
+  """An interceptor that passes the token-embedding output (an nn.Embed named in EMBEDDINGS) through
+  `swap(call, ids)`."""
   def interceptor(next_fun, args, kwargs, context):
-    if isinstance(context.module, nn.Embed) and context.module.name == 'word' and context.method_name == '__call__':
+    if (isinstance(context.module, nn.Embed) and context.module.name in EMBEDDINGS
+        and context.method_name == '__call__'):
       return swap(lambda ids: next_fun(ids, *args[1:], **kwargs), args[0])
     return next_fun(*args, **kwargs)
   return interceptor
@@ -52,19 +61,16 @@ def _toward_input(pad_id, real, alpha, delta, seen: dict):
   return swap
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'steps'))
-def text(model, variables, inputs: dict, target, pad_id, *, steps: int):
-  """(per-token attributions [L], logit at the input, logit at the baseline) of class `target` for one example
-  (`inputs`: the model's token arrays of one row [1, L]; `target`: a class id, or for per-token heads (NER) a
-  (position, class) pair, as an int array [2])."""
-  real = inputs['attention_mask'][0].astype(jnp.float32)[None, :, None]
+def _integrate(model, variables, inputs: dict, real, pad_id, value, steps: int):
+  """Integrated gradients over the token embeddings of one row `inputs` [1, L] toward `value(logits, rows)` [S]:
+  (per-token attributions [L] (0 where `real` [1, L, 1] is 0), value at the input, value at the baseline)."""
   batch = jax.tree.map(lambda x: jnp.repeat(x, steps, axis=0), inputs)
 
   def score(delta, alpha, rows):
     seen = {}
     with nn.intercept_methods(_word_embeddings(_toward_input(pad_id, real, alpha, delta, seen))):
       logits = _logits(model, variables, rows)
-    return _pick(logits, target).sum(), seen['diff']
+    return value(logits, rows['input_ids']).sum(), seen['diff']
 
   delta = jnp.zeros((steps, inputs['input_ids'].shape[1], _hidden_size(variables)), jnp.float32)
   grads, diff = jax.grad(score, has_aux=True)(delta, _alphas(steps)[:, None, None], batch)
@@ -74,13 +80,40 @@ def text(model, variables, inputs: dict, target, pad_id, *, steps: int):
   return attributions, at_input, at_baseline
 
 
+@functools.partial(jax.jit, static_argnames=('model', 'steps'))
+def text(model, variables, inputs: dict, target, pad_id, *, steps: int):
+  """(per-token attributions [L], logit at the input, logit at the baseline) of class `target` for one example
+  (`inputs`: the model's token arrays of one row [1, L]; `target`: a class id, or for per-token heads (NER) a
+  (position, class) pair, as an int array [2])."""
+  real = inputs['attention_mask'][0].astype(jnp.float32)[None, :, None]
+  return _integrate(model, variables, inputs, real, pad_id, lambda logits, _: _pick(logits, target), steps)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'steps'))
+def generation(model, variables, ids, prompt_length, end, pad_id, *, steps: int):
+  """(per-token attributions [L], log-probability of the generation at the prompt, at the baseline) for one row
+  `ids` [1, L]: the prompt at [0, prompt_length), the generation at [prompt_length, end), padding after it (which a
+  causal model's earlier positions never see)."""
+  slots = jnp.arange(ids.shape[1])
+  real = (slots < prompt_length).astype(jnp.float32)[None, :, None]
+
+  def log_probability(logits, rows):
+    scored = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32))
+    picked = jnp.take_along_axis(scored, rows[:, 1:, None], axis=-1)[..., 0]
+    answer = (slots[1:] >= prompt_length) & (slots[1:] < end)
+    return jnp.sum(jnp.where(answer, picked, 0.0), axis=1)
+
+  return _integrate(model, variables, {'input_ids': ids}, real, pad_id, log_probability, steps)
+
+
 def _hidden_size(variables) -> int:
-  """The width of the word embedding table (the leaf at .../embeddings/word/embedding)."""
+  """The width of the token embedding table (.../embeddings/word/embedding or .../embed_tokens/embedding)."""
   for path, leaf in jax.tree_util.tree_flatten_with_path(variables['params'])[0]:
     keys = [getattr(k, 'key', str(k)) for k in path]
-    if keys[-3:] == ['embeddings', 'word', 'embedding']:
+    if keys[-2:] == ['embed_tokens', 'embedding'] or keys[-3:] == ['embeddings', 'word', 'embedding']:
       return int(leaf.shape[-1])
-  raise ValueError('integrated gradients over text need a BERT-family encoder (embeddings/word/embedding)')
+  raise ValueError('integrated gradients over text need a BERT-family encoder (embeddings/word/embedding) or a '
+                   'decoder (embed_tokens/embedding)')
 
 
 def _pick(logits, target):

@@ -72,14 +72,21 @@ def losses(outputs, boxes, labels, image_shape, num_classes: int):
           + OFFSET_WEIGHT * l1(offset, t['offset'])) / count
 
 
-def decode(outputs, image_shape, num_classes: int, k: int):
-  """(boxes [B, k, 4] pixel x0, y0, x1, y1; scores [B, k]; labels [B, k]) of the top-k heatmap peaks."""
-  heat_logits, size, offset = split_outputs(outputs, num_classes)
+def peaks(heat_logits, k: int):
+  """(scores [B, k], classes [B, k], cells [B, k] as row * w + column) of the top-k local maxima (3x3) of the
+  heatmap's probabilities [B, h, w, C]."""
   b, h, w, c = heat_logits.shape
   heat = jax.nn.sigmoid(heat_logits)
   pooled = jax.lax.reduce_window(heat, -jnp.inf, jax.lax.max, (1, 3, 3, 1), (1, 1, 1, 1), 'SAME')
   scores, index = jax.lax.top_k(jnp.where(heat == pooled, heat, 0.0).reshape(b, -1), min(k, h * w * c))
-  cls, cell = index % c, index // c
+  return scores, index % c, index // c
+
+
+def decode(outputs, image_shape, num_classes: int, k: int):
+  """(boxes [B, k, 4] pixel x0, y0, x1, y1; scores [B, k]; labels [B, k]) of the top-k heatmap peaks."""
+  heat_logits, size, offset = split_outputs(outputs, num_classes)
+  b, h, w, _ = heat_logits.shape
+  scores, cls, cell = peaks(heat_logits, k)
   take = lambda v: jnp.take_along_axis(v.reshape(b, h * w, 2), cell[..., None], axis=1)
   sy, sx = stride_of(image_shape, (h, w))
   wh, off = take(size), take(offset)

@@ -1,6 +1,7 @@
 """Shared fixtures: a small, fast config on scikit-learn's digits (no download); ftlab commands as processes forked
 from a server that has imported ftlab; the comparison of two runs' outputs, bit for bit."""
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -180,3 +181,12 @@ def assert_same_run(whole: str, other: str) -> None:
   bit-identical (ftlab.compare)."""
   from ftlab import compare
   assert compare.differences(whole, other) == []
+
+
+def assert_explained_completely(page: str, value: str = 'logit') -> int:
+  """Every example of an explain page satisfies integrated gradients' completeness (the attributions' sum within 1%
+  of the attributed value's change from the baseline, as the page reports them); returns how many it shows."""
+  found = re.findall(rf'attributions sum ([-+][\d.]+), {value} change ([-+][\d.]+)', page)
+  for total, change in found:
+    assert abs(float(change)) > 1e-3 and float(total) == pytest.approx(float(change), rel=0.01), (total, change)
+  return len(found)

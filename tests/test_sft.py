@@ -1,14 +1,17 @@
 """SFT data (templates, chat turns, truncation, packing) and whole decoder runs: killed and resumed bit-identical,
 evaluated by generation, exported and generated from by the commands."""
+import html
 import json
 import os
+import re
 import signal
 
 import ml_collections
 import numpy as np
 import pytest
 
-from conftest import assert_same_run, run_ftlab
+from conftest import assert_explained_completely, assert_same_run, run_ftlab
+from ftlab import explain
 from ftlab.data import lm_tokenizer, packing, sft
 from lm_fixtures import decoder_config, pairs, write_tokenizer
 
@@ -125,6 +128,25 @@ def test_a_decoder_runs_predictions_are_its_generations_judged_as_its_accuracy(d
   assert [(r['input'], r['reference']) for r in validation] == [(x['prompt'], x['completion']) for x in records]
   page = open(os.path.join(whole, 'analysis.md')).read()
   assert 'Wrong generations' in page
+
+
+def test_explain_attributes_the_wrong_then_right_generations_to_their_prompts_completely(decoder_runs, tmp_path):
+  """Wrong generations come first, then right ones, in the split's order; each generation's log-probability is
+  attributed over its prompt's tokens alone and satisfies completeness."""
+  _, whole, _ = decoder_runs
+  page = open(explain.explain(whole, str(tmp_path / 'explain'), split='validation', n=4, steps=128)).read()
+  with open(os.path.join(whole, 'predictions.jsonl')) as f:
+    rows = [json.loads(line) for line in f if '"split": "validation"' in line]
+  chosen = explain.choose(explain.examples('lm', rows), 4)
+  wrong, right = [r['id'] for r in rows if not r['correct']], [r['id'] for r in rows if r['correct']]
+  errors = wrong[:max(2, 4 - len(right))]
+  assert [e['id'] for e in chosen] == errors + right[:4 - len(errors)]
+  shown = page.split('<div class="ex ')[1:]
+  for e, part in zip(chosen, shown, strict=True):
+    assert f'<b>example {e["id"]}</b>' in part and f'&rarr; <b>{html.escape(e["answer"])}</b>' in part
+    spans = re.findall(r'<span title="[^"]*" style="[^"]*">([^<]*)</span>', part)
+    assert html.unescape(''.join(spans)) == rows[e['id']]['input']  # the prompt's tokens, and nothing else
+  assert assert_explained_completely(page, 'log-probability') == 4
 
 
 def test_the_generate_command_prints_the_runs_greedy_completion(decoder_runs, capsys):
