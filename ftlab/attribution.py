@@ -2,7 +2,7 @@
 a chosen class away from its value at a baseline.
 
 attribution_i = (x_i - x'_i) * mean over alphas of d logit / d x_i at x' + alpha (x - x'), with `steps` alphas at
-the midpoints of [0, 1] (the midpoint rule): one batch of `steps` interpolated inputs through the model and back.
+the midpoints of [0, 1] (the midpoint rule): the interpolated inputs go through the model and back CHUNK at a time.
 Completeness: the attributions sum to logit(x) - logit(x') up to the rule's error, which shrinks with more steps
 (`completeness` reports both sides).
 
@@ -26,10 +26,21 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
-def _alphas(steps: int) -> jax.Array:
-  return (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps
+CHUNK = 32  # interpolated inputs per pass through the model: the memory of CHUNK forwards and backwards, not `steps`
+
+
+def _mean_gradient(gradient, steps: int):
+  """The mean over the `steps` midpoint alphas of `gradient(alphas [c], weights [c])` (a compiled gradient of the
+  weighted sum of the attributed values at those alphas), CHUNK alphas at a time (padding alphas weigh 0)."""
+  size = min(steps, CHUNK)
+  slots = np.arange(-(-steps // size) * size, dtype=np.float32).reshape(-1, size)
+  total = 0.0
+  for chunk in slots:
+    total = total + gradient(jnp.asarray((chunk + 0.5) / steps), jnp.asarray((chunk < steps).astype(np.float32)))
+  return total / steps
 
 
 def _logits(model, variables, inputs):
@@ -61,49 +72,71 @@ def _toward_input(pad_id, real, alpha, delta, seen: dict):
   return swap
 
 
-def _integrate(model, variables, inputs: dict, real, pad_id, value, steps: int):
-  """Integrated gradients over the token embeddings of one row `inputs` [1, L] toward `value(logits, rows)` [S]:
-  (per-token attributions [L] (0 where `real` [1, L, 1] is 0), value at the input, value at the baseline)."""
-  batch = jax.tree.map(lambda x: jnp.repeat(x, steps, axis=0), inputs)
-
-  def score(delta, alpha, rows):
-    seen = {}
-    with nn.intercept_methods(_word_embeddings(_toward_input(pad_id, real, alpha, delta, seen))):
-      logits = _logits(model, variables, rows)
-    return value(logits, rows['input_ids']).sum(), seen['diff']
-
-  delta = jnp.zeros((steps, inputs['input_ids'].shape[1], _hidden_size(variables)), jnp.float32)
-  grads, diff = jax.grad(score, has_aux=True)(delta, _alphas(steps)[:, None, None], batch)
-  attributions = (grads.mean(axis=0) * diff[0]).sum(-1)
-  at_input, _ = score(0.0, 1.0, inputs)
-  at_baseline, _ = score(0.0, 0.0, inputs)
-  return attributions, at_input, at_baseline
+def _class_value(logits, ids, target):
+  del ids
+  return _pick(logits, target)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'steps'))
+def _generation_value(logits, ids, span):
+  """The log-probability of the tokens at [prompt_length, end) = span, each given those before it."""
+  prompt_length, end = span
+  slots = jnp.arange(1, ids.shape[1])
+  scored = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32))
+  picked = jnp.take_along_axis(scored, ids[:, 1:, None], axis=-1)[..., 0]
+  return jnp.sum(jnp.where((slots >= prompt_length) & (slots < end), picked, 0.0), axis=1)
+
+
+VALUES = {'class': _class_value, 'generation': _generation_value}
+
+
+def _score(model, value: str, variables, rows: dict, real, pad_id, arg, delta, alpha, weights=1.0):
+  """(the weighted sum of the attributed values of `rows` with their embeddings swapped, input minus baseline)."""
+  seen = {}
+  with nn.intercept_methods(_word_embeddings(_toward_input(pad_id, real, alpha, delta, seen))):
+    logits = _logits(model, variables, rows)
+  return jnp.sum(VALUES[value](logits, rows['input_ids'], arg) * weights), seen['diff']
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'value'))
+def _embedding_gradient(model, value: str, variables, inputs: dict, real, pad_id, arg, alphas, weights):
+  rows = jax.tree.map(lambda x: jnp.repeat(x, alphas.shape[0], axis=0), inputs)
+  delta = jnp.zeros(rows['input_ids'].shape + (_hidden_size(variables),), jnp.float32)
+  score = lambda d: _score(model, value, variables, rows, real, pad_id, arg, d, alphas[:, None, None], weights)
+  return jax.grad(score, has_aux=True)(delta)[0].sum(axis=0)
+
+
+@functools.partial(jax.jit, static_argnames=('model', 'value'))
+def _embedding_ends(model, value: str, variables, inputs: dict, real, pad_id, arg):
+  """(value at the input, value at the baseline, input minus baseline embeddings [1, L, H])."""
+  at_input, diff = _score(model, value, variables, inputs, real, pad_id, arg, 0.0, 1.0)
+  at_baseline, _ = _score(model, value, variables, inputs, real, pad_id, arg, 0.0, 0.0)
+  return at_input, at_baseline, diff
+
+
+def _integrate(model, value: str, variables, inputs: dict, real, pad_id, arg, steps: int):
+  """Integrated gradients over the token embeddings of one row `inputs` [1, L] toward VALUES[value](logits, ids,
+  arg): (per-token attributions [L] (0 where `real` [1, L, 1] is 0), value at the input, value at the baseline)."""
+  at_input, at_baseline, diff = _embedding_ends(model, value, variables, inputs, real, pad_id, arg)
+  mean = _mean_gradient(
+      lambda a, w: _embedding_gradient(model, value, variables, inputs, real, pad_id, arg, a, w), steps)
+  return (mean * diff[0]).sum(-1), at_input, at_baseline
+
+
 def text(model, variables, inputs: dict, target, pad_id, *, steps: int):
   """(per-token attributions [L], logit at the input, logit at the baseline) of class `target` for one example
   (`inputs`: the model's token arrays of one row [1, L]; `target`: a class id, or for per-token heads (NER) a
   (position, class) pair, as an int array [2])."""
-  real = inputs['attention_mask'][0].astype(jnp.float32)[None, :, None]
-  return _integrate(model, variables, inputs, real, pad_id, lambda logits, _: _pick(logits, target), steps)
+  real = jnp.asarray(inputs['attention_mask'][0], jnp.float32)[None, :, None]
+  return _integrate(model, 'class', variables, inputs, real, pad_id, target, steps)
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'steps'))
-def generation(model, variables, ids, prompt_length, end, pad_id, *, steps: int):
+def generation(model, variables, ids, prompt_length: int, end: int, pad_id, *, steps: int):
   """(per-token attributions [L], log-probability of the generation at the prompt, at the baseline) for one row
   `ids` [1, L]: the prompt at [0, prompt_length), the generation at [prompt_length, end), padding after it (which a
   causal model's earlier positions never see)."""
-  slots = jnp.arange(ids.shape[1])
-  real = (slots < prompt_length).astype(jnp.float32)[None, :, None]
-
-  def log_probability(logits, rows):
-    scored = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32))
-    picked = jnp.take_along_axis(scored, rows[:, 1:, None], axis=-1)[..., 0]
-    answer = (slots[1:] >= prompt_length) & (slots[1:] < end)
-    return jnp.sum(jnp.where(answer, picked, 0.0), axis=1)
-
-  return _integrate(model, variables, {'input_ids': ids}, real, pad_id, log_probability, steps)
+  real = jnp.asarray(np.arange(ids.shape[1]) < prompt_length, jnp.float32)[None, :, None]
+  span = (jnp.asarray(prompt_length), jnp.asarray(end))
+  return _integrate(model, 'generation', variables, {'input_ids': jnp.asarray(ids)}, real, pad_id, span, steps)
 
 
 def _hidden_size(variables) -> int:
@@ -126,16 +159,24 @@ def _pick(logits, target):
   return logits[:, target[0], target[1]]
 
 
-@functools.partial(jax.jit, static_argnames=('model', 'steps'))
+@functools.partial(jax.jit, static_argnames=('model',))
+def _image_value(model, variables, x, target):
+  return jnp.sum(_pick(_logits(model, variables, x), target))
+
+
+@functools.partial(jax.jit, static_argnames=('model',))
+def _image_gradient(model, variables, x, target, alphas, weights):
+  f = lambda inputs: jnp.sum(_pick(_logits(model, variables, inputs), target) * weights)
+  return jax.grad(f)(alphas.reshape((-1,) + (1,) * (x.ndim - 1)) * x).sum(axis=0)
+
+
 def image(model, variables, x, target, *, steps: int):
   """(per-pixel attributions [H, W] (or [D] for flat inputs), logit at x, logit at the zero baseline) of class
   `target` for one image `x` [1, ...]."""
-  alphas = _alphas(steps).reshape((steps,) + (1,) * (x.ndim - 1))
-  f = lambda inputs: _pick(_logits(model, variables, inputs), target).sum()
-  grads = jax.grad(f)(alphas * x)
-  attributions = grads.mean(axis=0) * x[0]
+  x = jnp.asarray(x)
+  attributions = _mean_gradient(lambda a, w: _image_gradient(model, variables, x, target, a, w), steps) * x[0]
   per_pixel = attributions.sum(-1) if attributions.ndim == 3 else attributions
-  return per_pixel, f(x), f(jnp.zeros_like(x))
+  return per_pixel, _image_value(model, variables, x, target), _image_value(model, variables, jnp.zeros_like(x), target)
 
 
 def completeness(attributions, at_input, at_baseline) -> tuple[float, float]:
