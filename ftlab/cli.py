@@ -79,18 +79,37 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str
   """Sets each --config.KEY=VALUE on `config`; returns problems for keys that do not exist."""
   schema = dict(config_lib.flatten(config_lib.defaults()))
   problems = []
+  sections = {k.rsplit('.', i)[0] for k in schema for i in range(1, k.count('.') + 1)}
   for key, raw in overrides:
+    if key in sections:
+      inside = sorted((k.count('.'), not k.endswith('.name'), k) for k in schema if k.startswith(key + '.'))
+      problems.append(f'--config.{key}: a section of settings, not one value; set one of its keys, e.g. '
+                      f'--config.{inside[0][2]}={raw}')
+      continue
     if key not in schema:
       problems.append(f'--config.{key}: unknown key{config_lib.closest_key(key, sorted(schema))}')
       continue
+    value = parse_value(raw, schema[key])
+    if isinstance(value, bool) and not isinstance(schema[key], bool):  # a ConfigDict would take True as 1
+      problems.append(f'--config.{key}: expected {type(schema[key]).__name__}, got the boolean {raw}; give a '
+                      f'{type(schema[key]).__name__} (the default is {schema[key]!r})')
+      continue
     try:
-      config_lib.set_key(config, key, parse_value(raw, schema[key]))
+      config_lib.set_key(config, key, value)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
       # A section the config file replaced, a dict with keys ConfigDict refuses, or a float key given a huge int.
       problems.append(f'--config.{key}: cannot be set to {raw!r} ({err}); keep every section above it a section in '
                       f"the config file, and give a value of the schema's type ({type(schema[key]).__name__}; dict "
                       'keys must be strings without dots)')
   return problems
+
+
+def asked_for_help(argv: list[str], doc: str) -> bool:
+  """Prints a command's docstring when argv asks for help (-h, --help); returns whether it did."""
+  if any(a in ('-h', '--help') for a in argv):
+    print(doc.strip())
+    return True
+  return False
 
 
 def parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:

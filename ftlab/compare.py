@@ -57,6 +57,9 @@ def differences(a: str, b: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+  from ftlab import cli
+  if cli.asked_for_help(argv, __doc__):
+    return 0
   if len(argv) != 2:
     print('usage: python -m ftlab.compare RUN_A RUN_B', file=sys.stderr)
     return 2

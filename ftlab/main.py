@@ -30,6 +30,8 @@ def start_processes(config) -> None:
 
 
 def main(argv: list[str]) -> int:
+  if cli.asked_for_help(argv, __doc__):
+    return 0
   workdir = ''
   try:
     config, workdir = cli.parse(argv)

@@ -29,6 +29,8 @@ from ftlab.optim import builder, groups, rules as rules_lib
 from ftlab.pretrained import load as pretrained_lib
 from ftlab.pretrained import surgery
 
+MAX_STEPS = 2**31 - 1  # a run's length: jax counts steps in int32 (optax's schedules, the state's step)
+
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
@@ -154,6 +156,9 @@ def _model_data(config, load_data):
     data_config = _with_default_tokenizer(config.data, pretrained_lib.tokenizer_folder(model_config))
   except surgery.SurgeryError as err:
     raise config_lib.ConfigError([str(err)]) from err
+  problem = _positions_problem(config, encoder)
+  if problem:  # before the data: a NaN loss at step 1 otherwise, read as a learning rate too high
+    raise config_lib.ConfigError([problem])
   try:
     splits = load_data(data_config)
   except ValueError as err:  # DataError, and sklearn's / TFDS's value errors
@@ -188,7 +193,28 @@ def _run_length(config, splits) -> tuple[int, int]:
         "data.remainder='drop' drops every partial batch, so no batch is left; lower train.batch_size or set "
         "data.remainder to 'spill' or 'pad'"])
   spe = data_lib.steps_per_epoch(len(splits.train), train_config.batch_size, config.data.remainder)
-  return spe, train_config.num_steps or max(1, math.ceil(train_config.num_epochs * spe))
+  total = train_config.num_steps or max(1, math.ceil(train_config.num_epochs * spe))
+  if total > MAX_STEPS:
+    raise config_lib.ConfigError([
+        f'train.num_steps / train.num_epochs: {total if total < 10**12 else format(float(total), ".3g")} steps '
+        f'({spe} per epoch) is more than {MAX_STEPS}, the most a '
+        "step counter holds (int32); give a shorter run"])
+  return spe, total
+
+
+def _positions_problem(config, encoder) -> str:
+  """Why a BERT-family encoder cannot take data.tokenizer.max_length tokens (its position table is shorter), or ''."""
+  if config.model.name != 'bert':
+    return ''
+  length = config.data.tokenizer.max_length
+  if encoder:  # RoBERTa's positions start after the padding id's
+    positions, where = encoder[0].max_position - encoder[0].position_offset, "the checkpoint's position table"
+  else:
+    positions, where = config.model.bert.max_position or models.MINILM_L6.max_position, 'model.bert.max_position'
+  if length <= positions:
+    return ''
+  return (f'data.tokenizer.max_length: {length} tokens, but the encoder has {positions} positions ({where}); set '
+          f'data.tokenizer.max_length to at most {positions}')
 
 
 def _model(config, task, splits, encoder):

@@ -89,6 +89,8 @@ def check_workdir(workdir: str) -> None:
 
 
 def main(argv: list[str]) -> int:
+  if cli.asked_for_help(argv, __doc__):
+    return 0
   workdir = ''
   try:
     config_file, workdir, config_overrides, sweep_overrides, options = parse(argv)

@@ -72,6 +72,7 @@ def get_config(arg=None):
     c.data.source = 'conll'
     c.data.path = os.path.join(DATA, 'conll')
     c.data.classes = []
+    c.data.tokenizer.max_length = 16
     c.data.tokenizer.path = os.path.join(DATA, 'vocab.txt')
     c.model.name = 'bert'
     c.model.bert.hidden_size, c.model.bert.num_layers, c.model.bert.num_heads = 8, 1, 2
@@ -312,7 +313,25 @@ def _own_config(name: str, text: str):
   return setup
 
 
+SYS_EXIT = 'import sys\n\n\ndef get_config(arg=None):\n  sys.exit(0)\n'
+
 CONFIG_CASES = [
+    Case('config-run-longer-than-an-int32-step-counter', _args('--config.train.num_steps=4611686018427387904'),
+         'train.num_steps / train.num_epochs: 4.61e+18 steps', 'give a shorter run'),
+    Case('config-absurd-epochs', _args('--config.train.num_steps=0', '--config.train.num_epochs=1e300'),
+         '1.6e+301 steps (16 per epoch) is more than 2147483647', 'give a shorter run'),
+    Case('config-boolean-for-a-float', _args('--config.optimizer.learning_rate=True'),
+         '--config.optimizer.learning_rate: expected float, got the boolean True', 'give a float'),
+    Case('config-boolean-for-an-int', _args('--config.train.batch_size=False'),
+         '--config.train.batch_size: expected int, got the boolean False', 'give a int'),
+    Case('config-section-given-one-value', _args('--config.optimizer=sgd'),
+         '--config.optimizer: a section of settings, not one value', '--config.optimizer.name=sgd'),
+    Case('config-file-calls-sys-exit', _own_config('exits.py', SYS_EXIT), 'exits.py called sys.exit(0) at',
+         'a config file must return its config'),
+    Case('config-max-length-beyond-the-positions',
+         _files({'text/train.csv': _text_rows(), 'vocab.txt': '\n'.join(VOCAB) + '\n'},
+                '--config.data.tokenizer.max_length=64', arg='text'),
+         'data.tokenizer.max_length', 'model.bert.max_position'),
     Case('config-wrong-type-batch-size', _args('--config.train.batch_size=big'),
          "train.batch_size: expected an int, got 'big'", 'expected an int'),
     Case('config-out-of-range-dropout', _args('--config.model.dropout_rate=1.5'),
@@ -595,3 +614,14 @@ def test_the_commands_exit_with_the_same_status(tmp_path, case_id):
   proc = subprocess.run([sys.executable, '-m', f'ftlab.{case.entry}', *argv], cwd=tmp_path, env=env,
                         capture_output=True, text=True, check=False)
   _check(case, r, before, proc.returncode, proc.stderr)
+
+
+@pytest.mark.parametrize('command', ['main', 'sweep', 'report', 'evaluate', 'explain', 'export', 'generate', 'compare'])
+def test_every_command_answers_help_with_its_usage(command, capsys):
+  import importlib
+  try:
+    status = importlib.import_module(f'ftlab.{command}').main(['--help'])
+  except SystemExit as stop:  # argparse's commands
+    status = stop.code
+  out = capsys.readouterr().out
+  assert status in (0, None) and f'python -m ftlab.{command}' in out, out

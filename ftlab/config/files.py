@@ -44,6 +44,10 @@ def _user_code(path: str, thunk):
     return thunk()
   except ConfigError:
     raise
+  except SystemExit as e:  # sys.exit() or exit() in the file: a config's job is to return one, not to end the command
+    frame = traceback.extract_tb(e.__traceback__)[-1]
+    raise ConfigError([f'--config: {path} called sys.exit({e.code!r}) at {frame.filename}:{frame.lineno}; a config '
+                       'file must return its config (raise an exception to refuse an arg)']) from None
   except Exception as e:  # the user's file: point at their line
     if isinstance(e, SyntaxError) and e.filename:  # from the compiler: the traceback ends in importlib, not there
       where, what = f'{e.filename}:{e.lineno}', f'{type(e).__name__}: {e.msg}; fix the Python syntax on that line'
