@@ -6,12 +6,12 @@ problem (bad overrides and the config's own) into one report and exits with stat
 from __future__ import annotations
 
 import ast
-import os
 import sys
 
 import ml_collections
 
 from ftlab import config as config_lib
+from ftlab import folders
 
 USAGE = ('usage: python -m ftlab.main --config=configs/NAME.py[:ARG] --workdir=DIR '
          '[--config.KEY=VALUE ...]')
@@ -61,20 +61,6 @@ def split_args(argv: list[str]) -> tuple[dict[str, str], list[tuple[str, str]], 
   return options, overrides, problems
 
 
-def workdir_problems(workdir: str) -> list[str]:
-  """Problems of a --workdir value that no run could use: empty, or a file (or a path through one)."""
-  if not workdir.strip():
-    return ['--workdir: empty; give the folder of the run, e.g. --workdir=runs/NAME (it is created if missing)']
-  existing = os.path.abspath(workdir)
-  while not os.path.exists(existing) and os.path.dirname(existing) != existing:  # the nearest existing ancestor
-    existing = os.path.dirname(existing)
-  if not os.path.isdir(existing):
-    where = 'is a file' if existing == os.path.abspath(workdir) else f'is inside {existing}, a file'
-    return [f'--workdir: {workdir} {where}, not a folder; give a folder path (it is created if missing), e.g. '
-            '--workdir=runs/NAME']
-  return []
-
-
 def apply_overrides(config: ml_collections.ConfigDict, overrides: list[tuple[str, str]]) -> list[str]:
   """Sets each --config.KEY=VALUE on `config`; returns problems for keys that do not exist."""
   schema = dict(config_lib.flatten(config_lib.defaults()))
@@ -116,7 +102,7 @@ def parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:
   """argv -> (validated config, workdir); raises config.ConfigError with every problem found."""
   options, overrides, problems = split_args(argv)
   if 'workdir' in options:
-    problems += workdir_problems(options['workdir'])
+    problems += folders.problems(options['workdir'], 'run')
   if 'config' not in options:
     raise config_lib.ConfigError(problems)
   try:

@@ -25,7 +25,7 @@ import sys
 
 from ftlab import cli, malloc
 from ftlab import config as config_lib
-from ftlab import compiled, preemption
+from ftlab import compiled, folders, preemption
 from ftlab import workdir as workdir_lib
 from ftlab.sweeps import records, runner
 
@@ -50,7 +50,7 @@ def parse(argv: list[str]):
   options, raw_overrides, more = cli.split_args(rest)
   problems += [p.replace(cli.USAGE, USAGE) for p in more]
   if 'workdir' in options:
-    problems += cli.workdir_problems(options['workdir'])
+    problems += folders.problems(options['workdir'], 'sweep')
   schema = dict(config_lib.flatten(config_lib.defaults()))
   config_overrides = {key: cli.parse_value(raw, schema.get(key, '')) for key, raw in raw_overrides}
   opts = runner.Options()
@@ -62,9 +62,11 @@ def parse(argv: list[str]):
     problems.append(f'--stale-after: {extra["stale-after"]!r} is not a number of seconds; give one, e.g. '
                     '--stale-after=300')
   else:
-    if not opts.stale_after > 0:  # 0 or less would take over the trials of live workers; nan never any
-      problems.append(f'--stale-after: must be > 0 seconds, got {extra["stale-after"]}; give the silence after which '
-                      'another machine\'s trial counts as abandoned, e.g. --stale-after=300')
+    if not opts.stale_after > runner.HEARTBEAT_SECONDS:  # else live workers' trials would be taken over
+      problems.append(f'--stale-after: {extra["stale-after"]} seconds is not more than the '
+                      f'{runner.HEARTBEAT_SECONDS:g} s between a worker\'s heartbeats, so live trials would be taken '
+                      'over; give the silence after which another machine\'s trial counts as abandoned, e.g. '
+                      '--stale-after=300')
   if extra.get('report', 'true').lower() not in ('true', 'false'):
     problems.append(f'--report: {extra["report"]!r}; use true or false')
   opts.report = extra.get('report', 'true').lower() != 'false'

@@ -170,7 +170,10 @@ def snapshot(root: pathlib.Path) -> dict[str, str]:
     relative = path.relative_to(root).as_posix()
     if relative == 'cfg' or relative.startswith('cfg/'):
       continue
-    out[relative] = 'dir' if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    if path.is_symlink():
+      out[relative] = f'link to {os.readlink(path)}'
+    else:
+      out[relative] = 'dir' if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
   return out
 
 
@@ -233,6 +236,20 @@ def _bert_folder(r: Root):
       'num_attention_heads': 2, 'intermediate_size': 16, 'max_position_embeddings': 32, 'type_vocab_size': 2,
       'pad_token_id': 0}))
   r.write('bert_model/vocab.txt', '\n'.join(VOCAB) + '\n')
+
+
+def _links(r: Root, *links: tuple[str, str]) -> None:
+  """Symbolic links data/NAME -> TARGET."""
+  r.data.mkdir(exist_ok=True)
+  for name, target in links:
+    os.symlink(target, r.data / name)
+
+
+def _users_folder(r: Root) -> None:
+  """A workdir that is a folder of the user's own (a metrics.jsonl among their notes)."""
+  r.work.mkdir()
+  (r.work / 'metrics.jsonl').write_text('{"epoch": 1, "my_score": 0.9}\n')
+  (r.work / 'notes.txt').write_text('keep me\n')
 
 
 def _saved_run(r: Root, **changes) -> None:
@@ -408,6 +425,15 @@ CLI_CASES = [
     Case('cli-workdir-inside-a-file', _args('--workdir={data}/vocab.txt/run'),
          '--workdir: {data}/vocab.txt/run is inside {data}/vocab.txt, a file', 'give a folder path'),
     Case('cli-workdir-empty', _args('--workdir='), '--workdir: empty', 'give the folder of the run'),
+    Case('cli-workdir-dangling-symlink',
+         _with(lambda r: _links(r, ('link', '/nonexistent/run')), '--workdir={data}/link'),
+         '--workdir: {data}/link is a symbolic link to /nonexistent/run, which does not exist', 'point it at a folder'),
+    Case('cli-workdir-symlink-loop', _with(lambda r: _links(r, ('a', 'b'), ('b', 'a')), '--workdir={data}/a'),
+         '--workdir: {data}/a is a loop of symbolic links', 'give another path'),
+    Case('cli-workdir-under-proc', _args('--workdir=/proc/ftlab-run'),
+         "--workdir: /proc/ftlab-run is in the kernel's /proc", 'give a folder on a disk'),
+    Case('cli-workdir-name-too-long', _args('--workdir={data}/' + 'a' * 300),
+         'is 300 bytes, more than the 255 a file system allows', 'give a shorter folder name'),
 ]
 
 DATA_CASES = [
@@ -543,7 +569,10 @@ SWEEP_CASES = [
     Case('sweep-bad-stale-after', _args('--stale-after=soon'),
          "--stale-after: 'soon' is not a number of seconds", '--stale-after=300', entry='sweep'),
     Case('sweep-negative-stale-after', _args('--stale-after=-5'),
-         '--stale-after: must be > 0 seconds, got -5', '--stale-after=300', entry='sweep'),
+         '--stale-after: -5 seconds is not more than the 30 s between', '--stale-after=300', entry='sweep'),
+    Case('sweep-stale-after-within-the-heartbeat', _args('--stale-after=10'),
+         "--stale-after: 10 seconds is not more than the 30 s between a worker's heartbeats", '--stale-after=300',
+         entry='sweep'),
     Case('sweep-workdir-is-a-file', _args('--workdir={data}/vocab.txt'),
          '--workdir: {data}/vocab.txt is a file, not a folder', 'give a folder path', entry='sweep'),
     Case('sweep-config-without-get-sweep', _own_config('nosweep.py', NO_GET_SWEEP),
@@ -559,6 +588,14 @@ SWEEP_CASES = [
 ]
 
 WORKDIR_CASES = [
+    Case('workdir-holds-the-users-files', _with(_users_folder),
+         '/work holds files ftlab did not write (metrics.jsonl, notes.txt)', 'give a new or empty folder'),
+    Case('workdir-is-a-sweeps-folder', _with(_saved_sweep), "is a sweep's folder",
+         'resume it with python -m ftlab.sweep'),
+    Case('sweep-workdir-is-a-runs-folder', _with(_saved_run), "is a run's folder (python -m ftlab.main)",
+         'give the sweep a folder of its own', entry='sweep'),
+    Case('sweep-workdir-holds-the-users-files', _with(_users_folder), 'holds files ftlab did not write',
+         'give a new or empty folder', entry='sweep'),
     Case('resume-config-differs', _with(lambda r: _saved_run(r, **{'optimizer.name': 'sgd'})),
          "optimizer.name: 'sgd' in the workdir, 'adamw' now", 'use a new workdir or the same config'),
     Case('resume-config-json-corrupt', _with(lambda r: (_saved_run(r), (r.work / 'config.json').write_text('{"seed"'))),
@@ -600,7 +637,7 @@ def test_bad_input(case, tmp_path, capsys, monkeypatch):
 def test_the_catalogue_covers_every_kind_of_input():
   assert len(CASES) >= 36 and len(BY_ID) == len(CASES)
   kinds = {c.id.split('-')[0] for c in CASES}
-  assert kinds == {'config', 'cli', 'data', 'init', 'pretrained', 'sweep', 'resume'}
+  assert kinds == {'config', 'cli', 'data', 'init', 'pretrained', 'sweep', 'resume', 'workdir'}
 
 
 @pytest.mark.parametrize('case_id', ['config-unknown-choice-optimizer', 'sweep-corrupt-trials-jsonl-line'])
