@@ -1,10 +1,11 @@
 """Integrated gradients (Sundararajan et al., 2017), compiled: how much each input token or pixel moved the logit of
 a chosen class away from its value at a baseline.
 
-attribution_i = (x_i - x'_i) * mean over alphas of d logit / d x_i at x' + alpha (x - x'), with `steps` alphas at
-the midpoints of [0, 1] (the midpoint rule): the interpolated inputs go through the model and back CHUNK at a time.
-Completeness: the attributions sum to logit(x) - logit(x') up to the rule's error, which shrinks with more steps
-(`completeness` reports both sides).
+attribution_i = (x_i - x'_i) * integral over alpha in [0, 1] of d logit / d x_i at x' + alpha (x - x'), by
+Gauss-Legendre quadrature with `steps` nodes (as Captum's default: far closer than the midpoint rule at the same
+steps for smooth paths); the interpolated inputs go through the model and back CHUNK at a time. Completeness: the
+attributions sum to logit(x) - logit(x') up to the rule's error, which shrinks with more steps (`completeness`
+reports both sides).
 
 - Text (BERT-family encoders): x is the word-embedding output of every token; the baseline puts the [PAD] token's
   word embedding at every real token (positions and token types unchanged). A token's attribution is the sum over
@@ -33,14 +34,18 @@ CHUNK = 32  # interpolated inputs per pass through the model: the memory of CHUN
 
 
 def _mean_gradient(gradient, steps: int):
-  """The mean over the `steps` midpoint alphas of `gradient(alphas [c], weights [c])` (a compiled gradient of the
-  weighted sum of the attributed values at those alphas), CHUNK alphas at a time (padding alphas weigh 0)."""
+  """The integral over alpha in [0, 1] of `gradient(alphas [c], weights [c])` (a compiled gradient of the weighted
+  sum of the attributed values at those alphas) by `steps`-point Gauss-Legendre quadrature, CHUNK alphas at a time
+  (padding alphas weigh 0)."""
+  nodes, weights = np.polynomial.legendre.leggauss(steps)
   size = min(steps, CHUNK)
-  slots = np.arange(-(-steps // size) * size, dtype=np.float32).reshape(-1, size)
+  padded = -(-steps // size) * size
+  alphas = np.pad((nodes + 1) / 2, (0, padded - steps), constant_values=0.5).astype(np.float32).reshape(-1, size)
+  weights = np.pad(weights / 2, (0, padded - steps)).astype(np.float32).reshape(-1, size)
   total = 0.0
-  for chunk in slots:
-    total = total + gradient(jnp.asarray((chunk + 0.5) / steps), jnp.asarray((chunk < steps).astype(np.float32)))
-  return total / steps
+  for a, w in zip(alphas, weights):
+    total = total + gradient(jnp.asarray(a), jnp.asarray(w))
+  return total
 
 
 def _logits(model, variables, inputs):
