@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import socket
 import threading
 import time
@@ -51,6 +52,9 @@ class Options:
   study_name: str = STUDY_NAME
   stale_after: float = STALE_AFTER_SECONDS  # seconds without a heartbeat after which another machine's trial is stale
   report: bool = True  # write DIR/report.md when this worker finishes
+
+
+DRIVERS = {'psycopg2': 'psycopg2-binary', 'MySQLdb': 'mysqlclient', 'pymysql': 'PyMySQL'}  # module -> pip package
 
 
 def storage_url(sweep_dir: str, options: Options) -> str:
@@ -181,14 +185,29 @@ def open_study(sweep_dir: str, sweep: space.Sweep, record: dict, options: Option
     return _study(storage, sweep, record, options)
   except config_lib.ConfigError:
     raise
-  except Exception as err:  # sqlalchemy / optuna: a damaged database, a server that does not answer
+  except Exception as err:  # sqlalchemy / optuna: no driver, a damaged database, a server that does not answer
+    missing = _missing_module(err)
+    if missing:  # sqlalchemy's dialect imports its driver only now (optuna wraps the error)
+      raise records.RecordError(f'{url}: the database driver {missing} is not installed; pip install '
+                                f'{DRIVERS.get(missing, missing)} (or use the default SQLite storage)') from err
     first = (str(err).strip().splitlines() or [''])[0][:300]
     local = url.removeprefix('sqlite:///') if url.startswith('sqlite:///') else ''
-    fix = (f'if it is damaged, move {local} aside and rerun: the trials recorded in trials.jsonl are kept and not '
+    fix = (f'its folder {os.path.dirname(local)} does not exist; create it or give another --storage'
+           if local and not os.path.isdir(os.path.dirname(local)) else
+           f'if it is damaged, move {local} aside and rerun: the trials recorded in trials.jsonl are kept and not '
            'rerun (a bayes sweep\'s sampler restarts without their history)' if local else
            'check that the storage server is up and the URL is right (--storage)')
     raise records.RecordError(f'{url}: the sweep\'s Optuna storage cannot be opened ({type(err).__name__}: '
                               f'{first}); {fix}') from err
+
+
+def _missing_module(err: BaseException | None) -> str:
+  """The module whose import failed somewhere in `err`'s chain of causes, or ''."""
+  while err is not None:
+    if isinstance(err, ModuleNotFoundError) and err.name:
+      return err.name
+    err = err.__cause__ or err.__context__
+  return ''
 
 
 def _study(storage, sweep: space.Sweep, record: dict, options: Options):
@@ -573,6 +592,42 @@ def refit(planner: Planner, base, sweep: space.Sweep, study) -> dict | None:
     return run_one(planner, base, sweep, point, sweep.seeds[0], fold=-1)
 
 
+def set_up(sweep_dir: str, sweep: space.Sweep, record: dict, options: Options):
+  """Opens the sweep's study, then (on first use) records sweep.json; returns the study. Refused (ConfigError,
+  RecordError) before sweep.json is written, and then nothing this call made is left behind."""
+  before = set(os.listdir(sweep_dir)) if os.path.isdir(sweep_dir) else None
+  os.makedirs(sweep_dir, exist_ok=True)
+  try:
+    with locks.waiting(os.path.join(sweep_dir, 'sweep.lock')):  # workers starting together set it up once
+      check_same_sweep(sweep_dir, record)
+      first = records.read_sweep(sweep_dir) is None
+      if first:
+        record.update(storage=storage_url(sweep_dir, options), study_name=options.study_name)
+      study = open_study(sweep_dir, sweep, record, options)
+      if first:
+        writers.write_json_atomic(os.path.join(sweep_dir, records.SWEEP), record)
+    return study
+  except (config_lib.ConfigError, records.RecordError):
+    _remove_new(sweep_dir, before)
+    raise
+
+
+def _remove_new(sweep_dir: str, before: set | None) -> None:
+  """Removes what a refused set-up made (the sweep folder when it made it, else the entries added since), unless
+  another worker has set the sweep up meanwhile."""
+  if os.path.exists(os.path.join(sweep_dir, records.SWEEP)):
+    return
+  if before is None:
+    shutil.rmtree(sweep_dir, ignore_errors=True)
+    return
+  for name in set(os.listdir(sweep_dir)) - before:
+    path = os.path.join(sweep_dir, name)
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      os.remove(path)
+
+
 def run(config_file: str, sweep_dir: str, *, config_overrides: dict | None = None,
         sweep_overrides: dict | None = None, options: Options | None = None) -> list[dict]:
   """The whole command: checks, records sweep.json, works through the trials, writes the report. Returns every
@@ -581,13 +636,7 @@ def run(config_file: str, sweep_dir: str, *, config_overrides: dict | None = Non
   planner = Planner(sweep_dir)
   base, sweep, record = prepare(config_file, config_overrides or {}, sweep_overrides or {}, sweep_dir,
                                 planner=planner)
-  os.makedirs(sweep_dir, exist_ok=True)
-  with locks.waiting(os.path.join(sweep_dir, 'sweep.lock')):  # workers starting together set it up once
-    check_same_sweep(sweep_dir, record)
-    if records.read_sweep(sweep_dir) is None:
-      record.update(storage=storage_url(sweep_dir, options), study_name=options.study_name)
-      writers.write_json_atomic(os.path.join(sweep_dir, records.SWEEP), record)
-    study = open_study(sweep_dir, sweep, record, options)
+  study = set_up(sweep_dir, sweep, record, options)
   work(planner, base, sweep, study, options)
   if sweep.refit:
     refit(planner, base, sweep, study)
