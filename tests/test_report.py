@@ -3,6 +3,7 @@ import itertools
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -233,9 +234,7 @@ def test_log_scale(key, values, expected):
 
 
 def test_cli_exits_2_naming_sweep_json_for_a_directory_without_one(tmp_path, capsys):
-  with pytest.raises(SystemExit) as exit_info:
-    report_cli.main([str(tmp_path)])
-  assert exit_info.value.code == 2
+  assert report_cli.main([str(tmp_path)]) == 2
   err = capsys.readouterr().err
   assert os.path.join(str(tmp_path), 'sweep.json') in err and 'not found' in err and 'Traceback' not in err
 
@@ -244,10 +243,49 @@ def test_cli_exits_2_naming_the_bad_line_of_trials_jsonl(tmp_path, capsys):
   d = make_sweep(tmp_path / 'sweep', 'grid', GRID, grid_rows()[:2])
   with open(os.path.join(d, records.TRIALS), 'a') as f:
     f.write('{not json\n')
-  with pytest.raises(SystemExit) as exit_info:
-    report_cli.main([d])
-  assert exit_info.value.code == 2
+  assert report_cli.main([d]) == 2
   assert 'trials.jsonl, line 3' in capsys.readouterr().err
+
+
+def test_cli_exits_2_when_trials_jsonl_is_a_folder(tmp_path, capsys):
+  d = make_sweep(tmp_path / 'sweep', 'grid', GRID, [])
+  path = os.path.join(d, records.TRIALS)
+  if os.path.exists(path):
+    os.remove(path)
+  os.mkdir(path)
+  assert report_cli.main([d]) == 2
+  err = capsys.readouterr().err
+  assert 'trials.jsonl: a folder, not the file of trial records; move it aside' in err and 'Traceback' not in err
+
+
+def _hashes(folder: str) -> dict:
+  import hashlib
+  return {os.path.relpath(os.path.join(root, name), folder):
+          hashlib.sha256(open(os.path.join(root, name), 'rb').read()).hexdigest()
+          for root, _, names in os.walk(folder) for name in names}
+
+
+def test_the_report_goes_to_another_folder_and_leaves_the_sweep_untouched(tmp_path, capsys):
+  d = make_sweep(tmp_path / 'sweep', 'grid', GRID, grid_rows())
+  before = _hashes(d)
+  out = str(tmp_path / 'elsewhere')
+  assert report_cli.main([d, f'--out={out}']) == 0
+  assert capsys.readouterr().out.strip() == os.path.join(out, 'report.md') and _hashes(d) == before
+  text = open(os.path.join(out, 'report.md')).read()
+  links = re.findall(r'!\[[^]]*\]\(([^)]+)\)', text)
+  assert links and all(os.path.isfile(os.path.join(out, link)) for link in links)
+
+
+def test_a_report_that_cannot_be_written_is_one_line_with_status_4(tmp_path, capsys, monkeypatch):
+  import errno
+  d = make_sweep(tmp_path / 'sweep', 'grid', GRID, grid_rows())
+
+  def read_only(*args, **kwargs):
+    raise PermissionError(errno.EROFS, 'Read-only file system', os.path.join(d, 'plots'))
+  monkeypatch.setattr(markdown, 'draw', read_only)
+  assert report_cli.main([d]) == 4
+  err = capsys.readouterr().err
+  assert err.count('\n') == 1 and 'cannot write' in err and 'give --out=ANOTHER_FOLDER' in err
 
 
 def test_cli_prints_the_path_of_report_md(tmp_path, capsys):

@@ -194,9 +194,10 @@ def _comparison(c: significance.Comparison | None) -> list[str]:
   return [f'{c.mean:+.4f}{interval} (n={c.n})', 'n/a' if c.p is None else f'{c.p:.3g}']
 
 
-def _best_analysis(sweep_dir: str, configs: list[Configuration]) -> list[str]:
+def _best_analysis(sweep_dir: str, configs: list[Configuration], out: str) -> list[str]:
   """A link to the error analysis (analysis.md: per-class scores, confusions, confident errors, calibration) of
-  the best configuration's representative trial, written here from its predictions.jsonl."""
+  the best configuration's representative trial, written here from its predictions.jsonl (the one it has, when the
+  report goes to a folder `out` of its own: nothing in sweep_dir is written then)."""
   if not configs or configs[0].objective is None:
     return []
   trial = representative(configs[0])
@@ -205,13 +206,17 @@ def _best_analysis(sweep_dir: str, configs: list[Configuration]) -> list[str]:
   if not trial.get('workdir') or not os.path.exists(summary):
     return []
   from ftlab import analysis_report  # it draws with this module's tables
-  with open(summary) as f:
-    path = analysis_report.write(folder, json.load(f)['class_names'], title=f'trial {trial["id"]}')
+  if out == sweep_dir:
+    with open(summary) as f:
+      path = analysis_report.write(folder, json.load(f)['class_names'], title=f'trial {trial["id"]}')
+  else:
+    path = os.path.join(folder, analysis_report.FILE)
+    path = path if os.path.exists(path) else None
   if path is None:  # the trial wrote no predictions
     return []
   return ['', f'Error analysis of the best configuration (trial {trial["id"]}: per-class scores, confusion matrix, '
-          f'most confused pairs, most confident errors, calibration): [{os.path.relpath(path, sweep_dir)}]'
-          f'({os.path.relpath(path, sweep_dir)}).']
+          f'most confused pairs, most confident errors, calibration): [{os.path.relpath(path, out)}]'
+          f'({os.path.relpath(path, out)}).']
 
 
 def refit_table(rows: list[dict], spec: Spec) -> str:
@@ -357,9 +362,9 @@ def log_axes(params: dict) -> dict[str, bool]:
 
 
 def draw(sweep_dir: str, spec: Spec, configs: list[Configuration],
-         importance_values: dict | None) -> list[tuple[str, str]]:
-  """Writes the figures into sweep_dir/plots; returns [(path, caption)]."""
-  out_dir = os.path.join(sweep_dir, 'plots')
+         importance_values: dict | None, out: str) -> list[tuple[str, str]]:
+  """Writes the figures into out/plots; returns [(path, caption)]."""
+  out_dir = os.path.join(out, 'plots')
   figures = []
   data = _plot_data(configs)
   keys = list(spec.params)
@@ -413,8 +418,8 @@ def _history(sweep_dir: str, row: dict) -> list[dict]:
 
 
 def markdown(sweep_dir: str, spec: Spec, rows: list[dict], configs: list[Configuration],
-             importance: tuple[dict | None, str], figures: list[tuple[str, str]]) -> str:
-  """The whole of report.md."""
+             importance: tuple[dict | None, str], figures: list[tuple[str, str]], out: str) -> str:
+  """The whole of report.md, in the folder `out` (its links are relative to it)."""
   parts = [header(sweep_dir, spec, rows, configs), '', '## Configurations, best first', '']
   if configs:
     runs = 'runs (each seed of each fold)' if spec.folds else 'seeds'
@@ -432,7 +437,7 @@ def markdown(sweep_dir: str, spec: Spec, rows: list[dict], configs: list[Configu
                 f'{most}; its mean is less certain than its std suggests.']
   else:
     parts.append('No trial has finished yet.')
-  parts += _best_analysis(sweep_dir, configs)
+  parts += _best_analysis(sweep_dir, configs, out)
   refit = refit_table(rows, spec)
   if refit:
     parts += ['', '## Refit on every fold', '', 'The best configuration trained on the whole training split (every '
@@ -447,27 +452,29 @@ def markdown(sweep_dir: str, spec: Spec, rows: list[dict], configs: list[Configu
     parts.append(reason[0].upper() + reason[1:] + '.')
   parts += ['', '## Plots', '']
   for path, caption in figures:
-    rel = os.path.relpath(path, sweep_dir)
+    rel = os.path.relpath(path, out)
     parts += [f'{caption[0].upper() + caption[1:]}:', '', f'![{caption}]({rel})', '']
   if not figures:
     parts.append('None yet: no trial has a result or a metrics.jsonl.')
   return '\n'.join(parts).rstrip() + '\n'
 
 
-def write(sweep_dir: str) -> str:
-  """Writes sweep_dir/report.md and sweep_dir/plots/*.png; returns the path of report.md. Raises
+def write(sweep_dir: str, out: str = '') -> str:
+  """Writes out/report.md and out/plots/*.png (out: sweep_dir by default); returns the path of report.md. Raises
   records.RecordError when sweep_dir is not a readable sweep directory."""
   spec, rows = load(sweep_dir)
+  out = out or sweep_dir
+  os.makedirs(out, exist_ok=True)
   configs = summarize(rows, spec)
   try:
     importance = importances(configs, spec)
   except records.RecordError as err:
     importance = (None, f'not computed: {err}')
-  figures = draw(sweep_dir, spec, configs, importance[0])
+  figures = draw(sweep_dir, spec, configs, importance[0], out)
   faults.point('report', where=sweep_dir)
-  path = os.path.join(sweep_dir, 'report.md')
+  path = os.path.join(out, 'report.md')
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
-    f.write(markdown(sweep_dir, spec, rows, configs, importance, figures))
+    f.write(markdown(sweep_dir, spec, rows, configs, importance, figures, out))
   os.replace(tmp, path)
   return path

@@ -33,6 +33,9 @@ def read(sweep_dir: str) -> list[dict]:
   path = os.path.join(sweep_dir, TRIALS)
   if not os.path.exists(path):
     return []
+  if not os.path.isfile(path):
+    raise RecordError(f'{path}: a folder, not the file of trial records; move it aside and rerun (the finished '
+                      'trials are then read from their own folders again as they are rerun)')
   with open(path, 'rb') as f:
     data = f.read()
   lines = data.split(b'\n')
