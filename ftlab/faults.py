@@ -3,6 +3,7 @@
     FTLAB_TEST_KILL=POINT@N[/TEXT][,...]    SIGKILL the N-th time this process passes POINT
     FTLAB_TEST_KILL=POINT=V[/TEXT][,...]    SIGKILL when POINT is passed with value V (e.g. step=37)
     FTLAB_TEST_TERM=...                     the same, with SIGTERM (a cloud VM's preemption notice)
+    FTLAB_TEST_ENOSPC=...                   the same, raising OSError ENOSPC there instead (a full disk)
 
 /TEXT restricts an entry to passes whose `where` (a workdir or a file in it) contains TEXT. The points, with their
 values:
@@ -19,6 +20,7 @@ Unset, `point` costs two dictionary lookups.
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import signal
 
@@ -27,11 +29,15 @@ _passes: collections.Counter = collections.Counter()
 
 
 def point(name: str, value=None, where: str = '') -> None:
-  """Passes the fault point `name` (with `value`, in `where`): sends this process the signal an entry asks for."""
+  """Passes the fault point `name` (with `value`, in `where`): sends this process the signal an entry asks for, or
+  raises the disk-full error."""
   for variable, sig in _ENV.items():
     spec = os.environ.get(variable)
     if spec and _matches(spec, name, value, where):
       os.kill(os.getpid(), sig)
+  spec = os.environ.get('FTLAB_TEST_ENOSPC')
+  if spec and _matches(spec, name, value, where):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), where or None)
 
 
 def _matches(spec: str, name: str, value, where: str) -> bool:

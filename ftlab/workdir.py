@@ -44,6 +44,14 @@ _WRITE_ERRORS = {errno.EACCES: 'permission denied', errno.EPERM: 'permission den
                  errno.ENOSPC: 'disk full', errno.EDQUOT: 'disk quota exceeded'}
 
 
+def _disk_full(exc: BaseException) -> bool:
+  """A full disk that orbax / tensorstore report in another exception: ValueError('RESOURCE_EXHAUSTED: ...') (XLA's
+  out-of-memory errors are XlaRuntimeError, not ValueError), or the OS's words in any message."""
+  text = str(exc)
+  return not isinstance(exc, OSError) and ('No space left on device' in text or
+                                           (isinstance(exc, ValueError) and 'RESOURCE_EXHAUSTED' in text))
+
+
 def write_problem(exc: BaseException, workdir: str) -> str | None:
   """The message for a workdir that cannot be written (found anywhere in `exc`'s cause/context chain), or None."""
   seen = set()
@@ -58,5 +66,7 @@ def write_problem(exc: BaseException, workdir: str) -> str | None:
       else:
         fix = 'make the workdir writable by this user or choose another --workdir'
       return f'cannot write {where}: {what} ({exc.strerror}); {fix}'
+    if _disk_full(exc):
+      return write_problem(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), workdir), workdir)
     exc = exc.__cause__ or exc.__context__
   return None

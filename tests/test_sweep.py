@@ -170,12 +170,17 @@ def _row(row: dict, sweep_dir: str) -> dict:
   return {k: v.replace(sweep_dir, '<dir>') if isinstance(v, str) else v for k, v in row.items() if k != 'wall_seconds'}
 
 
-def test_a_sweep_killed_five_times_and_preempted_once_ends_with_the_same_trials_and_results(grid, sweep_file, tmp_path):
+def test_a_sweep_killed_out_of_disk_and_preempted_ends_with_the_same_trials_and_results(grid, sweep_file, tmp_path):
   sweep_dir = str(tmp_path / 'killed')
   argv = sweep_argv(sweep_file, sweep_dir)
   for i, spec in enumerate(SWEEP_KILLS):
     killed = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_KILL': spec}, log_base=str(tmp_path / f'log{i}'))
     assert killed.returncode == -signal.SIGKILL, (spec, killed.stderr[-3000:])
+  # a full disk at trial 0's save at step 20: one line, exit status 4, the trial not recorded as failed
+  full = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_ENOSPC': 'save=20/c000-s0'}, log_base=str(tmp_path / 'full'))
+  assert full.returncode == 4, full.stderr[-3000:]
+  assert 'ftlab.sweep: cannot write' in full.stderr and 'disk full' in full.stderr, full.stderr[-3000:]
+  assert 'Traceback' not in full.stderr and 'c000-s0' not in records.by_id(sweep_dir)
   # and a SIGTERM mid-trial: trial 0 saves a checkpoint at step 30 (between evaluations) and the sweep stops
   stopped = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_TERM': 'step=30/c000-s0'}, log_base=str(tmp_path / 'term'))
   assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-3000:]

@@ -371,6 +371,7 @@ def run_many(planner: Planner, base, sweep: space.Sweep, jobs: list[Job], *, on_
       record(i)
 
   def finished(j: int, outcome) -> None:
+    _stop_if_unwritable(outcome.error, plans[j].workdir)
     _finish_row(rows[todo[j]], outcome.error if outcome.error is not None else outcome.summary, last[j],
                 sweep.metric, outcome.seconds)
     record(todo[j])
@@ -398,9 +399,18 @@ def _start(planner: Planner, base, sweep: space.Sweep, job: Job):
     planned = planner.stages(space.apply(base, job.point.overrides, job.seed, job.fold, sweep.folds), run_id)
     stages.run_sources(planned)
   except Exception as err:  # a bad trial config, a broken data file, a bug: recorded, and the sweep goes on
+    _stop_if_unwritable(err, workdir)
     _finish_row(row, err, {}, sweep.metric, time.perf_counter() - t0)
     return row, None
   return row, planned.final
+
+
+def _stop_if_unwritable(err: BaseException | None, workdir: str) -> None:
+  """Re-raises a disk that is full or cannot be written: the sweep stops there (exit status 4) with the trial
+  unrecorded, so that a rerun, once there is space, resumes it from its last checkpoint instead of keeping a
+  failure that was not the trial's."""
+  if err is not None and workdir_lib.write_problem(err, workdir) is not None:
+    raise err
 
 
 def _on_eval(job: Job, sweep: space.Sweep, seen: dict):
