@@ -18,6 +18,7 @@ against the attributed value's change from the baseline).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 
@@ -150,7 +151,8 @@ def _attribute_segments(plan, state, source, batch, example, steps, tokens) -> d
 
   from ftlab import attribution
   names = list(plan.splits.class_names)
-  predicted = np.asarray(jnp.argmax(plan.model.apply(_variables(state), batch['image'], train=False), axis=-1))[0]
+  from ftlab import predictions
+  predicted = np.asarray(predictions.predictor(plan)(state, batch))[0]  # compiled already, for the rows
   label = batch['label'][0]
   counted = label >= 0
   wrong = counted & (predicted != label)
@@ -168,12 +170,15 @@ def _attribute_segments(plan, state, source, batch, example, steps, tokens) -> d
 def _attribute_detection(plan, state, source, batch, example, steps, tokens) -> dict:
   """One detection: its class's heatmap logit at the peak cell it was decoded from (the peak of its class whose
   score is nearest its own), over the letterboxed image's pixels; its box drawn on both."""
+  import jax
   import jax.numpy as jnp
 
-  from ftlab import attribution, centernet
+  from ftlab import attribution, centernet, compiled
   names = list(plan.splits.class_names)
   c = names.index(example['prediction'])
-  heat = centernet.split_outputs(plan.model.apply(_variables(state), batch['image'], train=False), len(names))[0]
+  forward = compiled.cached(('explain forward', plan.static_key),
+                            lambda: jax.jit(functools.partial(plan.model.apply, train=False)))
+  heat = centernet.split_outputs(forward(_variables(state), batch['image']), len(names))[0]
   scores, classes, cells = (np.asarray(x)[0] for x in centernet.peaks(heat, plan.task.max_detections))
   cell = int(cells[np.argmin(np.where(classes == c, np.abs(scores - example['confidence']), np.inf))])
   at = np.zeros(heat.shape[1:3], np.float32)

@@ -134,19 +134,19 @@ def test_explain_attributes_the_wrong_then_right_generations_to_their_prompts_co
   """Wrong generations come first, then right ones, in the split's order; each generation's log-probability is
   attributed over its prompt's tokens alone and satisfies completeness."""
   _, whole, _ = decoder_runs
-  page = open(explain.explain(whole, str(tmp_path / 'explain'), split='validation', n=4, steps=128)).read()
+  page = open(explain.explain(whole, str(tmp_path / 'explain'), split='validation', n=2, steps=32)).read()
   with open(os.path.join(whole, 'predictions.jsonl')) as f:
     rows = [json.loads(line) for line in f if '"split": "validation"' in line]
-  chosen = explain.choose(explain.examples('lm', rows), 4)
+  chosen = explain.choose(explain.examples('lm', rows), 2)
   wrong, right = [r['id'] for r in rows if not r['correct']], [r['id'] for r in rows if r['correct']]
-  errors = wrong[:max(2, 4 - len(right))]
-  assert [e['id'] for e in chosen] == errors + right[:4 - len(errors)]
+  errors = wrong[:max(1, 2 - len(right))]
+  assert [e['id'] for e in chosen] == errors + right[:2 - len(errors)]
   shown = page.split('<div class="ex ')[1:]
   for e, part in zip(chosen, shown, strict=True):
     assert f'<b>example {e["id"]}</b>' in part and f'&rarr; <b>{html.escape(e["answer"])}</b>' in part
     spans = re.findall(r'<span title="[^"]*" style="[^"]*">([^<]*)</span>', part)
     assert html.unescape(''.join(spans)) == rows[e['id']]['input']  # the prompt's tokens, and nothing else
-  assert assert_explained_completely(page, 'log-probability') == 4
+  assert assert_explained_completely(page, 'log-probability') == 2
 
 
 def test_the_generate_command_prints_the_runs_greedy_completion(decoder_runs, capsys):
