@@ -100,6 +100,7 @@ def defaults() -> ml_collections.ConfigDict:
           # The split of each role, in TFDS split syntax ('train[:5000]', 'train[:10%]', 'train+validation');
           # 'auto' takes the dataset's split of that name and carves it from train when there is none; '' carves.
           'splits': {'train': 'train', 'validation': 'auto', 'test': 'auto'},
+          'allow_split_overlap': False,  # True: roles may slice the same rows of a split (refused by default)
           'validation_fraction': 0.2,  # carved from train: a fraction of it (< 1) or a number of examples (>= 1)
           'test_fraction': 0.2,  # carved first, never seen before the final evaluation; fraction or count
           'stratify': True,  # carve with the same class proportions as train (classification only)

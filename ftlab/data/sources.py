@@ -290,6 +290,11 @@ def load(data_config) -> Splits:
       reason = ' '.join(str(err).split())
       raise DataError(f'data.splits.{role}={split!r}: {raw.name} cannot read this split ({reason}); use TFDS split '
                       "syntax, e.g. 'train', 'train[:80%]' or 'train[:5000]'") from err
+  if not dc.allow_split_overlap:  # before any example is read
+    stored = {i.split('[')[0] for split in roles.values() if split for i in split.split('+')}
+    problem = splits_lib.overlap_problem(roles, {s: len(raw.open(s)) for s in stored}, dataset=raw.name)
+    if problem:
+      raise DataError(problem)
   lazy = raw.task == 'image' and not dc.in_memory and not dc.classes  # images stay on disk: read labels only
   keys = {k: raw.keys[k] for k in ('label', 'group') if k in raw.keys} if lazy else raw.keys
   columns = {r: _columns_of(raw, roles[r], rec, keys) for r, rec in records.items()}

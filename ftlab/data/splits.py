@@ -9,6 +9,8 @@ examples of one group stay in one split and one fold.
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from sklearn import model_selection
 
@@ -35,6 +37,27 @@ def resolve(spec: dict, available: tuple[str, ...], *, dataset: str, folds: int 
     raise DataError(f'data.splits.train is empty: name the training split of {dataset} (one of '
                     f'{", ".join(available)})')
   return out
+
+
+def overlap_problem(roles: dict[str, str], sizes: dict[str, int], *, dataset: str) -> str:
+  """Why two roles' split strings select the same rows of one stored split ('train[:8000]' and 'train[-2000:]' of
+  a 9,000-row train split), or ''. `sizes`: {stored split: its rows}."""
+  import types
+
+  import tensorflow_datasets as tfds
+  infos = {name: types.SimpleNamespace(num_examples=n) for name, n in sizes.items()}
+  ranges = {role: [(i.splitname, i.from_ or 0, sizes[i.splitname] if i.to is None else i.to)
+                   for i in tfds.core.ReadInstruction.from_spec(split).to_absolute(infos)]
+            for role, split in roles.items() if split}
+  for a, b in itertools.combinations([r for r in ROLES if r in ranges], 2):
+    for (name, a0, a1), (other, b0, b1) in itertools.product(ranges[a], ranges[b]):
+      shared = min(a1, b1) - max(a0, b0)
+      if other == name and shared > 0:
+        return (f'data.splits.{a}={roles[a]!r} and data.splits.{b}={roles[b]!r} select the same {shared} rows of '
+                f'{dataset}\'s {name!r} split (rows {max(a0, b0)} to {min(a1, b1) - 1}), so {b} would score '
+                f'examples that {a} also holds; give disjoint slices, set data.splits.{b}=\'\' to carve it from '
+                'train, or data.allow_split_overlap=True for a deliberate overlap')
+  return ''
 
 
 def _amount(value: float, n: int, key: str) -> float | int:
