@@ -579,6 +579,9 @@ SWEEP_CASES = [
     Case('sweep-storage-cannot-be-opened', _args('--storage=sqlite:////nonexistent/folder/optuna.db'),
          "sqlite:////nonexistent/folder/optuna.db: the sweep's Optuna storage cannot be opened",
          'its folder /nonexistent/folder does not exist; create it or give another --storage', entry='sweep'),
+    Case('sweep-worker-on-another-storage', _with(_saved_sweep, '--storage=sqlite:////tmp/elsewhere/optuna.db'),
+         'shares its trials through sqlite:///', 'but this worker would use sqlite:////tmp/elsewhere/optuna.db; give '
+         '--storage=sqlite:///', entry='sweep'),
     Case('sweep-stale-after-within-the-heartbeat', _args('--stale-after=10'),
          "--stale-after: 10 seconds is not more than the 30 s between a worker's heartbeats", '--stale-after=300',
          entry='sweep'),

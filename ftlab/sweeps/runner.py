@@ -168,6 +168,20 @@ def check_same_sweep(sweep_dir: str, record: dict) -> None:
                                   'Differences: ' + '; '.join(diffs)])
 
 
+def check_same_storage(sweep_dir: str, options: Options) -> None:
+  """Refuses (ConfigError) a worker whose Optuna storage is not the one DIR/sweep.json records: two storages would
+  hand the same trials to two workers. A worker without --storage agrees with a recorded default SQLite file (which
+  moves with its folder)."""
+  recorded = (records.read_sweep(sweep_dir) or {}).get('storage', '')
+  mine = storage_url(sweep_dir, options)
+  default = recorded.startswith('sqlite:///') and recorded.endswith('/optuna.db')
+  if not recorded or recorded == mine or (default and not options.storage):
+    return
+  raise config_lib.ConfigError([f'--storage: {sweep_dir} shares its trials through {recorded}, but this worker would '
+                                f'use {mine}; give --storage={recorded} (workers on two storages would train the same '
+                                'trials twice)'])
+
+
 def _differences(a: dict, b: dict) -> list[str]:
   a, b = ({k: v for k, v in config_lib.flatten(x) if k not in space.EXECUTION_KEYS} for x in (a, b))
   return [f'{k}: {a.get(k, "<absent>")!r} in the workdir, {b.get(k, "<absent>")!r} now'
@@ -610,6 +624,7 @@ def set_up(sweep_dir: str, sweep: space.Sweep, record: dict, options: Options):
   try:
     with locks.waiting(os.path.join(sweep_dir, 'sweep.lock')):  # workers starting together set it up once
       check_same_sweep(sweep_dir, record)
+      check_same_storage(sweep_dir, options)
       first = records.read_sweep(sweep_dir) is None
       if first:
         record.update(storage=storage_url(sweep_dir, options), study_name=options.study_name)
