@@ -25,7 +25,10 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ftlab import quiet
+
 _policies = ocp.checkpoint_managers
+quiet.install()
 
 
 def _metric_fn(mode: str):

@@ -2,6 +2,7 @@
 import functools
 import itertools
 import json
+import logging
 import os
 import shutil
 import signal
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_ftlab, small_config
-from ftlab import checkpoints, data, loop, steps
+from ftlab import checkpoints, data, loop, quiet, steps
 from ftlab import state as state_lib
 from ftlab.initial_state import initial_state
 from ftlab.optim import groups
@@ -209,8 +210,9 @@ def test_eight_virtual_devices_train_like_one(tmp_path):
     np.testing.assert_allclose(a[path], b[path], rtol=1e-4, atol=1e-5, err_msg=path)
 
 
-def test_quickstart_pretrains_then_fine_tunes_from_the_source_run(tmp_path):
-  """The frozen quickstart: the fine-tuned backbone is bit-for-bit the source run's best backbone; the head is new."""
+def test_quickstart_pretrains_then_fine_tunes_from_the_source_run(tmp_path, caplog):
+  """The frozen quickstart: the fine-tuned backbone is bit-for-bit the source run's best backbone; the head is new;
+  the libraries' noise on every normal run is not logged (ftlab/quiet.py)."""
   from ftlab import config as config_lib
   from ftlab import stages
   config = config_lib.load_config_file(os.path.join(ROOT, 'configs', 'quickstart.py') + ':frozen')
@@ -230,6 +232,8 @@ def test_quickstart_pretrains_then_fine_tunes_from_the_source_run(tmp_path):
       assert pretrained[path].tobytes() == tuned[path].tobytes(), path
   assert not np.array_equal(pretrained['head/kernel'], tuned['head/kernel'])
   _assert_predictions_give_the_metrics(workdir, summary)
+  logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+  assert not [m for m in logged if any(text in m for text in quiet.BENIGN)]  # each was logged before (orbax, TFDS)
 
 
 def _assert_predictions_give_the_metrics(workdir: str, summary: dict):

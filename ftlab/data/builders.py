@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 import os
 import pathlib
 
@@ -23,7 +22,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from sklearn import datasets as sk_datasets
 
-from ftlab import locks
+from ftlab import locks, quiet
 from ftlab.data import formats
 from ftlab.data.errors import DataError
 
@@ -302,11 +301,4 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
   return fresh
 
 
-class _QuietConfigNotice:
-  """Drops TFDS's 'Using custom data configuration' warning, logged for every local dataset (all are custom)."""
-
-  def filter(self, record) -> bool:
-    return 'Using custom data configuration' not in record.getMessage()
-
-
-logging.getLogger('absl').addFilter(_QuietConfigNotice())
+quiet.install()
