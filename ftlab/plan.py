@@ -195,10 +195,9 @@ def _run_length(config, splits) -> tuple[int, int]:
   spe = data_lib.steps_per_epoch(len(splits.train), train_config.batch_size, config.data.remainder)
   total = train_config.num_steps or max(1, math.ceil(train_config.num_epochs * spe))
   if total > MAX_STEPS:
-    raise config_lib.ConfigError([
-        f'train.num_steps / train.num_epochs: {total if total < 10**12 else format(float(total), ".3g")} steps '
-        f'({spe} per epoch) is more than {MAX_STEPS}, the most a '
-        "step counter holds (int32); give a shorter run"])
+    shown = total if total < 10**12 else format(float(total), '.3g')
+    raise config_lib.ConfigError([f'train.num_steps / train.num_epochs: {shown} steps ({spe} per epoch) is more than '
+                                  f'{MAX_STEPS}, the most a step counter holds (int32); give a shorter run'])
   return spe, total
 
 

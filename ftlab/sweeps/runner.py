@@ -155,9 +155,8 @@ def _set(config, key: str, value) -> list[str]:
   return []
 
 
-def check_same_sweep(sweep_dir: str, record: dict) -> None:
-  """Refuses (ConfigError) a rerun whose sweep or base config differs from the one DIR/sweep.json holds."""
-  saved = records.read_sweep(sweep_dir)
+def check_same_sweep(sweep_dir: str, saved: dict | None, record: dict) -> None:
+  """Refuses (ConfigError) a rerun whose sweep or base config differs from the one DIR/sweep.json holds (`saved`)."""
   if saved is None:
     return
   diffs = [f'sweep.{d}' for d in _differences(saved['sweep'], record['sweep'])]
@@ -168,11 +167,11 @@ def check_same_sweep(sweep_dir: str, record: dict) -> None:
                                   'Differences: ' + '; '.join(diffs)])
 
 
-def check_same_storage(sweep_dir: str, options: Options) -> None:
-  """Refuses (ConfigError) a worker whose Optuna storage is not the one DIR/sweep.json records: two storages would
-  hand the same trials to two workers. A worker without --storage agrees with a recorded default SQLite file (which
-  moves with its folder)."""
-  recorded = (records.read_sweep(sweep_dir) or {}).get('storage', '')
+def check_same_storage(sweep_dir: str, saved: dict | None, options: Options) -> None:
+  """Refuses (ConfigError) a worker whose Optuna storage is not the one DIR/sweep.json (`saved`) records: two
+  storages would hand the same trials to two workers. A worker without --storage agrees with a recorded default
+  SQLite file (which moves with its folder)."""
+  recorded = (saved or {}).get('storage', '')
   mine = storage_url(sweep_dir, options)
   default = recorded.startswith('sqlite:///') and recorded.endswith('/optuna.db')
   if not recorded or recorded == mine or (default and not options.storage):
@@ -623,9 +622,10 @@ def set_up(sweep_dir: str, sweep: space.Sweep, record: dict, options: Options):
   os.makedirs(sweep_dir, exist_ok=True)
   try:
     with locks.waiting(os.path.join(sweep_dir, 'sweep.lock')):  # workers starting together set it up once
-      check_same_sweep(sweep_dir, record)
-      check_same_storage(sweep_dir, options)
-      first = records.read_sweep(sweep_dir) is None
+      saved = records.read_sweep(sweep_dir)
+      check_same_sweep(sweep_dir, saved, record)
+      check_same_storage(sweep_dir, saved, options)
+      first = saved is None
       if first:
         record.update(storage=storage_url(sweep_dir, options), study_name=options.study_name)
       study = open_study(sweep_dir, sweep, record, options)
