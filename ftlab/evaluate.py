@@ -120,11 +120,16 @@ def evaluate(workdir: str, out: str, *, checkpoint: str = 'best', overrides=()) 
   state = stepper.layout.place_state(state)
   result = {'workdir': os.path.abspath(workdir), 'checkpoint': checkpoint, 'step': step,
             'overrides': {k: v for k, v in overrides}, 'data': plan.splits.report}
+  keep = config.eval.predictions and predictions.applies(plan)
+  rows = []
   for role in ('validation', 'test'):
-    result[role] = stepper.evaluate(state, getattr(plan.splits, role))[0]
+    source = getattr(plan.splits, role)
+    (result[role],), (outputs,) = stepper.evaluate_predicting(state, source, keep=keep)
+    rows.append(predictions.rows(plan, source, role, outputs) if keep else [])
   os.makedirs(out, exist_ok=True)
   writers.write_json_atomic(os.path.join(out, 'metrics.json'), result)
-  if config.eval.predictions and predictions.write(plan, state):
+  if keep:
+    predictions.write(plan, rows)
     analysis_report.write(out, list(plan.splits.class_names), title=f'{workdir} evaluated at step {step}')
   return result
 

@@ -13,14 +13,15 @@ def each(lanes: list, role: str):
   return sources[0] if all(s is sources[0] for s in sources) else sources
 
 
-def evaluate_splits(stepper, states, lanes: list, *, train_subset: int) -> list[dict[str, dict]]:
-  """[{'validation': ..., and with train_subset 'train_eval': ...}] per trial of `stepper`; `lanes`: each trial's
-  Splits."""
-  val = stepper.evaluate(states, each(lanes, 'validation'))
+def evaluate_splits(stepper, states, lanes: list, *, train_subset: int, keep: bool = False):
+  """([{'validation': ..., and with train_subset 'train_eval': ...}] per trial of `stepper`, per trial its
+  validation batches with their predictions where `keep`, else None: stepper.evaluate_predicting); `lanes`: each
+  trial's Splits."""
+  val, outputs = stepper.evaluate_predicting(states, each(lanes, 'validation'), keep=keep)
   if not train_subset:
-    return [{'validation': v} for v in val]
+    return [{'validation': v} for v in val], outputs
   train_eval = stepper.evaluate(states, each(lanes, 'train'), limit=train_subset)
-  return [{'train_eval': te, 'validation': with_gap(v, te)} for v, te in zip(val, train_eval)]
+  return [{'train_eval': te, 'validation': with_gap(v, te)} for v, te in zip(val, train_eval)], outputs
 
 
 def with_gap(val: dict, train_eval: dict) -> dict:

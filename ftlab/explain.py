@@ -239,7 +239,7 @@ def explain(workdir: str, out: str, *, split: str = 'test', n: int = 20, steps: 
   if kind not in INTROS:
     raise config_lib.ConfigError([f'{workdir}: a {kind} run; explain covers {", ".join(INTROS)} runs'])
   source = getattr(plan.splits, split)
-  rows = predictions.rows(plan, state, source, split)
+  rows = predictions.rows(plan, source, split, predictions.outputs_of(plan, state, source))
   chosen = choose_images(rows, n) if kind == 'segment' else choose(examples(kind, rows), n)
   tokens = _tokens(plan, source)
   explained = [_attribute(plan, state, source, e, steps, tokens) for e in chosen]

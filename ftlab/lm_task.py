@@ -77,16 +77,18 @@ class LMTask:
                                                                      mask=mask)
 
   def evaluate(self, apply, batch: dict):
-    """The eval metrics of a batch; `apply(inputs, cache=None)` runs the model. With generation and 'completion_ids'
+    """(the eval metrics of a batch, its greedy generations or None without generation); `apply(inputs, cache=None)`
+    runs the model. With generation and 'completion_ids'
     in the batch (every counted token is in the completion), each prompt is run once: its cache serves both the
     completion's loss (the completion run through it) and the greedy decoding. Otherwise the whole rows are run for
     the loss and the prompts again for decoding."""
     if not self.max_new_tokens:
-      return self.eval_metrics(logits=apply(self.inputs(batch)), batch=batch)
+      return self.eval_metrics(logits=apply(self.inputs(batch)), batch=batch), None
     dtype = jnp.dtype(self.cache_dtype)
     prompts, segments = batch['prompt_ids'], batch['prompt_segments']
     if 'completion_ids' not in batch:
-      return self.eval_metrics(logits=apply(self.inputs(batch)), batch=batch, generated=self.generate(apply, batch))
+      generated = self.generate(apply, batch)
+      return self.eval_metrics(logits=apply(self.inputs(batch)), batch=batch, generated=generated), generated
     completion = batch['completion_ids']
     length = prompts.shape[1] + max(completion.shape[1], self.max_new_tokens)
     first, cache, positions = generation.prefill(apply, self.decoder, prompts, segments, length=length,
@@ -99,7 +101,7 @@ class LMTask:
     generated = generation.decode(apply, first, cache, positions, max_new_tokens=self.max_new_tokens,
                                   eos_id=self.eos_id)
     scored = {**batch, 'targets': jnp.maximum(completion, 0), 'loss_mask': counted.astype(jnp.float32)}
-    return self.eval_metrics(logits=logits, batch=scored, generated=generated)
+    return self.eval_metrics(logits=logits, batch=scored, generated=generated), generated
 
   def generate(self, apply, batch: dict) -> jax.Array:
     """The greedy generation [B, max_new_tokens] from each of the batch's prompts."""
@@ -110,7 +112,10 @@ class LMTask:
   def predictions(self, apply, batch: dict) -> dict:
     """Per row: the generation, whether it is right (as the accuracy counts it) and, with a label set, the class
     it is read as (num_classes: '(none)')."""
-    generated = self.generate(apply, batch)
+    return self.predictions_of(self.generate(apply, batch), batch)
+
+  def predictions_of(self, generated, batch: dict) -> dict:
+    """`predictions` of generations already made."""
     correct, predicted = self.judge(generated, batch)
     return {'generated': generated, 'correct': correct, 'predicted': predicted}
 

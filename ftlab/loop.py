@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from ftlab import faults, preemption, steppers, writers
+from ftlab import faults, predictions, preemption, steppers, writers
 from ftlab import metrics as metrics_lib
 from ftlab.evaluation import each, evaluate_splits
 from ftlab.loop_state import metrics_to_json
@@ -72,6 +72,9 @@ class _Run:
     self.carried = carried if any(saved is not None for saved in carried) else None
     self.has_train_metrics = np.array([saved is not None for saved in carried])
     self.train_metrics = None  # since the last evaluation (stacked for a group)
+    # eval.predictions: the final evaluation keeps its predictions, which the end reuses where it is the best
+    self.keep = bool(plan.config.eval.predictions) and predictions.applies(plan) and trials[0].is_writer
+    self.final: dict[int, tuple] = {}  # {trial index: (its rows, its validation predictions)} of the final step
 
   def trainable(self) -> np.ndarray:
     """The trials that neither diverged nor stopped."""
@@ -145,7 +148,9 @@ class _Run:
     """Evaluates, writes each live trial's train and evaluation rows and updates its early stopping; returns
     {trial index: its rows}."""
     config = self.plan.config
-    rows = evaluate_splits(self.stepper, self.states, self.lanes, train_subset=config.eval.train_subset)
+    final = self.step == self.plan.total_steps
+    rows, outputs = evaluate_splits(self.stepper, self.states, self.lanes, train_subset=config.eval.train_subset,
+                                    keep=self.keep and final)
     host = None if self.train_metrics is None else self.stepper.fetch(self.train_metrics)
     for i in map(int, np.flatnonzero(live)):
       trial = self.trials[i]
@@ -153,6 +158,8 @@ class _Run:
       train_metrics = self._train_metrics_of(host, i)
       trial.evaluated(self.step, None if train_metrics is None else metrics_lib.summarize(train_metrics), rows[i])
     self.train_metrics, self.has_train_metrics = None, np.zeros(len(self.trials), bool)
+    if final:
+      self.final = {i: (rows[i], outputs[i]) for i in map(int, np.flatnonzero(live))}
     if self.trials[0].is_writer:
       print(_eval_line(self.step, config.eval.metric, rows, live), flush=True)
     return {i: rows[i] for i in map(int, np.flatnonzero(live))}
@@ -187,7 +194,8 @@ class _Run:
       print(self.progress.line(self.step, self.stepper.mean_loss(metrics, active)), flush=True)
 
   def finish(self, train_seconds: float) -> list[Outcome]:
-    """Evaluates every trial that did not fail at its best checkpoint (validation, test) and writes its summary."""
+    """Evaluates every trial that did not fail at its best checkpoint (validation, test) and writes its
+    predictions and summary."""
     outcomes = [Outcome(error=trial.error) for trial in self.trials]
     done = [i for i, trial in enumerate(self.trials) if trial.error is None]
     if not done:
@@ -195,14 +203,26 @@ class _Run:
     states, params = self.stepper.best(self.states, self.trials, done)
     lanes = [self.lanes[i] for i in done]
     lanes += [lanes[0]] * (self.stepper.size - len(lanes))  # the lanes stepper.best pads with the first
-    at_best = evaluate_splits(self.stepper, states, lanes, train_subset=self.plan.config.eval.train_subset)
-    tests = self.stepper.evaluate(states, each(lanes, 'test'))
+    at_best, validation = self._at_best(done, states, lanes)
+    tests, test = self.stepper.evaluate_predicting(states, each(lanes, 'test'), keep=self.keep)
     for j, i in enumerate(done):
       trial = self.trials[i]
+      splits = trial.plan.splits
+      predicted = [predictions.rows(trial.plan, splits.validation, 'validation', validation[j]),
+                   predictions.rows(trial.plan, splits.test, 'test', test[j])] if self.keep else None
       outcomes[i] = Outcome(summary=trial.finish(best_step=trial.ckpts.best_step(), at_best=at_best[j],
                                                  test=tests[j], best_params=params[j], train_seconds=train_seconds,
-                                                 best_state=lambda j=j: self.stepper.state_to_save(states, j)))
+                                                 predicted=predicted))
     return outcomes
+
+  def _at_best(self, done: list[int], states, lanes: list):
+    """The done trials' evaluation rows at their best checkpoints, and their validation predictions (with
+    eval.predictions): the final step's evaluation where that step is every one's best (the same state, read
+    once), else evaluated now."""
+    if all(i in self.final and self.trials[i].ckpts.best_step() == self.plan.total_steps for i in done):
+      return [self.final[i][0] for i in done], [self.final[i][1] for i in done]
+    return evaluate_splits(self.stepper, states, lanes, train_subset=self.plan.config.eval.train_subset,
+                           keep=self.keep)
 
 
 def _lane_splits(trials: list[Trial]) -> list:

@@ -147,10 +147,11 @@ class Layout:
     program, with the collectives on DATA_AXIS (train_step and eval_step take it as `axis_name`).
     """
     if self.mode == 'pmap':
-      per_device = lambda fn: jax.shard_map(
+      per_device = lambda fn, out_specs=P(): jax.shard_map(
           lambda state, batch: fn(state, jax.tree.map(lambda x: x[0], batch), axis_name=DATA_AXIS),
-          mesh=self.mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=P(), check_vma=False)
-      return per_device(train_fn), per_device(eval_fn)
+          mesh=self.mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=out_specs, check_vma=False)
+      rows = lambda state, batch, axis_name: _rows_first(eval_fn(state, batch, axis_name=axis_name))
+      return per_device(train_fn), per_device(rows, out_specs=(P(), P(DATA_AXIS)))
 
     def constrain(tree, spec_of):
       return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, NamedSharding(self.mesh, spec_of(x))),
@@ -161,9 +162,17 @@ class Layout:
       return constrain(new_state, self.state_spec), constrain(metrics, lambda _: P())
 
     def eval_step(state, batch):
-      return constrain(eval_fn(state, batch), lambda _: P())
+      metrics, predicted = eval_fn(state, batch)
+      return constrain(metrics, lambda _: P()), predicted
 
     return train_step, eval_step
+
+
+def _rows_first(outputs):
+  """A per-device eval step's (metrics, predictions) with a leading device axis on the predictions, which the
+  program's out_specs concatenate into [devices, rows per device, ...] (see Layout.place_batch)."""
+  metrics, predicted = outputs
+  return metrics, jax.tree.map(lambda x: x[None], predicted)
 
 
 def distributed_arguments(distributed, environ=None) -> dict | None:

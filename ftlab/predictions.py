@@ -44,14 +44,21 @@ def predictor(plan):
                          lambda: jax.jit(functools.partial(steps.predict_step, model=plan.model, task=plan.task)))
 
 
-def rows(plan, state, source, split: str, *, predict=None) -> list[dict]:
-  """The prediction rows of every example of `source` (a split of plan.splits) under `state`."""
-  predict = predict or predictor(plan)
-  row_of = {'tags': _tags, 'segment': _pixels, 'detect': _boxes, 'lm': _generation}.get(plan.task.kind, _example)
-  out = []
+def outputs_of(plan, state, source):
+  """(host batch, its host predictions) for each evaluation batch of `source` under `state`."""
+  predict = predictor(plan)
   for batch in data_lib.eval_batches(source, batch_size=plan.config.eval.batch_size, process_count=1,
                                      process_index=0):
-    predicted = jax.tree.map(np.asarray, jax.device_get(predict(state, batch)))
+    yield batch, jax.device_get(predict(state, batch))
+
+
+def rows(plan, source, split: str, outputs) -> list[dict]:
+  """The prediction rows of every example of `source` (a split of plan.splits) from `outputs`: (batch, predictions)
+  for each of its evaluation batches, in order (the stepper's evaluate_predicting, or outputs_of)."""
+  row_of = {'tags': _tags, 'segment': _pixels, 'detect': _boxes, 'lm': _generation}.get(plan.task.kind, _example)
+  out = []
+  for batch, predicted in outputs:
+    predicted = jax.tree.map(np.asarray, predicted)
     for j in np.flatnonzero(batch['mask']):
       i = len(out)
       out.append({'split': split, 'id': i, **row_of(source, i, batch, j, predicted, plan.splits.class_names)})
@@ -114,15 +121,15 @@ def _generation(source, i: int, batch: dict, j: int, predicted: dict, names) -> 
   return row
 
 
-def write(plan, state) -> str | None:
-  """Writes WORKDIR/predictions.jsonl for the validation and test splits; returns its path (None where the task
-  has no per-example rows, or the run spans processes)."""
-  if (plan.task.kind not in KINDS or jax.process_count() > 1
-      or (plan.task.kind == 'lm' and not plan.task.max_new_tokens)):  # a decoder evaluated by its loss only
-    return None
-  predict = predictor(plan)
-  lines = [json.dumps(row) for split in ('validation', 'test')
-           for row in rows(plan, state, getattr(plan.splits, split), split, predict=predict)]
+def applies(plan) -> bool:
+  """Whether the run has per-example rows to write: a task with them, one process, a decoder that generates."""
+  return (plan.task.kind in KINDS and jax.process_count() == 1
+          and not (plan.task.kind == 'lm' and not plan.task.max_new_tokens))  # a decoder evaluated by its loss only
+
+
+def write(plan, rows_of_splits: list[list[dict]]) -> str:
+  """Writes WORKDIR/predictions.jsonl from `rows` of the validation and test splits, in that order; returns its
+  path."""
   path = os.path.join(plan.workdir, FILE)
-  writers.write_text_atomic(path, '\n'.join(lines) + '\n')
+  writers.write_text_atomic(path, ''.join(json.dumps(row) + '\n' for rows_ in rows_of_splits for row in rows_))
   return path

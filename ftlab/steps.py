@@ -147,15 +147,18 @@ def _decoder_apply(model, state: TrainState):
 
 
 def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_name=None):
-  """Metrics of one padded evaluation batch; rows with mask 0 count nowhere. Loss without label smoothing.
-  `axis_name`: as in train_step, `batch` is this device's rows and the metrics are those of every device's rows
-  (summed, collected detections gathered)."""
+  """(metrics, predictions) of one padded evaluation batch, from one forward pass: the metrics count no row with
+  mask 0 (loss without label smoothing); the predictions are predict_step's, per row, padding rows included (the
+  loop fetches them only where it writes predictions.jsonl). `axis_name`: as in train_step, `batch` is this device's
+  rows and the metrics are those of every device's rows (summed, collected detections gathered); the predictions
+  stay this device's rows."""
   if task.kind == 'lm':  # a decoder is also evaluated by what it generates from the batch's prompts
-    metrics = task.evaluate(_decoder_apply(model, state), batch)
+    metrics, generated = task.evaluate(_decoder_apply(model, state), batch)
+    predicted = None if generated is None else task.predictions_of(generated, batch)
   else:
     logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
-    metrics = task.eval_metrics(logits=logits, batch=batch)
-  return metrics if axis_name is None else metrics_lib.over_devices(metrics, axis_name)
+    metrics, predicted = task.eval_metrics(logits=logits, batch=batch), _predicted(task, logits, batch)
+  return (metrics if axis_name is None else metrics_lib.over_devices(metrics, axis_name)), predicted
 
 
 def predict_step(state: TrainState, batch: dict, *, model, task: tasks.Task):
@@ -165,6 +168,10 @@ def predict_step(state: TrainState, batch: dict, *, model, task: tasks.Task):
   if task.kind == 'lm':
     return task.predictions(_decoder_apply(model, state), batch)
   logits, _ = _apply(model, state, state.params, task.inputs(batch), train=False)
+  return _predicted(task, logits, batch)
+
+
+def _predicted(task: tasks.Task, logits, batch: dict):
   if task.kind == 'segment':
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   if task.kind == 'detect':

@@ -117,13 +117,13 @@ class Trial:
       self.error = stop
 
   def finish(self, *, best_step: int, at_best: dict, test: dict, best_params, train_seconds: float,
-             best_state=None) -> dict:
-    """Writes the test row (at the best step), closes, writes predictions.jsonl (with eval.predictions,
-    from `best_state()`) and summary.json; returns the summary."""
+             predicted: list[list[dict]] | None = None) -> dict:
+    """Writes the test row (at the best step), closes, writes predictions.jsonl (`predicted`: the validation and
+    test rows, with eval.predictions) and summary.json; returns the summary."""
     self.writer.write(best_step, 'test', test)
     self.close()
-    if self.config.eval.predictions and best_state is not None and self.is_writer:
-      predictions.write(self.plan, best_state())
+    if predicted is not None and self.is_writer:
+      predictions.write(self.plan, predicted)
     skip = self.config.train.skip_nonfinite
     return outputs.write_summary(self.plan, best_step=best_step, final_step=self.final_step,
                                  stopped_early=self.loop.stopped_early, at_best=at_best, test=test,

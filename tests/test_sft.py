@@ -260,7 +260,7 @@ def test_evaluation_through_one_prompt_pass_equals_the_whole_rows_and_separate_d
   params = model.init(jax.random.key(0), {'input_ids': np.zeros((1, 4), np.int32)})
   task = lm_task.LMTask((), config, eos_id=tok.eos_id, max_new_tokens=3)
   apply = lambda inputs, cache=None, **kw: model.apply(params, inputs, cache=cache, **kw)
-  evaluate = jax.jit(lambda b: task.evaluate(apply, b))
+  evaluate = jax.jit(lambda b: task.evaluate(apply, b)[0])
   once = evaluate(batch).compute()
   whole = evaluate({k: v for k, v in batch.items() if k != 'completion_ids'}).compute()
   assert float(once['loss']) == pytest.approx(float(whole['loss']), rel=1e-5)

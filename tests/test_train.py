@@ -340,3 +340,32 @@ def test_a_run_on_local_idx_files_with_padded_remainders_resumes_exactly(tmp_pat
   summary = _summary(str(tmp_path / 'whole'))
   assert summary['data']['sizes'] == {'train': 54, 'validation': 18, 'test': 18}
   assert summary['validation']['accuracy'] > 0.6  # a bright row per class is learnable
+
+
+def test_a_run_whose_best_is_its_last_step_reads_each_split_once_at_the_end(tmp_path, monkeypatch):
+  """The final evaluation keeps its predictions: where it is the best checkpoint, the end reuses its rows instead of
+  evaluating the validation split again, and predictions.jsonl comes from the same passes (validation in the loop,
+  test once), equal to a separate predict pass over the best state."""
+  from ftlab import predictions
+  config = small_config(train__num_steps=20, eval__every_steps=20, eval__predictions=True)
+  plan = make_plan(config, str(tmp_path))
+  passes = []
+  counted = data.eval_batches
+  monkeypatch.setattr(data, 'eval_batches', lambda source, **kw: passes.append(source) or counted(source, **kw))
+  summary = loop.train_and_evaluate(plan)
+  splits = plan.splits
+  read = lambda source: sum(s is source for s in passes)
+  assert read(splits.validation) == 1 and read(splits.test) == 1  # before: 3 and 2
+  with open(tmp_path / 'metrics.jsonl') as f:
+    final = [r for r in map(json.loads, f) if r['split'] == 'validation' and r['step'] == 20][0]
+  assert {k: final[k] for k in summary['validation']} == summary['validation']
+  manager = checkpoints.Checkpoints(str(tmp_path / 'checkpoints'), keep=1, mode=plan.eval_mode, read_only=True)
+  best, _ = manager.restore(20, initial_state(plan, load_pretrained=False))
+  with open(tmp_path / 'predictions.jsonl') as f:
+    written = [json.loads(line) for line in f]
+  separate = [r for split in ('validation', 'test') for r in predictions.rows(
+      plan, getattr(splits, split), split, predictions.outputs_of(plan, best, getattr(splits, split)))]
+  assert [(r['split'], r['id'], r['prediction']) for r in written] == [(r['split'], r['id'], r['prediction'])
+                                                                      for r in separate]
+  np.testing.assert_allclose([r['probabilities'] for r in written], [r['probabilities'] for r in separate], atol=1e-5)
+  _assert_predictions_give_the_metrics(str(tmp_path), summary)

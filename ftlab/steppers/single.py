@@ -45,12 +45,25 @@ class SingleStepper:
 
   def evaluate(self, state, source, limit: int | None = None) -> list[dict]:
     """Summarised metrics of `state` over every example of `source` (or its first `limit`)."""
-    total = None
+    return self.evaluate_predicting(state, source, limit=limit, keep=False)[0]
+
+  def evaluate_predicting(self, state, source, limit: int | None = None, *, keep: bool = True):
+    """(evaluate's [metrics], [[(host batch, its host predictions) for each batch]]) in one pass over `source`; the
+    predictions are fetched only with `keep` (else [None])."""
+    total, kept = None, []
     for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit):
-      batch_metrics = self.eval_fn(state, self.layout.place_batch(batch))
+      batch_metrics, predicted = self.eval_fn(state, self.layout.place_batch(batch))
       total = batch_metrics if total is None else total.merge(batch_metrics)
+      if keep:
+        kept.append((batch, self._rows(jax.device_get(predicted))))
       faults.point('eval')
-    return [metrics_lib.summarize(total)]
+    return [metrics_lib.summarize(total)], [kept if keep else None]
+
+  def _rows(self, predicted):
+    """Host predictions as [rows, ...] ('pmap' gives [devices, rows per device, ...])."""
+    if self.layout.mode != 'pmap':
+      return predicted
+    return jax.tree.map(lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), predicted)
 
   def accumulate(self, total, metrics, accepted: np.ndarray):
     """The train metrics since the last evaluation, with an accepted step's merged in (a skipped one's not)."""

@@ -134,17 +134,29 @@ class StackedStepper:
 
   def evaluate(self, states, source, limit: int | None = None) -> list[dict]:
     """Each trial's metrics over `source`, or over its own of a list of K sources (evaluation.each)."""
-    if isinstance(source, list):
+    return self.evaluate_predicting(states, source, limit=limit, keep=False)[0]
+
+  def evaluate_predicting(self, states, source, limit: int | None = None, *, keep: bool = True):
+    """(evaluate's [metrics], per trial [(its host batch, its host predictions) for each batch]) in one pass; the
+    predictions are fetched only with `keep` (else None per trial)."""
+    per_lane = isinstance(source, list)
+    if per_lane:
       batches = ((self.eval_each_fn, batch, self.lane_sharding) for batch in self._lane_batches(source, limit))
     else:
       batches = ((self.eval_fn, batch, self.eval_sharding)
                  for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit))
-    total = None
+    total, kept = None, [[] for _ in range(self.size)]
     for fn, batch, sharding in batches:
-      batch_metrics = fn(states, jax.device_put(batch, sharding))
+      batch_metrics, predicted = fn(states, jax.device_put(batch, sharding))
       total = batch_metrics if total is None else total.merge(batch_metrics)
+      if keep:
+        predicted = jax.device_get(predicted)
+        for i, lane in enumerate(kept):
+          lane.append(({k: v[i] for k, v in batch.items()} if per_lane else batch,
+                       jax.tree.map(lambda x, i=i: x[i], predicted)))
     total = jax.device_get(total)
-    return [metrics_lib.summarize(host_index(total, i)) for i in range(self.size)]
+    return ([metrics_lib.summarize(host_index(total, i)) for i in range(self.size)],
+            kept if keep else [None] * self.size)
 
   def _lane_batches(self, sources: list, limit: int | None):
     """Stacked [K, B, ...] evaluation batches, lane i's rows from sources[i]; a lane with fewer batches than the
