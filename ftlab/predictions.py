@@ -48,7 +48,7 @@ def outputs_of(plan, state, source):
   """(host batch, its host predictions) for each evaluation batch of `source` under `state`."""
   predict = predictor(plan)
   for batch in data_lib.eval_batches(source, batch_size=plan.config.eval.batch_size, process_count=1,
-                                     process_index=0):
+                                     process_index=0, buckets=data_lib.eval_buckets(plan)):
     yield batch, jax.device_get(predict(state, batch))
 
 
@@ -60,9 +60,9 @@ def rows(plan, source, split: str, outputs) -> list[dict]:
   for batch, predicted in outputs:
     predicted = jax.tree.map(np.asarray, predicted)
     for j in np.flatnonzero(batch['mask']):
-      i = len(out)
+      i = int(batch['index'][j])
       out.append({'split': split, 'id': i, **row_of(source, i, batch, j, predicted, plan.splits.class_names)})
-  return out
+  return sorted(out, key=lambda row: row['id'])  # batches may visit the examples by length
 
 
 def _example(source, i: int, batch: dict, j: int, predicted: np.ndarray, names) -> dict:

@@ -170,3 +170,35 @@ def _write_conll(folder) -> str:
       lines.append('')
     (folder / name).write_text('\n'.join(lines) + '\n')
   return str(folder)
+
+
+@pytest.mark.parametrize('task', ['text', 'ner'])
+def test_evaluation_by_length_buckets_equals_evaluation_in_order_at_max_length(tmp_path, task):
+  """With data.tokenizer.bucket, evaluation visits the examples shortest first, each batch padded to its bucket: the
+  metrics are those of the in-order batches padded to max_length (float order aside) and the prediction rows come
+  back in split order, the same."""
+  from ftlab import predictions
+  from ftlab.initial_state import initial_state
+  from ftlab.plan import make_plan
+  from ftlab.steppers import SingleStepper
+  c = _text_config(tmp_path, data__tokenizer__bucket=True, eval__batch_size=8)
+  c.data.tokenizer.max_length = c.model.bert.max_position = 32  # buckets 16 and 32
+  if task == 'ner':
+    c.data.source, c.data.path = 'conll', _write_conll(tmp_path / 'conll')
+  plan = make_plan(c, str(tmp_path / 'run'))
+  stepper = SingleStepper(plan)
+  state = stepper.layout.place_state(initial_state(plan))
+  source = plan.splits.validation
+  lengths = [b['input_ids'].shape[1] for b in data.eval_batches(source, batch_size=8, buckets=stepper.buckets)]
+  assert lengths == sorted(lengths) and lengths[0] < c.data.tokenizer.max_length  # shortest first, less padding
+  runs = {}
+  for buckets in (stepper.buckets, None):
+    stepper.buckets = buckets
+    (metrics,), (outputs,) = stepper.evaluate_predicting(state, source)
+    runs[buckets is None] = metrics, predictions.rows(plan, source, 'validation', outputs)
+  (bucketed, bucketed_rows), (in_order, in_order_rows) = runs[False], runs[True]
+  assert bucketed.keys() == in_order.keys()
+  for key, value in in_order.items():
+    np.testing.assert_allclose(bucketed[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+  assert [r['id'] for r in bucketed_rows] == list(range(len(source)))
+  assert [r['prediction'] for r in bucketed_rows] == [r['prediction'] for r in in_order_rows]

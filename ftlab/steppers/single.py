@@ -17,6 +17,7 @@ class SingleStepper:
   def __init__(self, plan):
     self.layout = parallel.Layout.of(plan.config.parallel)
     self.eval_batch_size = plan.config.eval.batch_size
+    self.buckets = data_lib.eval_buckets(plan)
     self.train_fn, self.eval_fn = compiled.cached(('steps', plan.static_key), lambda: self._compile(plan))
 
   def _compile(self, plan):
@@ -51,7 +52,7 @@ class SingleStepper:
     """(evaluate's [metrics], [[(host batch, its host predictions) for each batch]]) in one pass over `source`; the
     predictions are fetched only with `keep` (else [None])."""
     total, kept = None, []
-    for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit):
+    for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit, buckets=self.buckets):
       batch_metrics, predicted = self.eval_fn(state, self.layout.place_batch(batch))
       total = batch_metrics if total is None else total.merge(batch_metrics)
       if keep:

@@ -92,6 +92,7 @@ class StackedStepper:
       raise ValueError(problem)
     self.size = k = len(plans)
     self.eval_batch_size = plans[0].config.eval.batch_size
+    self.buckets = data_lib.eval_buckets(plans[0])  # a shared split's (lanes of their own stack: one length)
     self.mesh = mesh = parallel.data_mesh()
     # the same seed and fold: the same data in the same order, one iterator (the folds of a cross-validated
     # configuration read different training data, each from its own iterator)
@@ -144,7 +145,8 @@ class StackedStepper:
       batches = ((self.eval_each_fn, batch, self.lane_sharding) for batch in self._lane_batches(source, limit))
     else:
       batches = ((self.eval_fn, batch, self.eval_sharding)
-                 for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit))
+                 for batch in data_lib.eval_batches(source, batch_size=self.eval_batch_size, limit=limit,
+                                                    buckets=self.buckets))
     total, kept = None, [[] for _ in range(self.size)]
     for fn, batch, sharding in batches:
       batch_metrics, predicted = fn(states, jax.device_put(batch, sharding))
