@@ -4,6 +4,7 @@
     FTLAB_TEST_KILL=POINT=V[/TEXT][,...]    SIGKILL when POINT is passed with value V (e.g. step=37)
     FTLAB_TEST_TERM=...                     the same, with SIGTERM (a cloud VM's preemption notice)
     FTLAB_TEST_ENOSPC=...                   the same, raising OSError ENOSPC there instead (a full disk)
+    FTLAB_TEST_EIO=...                      the same, raising OSError EIO (a flaky disk or network file system)
 
 /TEXT restricts an entry to passes whose `where` (a workdir or a file in it) contains TEXT. The points, with their
 values:
@@ -25,6 +26,7 @@ import os
 import signal
 
 _ENV = {'FTLAB_TEST_KILL': signal.SIGKILL, 'FTLAB_TEST_TERM': signal.SIGTERM}
+_ERRORS = {'FTLAB_TEST_ENOSPC': errno.ENOSPC, 'FTLAB_TEST_EIO': errno.EIO}
 _passes: collections.Counter = collections.Counter()
 
 
@@ -35,9 +37,10 @@ def point(name: str, value=None, where: str = '') -> None:
     spec = os.environ.get(variable)
     if spec and _matches(spec, name, value, where):
       os.kill(os.getpid(), sig)
-  spec = os.environ.get('FTLAB_TEST_ENOSPC')
-  if spec and _matches(spec, name, value, where):
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), where or None)
+  for variable, code in _ERRORS.items():
+    spec = os.environ.get(variable)
+    if spec and _matches(spec, name, value, where):
+      raise OSError(code, os.strerror(code), where or None)
 
 
 def _matches(spec: str, name: str, value, where: str) -> bool:

@@ -4,13 +4,15 @@ import collections
 import json
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 
 import optuna
 import PIL.Image
 import pytest
 
-from conftest import assert_same_run, run_ftlab, start_ftlab
+from conftest import ROOT, assert_same_run, run_ftlab, start_ftlab
 from ftlab import config as config_lib
 from ftlab import data
 from ftlab.sweeps import markdown, records, runner
@@ -277,3 +279,79 @@ def test_the_pruners_are_optunas():
   halving = runner.make_pruner({'name': 'halving', 'min_resource': 20, 'reduction_factor': 3})
   assert isinstance(halving, optuna.pruners.SuccessiveHalvingPruner)
   assert isinstance(runner.make_pruner({'name': 'none'}), optuna.pruners.NopPruner)
+
+
+HOLDER = '''
+import sys
+from ftlab import locks
+with locks.one_writer(sys.argv[1]):
+  print('held', flush=True)
+  sys.stdin.read()  # until the test closes our stdin
+'''
+
+
+def test_a_trial_whose_folder_another_process_holds_is_waited_for_and_trained_once(sweep_file, tmp_path):
+  """Every trial holds its run folder's lock as ftlab.main does: a worker that takes a trial another process still
+  has (here: a worker killed at step 30 whose trial a holder process keeps locked, as a worker judged stale would)
+  changes nothing in its folder until that process lets go, then resumes it once (no duplicated metric rows)."""
+  sweep_dir = tmp_path / 'held'
+  trial = sweep_dir / 'trials' / 'c000-s0'
+  argv = sweep_argv(sweep_file, str(sweep_dir))
+  killed = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_KILL': 'step=30/c000-s0'}, log_base=str(tmp_path / 'k'))
+  assert killed.returncode == -9, killed.stderr[-2000:]
+  holder = subprocess.Popen([sys.executable, '-c', HOLDER, str(trial)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=ROOT)
+  assert 'held\n' in iter(holder.stdout.readline, '')  # after its 'taking over' line
+  before = _files(trial)
+  worker = subprocess.Popen([sys.executable, '-m', 'ftlab.sweep', *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+  seen = []
+  for line in worker.stdout:
+    seen.append(line)
+    if 'waiting for it' in line:
+      break
+  assert f'{trial} is in use by another ftlab run (pid {holder.pid}' in seen[-1], ''.join(seen)[-3000:]
+  assert _files(trial) == before  # nothing written while the holder has it
+  holder.communicate('')
+  rest = worker.communicate()[0]
+  assert worker.returncode == 0, rest[-3000:]
+  assert sorted(r['id'] for r in records.read(str(sweep_dir))) == [
+      'c000-s0', 'c001-s0', 'c002-s0', 'c003-s0']
+  with open(trial / 'metrics.jsonl') as f:
+    written = [(r['step'], r['split']) for r in map(json.loads, f)]
+  assert len(written) == len(set(written)) and (40, 'test') in written
+
+
+def _files(folder) -> dict:
+  """{relative path: sha256} of every file under `folder` (the lock file aside: its holder line changes)."""
+  import hashlib
+  return {os.path.relpath(os.path.join(d, name), folder): hashlib.sha256(open(os.path.join(d, name), 'rb').read())
+          .hexdigest() for d, _, names in os.walk(folder) for name in names if name != '.ftlab.lock'}
+
+
+def test_a_trial_failed_outside_itself_is_run_again_on_rerun_up_to_the_bound(sweep_file, tmp_path, monkeypatch):
+  """An I/O error (EIO at step 30 of c000) records the trial failed with cause 'environment'; each rerun runs it
+  again (resuming its folder), up to records.RETRIES more times, while the diverged trials stay as they are; the
+  report says which attempt it is and whether a rerun retries it."""
+  sweep_dir = str(tmp_path / 'retry')
+  options = runner.Options(report=False)
+  monkeypatch.setenv('FTLAB_TEST_EIO', 'step=30/c000-s0')
+  for attempt in range(1, 2 + records.RETRIES):
+    rows = records.by_id(sweep_dir) if attempt > 1 else {}
+    diverged = {i: r for i, r in rows.items() if r['status'] == 'diverged'}
+    if attempt == 1 + records.RETRIES:
+      monkeypatch.delenv('FTLAB_TEST_EIO')  # the last retry succeeds
+    runner.run(sweep_file, sweep_dir, options=options)
+    row = records.by_id(sweep_dir)['c000-s0']
+    assert row.get('attempt', 1) == attempt
+    assert {i: r for i, r in records.by_id(sweep_dir).items() if i in diverged} == diverged  # not run again
+    if attempt <= records.RETRIES:
+      assert (row['status'], row['cause']) == ('failed', 'environment') and 'Errno 5' in row['message']
+      assert '[outside the trial, attempt' in markdown.incomplete_table([row], markdown.spec_of(
+          records.read_sweep(sweep_dir))) and records.retryable(row)
+  assert row['status'] == 'complete' and len(records.read(sweep_dir)) == 4
+  with open(os.path.join(sweep_dir, row['workdir'], 'metrics.jsonl')) as f:
+    written = [(r['step'], r['split']) for r in map(json.loads, f)]
+  assert len(written) == len(set(written)) and (40, 'test') in written
+  exhausted = {**row, 'status': 'failed', 'cause': 'environment', 'attempt': 1 + records.RETRIES}
+  assert not records.retryable(exhausted) and not records.retryable({**row, 'status': 'failed', 'cause': 'trial'})

@@ -240,6 +240,7 @@ def incomplete_table(rows: list[dict], spec: Spec) -> str:
     message = (str(r.get('message') or '').strip().splitlines() or [''])[0]
     if len(message) > 200:
       message = message[:197] + '...'
+    message = _retries(r) + message
     out.append([str(r['id'])] + [plots.format_value((r.get('values') or {}).get(k)) for k in spec.params]
                + [str(r.get('seed', '')) + (f' / fold {r["fold"]}' if r.get('fold') is not None else ''), r['status'], str(r.get('step') if r.get('step') is not None else 'n/a'),
                   _fmt(objective(r, spec.metric)), message or '-'])
@@ -247,6 +248,14 @@ def incomplete_table(rows: list[dict], spec: Spec) -> str:
     return 'None: every trial completed.'
   header = ['id'] + list(spec.params) + ['seed / fold' if spec.folds else 'seed', 'status', 'step', f'val {spec.metric} so far', 'message']
   return table(header, out)
+
+
+def _retries(row: dict) -> str:
+  """What a rerun does with a trial that failed outside itself (a full disk's kin, memory, the network)."""
+  if row['status'] != 'failed' or row.get('cause') != 'environment':
+    return ''
+  attempt = f'attempt {row.get("attempt", 1)} of {1 + records.RETRIES}'
+  return f'[outside the trial, {attempt}: {"a rerun runs it again" if records.retryable(row) else "not retried"}] '
 
 
 def status_counts(rows: list[dict]) -> dict[str, int]:

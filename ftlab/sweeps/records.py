@@ -3,13 +3,16 @@
 trials.jsonl is appended by every worker of a sweep, possibly at once and possibly killed mid-write. Appends hold
 an exclusive lock (fcntl on trials.jsonl.lock) and first cut off a half-written last line left by a killed writer;
 a row is written once per trial id (a second write of the same id is a no-op), so a worker that resumes a trial
-whose row already landed does not duplicate it. Readers report a line that is not JSON with its file and line
-number instead of a traceback.
+whose row already landed does not duplicate it; the one exception is a trial that failed for a cause outside itself
+(`retryable`): a rerun runs it again and appends its next attempt, which readers take in its place. Readers report a
+line that is not JSON with its file and line number instead of a traceback.
 
 A row: {'id', 'config_id', 'values' (the swept values by key), 'seed', 'status' ('complete', 'pruned', 'diverged'
 or 'failed'), 'step' (complete: the best step; pruned / diverged: the step it stopped at), 'best_step',
 'final_step', 'objective' (the sweep's metric at the best step, or None), 'validation', 'test', 'train_eval'
-(metric dicts or None), 'wall_seconds', 'workdir' (relative to the sweep directory), 'message'}.
+(metric dicts or None), 'wall_seconds', 'workdir' (relative to the sweep directory), 'message'}; a failed row also
+has 'cause' ('environment': I/O, memory, the network or storage; 'trial': its config, data or code;
+ftlab/sweeps/causes.py), and a trial run again 'attempt' (2, 3, ...).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import os
 from ftlab import locks
 
 STATUSES = ('complete', 'pruned', 'diverged', 'failed')
+RETRIES = 2  # the times a rerun runs again a trial that failed for a cause outside itself
 TRIALS = 'trials.jsonl'
 SWEEP = 'sweep.json'
 
@@ -28,8 +32,9 @@ class RecordError(ValueError):
 
 
 def read(sweep_dir: str) -> list[dict]:
-  """The rows of sweep_dir/trials.jsonl in file order ([] when there is none). A half-written last line (no
-  newline: its writer was killed) is ignored; any other line that is not a JSON object raises RecordError."""
+  """The rows of sweep_dir/trials.jsonl in file order, each trial's latest attempt in the place of its first ([]
+  when there is none). A half-written last line (no newline: its writer was killed) is ignored; any other line that
+  is not a JSON object raises RecordError."""
   path = os.path.join(sweep_dir, TRIALS)
   if not os.path.exists(path):
     return []
@@ -57,20 +62,36 @@ def read(sweep_dir: str) -> list[dict]:
                         'delete or repair that line and rerun')
     rows.append(row)
   del tail  # a killed writer's partial row: not a result; append() cuts it off
-  return rows
+  return list(by_id_of(rows).values())
+
+
+def by_id_of(rows: list[dict]) -> dict[str, dict]:
+  """{id: the trial's last row}, in the order the ids first appear."""
+  latest: dict[str, dict] = {}
+  for row in rows:
+    latest[row['id']] = row
+  return latest
 
 
 def by_id(sweep_dir: str) -> dict[str, dict]:
-  return {row['id']: row for row in read(sweep_dir)}
+  return by_id_of(read(sweep_dir))
+
+
+def retryable(row: dict | None) -> bool:
+  """Whether a rerun runs the trial of `row` again: it failed for a cause outside itself, with retries left."""
+  return (row is not None and row.get('status') == 'failed' and row.get('cause') == 'environment'
+          and row.get('attempt', 1) <= RETRIES)
 
 
 def append(sweep_dir: str, row: dict) -> bool:
-  """Appends `row` unless a row with its id is already there; returns whether it was written."""
+  """Appends `row` unless a row with its id is already there (or the one there is retryable and `row` its next
+  attempt); returns whether it was written."""
   if row.get('status') not in STATUSES:
     raise ValueError(f'trial row status {row.get("status")!r} is not one of {STATUSES}')
   path = os.path.join(sweep_dir, TRIALS)
   with locks.waiting(path + '.lock'):
-    if row['id'] in by_id(sweep_dir):
+    there = by_id(sweep_dir).get(row['id'])
+    if there is not None and not (retryable(there) and row.get('attempt', 1) > there.get('attempt', 1)):
       return False
     if os.path.exists(path):
       with open(path, 'rb+') as f:  # cut a half-written last line (a killed writer's)

@@ -18,6 +18,7 @@ Optuna trial is told. Diverged runs (NaN/Inf loss) are recorded as 'diverged' wi
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,6 +29,7 @@ import threading
 import time
 import traceback
 
+import jax
 import psutil
 
 from ftlab import config as config_lib
@@ -39,7 +41,7 @@ from ftlab.outcome import Diverged, Stop
 from ftlab.plan import make_plan
 from ftlab.pretrained import source_task
 from ftlab.steppers.stacked import layout_problem
-from ftlab.sweeps import records, space
+from ftlab.sweeps import causes, records, space
 
 STUDY_NAME = 'ftlab'
 HEARTBEAT_SECONDS = 30.0
@@ -285,6 +287,33 @@ def is_stale(trial, *, now: float, stale_after: float) -> bool:
   return now - beat > stale_after
 
 
+TRIAL_ATTRS = ('ftlab_id', 'ftlab_config_id', 'ftlab_seed', 'ftlab_fold')  # what a trial run again keeps
+
+
+def requeue_retries(study, sweep_dir: str) -> list[str]:
+  """Enqueues again the Optuna trial of every recorded trial that failed outside itself with retries left
+  (records.retryable) and that no waiting or running trial holds; returns their ids. Called under sweep.lock."""
+  import optuna
+  retry = [row for row in records.read(sweep_dir) if records.retryable(row)]
+  if not retry:
+    return []
+  trials = study.get_trials(deepcopy=False)
+  live = {t.user_attrs.get('ftlab_id') for t in trials
+          if t.state in (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)}
+  last = {t.user_attrs.get('ftlab_id'): t for t in trials}  # each id's latest trial (they come in number order)
+  requeued = []
+  for row in retry:
+    key = row['id'] if row['id'] in last else row['config_id']  # a bayes trial is its configuration's, every seed
+    if key in live or key not in last:
+      continue
+    t = last[key]
+    study.enqueue_trial(dict(t.params), user_attrs={**{k: v for k, v in t.user_attrs.items() if k in TRIAL_ATTRS},
+                                                    'ftlab_retry_of': t.number})
+    live.add(key)
+    requeued.append(row['id'])
+  return requeued
+
+
 def recover_stale(study, stale_after: float) -> list[str]:
   """Fails every stale RUNNING trial and enqueues it again with its id and values; returns the ids."""
   import optuna
@@ -297,7 +326,7 @@ def recover_stale(study, stale_after: float) -> list[str]:
       study.tell(t.number, state=optuna.trial.TrialState.FAIL)
     except (RuntimeError, ValueError):
       continue
-    attrs = {k: v for k, v in t.user_attrs.items() if k in ('ftlab_id', 'ftlab_config_id', 'ftlab_seed', 'ftlab_fold')}
+    attrs = {k: v for k, v in t.user_attrs.items() if k in TRIAL_ATTRS}
     if 'ftlab_id' in attrs:
       study.enqueue_trial(dict(t.params), user_attrs={**attrs, 'ftlab_retry_of': t.number})
       recovered.append(attrs['ftlab_id'])
@@ -360,7 +389,32 @@ def run_many(planner: Planner, base, sweep: space.Sweep, jobs: list[Job], *, on_
   Each row is appended to trials.jsonl, and given to `on_row(job, row)`, as soon as its run (or group) ends."""
   sweep_dir = planner.sweep_dir
   done = records.by_id(sweep_dir)
-  rows: list[dict | None] = [done.get(job.run_id) for job in jobs]
+  rows: list[dict | None] = [_settled(done.get(job.run_id)) for job in jobs]
+  with contextlib.ExitStack() as held:
+    for i, job in enumerate(jobs):
+      if rows[i] is None:
+        held.enter_context(_trial_lock(sweep_dir, job.run_id))
+        rows[i] = _settled(records.by_id(sweep_dir).get(job.run_id))  # a worker it waited for may have recorded it
+    _run_jobs(planner, base, sweep, jobs, rows, on_row)
+  recorded = records.by_id(sweep_dir)
+  return [recorded[job.run_id] for job in jobs]
+
+
+def _settled(row: dict | None) -> dict | None:
+  """A recorded row that stands (None for none, or for a failure outside the trial that a rerun retries)."""
+  return None if records.retryable(row) else row
+
+
+def _trial_lock(sweep_dir: str, run_id: str):
+  """A trial's run-folder lock, held as ftlab.main holds its workdir's (by process 0 of a multi-host sweep); a
+  trial that another worker is training (a worker that took it as stale) is waited for."""
+  workdir = workdir_lib.inside(os.path.join(sweep_dir, 'trials'), run_id)
+  return locks.one_writer(workdir, wait=True) if jax.process_index() == 0 else contextlib.nullcontext()
+
+
+def _run_jobs(planner: Planner, base, sweep: space.Sweep, jobs: list[Job], rows: list, on_row) -> None:
+  """run_many's work once the trials' locks are held: `rows` holds the rows recorded before (None to run)."""
+  sweep_dir = planner.sweep_dir
   todo, plans, on_evals, last = [], [], [], []
   for i, job in enumerate(jobs):
     if rows[i] is not None:
@@ -391,8 +445,6 @@ def run_many(planner: Planner, base, sweep: space.Sweep, jobs: list[Job], *, on_
 
   grouping.run_groups(plans, on_evals=on_evals, vectorize=sweep.vectorize, shard_trials=sweep.shard_trials,
                       on_outcome=finished)
-  recorded = records.by_id(sweep_dir)
-  return [recorded[job.run_id] for job in jobs]
 
 
 def _start(planner: Planner, base, sweep: space.Sweep, job: Job):
@@ -406,6 +458,11 @@ def _start(planner: Planner, base, sweep: space.Sweep, job: Job):
          'objective': None, 'validation': None, 'test': None, 'train_eval': None, 'message': ''}
   if job.fold is not None:
     row.update(fold=job.fold, **({'refit': True} if job.fold == -1 else {}))
+  failed = records.by_id(planner.sweep_dir).get(run_id)
+  if records.retryable(failed):
+    row['attempt'] = failed.get('attempt', 1) + 1
+    print(f'ftlab.sweep: trial {run_id}: attempt {row["attempt"]} of {1 + records.RETRIES} (it failed outside itself: '
+          f'{(failed["message"].splitlines() or [""])[0][:200]})', flush=True)
   fold = '' if job.fold is None else ' refit on every fold' if job.fold == -1 else f' fold {job.fold}'
   print(f'ftlab.sweep: trial {run_id} {json.dumps(job.point.values)} seed {job.seed}{fold}', flush=True)
   try:
@@ -448,9 +505,9 @@ def _finish_row(row: dict, result, seen: dict, metric: str, seconds: float) -> N
   elif isinstance(result, Diverged):
     row.update(status='diverged', step=result.step, message=str(result), validation=seen.get('row'))
   elif isinstance(result, config_lib.ConfigError):
-    row.update(status='failed', step=0, message=result.report())
+    row.update(status='failed', step=0, cause=causes.TRIAL, message=result.report())
   elif isinstance(result, BaseException):
-    row.update(status='failed', step=seen.get('step', 0),
+    row.update(status='failed', step=seen.get('step', 0), cause=causes.cause_of(result),
                message=f'{type(result).__name__}: {result}\n'
                        + ''.join(traceback.format_exception(result, limit=5)[-6:]))
   else:
@@ -631,6 +688,9 @@ def set_up(sweep_dir: str, sweep: space.Sweep, record: dict, options: Options):
       study = open_study(sweep_dir, sweep, record, options)
       if first:
         writers.write_json_atomic(os.path.join(sweep_dir, records.SWEEP), record)
+      retried = requeue_retries(study, sweep_dir)
+    if retried:
+      print(f'ftlab.sweep: running again the trials that failed outside themselves: {", ".join(retried)}', flush=True)
     return study
   except (config_lib.ConfigError, records.RecordError):
     _remove_new(sweep_dir, before)
