@@ -87,6 +87,11 @@ class FtlabText(_Local):
         text_pair_column=o['text_pair_column'], group_column=o.get('group_column', ''), file_format=o['format'])
         for split, path in o['files'].items()}
     names = tuple(o['label_names']) or formats.infer_label_names(read['train'], path=o['files']['train'])
+    classes = sorted({row['label'] for row in read['train']})
+    if len(classes) < 2:
+      raise DataError(f'{o["files"]["train"]}: every training example has the label {classes[0]!r}, one class: a '
+                      'classifier has nothing to learn; check data.text.label_column, or that the file holds every '
+                      'class (a file sorted by label, cut by a split slice?)')
     splits = {}
     for split, rows in read.items():
       ids = formats.label_ids(rows, names, path=o['files'][split])
@@ -288,9 +293,9 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
   def builder():
     return cls(data_dir=data_dir, config=LocalConfig(name=name, options=options), file_format='array_record')
 
-  existing = builder()
-  if existing.is_prepared():
-    return existing
+  if builder().is_prepared():
+    # a builder made after the check: one made before reads no metadata if another process finishes meanwhile
+    return builder()
   # two processes (sweep workers, runs started together) would both prepare and the second rename would fail: one
   # prepares while the others wait, then they read what it wrote
   with locks.waiting(os.path.join(data_dir, cls.name, f'{name}.prepare.lock')):
