@@ -318,3 +318,16 @@ def test_find_split_files_errors(tmp_path):
   _write(tmp_path / 'train.jsonl', '')
   with _raises('several files', 'train.csv', 'train.jsonl', 'data.files.train'):
     find_split_files(tmp_path, {'train': ''})
+
+
+def test_labels_written_as_whole_number_floats_are_read_as_integers_with_a_warning(tmp_path, capsys):
+  csv_path = _write(tmp_path / 'data.csv', 'text,label\nx,1.0\ny,0.00\nz,2\n')
+  jsonl_path = _write(tmp_path / 'data.jsonl', '{"text": "x", "label": 1.0}\n{"text": "y", "label": 0}\n')
+  for path, n in ((csv_path, 2), (jsonl_path, 1)):
+    examples = read_text_classification(path, text_column='text', label_column='label')
+    assert infer_label_names(examples) == tuple(str(i) for i in range(len(examples)))
+    err = capsys.readouterr().err
+    assert f'{path}: {n} labels are written as whole-number floats' in err and 'read as the integers' in err
+  with _raises('label 1.5 is a JSON number'):
+    read_text_classification(_write(tmp_path / 'half.jsonl', '{"text": "x", "label": 1.5}\n'), text_column='text',
+                             label_column='label')

@@ -161,7 +161,7 @@ def test_image_folders_decode_and_resize(tmp_path):
 def test_a_failed_preparation_leaves_no_dataset_that_looks_complete(tmp_path, vocab):
   folder = tmp_path / 'reviews'
   folder.mkdir()
-  (folder / 'train.tsv').write_text('sentence\tlabel\n' + 'a good movie\t1\n' * 5)
+  (folder / 'train.tsv').write_text('sentence\tlabel\n' + 'a good movie\t1\na bad movie\t0\n' * 3)
   (folder / 'test.tsv').write_text('sentence\tlabel\na movie\t7\n')
   c = _config(tmp_path, data__source='text', data__path=str(folder))
   c.data.text.text_column = 'sentence'
@@ -278,6 +278,6 @@ def test_splits_read_again_in_one_process_are_decoded_once_and_a_changed_file_is
   again = data.load(c.data)  # a sweep plans each trial: the same splits, not decoded again
   assert len(decoded) == count
   assert again.train.labels.tolist() == first.train.labels.tolist()
-  (folder / 'train.csv').write_text('text,label\n' + ''.join(f'"a bad movie {i}",0\n' for i in range(20)))
+  (folder / 'train.csv').write_text('text,label\n' + ''.join(f'"a bad movie {i}",{int(i > 5)}\n' for i in range(20)))
   changed = data.load(c.data)  # the file changed: prepared anew, read anew
-  assert len(decoded) == 2 * count and set(changed.train.labels.tolist()) == {0}
+  assert len(decoded) == 2 * count and changed.train.labels.mean() > 0.6  # 14 of 20 now 1 (was 10)

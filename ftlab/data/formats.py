@@ -14,6 +14,7 @@ import os
 import pathlib
 import re
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -58,6 +59,30 @@ def _decode(path, data: bytes) -> str:
                     're-save the file as UTF-8') from None
 
 
+MAX_LISTED = 10  # problems of one file listed in its error; the rest counted
+
+
+def _problems(path, problems: list[str]) -> DataError:
+  """One error for every row-level problem of a file (each 'file:line: what; fix'), so that one run shows all."""
+  if len(problems) == 1:
+    return DataError(problems[0])
+  more = f'; and {len(problems) - MAX_LISTED} more' if len(problems) > MAX_LISTED else ''
+  return DataError(f'{path}: {len(problems)} problems: ' + '; '.join(
+      p.removeprefix(f'{path}:') for p in problems[:MAX_LISTED]) + more)
+
+
+def _checked_text(path, text: str) -> str:
+  """`text`, refused where it cannot be a text file ftlab reads: NUL bytes, or only CR line endings."""
+  nul = text.find('\0')
+  if nul >= 0:
+    raise DataError(f'{located(path, text.count(chr(10), 0, nul) + 1)}: a NUL byte; the file looks binary or UTF-16, '
+                    'not UTF-8 text: re-save it as UTF-8')
+  if '\r' in text and '\n' not in text:
+    raise DataError(f'{path}: its lines end in CR alone (old Mac line endings), so it reads as one line; convert '
+                    'them to LF (e.g. tr "\\r" "\\n")')
+  return text
+
+
 def _lines(text: str) -> list[str]:
   """Lines split on '\\n' (so numbers agree with byte-level line counts), a trailing '\\r' dropped."""
   return [line[:-1] if line.endswith('\r') else line for line in text.split('\n')]
@@ -87,12 +112,16 @@ def _column_keys(text_column: str, label_column: str, text_pair_column: str,
   return keys
 
 
+class MissingColumn(DataError):
+  """A column (a JSON key) the config names that the file does not have."""
+
+
 def _missing_column(where: str, column: str, key: str, present, what: str = 'columns') -> DataError:
   """The error for a column that is not there, listing the ones that are."""
   have = ', '.join(repr(c) for c in present) or '(none)'
   if not column:
-    return DataError(f'{where}: {key} is empty; set it to one of the {what} the file has: {have}')
-  return DataError(f'{where}: no column {column!r} (the file has {what}: {have}); set {key} to one of them')
+    return MissingColumn(f'{where}: {key} is empty; set it to one of the {what} the file has: {have}')
+  return MissingColumn(f'{where}: no column {column!r} (the file has {what}: {have}); set {key} to one of them')
 
 
 def _json_type(value) -> str:
@@ -107,6 +136,8 @@ def _label_string(where: str, value) -> str:
     label = value.strip()
   elif isinstance(value, int) and not isinstance(value, bool):
     label = str(value)
+  elif isinstance(value, float) and value.is_integer():
+    label = repr(value)  # 1.0: made an integer below, with a warning
   else:
     raise DataError(f'{where}: label {value!r} is a JSON {_json_type(value)}; labels must be strings or integers, '
                     'correct the file or set data.text.label_column to the label column')
@@ -115,80 +146,135 @@ def _label_string(where: str, value) -> str:
   return label
 
 
+def _whole_floats_as_integers(path, examples: list[dict]) -> None:
+  """Labels written as whole-number floats ('1.0', a tool that wrote class ids as floats) read as the integers, with
+  a warning that says so."""
+  changed = [e for e in examples if _WHOLE_FLOAT.match(e['label'])]
+  if not changed:
+    return
+  first = changed[0]['label']
+  for example in changed:
+    example['label'] = str(int(_WHOLE_FLOAT.match(example['label']).group(1)))
+  print(f'ftlab: warning: {path}: {len(changed)} labels are written as whole-number floats (e.g. {first!r}); read '
+        f'as the integers (e.g. {changed[0]["label"]!r}), which name classes 0..k-1', file=sys.stderr, flush=True)
+
+
+_WHOLE_FLOAT = re.compile(r'^([+-]?\d+)\.0*$')
+
+
 def _read_delimited(path, text: str, fmt: str, keys) -> list[dict]:
-  """CSV/TSV rows (header row first) as examples."""
+  """CSV/TSV rows (header row first) as examples; every row's problem reported at once."""
   if fmt == 'tsv':
     reader = csv.reader(io.StringIO(text, newline=''), delimiter='\t', quoting=csv.QUOTE_NONE)
-    field_fix = 'a field may contain a tab; remove tabs inside fields'
   else:
     reader = csv.reader(io.StringIO(text, newline=''))
-    field_fix = 'quote fields that contain commas, e.g. "a, b"'
-  examples, header, line = [], None, 0
+  examples, problems, header, line = [], [], None, 0
   try:
     for row in reader:
       start, line = line + 1, reader.line_num
       if not row or (len(row) == 1 and not row[0].strip()):
         continue
       if header is None:
-        header = [name.strip() for name in row]
-        indices = {}
-        for field, column, key in keys:
-          if column not in header or not column:
-            raise _missing_column(str(path), column, key, header)
-          indices[field] = header.index(column)
+        header, indices = [name.strip() for name in row], _header_indices(path, row, keys)
         continue
-      if len(row) != len(header):
-        raise DataError(f'{located(path, start)}: expected {len(header)} fields (the header has {len(header)}), '
-                        f'found {len(row)}; {field_fix}, or fix the row')
-      example = {field: row[i] for field, i in indices.items()}
-      example['label'] = _label_string(located(path, start), example['label'])
-      example['line'] = start
-      examples.append(example)
+      try:
+        examples.append(_delimited_example(located(path, start), row, header, indices, fmt))
+        examples[-1]['line'] = start
+      except DataError as problem:
+        problems.append(str(problem))
   except csv.Error as e:
-    raise DataError(f'{located(path, reader.line_num)}: not valid {fmt.upper()} ({e}); fix the row') from None
+    problems.append(f'{located(path, reader.line_num)}: not valid {fmt.upper()} ({e}); fix the row')
+  if problems:
+    raise _problems(path, problems)
   if header is None or not examples:
     raise DataError(f'{path}: has no examples ({"no header row" if header is None else "a header but no rows"}); '
                     'check data.path and data.files')
   return examples
 
 
+def _header_indices(path, row: list[str], keys) -> dict[str, int]:
+  """{output field: its column's index} from the header row; a column named twice that ftlab reads is refused."""
+  header = [name.strip() for name in row]
+  indices = {}
+  for field, column, key in keys:
+    if column not in header or not column:
+      raise _missing_column(str(path), column, key, header)
+    where = [i + 1 for i, name in enumerate(header) if name == column]
+    if len(where) > 1:
+      raise DataError(f'{path}: the header names the column {column!r} {len(where)} times (columns '
+                      f'{", ".join(map(str, where))}), so {key} is ambiguous; rename the others')
+    indices[field] = where[0] - 1
+  return indices
+
+
+def _delimited_example(where: str, row: list[str], header: list[str], indices: dict, fmt: str) -> dict:
+  if [field.strip() for field in row] == header:
+    raise DataError(f'{where}: repeats the header row (files joined together?); remove the line')
+  if len(row) != len(header):
+    fix = 'a field may contain a tab; remove tabs inside fields' if fmt == 'tsv' else \
+        'quote fields that contain commas, e.g. "a, b"'
+    raise DataError(f'{where}: expected {len(header)} fields (the header has {len(header)}), found {len(row)}; '
+                    f'{fix}, or fix the row')
+  example = {field: row[i] for field, i in indices.items()}
+  example['label'] = _label_string(where, example['label'])
+  _check_texts(where, example)
+  return example
+
+
+def _check_texts(where: str, example: dict) -> None:
+  for field in ('text', 'text_pair'):
+    if field in example and not example[field].strip():
+      raise DataError(f'{where}: empty {field.replace("_", " ")}; give every example its text or remove the line')
+
+
 def _read_jsonl(path, text: str, keys) -> list[dict]:
-  """JSON Lines (one object per line, blank lines skipped) as examples."""
-  examples = []
+  """JSON Lines (one object per line, blank lines skipped) as examples; every line's problem reported at once."""
+  examples, problems = [], []
   for number, raw in enumerate(_lines(text), 1):
     if not raw.strip():
       continue
-    where = located(path, number)
     try:
-      record = json.loads(raw)
-    except json.JSONDecodeError as e:
-      hint = ('; the file looks like one JSON array, convert it to JSON Lines (one object per line)'
-              if not examples and raw.lstrip().startswith('[') else '')
-      raise DataError(f'{where}: not valid JSON ({e.msg} at column {e.colno}){hint}; fix the line') from None
-    except ValueError as e:  # a number of more than 4300 digits, which Python refuses to convert
-      raise DataError(f'{where}: a value JSON cannot read ({str(e).split(";")[0]}); fix the line') from None
-    if not isinstance(record, dict):
-      raise DataError(f'{where}: expected a JSON object, got a JSON {_json_type(record)}; '
-                      'write one object per line, e.g. {"text": ..., "label": ...}')
-    example = {}
-    for field, column, key in keys:
-      if column not in record or not column:
-        raise _missing_column(where, column, key, list(record), what='keys')
-      value = record[column]
-      if field == 'label':
-        example[field] = _label_string(where, value)
-      elif field == 'group' and isinstance(value, int) and not isinstance(value, bool):
-        example[field] = str(value)  # an id
-      elif isinstance(value, str):
-        example[field] = value
-      else:
-        raise DataError(f'{where}: {column!r} is a JSON {_json_type(value)}, not a string; '
-                        f'correct the file or set {key} to the text column')
-    example['line'] = number
-    examples.append(example)
+      examples.append(_jsonl_example(located(path, number), raw, keys, first=not examples and not problems))
+      examples[-1]['line'] = number
+    except DataError as problem:
+      if isinstance(problem, MissingColumn) and not examples and not problems:
+        raise  # the config's column, not the file's lines
+      problems.append(str(problem))
+  if problems:
+    raise _problems(path, problems)
   if not examples:
     raise DataError(f'{path}: has no examples (no JSON objects); check data.path and data.files')
   return examples
+
+
+def _jsonl_example(where: str, raw: str, keys, *, first: bool) -> dict:
+  try:
+    record = json.loads(raw)
+  except json.JSONDecodeError as e:
+    hint = ('; the file looks like one JSON array, convert it to JSON Lines (one object per line)'
+            if first and raw.lstrip().startswith('[') else '')
+    raise DataError(f'{where}: not valid JSON ({e.msg} at column {e.colno}){hint}; fix the line') from None
+  except ValueError as e:  # a number of more than 4300 digits, which Python refuses to convert
+    raise DataError(f'{where}: a value JSON cannot read ({str(e).split(";")[0]}); fix the line') from None
+  if not isinstance(record, dict):
+    raise DataError(f'{where}: expected a JSON object, got a JSON {_json_type(record)}; '
+                    'write one object per line, e.g. {"text": ..., "label": ...}')
+  example = {}
+  for field, column, key in keys:
+    if column not in record or not column:
+      raise _missing_column(where, column, key, list(record), what='keys')
+    value = record[column]
+    if field == 'label':
+      example[field] = _label_string(where, value)
+    elif field == 'group' and isinstance(value, int) and not isinstance(value, bool):
+      example[field] = str(value)  # an id
+    elif isinstance(value, str):
+      example[field] = value
+    else:
+      raise DataError(f'{where}: {column!r} is a JSON {_json_type(value)}, not a string; '
+                      f'correct the file or set {key} to the text column')
+  _check_texts(where, example)
+  return example
 
 
 def read_text_classification(path, *, text_column: str, label_column: str, text_pair_column: str = '',
@@ -205,10 +291,10 @@ def read_text_classification(path, *, text_column: str, label_column: str, text_
     raise DataError(f'{path}: the same column is used twice ({", ".join(repr(c) for c in columns)}); '
                     'set data.text.text_column, data.text.label_column, data.text.text_pair_column and '
                     'data.group_column to different columns')
-  text = _decode(path, _read_bytes(path))
-  if fmt == 'jsonl':
-    return _read_jsonl(path, text, keys)
-  return _read_delimited(path, text, fmt, keys)
+  text = _checked_text(path, _decode(path, _read_bytes(path)))
+  examples = _read_jsonl(path, text, keys) if fmt == 'jsonl' else _read_delimited(path, text, fmt, keys)
+  _whole_floats_as_integers(path, examples)
+  return examples
 
 
 def label_ids(examples: list[dict], label_names: tuple[str, ...], *, path) -> list[int]:
@@ -288,7 +374,7 @@ def read_conll(path, *, word_column: int = 0, tag_column: int = -1, scheme: str 
   """Sentences {'tokens', 'tags' (IOB2), 'line'} from a CoNLL file; -DOCSTART- lines are skipped."""
   if scheme not in _CONLL_SCHEMES:
     raise DataError(f'{path}: data.conll.scheme={scheme!r} is not a scheme; use one of {", ".join(_CONLL_SCHEMES)}')
-  text = _decode(path, _read_bytes(path))
+  text = _checked_text(path, _decode(path, _read_bytes(path)))
   sentences, tokens, tags, lines = [], [], [], []
   columns = word = tag = None
 
