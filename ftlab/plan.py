@@ -23,7 +23,7 @@ import optax
 
 from ftlab import config as config_lib
 from ftlab import data as data_lib
-from ftlab import models, tasks, traced
+from ftlab import memory, models, tasks, traced
 from ftlab.models import lora as lora_lib
 from ftlab.optim import builder, groups, rules as rules_lib
 from ftlab.pretrained import load as pretrained_lib
@@ -87,6 +87,9 @@ def make_plan(config, workdir: str, *, init_from: str = '',
   if problems:
     raise config_lib.ConfigError(problems)
   labels, rules, trained, tx, schedule = optimizer
+  problems = memory.problems(config, task, splits, variables, tx)
+  if problems:  # before any batch is built: the kernel would kill the process
+    raise config_lib.ConfigError(problems)
   frozen = rules_lib.frozen_masks(labels, rules, {k: v for k, v in variables.items() if k != 'params'},
                                   trained=trained)
   counts = _class_counts(task, splits)
