@@ -2,6 +2,7 @@
 builders, split roles and carving, and preparation that never leaves a half-written dataset."""
 import gzip
 import json
+import logging
 import os
 import struct
 
@@ -281,3 +282,22 @@ def test_splits_read_again_in_one_process_are_decoded_once_and_a_changed_file_is
   (folder / 'train.csv').write_text('text,label\n' + ''.join(f'"a bad movie {i}",{int(i > 5)}\n' for i in range(20)))
   changed = data.load(c.data)  # the file changed: prepared anew, read anew
   assert len(decoded) == 2 * count and changed.train.labels.mean() > 0.6  # 14 of 20 now 1 (was 10)
+
+
+def test_preparing_a_local_dataset_says_what_ftlab_reads_not_what_tfds_downloads(tmp_path, vocab, capsys, caplog):
+  """The first load of local files says which files ftlab reads once and where to; TFDS's 'Downloading and preparing
+  dataset' (nothing is downloaded) and absl's 'has no dataset_info.json' for the folder being prepared are not shown;
+  a second load reads the prepared data silently."""
+  folder = tmp_path / 'reviews'
+  folder.mkdir()
+  (folder / 'train.csv').write_text('text,label\n' + ''.join(f'"a movie {i}",{i % 2}\n' for i in range(10)))
+  c = _config(tmp_path, data__source='text', data__path=str(folder))
+  c.data.tokenizer.path = vocab
+  with caplog.at_level(logging.WARNING):
+    data.load(c.data)
+  out = capsys.readouterr().out
+  assert f'ftlab: reading {folder / "train.csv"} once into {tmp_path / "tfds"}' in out, out
+  assert 'Downloading and preparing' not in out and 'downloaded and prepared' not in out
+  assert not [r for r in caplog.records if 'dataset_info.json' in r.getMessage()]
+  data.load(c.data)
+  assert 'ftlab: reading' not in capsys.readouterr().out

@@ -64,6 +64,15 @@ class _Local(tfds.core.GeneratorBasedBuilder):
     for i, example in enumerate(examples):
       yield i, example
 
+  def _log_download_bytes(self) -> None:  # TFDS's 'Downloading and preparing dataset ...': nothing is downloaded
+    files = self.options.get('files') or {}
+    read = ', '.join(str(f) if isinstance(f, str) else ' + '.join(map(str, f)) for f in files.values()) or \
+        f'the {self.options["source"]} data'
+    print(f'ftlab: reading {read} once into {self.data_dir} (later runs read it from there)', flush=True)
+
+  def _log_download_done(self) -> None:
+    pass
+
 
 def _int64(shape=()):
   return tfds.features.Tensor(shape=shape, dtype=np.int64)
