@@ -22,10 +22,9 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from ftlab import checkpoints
 
-from ftlab import checkpoints  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(workdir: str, steps: int, devices: int, extra: list[str]) -> dict:

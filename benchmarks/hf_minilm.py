@@ -28,11 +28,9 @@ import importlib.resources
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 def tune_malloc() -> None:

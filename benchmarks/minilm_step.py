@@ -92,7 +92,6 @@ class Ftlab:
     import jax
     import jax.numpy as jnp
     import numpy as np
-    sys.path.insert(0, ROOT)
     from ftlab import config as config_lib
     from ftlab import data, parallel, steps
     from ftlab.data import text
@@ -384,7 +383,6 @@ def main():
   args = parser.parse_args()
   args.data = os.path.abspath(args.data)
   if args.tune_malloc:
-    sys.path.insert(0, ROOT)
     from ftlab import malloc  # imports no jax
     malloc.tune()  # before jax starts its threads
   cpus = sorted(os.sched_getaffinity(0))

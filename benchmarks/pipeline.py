@@ -18,22 +18,20 @@ import contextlib
 import importlib.resources
 import io
 import os
-import sys
 import tempfile
 import time
 
 import jax
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from ftlab import config as config_lib
+from ftlab import data, parallel
+from ftlab.initial_state import initial_state
+from ftlab.plan import make_plan
+from ftlab.steps import bind
+from ftlab.data import builders
 
-from ftlab import config as config_lib  # noqa: E402
-from ftlab import data, parallel  # noqa: E402
-from ftlab.initial_state import initial_state  # noqa: E402
-from ftlab.plan import make_plan  # noqa: E402
-from ftlab.steps import bind  # noqa: E402
-from ftlab.data import builders  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def step_rate(data_path: str, data_dir: str, batch_size: int, length: int, steps: int) -> float:

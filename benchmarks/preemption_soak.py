@@ -19,10 +19,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from ftlab import compare
 
-from ftlab import compare  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def command(config: str, workdir: str, overrides: list[str]) -> list[str]:

@@ -7,18 +7,16 @@ step itself), steps/s with the grain pipeline feeding each step (as the loop run
 """
 import argparse
 import os
-import sys
 import time
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ftlab import config as config_lib  # noqa: E402
-from ftlab import data, parallel, steps  # noqa: E402
-from ftlab.initial_state import initial_state  # noqa: E402
-from ftlab.plan import make_plan  # noqa: E402
-from ftlab.steppers import SingleStepper  # noqa: E402
+from ftlab import config as config_lib
+from ftlab import data, parallel, steps
+from ftlab.initial_state import initial_state
+from ftlab.plan import make_plan
+from ftlab.steppers import SingleStepper
 
 
 def main():

@@ -6,12 +6,9 @@ given for a batch of 32). The number of epochs is fixed, so larger batches take 
 
 Results: see experiments/README.md and DIR/report.md.
 """
-import os
-import sys
+from ftlab.config import sibling
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import study_base  # noqa: E402
-
+study_base = sibling(__file__, 'study_base')
 
 def get_config(arg=None):
   config = study_base.base_config(arg)

@@ -8,12 +8,10 @@ scores, and the report pairs them fold by fold (standard error, paired t-test ag
 sst2: the first 2,000 SST-2 training sentences cut into 5 folds (1,600 train, 400 validate), all-MiniLM-L6-v2,
 3 epochs (150 steps of 32); the refit is tested on the 872-sentence dev set. Results: experiments/README.md.
 """
-import os
-import sys
+from ftlab.config import sibling
+from ftlab.sweeps.space import variants
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import study_base  # noqa: E402
-from ftlab.sweeps.space import variants  # noqa: E402
+study_base = sibling(__file__, 'study_base')
 
 
 def get_config(arg=None):

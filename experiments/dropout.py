@@ -8,12 +8,10 @@ The quickstart's source-task run uses the same dropout (it is derived from the f
 the pretraining's dropout too; its other studies keep the source run fixed.
 Results: see experiments/README.md and DIR/report.md.
 """
-import os
-import sys
+from ftlab.config import sibling
+from ftlab.sweeps.space import variants
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import study_base  # noqa: E402
-from ftlab.sweeps.space import variants  # noqa: E402
+study_base = sibling(__file__, 'study_base')
 
 
 get_config = study_base.get_config  # the quickstart, or SST-2 with the arg sst2

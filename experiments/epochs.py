@@ -6,12 +6,10 @@ checkpoint is kept either way, so 'off' still reports the best step).
 
 Results: see experiments/README.md and DIR/report.md.
 """
-import os
-import sys
+from ftlab.config import sibling
+from ftlab.sweeps.space import variants
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import study_base  # noqa: E402
-from ftlab.sweeps.space import variants  # noqa: E402
+study_base = sibling(__file__, 'study_base')
 
 
 def get_config(arg=None):

@@ -7,12 +7,10 @@ unfreezing (ULMFiT), LP-FT, layer-wise LR decay, a 10x head rate, and LoRA.
 Quickstart strategies are configs/quickstart.py's args (same rates); on SST-2 the layers are MiniLM's 6 blocks.
 Results: see experiments/README.md and DIR/report.md.
 """
-import os
-import sys
+from ftlab.config import sibling
+from ftlab.sweeps.space import variants
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import study_base  # noqa: E402
-from ftlab.sweeps.space import variants  # noqa: E402
+study_base = sibling(__file__, 'study_base')
 
 
 get_config = study_base.get_config  # the quickstart, or SST-2 with the arg sst2

@@ -6,12 +6,9 @@ so that every schedule runs to its end.
 
 Results: see experiments/README.md (measured tables) and DIR/report.md.
 """
-import os
-import sys
+from ftlab.config import sibling
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import study_base  # noqa: E402
-
+study_base = sibling(__file__, 'study_base')
 
 def get_config(arg=None):
   config = study_base.base_config(arg)

@@ -8,12 +8,10 @@ decay (1 seed each; compare the best validation F1 found and its test F1).
 
 Results: see experiments/README.md and DIR/report.md.
 """
-import os
-import sys
+from ftlab.config import sibling
+from ftlab.sweeps.space import loguniform
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import study_base  # noqa: E402
-from ftlab.sweeps.space import loguniform  # noqa: E402
+study_base = sibling(__file__, 'study_base')
 
 KINDS = ('grid', 'random', 'bayes')
 

@@ -5,12 +5,9 @@
 
 Results: see experiments/README.md and DIR/report.md.
 """
-import os
-import sys
+from ftlab.config import sibling
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import study_base  # noqa: E402
-
+study_base = sibling(__file__, 'study_base')
 
 get_config = study_base.get_config  # the quickstart, or SST-2 with the arg sst2
 

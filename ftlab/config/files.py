@@ -29,6 +29,13 @@ def load_module(path: str):
   return module
 
 
+def sibling(config_file: str, name: str):
+  """The module NAME.py beside `config_file` (helpers that several config files share, e.g. experiments/
+  study_base.py), loaded by its path: a config file imports its neighbours without a sys.path entry."""
+  import os
+  return load_module(os.path.join(os.path.dirname(os.path.abspath(config_file)), f'{name}.py'))
+
+
 def call_config_function(module, name: str, arg: str, path: str):
   """module.NAME(arg) (or NAME() without an arg); ConfigError naming the user's failing line."""
   if not hasattr(module, name):
