@@ -121,7 +121,7 @@ class Ftlab:
     config.data.path = self.args.data
     if num_train != 8000:  # a shorter epoch, for trying the benchmark out
       config.data.splits.train = f'train[:{num_train}]'
-      config.eval.every_steps = -(-num_train // self.args.batch_size)
+      config.eval.every_steps = max(1, num_train // self.args.batch_size)  # the epoch spills its remainder
     config.data.tokenizer.max_length, config.data.tokenizer.bucket = length, bucket
     config.data.tokenizer.pack = pack
     config.train.batch_size = self.args.batch_size

@@ -4,6 +4,7 @@ token classification); a packed training batch holds the batch's examples once e
 trains as the unpacked one."""
 import json
 import os
+import types
 
 import jax
 import jax.numpy as jnp
@@ -187,6 +188,9 @@ def test_evaluation_by_length_buckets_equals_evaluation_in_order_at_max_length(t
     c.data.source, c.data.path = 'conll', _write_conll(tmp_path / 'conll')
   plan = make_plan(c, str(tmp_path / 'run'))
   stepper = SingleStepper(plan)
+  packed = c.copy_and_resolve_references()
+  packed.data.tokenizer.bucket, packed.data.tokenizer.pack = False, True  # packed training: bucketed evaluation too
+  assert list(data.eval_buckets(types.SimpleNamespace(config=packed, task=plan.task))) == [16, 32]
   state = stepper.layout.place_state(initial_state(plan))
   source = plan.splits.validation
   lengths = [b['input_ids'].shape[1] for b in data.eval_batches(source, batch_size=8, buckets=stepper.buckets)]

@@ -198,16 +198,19 @@ def eval_batches(source, *, batch_size: int, limit: int | None = None, process_i
     fill = indices[:1] if real else global_rows[:1]
     indices = np.concatenate([indices, np.repeat(fill, per_process - real)])
     padded = {} if lengths is None else {'length': text.padded_length(lengths[global_rows], buckets)}
-    return {**gather(source, indices, **padded), 'mask': np.arange(per_process) < real, 'index': indices}
+    return {**gather(source, indices, **padded), 'mask': np.arange(per_process) < real,
+            'index': indices.astype(np.int32)}
 
   return iter(grain.MapDataset.range(num_batches).map(batch))
 
 
 def eval_buckets(plan):
-  """eval_batches' `buckets` for a planned run: an encoder's training buckets (data.tokenizer.bucket), else None
-  (a decoder's evaluation by generation compiles slowly: one shape)."""
+  """eval_batches' `buckets` for a planned run: an encoder's whose training batches are bucketed or packed
+  (data.tokenizer.bucket / pack: evaluation stays one example a row), else None (a decoder's evaluation by
+  generation compiles slowly: one shape)."""
   tokenizer = plan.config.data.tokenizer
-  return text.bucket_lengths(tokenizer.max_length) if tokenizer.bucket and plan.task.kind in ('text', 'tags') else None
+  varied = tokenizer.bucket or tokenizer.pack
+  return text.bucket_lengths(tokenizer.max_length) if varied and plan.task.kind in ('text', 'tags') else None
 
 
 def stream_options(data_config) -> dict:
