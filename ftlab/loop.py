@@ -11,7 +11,8 @@ the train metrics since the last evaluation, so that a resumed run writes the sa
 callback may then stop it (a pruned sweep trial). On SIGTERM every trial still training saves a checkpoint (outside
 checkpoint.keep's count) and Preempted is raised. At the end each trial that neither diverged nor was stopped is
 evaluated at its best checkpoint, on validation and test, and writes its predictions (ftlab/predictions.py) and
-summary.
+summary; each split is read once: the evaluations return the predictions of their own forward pass, and where the
+final step is the best, its evaluation (which kept them) stands for the one at the best checkpoint.
 """
 from __future__ import annotations
 
