@@ -355,3 +355,24 @@ def test_a_trial_failed_outside_itself_is_run_again_on_rerun_up_to_the_bound(swe
   assert len(written) == len(set(written)) and (40, 'test') in written
   exhausted = {**row, 'status': 'failed', 'cause': 'environment', 'attempt': 1 + records.RETRIES}
   assert not records.retryable(exhausted) and not records.retryable({**row, 'status': 'failed', 'cause': 'trial'})
+
+
+def test_three_workers_on_a_real_postgresql_storage_give_the_sqlite_runs_trials(grid, sweep_file, tmp_path):
+  """Three `ftlab.sweep` processes share a PostgreSQL study (a throwaway server, tests/pg_server.py): each trial is
+  run by exactly one of them, and the trials equal the single SQLite worker's (the `grid` fixture)."""
+  import pg_server
+  reference = {r['id']: r for r in grid[1]}
+  with pg_server.server() as url:
+    sweep_dir = str(tmp_path / 'pg')
+    workers = [start_ftlab('ftlab.sweep', sweep_argv(sweep_file, sweep_dir, f'--storage={url}'),
+                           log_base=str(tmp_path / f'w{i}')) for i in range(3)]
+    results = [w.wait() for w in workers]
+  outputs = [r.stdout + r.stderr for r in results]
+  assert [r.returncode for r in results] == [0, 0, 0], '\n'.join(o[-1500:] for o in outputs)
+  rows = records.by_id(sweep_dir)
+  assert sorted(rows) == sorted(reference)
+  for run_id, row in rows.items():
+    assert (row['status'], row['best_step']) == (reference[run_id]['status'], reference[run_id]['best_step'])
+    expected = reference[run_id]['objective']
+    assert row['objective'] == (expected if expected is None else pytest.approx(expected, rel=1e-6))
+  assert sum(out.count(f'ftlab.sweep: trial {run_id} ') for out in outputs for run_id in rows) == len(rows)

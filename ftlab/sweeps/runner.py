@@ -56,7 +56,8 @@ class Options:
   report: bool = True  # write DIR/report.md when this worker finishes
 
 
-DRIVERS = {'psycopg2': 'psycopg2-binary', 'MySQLdb': 'mysqlclient', 'pymysql': 'PyMySQL'}  # module -> pip package
+DRIVERS = {'psycopg': "'psycopg[binary]'", 'psycopg2': 'psycopg2-binary', 'MySQLdb': 'mysqlclient',
+           'pymysql': 'PyMySQL'}  # module -> pip package
 
 
 def storage_url(sweep_dir: str, options: Options) -> str:
