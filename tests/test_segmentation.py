@@ -259,7 +259,7 @@ def test_explain_attributes_each_chosen_images_painted_class_completely(segmenta
   over the most wrong pixels, satisfies integrated gradients' completeness (the attributions' sum within 1% of the
   summed logits' change from the zero image, as the page reports them)."""
   whole, _ = segmentation_runs
-  page = open(explain.explain(whole, str(tmp_path / 'explain'), n=1, steps=48)).read()
+  page = open(explain.explain(whole, str(tmp_path / 'explain'), n=1, steps=64)).read()  # two chunks of one shape
   with open(os.path.join(whole, 'predictions.jsonl')) as f:
     test = [json.loads(line) for line in f if '"split": "test"' in line]
   chosen = explain.choose_images(test, 2)

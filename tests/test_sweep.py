@@ -335,6 +335,7 @@ def test_a_trial_failed_outside_itself_is_run_again_on_rerun_up_to_the_bound(swe
   report says which attempt it is and whether a rerun retries it."""
   sweep_dir = str(tmp_path / 'retry')
   options = runner.Options(report=False)
+  monkeypatch.setattr(records, 'RETRIES', 1)  # the bound as a setting: one retry keeps the test to two reruns
   monkeypatch.setenv('FTLAB_TEST_EIO', 'step=30/c000-s0')
   for attempt in range(1, 2 + records.RETRIES):
     rows = records.by_id(sweep_dir) if attempt > 1 else {}
