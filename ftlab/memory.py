@@ -16,23 +16,26 @@ import psutil
 def problems(config, task, splits, variables, tx) -> list[str]:
   """What does not fit: one message per batch size (training, evaluation) whose lower bound exceeds the memory."""
   limit, where, shared = capacity()  # shared: CPU devices, one memory holding a replicated state per device
-  devices = jax.device_count()
+  devices = jax.local_device_count()  # this process's: the batch rows and the state copies it holds
+  fsdp = config.parallel.fsdp
+
+  def in_memory(total: float) -> float:  # of the replicated (or FSDP-split) state, what the memory holds
+    if shared:
+      return total if fsdp else total * devices
+    return total / devices if fsdp else total
+
   per_example = _bytes(task.example_input(splits.train))
-  params = _bytes(variables.get('params', {}))
-  state = _bytes(variables) + params + _bytes(jax.eval_shape(tx.init, variables.get('params', {})))
-  copies = 1 if config.parallel.fsdp else devices
-  state_total = state * copies if shared else state / (devices if config.parallel.fsdp else 1)
-  weights_total = _bytes(variables) * (copies if shared else 1)
+  weights = _bytes(variables)
+  state = weights + _bytes(variables.get('params', {})) + _bytes(jax.eval_shape(tx.init, variables.get('params', {})))
   out = []
   for key, batch_size, held, what in (
-      ('train.batch_size', config.train.batch_size, state_total,
+      ('train.batch_size', config.train.batch_size, in_memory(state),
        'the parameters with their gradients and optimizer state'),
-      ('eval.batch_size', config.eval.batch_size, weights_total, 'the parameters')):
-    inputs = per_example * batch_size / (1 if shared else devices)
+      ('eval.batch_size', config.eval.batch_size, in_memory(weights), 'the parameters')):
+    inputs = per_example * batch_size / jax.process_count() / (1 if shared else devices)
     if inputs + held > limit:
       out.append(f'{key}: a step needs at least {_size(inputs + held)} (the inputs of {batch_size:,} examples '
-                 f'{_size(inputs)}, {what} {_size(held)}), more than {where} ({_size(limit)}); lower {key}'
-                 + (' (train.grad_accum_steps keeps the batch)' if key == 'train.batch_size' else ''))
+                 f'{_size(inputs)}, {what} {_size(held)}), more than {where} ({_size(limit)}); lower {key}')
   return out
 
 
