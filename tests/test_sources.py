@@ -301,3 +301,19 @@ def test_preparing_a_local_dataset_says_what_ftlab_reads_not_what_tfds_downloads
   assert not [r for r in caplog.records if 'dataset_info.json' in r.getMessage()]
   data.load(c.data)
   assert 'ftlab: reading' not in capsys.readouterr().out
+
+
+def test_evaluation_examples_that_repeat_a_training_input_are_counted_and_reported(tmp_path, vocab, capsys):
+  """Natural duplicates (an evaluation text also in the training file) are a warning with their count and one
+  example, kept in the data report that summary.json holds; splits without any report none."""
+  folder = tmp_path / 'reviews'
+  folder.mkdir()
+  (folder / 'train.csv').write_text('text,label\n' + ''.join(f'"a movie {i}",{i % 2}\n' for i in range(10)))
+  (folder / 'dev.csv').write_text('text,label\n"a movie 3",1\n"a new movie",0\n"a movie 8",0\n')
+  (folder / 'test.csv').write_text('text,label\n"another movie",1\n')
+  c = _config(tmp_path, data__source='text', data__path=str(folder))
+  c.data.tokenizer.path = vocab
+  splits = data.load(c.data)
+  assert splits.report['duplicates'] == {'validation': {'count': 2, 'of': 3, 'example': "'a movie 3'"}}
+  err = capsys.readouterr().err
+  assert "ftlab: warning: 2 of 3 validation examples have the input of a training example (e.g. 'a movie 3')" in err

@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 from ftlab.config.schema import reads_masks
-from ftlab.data import builders, images as images_lib, splits as splits_lib, standard, text
+from ftlab.data import builders, duplicates, images as images_lib, splits as splits_lib, standard, text
 from ftlab.data.errors import DataError
 
 
@@ -327,6 +327,9 @@ def load(data_config) -> Splits:
       origin[role] = roles[role]
       record_index[role] = (role, np.arange(len(next(iter(columns[role].values())))))
   report = {'dataset': raw.name, 'task': raw.task, 'splits': origin}
+  repeated = duplicates.found(columns, raw.task)
+  if repeated:
+    report['duplicates'] = repeated
   built = {}
   if raw.task == 'image':
     for role in splits_lib.ROLES:
