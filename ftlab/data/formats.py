@@ -371,16 +371,20 @@ def _resolve_column(path, number: int, index: int, count: int, key: str) -> int:
 
 
 def read_conll(path, *, word_column: int = 0, tag_column: int = -1, scheme: str = 'iob1') -> list[dict]:
-  """Sentences {'tokens', 'tags' (IOB2), 'line'} from a CoNLL file; -DOCSTART- lines are skipped."""
+  """Sentences {'tokens', 'tags' (IOB2), 'line'} from a CoNLL file; -DOCSTART- lines are skipped. Every bad line
+(a column count unlike the first token line's, a tag that is not IOB) is reported in one error."""
   if scheme not in _CONLL_SCHEMES:
     raise DataError(f'{path}: data.conll.scheme={scheme!r} is not a scheme; use one of {", ".join(_CONLL_SCHEMES)}')
   text = _checked_text(path, _decode(path, _read_bytes(path)))
-  sentences, tokens, tags, lines = [], [], [], []
+  sentences, tokens, tags, lines, problems = [], [], [], [], []
   columns = word = tag = None
 
   def finish():
     if tokens:
-      sentences.append({'tokens': list(tokens), 'tags': _to_iob2(path, tags, lines, scheme), 'line': lines[0]})
+      try:
+        sentences.append({'tokens': list(tokens), 'tags': _to_iob2(path, tags, lines, scheme), 'line': lines[0]})
+      except DataError as problem:
+        problems.append(str(problem))
       tokens.clear(), tags.clear(), lines.clear()
 
   for number, raw in enumerate(_lines(text), 1):
@@ -396,13 +400,16 @@ def read_conll(path, *, word_column: int = 0, tag_column: int = -1, scheme: str 
         raise DataError(f'{path}: data.conll.word_column={word_column} and data.conll.tag_column={tag_column} are '
                         f'the same column of {columns}; set them to different columns')
     elif len(fields) != columns:
-      raise DataError(f'{located(path, number)}: expected {columns} columns (as on the first token line), '
+      problems.append(f'{located(path, number)}: expected {columns} columns (as on the first token line), '
                       f'found {len(fields)}; every token line needs the same columns separated by whitespace, '
                       'fix the line (a token with a space in it?)')
+      continue
     tokens.append(fields[word])
     tags.append(fields[tag])
     lines.append(number)
   finish()
+  if problems:
+    raise _problems(path, problems)
   if not sentences:
     raise DataError(f'{path}: has no sentences (no token lines); check data.path and data.files')
   return sentences
