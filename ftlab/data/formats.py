@@ -175,7 +175,8 @@ def _read_delimited(path, text: str, fmt: str, keys) -> list[dict]:
       if not row or (len(row) == 1 and not row[0].strip()):
         continue
       if header is None:
-        header, indices = [name.strip() for name in row], _header_indices(path, row, keys)
+        header = [name.strip() for name in row]
+        indices = _header_indices(path, header, keys)
         continue
       try:
         examples.append(_delimited_example(located(path, start), row, header, indices, fmt))
@@ -192,9 +193,8 @@ def _read_delimited(path, text: str, fmt: str, keys) -> list[dict]:
   return examples
 
 
-def _header_indices(path, row: list[str], keys) -> dict[str, int]:
+def _header_indices(path, header: list[str], keys) -> dict[str, int]:
   """{output field: its column's index} from the header row; a column named twice that ftlab reads is refused."""
-  header = [name.strip() for name in row]
   indices = {}
   for field, column, key in keys:
     if column not in header or not column:
