@@ -3,11 +3,11 @@ a random worker SIGKILLed every 20-40 s and started again, until the sweep is do
 exactly once and end bit-identical (ftlab.compare: metrics, summary, predictions, checkpoints) to the same sweep run
 by one uninterrupted worker on the default SQLite storage. Run by hand (minutes):
 
-    python benchmarks/sweep_soak.py [--workers 3] [--kill-every 20,40] [--epochs 40] [--seed 0] [--root DIR]
+    python benchmarks/sweep_soak.py [--workers 3] [--kill-every 20,40] [--epochs 120] [--seed 0] [--root DIR]
 
 The server is a throwaway PostgreSQL (tests/pg_server.py: the machine's initdb / pg_ctl, listening on a Unix socket
-only). The grid: learning rate 3e-4, 1e-3, 3e-3, 1e-2 x weight decay 0, 1e-3, 1e-2, one seed, --epochs each (the
-quickstart's source-task run shared by all, in DIR/pretrain, compared too).
+only). The grid: learning rate 3e-4, 1e-3, 3e-3, 1e-2 x weight decay 0, 1e-3, 1e-2, one seed, --epochs each with
+early stopping off (the quickstart's source-task runs, one per weight decay, in DIR/pretrain, compared too).
 """
 from __future__ import annotations
 
@@ -38,6 +38,7 @@ _spec.loader.exec_module(_quickstart)
 def get_config(arg=None):
   config = _quickstart.get_config(arg)
   config.train.num_epochs = {epochs}
+  config.early_stopping.enabled = False  # every trial runs its length: time for the kills to land
   return config
 
 
@@ -94,7 +95,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--workers', type=int, default=3)
   parser.add_argument('--kill-every', default='20,40', help='seconds between kills, drawn uniformly from LOW,HIGH')
-  parser.add_argument('--epochs', type=float, default=40.0, help="each trial's train.num_epochs")
+  parser.add_argument('--epochs', type=float, default=120.0, help="each trial's train.num_epochs")
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--root', default='')
   args = parser.parse_args()
