@@ -28,15 +28,11 @@ from ftlab import compare
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SWEEP_FILE = '''
-import importlib.util
-
-_spec = importlib.util.spec_from_file_location('quickstart', {quickstart!r})
-_quickstart = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_quickstart)
+from ftlab import config as config_lib
 
 
 def get_config(arg=None):
-  config = _quickstart.get_config(arg)
+  config = config_lib.load_config_file({quickstart!r})
   config.train.num_epochs = {epochs}
   config.early_stopping.enabled = False  # every trial runs its length: time for the kills to land
   return config
