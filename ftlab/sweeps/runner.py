@@ -392,10 +392,10 @@ def run_many(planner: Planner, base, sweep: space.Sweep, jobs: list[Job], *, on_
   done = records.by_id(sweep_dir)
   rows: list[dict | None] = [_settled(done.get(job.run_id)) for job in jobs]
   with contextlib.ExitStack() as held:
-    for i, job in enumerate(jobs):
+    for i in sorted(range(len(jobs)), key=lambda i: jobs[i].run_id):  # every worker locks in one order: no deadlock
       if rows[i] is None:
-        held.enter_context(_trial_lock(sweep_dir, job.run_id))
-        rows[i] = _settled(records.by_id(sweep_dir).get(job.run_id))  # a worker it waited for may have recorded it
+        held.enter_context(_trial_lock(sweep_dir, jobs[i].run_id))
+        rows[i] = _settled(records.by_id(sweep_dir).get(jobs[i].run_id))  # a worker it waited for may have recorded it
     _run_jobs(planner, base, sweep, jobs, rows, on_row)
   recorded = records.by_id(sweep_dir)
   return [recorded[job.run_id] for job in jobs]
