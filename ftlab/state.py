@@ -25,8 +25,8 @@ class TrainState:
 
 
 def create_state(params, model_state, tx: optax.GradientTransformation, *, rng, hparams: dict) -> TrainState:
-  """The state at step 0; `hparams` holds a value for each name of traced.IN_STATE."""
-  values = {k: jnp.asarray(hparams[k], jnp.float32) for k in traced.IN_STATE}
+  """The state at step 0; `hparams` holds a value for each name of traced.IN_STATE (of traced.LORA with LoRA on)."""
+  values = {k: jnp.asarray(hparams[k], jnp.float32) for k in traced.IN_STATE if k in hparams}
   return TrainState(step=jnp.int32(0), params=params, opt_state=tx.init(params), rng=rng,
                     model_state=model_state, hparams=values)
 

@@ -21,12 +21,17 @@ def _apply(model, state: TrainState, params, inputs, *, train: bool, rng=None, m
   training."""
   model_state = state.model_state if model_state is None else model_state
   variables = {'params': params, **model_state}
-  kwargs = {**{k: state.hparams[k] for k in traced.DROPOUT_RATES}, 'train': train}
+  kwargs = {**{k: state.hparams[k] for k in traced.DROPOUT_RATES}, **_lora_values(state), 'train': train}
   if train and model_state:
     logits, new_state = model.apply(variables, inputs, rngs={'dropout': rng}, mutable=list(model_state), **kwargs)
     return logits, dict(new_state)
   rngs = {'dropout': rng} if train else {}
   return model.apply(variables, inputs, rngs=rngs, **kwargs), model_state
+
+
+def _lora_values(state: TrainState) -> dict:
+  """The adapters' traced scale and dropout (traced.LORA), for an adapted model's apply; {} with LoRA off."""
+  return {k: state.hparams[k] for k in traced.LORA if k in state.hparams}
 
 
 def micro_batches(batch: dict, k: int) -> dict:
@@ -36,7 +41,7 @@ def micro_batches(batch: dict, k: int) -> dict:
 
 
 def accumulated_gradients(model, task: tasks.Task, state: TrainState, batch: dict, rng, accum_steps: int,
-                          axis_name=None):
+                          axis_name=None, fixed=None):
   """Gradients of the weighted mean loss over `batch` (see Task.losses_and_weights), computed in `accum_steps`
   sequential micro-batches.
 
@@ -46,24 +51,28 @@ def accumulated_gradients(model, task: tasks.Task, state: TrainState, batch: dic
   batch: the weighted sums and the weight are summed over the devices before the division, so every device gets
   the gradient of the global batch's weighted mean loss, as one device would (a per-device mean, averaged, would
   weigh devices with more padding or heavier classes wrongly).
+  `fixed`: a static tree of bools over the parameters, True where one is frozen for the whole run: those are not
+  differentiated (their gradients are zeros), so a vmapped group that holds them once never computes them per trial.
   Returns (grads, per-prediction losses [B] or [B, L], logits, new model_state), the last three of these rows.
   """
+  free, with_free = _partition(state.params, fixed)
+
   def micro(carry, xs):
     grads, total_weight, model_state = carry
     mb, j = xs
 
-    def loss_sum(params):
-      logits, new_state = _apply(model, state, params, task.inputs(mb), train=True, rng=jax.random.fold_in(rng, j),
-                                 model_state=model_state)
+    def loss_sum(free_params):
+      logits, new_state = _apply(model, state, with_free(free_params), task.inputs(mb), train=True,
+                                 rng=jax.random.fold_in(rng, j), model_state=model_state)
       losses, weights = task.losses_and_weights(logits, mb, label_smoothing=state.hparams['label_smoothing'],
                                                 class_weights=state.hparams['class_weights'])
       return jnp.sum(weights * losses), (losses, logits, new_state, jnp.sum(weights))
 
-    (_, (losses, logits, new_state, weight)), g = jax.value_and_grad(loss_sum, has_aux=True)(state.params)
+    (_, (losses, logits, new_state, weight)), g = jax.value_and_grad(loss_sum, has_aux=True)(free)
     carry = (jax.tree.map(jnp.add, grads, g), total_weight + weight, new_state)
     return carry, (losses, logits)
 
-  zeros = jax.tree.map(jnp.zeros_like, state.params)
+  zeros = jax.tree.map(jnp.zeros_like, free)
   if accum_steps == 1:  # no loop: XLA:CPU runs convolutions inside a while loop many times slower (15x, ResNets)
     (grads, total_weight, model_state), (losses, logits) = micro((zeros, jnp.zeros(()), state.model_state),
                                                                  (batch, jnp.int32(0)))
@@ -75,7 +84,20 @@ def accumulated_gradients(model, task: tasks.Task, state: TrainState, batch: dic
   if axis_name is not None:
     grads, total_weight = jax.lax.psum((grads, total_weight), axis_name)
   total_weight = jnp.maximum(total_weight, jnp.finfo(jnp.float32).tiny)  # a batch of padding only: zero gradients
-  return jax.tree.map(lambda g: g / total_weight, grads), losses, logits, model_state
+  grads = with_free(jax.tree.map(lambda g: g / total_weight, grads), fill=jnp.zeros_like)
+  return grads, losses, logits, model_state
+
+
+def _partition(params, fixed):
+  """(the leaves of `params` not `fixed`, as a list; with_free(leaves, fill=None) -> the whole tree again, the fixed
+  leaves from `params`, or fill(leaf) of them)."""
+  leaves, treedef = jax.tree.flatten(params)
+  flags = [False] * len(leaves) if fixed is None else treedef.flatten_up_to(fixed)
+
+  def with_free(free_leaves, fill=None):
+    it = iter(free_leaves)
+    return treedef.unflatten([(x if fill is None else fill(x)) if f else next(it) for x, f in zip(leaves, flags)])
+  return [x for x, f in zip(leaves, flags) if not f], with_free
 
 
 def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: optax.GradientTransformation,
@@ -96,8 +118,9 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
   rng = jax.random.fold_in(state.rng, state.step)
   if axis_name is not None:
     rng = jax.random.fold_in(rng, jax.lax.axis_index(axis_name))
+  fixed = jax.tree.map(lambda f: f.always, frozen['params'])
   grads, losses, logits, model_state = accumulated_gradients(model, task, state, batch, rng, accum_steps,
-                                                             axis_name=axis_name)
+                                                             axis_name=axis_name, fixed=fixed)
   if axis_name is not None:
     model_state = jax.tree.map(lambda x: jax.lax.pmean(x, axis_name), model_state)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -132,9 +155,9 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
       bad = jax.lax.psum(bad, axis_name)
     bad += sum(jnp.sum(~jnp.isfinite(x)) for x in jax.tree.leaves((grads, params, model_state))
                if jnp.issubdtype(x.dtype, jnp.inexact))
-    params, opt_state, model_state = jax.tree.map(lambda new, old: jnp.where(bad == 0, new, old),
-                                                  (params, opt_state, model_state),
-                                                  (state.params, state.opt_state, state.model_state))
+    params, opt_state, model_state = jax.tree.map(  # a leaf frozen throughout is its old self: kept as it is
+        lambda new, old: old if new is old else jnp.where(bad == 0, new, old),
+        (params, opt_state, model_state), (state.params, state.opt_state, state.model_state))
     metrics = metrics.replace(loss=metrics.loss.replace(total=jnp.where(bad == 0, metrics.loss.total, jnp.nan)))
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state)
   return new_state, metrics
@@ -143,7 +166,7 @@ def train_step(state: TrainState, batch: dict, *, model, task: tasks.Task, tx: o
 def _decoder_apply(model, state: TrainState):
   """A decoder's forward under the state's variables: (inputs, cache=None, **options) -> logits (and the cache)."""
   variables = {'params': state.params, **state.model_state}
-  return lambda inputs, cache=None, **kw: model.apply(variables, inputs, cache=cache, **kw)
+  return lambda inputs, cache=None, **kw: model.apply(variables, inputs, cache=cache, **_lora_values(state), **kw)
 
 
 def eval_step(state: TrainState, batch: dict, *, model, task: tasks.Task, axis_name=None):

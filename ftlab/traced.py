@@ -6,6 +6,8 @@ declared once, in HPARAMS: its name, where the state holds it, and the config ke
   'optimizer'  the optimizer state's injected hyperparameters (optax.inject_hyperparams; see optim/builder.py)
   'model'      TrainState.hparams, passed to the model's apply (the dropout rates)
   'loss'       TrainState.hparams, read by the task's loss (label smoothing, class weights)
+  'lora'       TrainState.hparams when LoRA is on, passed to the adapted model's apply (the adapters' scale
+               alpha / rank, and their dropout); lora.rank stays static (it shapes the adapters)
 The schedule's numbers (warm-up length, end factor, decay rate, boundaries...) are one entry: the builder holds them
 as `schedule_<name>` (see schedules.resolve). With optimizer.traced_freezing, which parameters are frozen for the
 whole run is traced too (`trained`, one 0/1 per parameter).
@@ -45,10 +47,13 @@ HPARAMS = (
     Traced('head_dropout_rate', 'model', ('model.head_dropout_rate',)),
     Traced('label_smoothing', 'loss', ('train.label_smoothing',)),
     Traced('class_weights', 'loss', ('train.class_weights', 'train.balance_classes')),
+    Traced('lora_scale', 'lora', ('lora.alpha',)),
+    Traced('lora_dropout', 'lora', ('lora.dropout',)),
 )
 OPTIMIZER = tuple(h.name for h in HPARAMS if h.home == 'optimizer' and h.name not in ('schedule', 'trained'))
 DROPOUT_RATES = tuple(h.name for h in HPARAMS if h.home == 'model')
-IN_STATE = tuple(h.name for h in HPARAMS if h.home in ('model', 'loss'))  # TrainState.hparams
+LORA = tuple(h.name for h in HPARAMS if h.home == 'lora')
+IN_STATE = tuple(h.name for h in HPARAMS if h.home in ('model', 'loss', 'lora'))  # TrainState.hparams (LORA: if on)
 
 # What only sets the initial state, the data order or the loop around the step.
 # data.fold: which fold of a cross-validated split a trial reads (its data, not its step program)
@@ -57,11 +62,15 @@ LOOP_SECTIONS = ('init.', 'eval.', 'early_stopping.', 'checkpoint.')
 
 
 def state_values(config, class_counts: np.ndarray | None, num_classes: int) -> dict:
-  """The values TrainState.hparams starts with: the dropout rates, label smoothing and the class weights."""
+  """The values TrainState.hparams starts with: the dropout rates, label smoothing, the class weights and, with LoRA
+  on, the adapters' scale and dropout."""
   values = {name: float(config.model[name]) for name in DROPOUT_RATES}
   values['label_smoothing'] = float(config.train.label_smoothing)
   values['class_weights'] = class_weights(config.train, class_counts, max(num_classes, 1))  # a decoder may have no
   # label set: one unused weight (checkpoints cannot hold empty arrays)
+  if config.lora.target:
+    values['lora_scale'] = config.lora.alpha / config.lora.rank
+    values['lora_dropout'] = float(config.lora.dropout)
   return values
 
 

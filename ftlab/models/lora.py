@@ -102,15 +102,19 @@ def merge(params, *, scale: float) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class Adapted:
-  """A linen model whose `apply` takes parameters with adapters under 'lora' and runs them with `spec`;
-  `init` is the base model's (adapters are added by `add_adapters`, after any pretrained weights)."""
+  """A linen model whose `apply` takes parameters with adapters under 'lora' and runs them with the scale and dropout
+  it is given (traced values from the training state: ftlab/traced.py), else `spec`'s; `init` is the base model's
+  (adapters are added by `add_adapters`, after any pretrained weights). Its repr leaves the spec out: runs that
+  differ only in alpha or the adapters' dropout share one compiled step."""
   model: nn.Module
-  spec: Spec
+  spec: Spec = dataclasses.field(repr=False)
 
   def init(self, *args, **kwargs):
     return self.model.init(*args, **kwargs)
 
-  def apply(self, variables, *args, train: bool = False, **kwargs):
+  def apply(self, variables, *args, train: bool = False, lora_scale=None, lora_dropout=None, **kwargs):
     base, adapters = split(variables['params'])
-    with applied(adapters, scale=self.spec.scale, dropout_rate=self.spec.dropout, train=train):
+    scale = self.spec.scale if lora_scale is None else lora_scale
+    rate = self.spec.dropout if lora_dropout is None else lora_dropout
+    with applied(adapters, scale=scale, dropout_rate=rate, train=train):
       return self.model.apply({**variables, 'params': base}, *args, train=train, **kwargs)

@@ -4,10 +4,11 @@ trial axis and stepped together by one vmapped train step, compiled once.
 Trials that stop (early stopping, pruned, diverged), or wait for the group to reach their checkpoint, are masked:
 their lanes do not change while the others go on, and nothing recompiles. The batch is shared when every trial has
 the same seed (the same data order), else stacked [K, B, ...] from each trial's iterator (a masked lane gets a copy
-of another's batch). The state is replicated over the devices and the batch split, or with `shard_trials` (K a
-multiple of the device count) the trial axis is split over the devices instead. Each trial saves its own lane of
-the state as host arrays; its results agree with the run trained alone to float tolerance (batched matmuls may sum
-in another order).
+of another's batch). Parameters frozen for the whole run and equal in every trial (a LoRA group's base) are held
+once, not stacked (ftlab/steppers/held_once.py). The state is replicated over the devices and the batch split, or
+with `shard_trials` (K a multiple of the device count) the trial axis is split over the devices instead. Each trial
+saves its own lane of the state (the shared leaves with it) as host arrays; its results agree with the run trained
+alone to float tolerance (batched matmuls may sum in another order).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ftlab import compiled, parallel, steps
 from ftlab import data as data_lib
 from ftlab import metrics as metrics_lib
 from ftlab.loop_state import metrics_from_json
+from ftlab.steppers.held_once import Layout
 
 
 def layout_problem(config) -> str:
@@ -36,27 +38,15 @@ def layout_problem(config) -> str:
 
 
 def stack(trees: list):
-  """Pytrees of one structure -> one host pytree with a leading trial axis (stacked in numpy: no device program to
-  compile; PRNG keys through their key data)."""
-  def one(*xs):
-    if jax.dtypes.issubdtype(xs[0].dtype, jax.dtypes.prng_key):
-      return jax.random.wrap_key_data(np.stack([np.asarray(jax.random.key_data(x)) for x in xs]),
-                                      impl=jax.random.key_impl(xs[0]))
-    return np.stack([np.asarray(x) for x in xs])
-  return jax.tree.map(one, *trees)
+  """Pytrees of one structure -> one host pytree with a leading trial axis on every leaf."""
+  return Layout.none(trees[0]).stack(trees)
 
 
-@jax.jit
-def index(tree, i):
-  """Trial `i` of a stacked pytree (`i` is traced: one compilation serves every trial)."""
-  return jax.tree.map(lambda x: x[i], tree)
-
-
-def host_lane(states, i: int):
+def host_lane(states, i: int, layout: Layout | None = None):
   """Trial `i` of the stacked state, fetched to the host: what the trial saves (orbax saves host arrays in about
   55 ms here, device ones in about 85; they restore into any template as device arrays). One trial at a time, so
   the host holds one trial's copy, not K."""
-  return jax.device_get(index(states, i))
+  return jax.device_get((layout or Layout.none(states)).index(states, i))
 
 
 def host_index(tree, i: int):
@@ -65,10 +55,12 @@ def host_index(tree, i: int):
   return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[i]), tree)
 
 
-def masked_train_step(states, batch, active, *, step, batch_axis):
-  """K train steps at once; trials whose `active` entry is False come back unchanged (bit for bit)."""
-  stepped, metrics = jax.vmap(step, in_axes=(0, batch_axis))(states, batch)
-  return jax.tree.map(lambda new, old: _where(active, new, old), stepped, states), metrics
+def masked_train_step(states, batch, active, *, step, batch_axis, layout: Layout):
+  """K train steps at once; trials whose `active` entry is False come back unchanged (bit for bit). The leaves
+  `layout` holds once go in and come out unstacked (vmap raises if the step changed one)."""
+  axes = layout.axes(states)
+  stepped, metrics = jax.vmap(step, in_axes=(axes, batch_axis), out_axes=(axes, 0))(states, batch)
+  return layout.map(lambda new, old: _where(active, new, old), stepped, states), metrics
 
 
 def _where(mask, new, old):
@@ -100,19 +92,27 @@ class StackedStepper:
     batch_axis = None if self.shared_batch else 0
     self.trial_sharded = shard_trials and mesh.devices.size > 1 and k % mesh.devices.size == 0
     self.state_sharding = NamedSharding(mesh, P(parallel.DATA_AXIS) if self.trial_sharded else P())
+    self.replicated = NamedSharding(mesh, P())  # the leaves held once
     self.batch_sharding = NamedSharding(mesh, P() if self.trial_sharded else
                                         P(parallel.DATA_AXIS) if self.shared_batch else P(None, parallel.DATA_AXIS))
     self.eval_sharding = NamedSharding(mesh, P() if self.trial_sharded else P(parallel.DATA_AXIS))
     # per-lane evaluation batches [K, B, ...]
     self.lane_sharding = NamedSharding(mesh, P() if self.trial_sharded else P(None, parallel.DATA_AXIS))
-    key = ('stacked', plans[0].static_key, k, batch_axis, self.trial_sharded)
-    self.train_fn, self.eval_fn, self.eval_each_fn = compiled.cached(key, lambda: _compile(plans[0], batch_axis))
+    self.plan, self.batch_axis = plans[0], batch_axis
 
   def start(self, trials):
-    """The stacked live states. The lead is a trial that starts with the group (at its earliest step): its iterator
-    feeds a shared batch, and every trial saves its position."""
+    """The stacked live states, and the group's programs for their layout. The lead is a trial that starts with the
+    group (at its earliest step): its iterator feeds a shared batch, and every trial saves its position."""
     self.lead = min(trials, key=lambda trial: trial.start_step)
-    return jax.device_put(stack([trial.take_state() for trial in trials]), self.state_sharding)
+    states = [trial.take_state() for trial in trials]
+    self.layout = Layout.of(self.plan.frozen['params'], states)
+    key = ('stacked', self.plan.static_key, self.size, self.batch_axis, self.trial_sharded, self.layout)
+    self.train_fn, self.eval_fn, self.eval_each_fn = compiled.cached(
+        key, lambda: _compile(self.plan, self.batch_axis, self.layout))
+    return self._put(self.layout.stack(states))
+
+  def _put(self, host_states):
+    return jax.device_put(host_states, self.layout.shardings(host_states, self.state_sharding, self.replicated))
 
   def next_batch(self, trials, active: np.ndarray):
     if self.shared_batch:  # the trials that train are where the lead is in the same data order
@@ -192,7 +192,7 @@ class StackedStepper:
     return host_index(host_total, i)
 
   def state_to_save(self, states, i: int):
-    return host_lane(states, i)
+    return host_lane(states, i, self.layout)
 
   def iterator(self, trials, i: int):
     return self.lead.iterator if self.shared_batch else trials[i].iterator
@@ -205,17 +205,20 @@ class StackedStepper:
     for i in done:
       ckpts = trials[i].ckpts
       held.append(ckpts.best_step() == ckpts.latest_step() == trials[i].final_step)
-      lane = index(states, i)
+      lane = self.layout.index(states, i)
       best.append(lane if held[-1] else ckpts.restore(ckpts.best_step(), lane)[0])
     if len(done) == self.size and all(held):
       return states, [b.params for b in best]
     padded = best + [best[0]] * (self.size - len(best))  # K lanes keep the compiled eval step
-    return jax.device_put(stack(padded), self.state_sharding), [b.params for b in best]
+    return self._put(self.layout.stack(jax.device_get(padded))), [b.params for b in best]
 
 
-def _compile(plan, batch_axis):
+def _compile(plan, batch_axis, layout: Layout):
   """(the masked train step, the evaluation on a shared batch, the evaluation on per-lane batches); jit compiles
   each when first called."""
   train_fn, eval_fn = steps.bind(plan)
-  return (jax.jit(functools.partial(masked_train_step, step=train_fn, batch_axis=batch_axis), donate_argnums=0),
-          jax.jit(jax.vmap(eval_fn, in_axes=(0, None))), jax.jit(jax.vmap(eval_fn, in_axes=(0, 0))))
+
+  def evaluation(batch_axis):
+    return jax.jit(lambda states, batch: jax.vmap(eval_fn, in_axes=(layout.axes(states), batch_axis))(states, batch))
+  return (jax.jit(functools.partial(masked_train_step, step=train_fn, batch_axis=batch_axis, layout=layout),
+                  donate_argnums=0), evaluation(None), evaluation(0))

@@ -1,0 +1,86 @@
+"""Which leaves of a vectorised group's state are held once instead of K times.
+
+A parameter frozen for the whole run whose initial value is the same, bit for bit, in every trial of the group (a
+LoRA group's pretrained base, a frozen backbone under a linear probe) never changes and never differs between the
+trials: the group holds it once, unstacked, and vmaps over the rest with in_axes None for it (the train step does
+not differentiate it, ftlab/steps.py, so no per-trial gradient of it exists either). Every other leaf carries the
+leading trial axis. `Layout` says which leaf is which and does what the stepper needs leaf by leaf.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  once: tuple[bool, ...]  # per leaf of the TrainState, in jax.tree.flatten order: held once
+
+  @classmethod
+  def of(cls, frozen_params, states: list) -> Layout:
+    """The layout of the trials' `states` (host or device TrainStates of one structure): the parameters that
+    `frozen_params` (plan.frozen['params']) freezes for the whole run and that are equal in every state."""
+    always = jax.tree.map(lambda f: f.always, frozen_params)
+    marked = jax.tree.leaves(states[0].replace(params=always, **{
+        name: jax.tree.map(lambda _: False, getattr(states[0], name))
+        for name in ('step', 'opt_state', 'rng', 'model_state', 'hparams')}))
+    leaves = [jax.tree.leaves(s) for s in states]
+    return cls(tuple(bool(m) and _equal([lv[j] for lv in leaves]) for j, m in enumerate(marked)))
+
+  @classmethod
+  def none(cls, state) -> Layout:
+    """Every leaf stacked."""
+    return cls((False,) * len(jax.tree.leaves(state)))
+
+  def axes(self, tree):
+    """vmap's in_axes / out_axes for a stacked state: None for a leaf held once, else 0."""
+    return jax.tree.unflatten(jax.tree.structure(tree), [None if o else 0 for o in self.once])
+
+  def map(self, fn, tree, *rest):
+    """fn(leaf, *rest_leaves) on the stacked leaves; a leaf held once is taken from `tree` as it is."""
+    leaves, treedef = jax.tree.flatten(tree)
+    others = [treedef.flatten_up_to(r) for r in rest]
+    return treedef.unflatten([x if o else fn(x, *(r[j] for r in others))
+                              for j, (x, o) in enumerate(zip(leaves, self.once))])
+
+  def stack(self, trees: list):
+    """The trials' host pytrees -> one host pytree, a leading trial axis on every leaf not held once (stacked in
+    numpy: no device program to compile; PRNG keys through their key data)."""
+    per_leaf = zip(*(jax.tree.leaves(t) for t in trees))
+    treedef = jax.tree.structure(trees[0])
+    return treedef.unflatten([np.asarray(xs[0]) if o else _stack(xs) for xs, o in zip(per_leaf, self.once)])
+
+  def index(self, tree, i):
+    """Trial `i` of a stacked pytree (`i` traced: one compilation serves every trial)."""
+    return _index(tree, i, self.once)
+
+  def shardings(self, tree, stacked, once):
+    """The tree of shardings: `stacked` for the stacked leaves, `once` for those held once."""
+    return jax.tree.unflatten(jax.tree.structure(tree), [once if o else stacked for o in self.once])
+
+  def bytes_held(self, tree) -> tuple[int, int]:
+    """(bytes of the leaves held once, bytes of the stacked leaves) of a stacked tree."""
+    sizes = [x.nbytes if hasattr(x, 'nbytes') else 0 for x in jax.tree.leaves(tree)]
+    return (sum(s for s, o in zip(sizes, self.once) if o), sum(s for s, o in zip(sizes, self.once) if not o))
+
+
+def _equal(xs: list) -> bool:
+  first = np.asarray(xs[0])
+  return all(np.asarray(x).shape == first.shape and np.asarray(x).tobytes() == first.tobytes() for x in xs[1:])
+
+
+def _stack(xs):
+  if jax.dtypes.issubdtype(xs[0].dtype, jax.dtypes.prng_key):
+    return jax.random.wrap_key_data(np.stack([np.asarray(jax.random.key_data(x)) for x in xs]),
+                                    impl=jax.random.key_impl(xs[0]))
+  return np.stack([np.asarray(x) for x in xs])
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _index(tree, i, once):
+  leaves, treedef = jax.tree.flatten(tree)
+  return treedef.unflatten([x if o else x[i] for x, o in zip(leaves, once)])
