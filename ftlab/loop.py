@@ -47,6 +47,7 @@ def run_plans(plans: list[Plan], *, on_evals: list[Callable | None] | None = Non
   try:
     for plan, on_eval in zip(plans, on_evals or [None] * len(plans)):
       trials.append(Trial(plan, on_eval=on_eval, echo=len(plans) == 1))
+      stepper.admit(trials)
     run = _Run(trials, stepper)
     return run.finish(run.train())
   finally:

@@ -7,7 +7,8 @@ declared once, in HPARAMS: its name, where the state holds it, and the config ke
   'model'      TrainState.hparams, passed to the model's apply (the dropout rates)
   'loss'       TrainState.hparams, read by the task's loss (label smoothing, class weights)
   'lora'       TrainState.hparams when LoRA is on, passed to the adapted model's apply (the adapters' scale
-               alpha / rank, and their dropout); lora.rank stays static (it shapes the adapters)
+               alpha / rank, their dropout and, with lora.max_rank set, the rank that masks the padded columns);
+               the adapters' width (models/lora.width) is in the static key
 The schedule's numbers (warm-up length, end factor, decay rate, boundaries...) are one entry: the builder holds them
 as `schedule_<name>` (see schedules.resolve). With optimizer.traced_freezing, which parameters are frozen for the
 whole run is traced too (`trained`, one 0/1 per parameter).
@@ -49,6 +50,7 @@ HPARAMS = (
     Traced('class_weights', 'loss', ('train.class_weights', 'train.balance_classes')),
     Traced('lora_scale', 'lora', ('lora.alpha',)),
     Traced('lora_dropout', 'lora', ('lora.dropout',)),
+    Traced('lora_rank', 'lora', ('lora.rank',)),
 )
 OPTIMIZER = tuple(h.name for h in HPARAMS if h.home == 'optimizer' and h.name not in ('schedule', 'trained'))
 DROPOUT_RATES = tuple(h.name for h in HPARAMS if h.home == 'model')
@@ -71,6 +73,8 @@ def state_values(config, class_counts: np.ndarray | None, num_classes: int) -> d
   if config.lora.target:
     values['lora_scale'] = config.lora.alpha / config.lora.rank
     values['lora_dropout'] = float(config.lora.dropout)
+    if config.lora.max_rank:
+      values['lora_rank'] = float(config.lora.rank)
   return values
 
 
@@ -99,6 +103,7 @@ def static_key(config, *, model, task, steps_per_epoch: int, total_steps: int) -
   unstatic = _unstatic(flat)
   static = {k: v for k, v in flat.items() if k not in unstatic}
   static.update({f'len(schedule.{k})': len(flat[f'schedule.{k}']) for k in schedules.LIST_KEYS})
+  static['lora width'] = max(config.lora.rank, config.lora.max_rank)  # the adapters' shape
   if 'optimizer.groups' in static:
     static['optimizer.groups'] = _static_groups(static['optimizer.groups'],
                                                 traced_freezing=bool(flat.get('optimizer.traced_freezing')))

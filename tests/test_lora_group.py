@@ -1,5 +1,6 @@
 """LoRA trials on one shared base (ftlab/steppers/held_once.py): a vectorised group of LoRA trials holds the frozen
 base once, unstacked, in its compiled program, and each trial ends where it ends trained alone."""
+import textwrap
 import types
 
 import jax
@@ -9,33 +10,43 @@ import pytest
 from conftest import small_config
 from ftlab import checkpoints, data, loop
 from ftlab.initial_state import initial_state
+from ftlab.models import lora
 from ftlab.plan import make_plan
 from ftlab.steppers import StackedStepper
+from ftlab.sweeps import runner
 
-SETTINGS = [dict(lr=3e-3, wd=0.0, alpha=4.0, dropout=0.0), dict(lr=1e-2, wd=1e-2, alpha=8.0, dropout=0.1),
-            dict(lr=1e-3, wd=1e-3, alpha=2.0, dropout=0.2)]
+SETTINGS = [dict(rank=2, lr=3e-3, wd=0.0, alpha=4.0, dropout=0.0), dict(rank=4, lr=1e-2, wd=1e-2, alpha=8.0, dropout=0.1),
+            dict(rank=1, lr=1e-3, wd=1e-3, alpha=2.0, dropout=0.2)]
 
 
-def lora_configs():
-  """Three LoRA trials on one base (one seed: one base) that differ in learning rate, weight decay, alpha and the
-  adapters' dropout."""
-  return [small_config(lora__target='^backbone/dense_', lora__rank=2, lora__alpha=s['alpha'], lora__dropout=s['dropout'],
-                       lora__train='^head/', optimizer__learning_rate=s['lr'], optimizer__weight_decay=s['wd'],
-                       train__num_steps=20) for s in SETTINGS]
+def lora_configs(max_rank=4):
+  """Three LoRA trials on one base (one seed: one base) that differ in rank (padded to `max_rank`), learning rate,
+  weight decay, alpha and the adapters' dropout."""
+  return [small_config(lora__target='^backbone/dense_', lora__rank=s['rank'], lora__max_rank=max_rank,
+                       lora__alpha=s['alpha'], lora__dropout=s['dropout'], lora__train='^head/',
+                       optimizer__learning_rate=s['lr'], optimizer__weight_decay=s['wd'], train__num_steps=20)
+          for s in SETTINGS]
+
+
+def _final_params(workdir, outcome):
+  return checkpoints.restore_params(str(workdir / 'checkpoints'), outcome.summary['final_step'])
 
 
 def test_lora_trials_on_a_shared_base_end_as_they_do_alone(tmp_path):
-  configs = lora_configs()
-  alone = [loop.run_plans([make_plan(c, str(tmp_path / f'alone{i}'))])[0] for i, c in enumerate(configs)]
-  plans = [make_plan(c, str(tmp_path / f'group{i}')) for i, c in enumerate(configs)]
-  assert len({p.static_key for p in plans}) == 1  # alpha and the adapters' dropout are traced: one group
+  alone = [loop.run_plans([make_plan(c, str(tmp_path / f'alone{i}'))])[0] for i, c in enumerate(lora_configs(0))]
+  plans = [make_plan(c, str(tmp_path / f'group{i}')) for i, c in enumerate(lora_configs())]
+  assert len({p.static_key for p in plans}) == 1  # rank (padded), alpha and the adapters' dropout: one group
   together = loop.run_plans(plans)
   for i, (a, v) in enumerate(zip(alone, together)):
     assert v.summary is not None, v.error
     for split in ('validation', 'test'):
       assert v.summary[split]['loss'] == pytest.approx(a.summary[split]['loss'], abs=1e-5), (i, split)
-    ckpt = lambda name, o: checkpoints.restore_params(str(tmp_path / name / 'checkpoints'), o.summary['final_step'])
-    for x, y in zip(jax.tree.leaves(ckpt(f'alone{i}', a)), jax.tree.leaves(ckpt(f'group{i}', v))):
+    pa, pv = _final_params(tmp_path / f'alone{i}', a), _final_params(tmp_path / f'group{i}', v)
+    rank = SETTINGS[i]['rank']
+    for ab in pv['lora'].values():  # the padding past the trial's rank is still exactly zero
+      assert not np.asarray(ab['a'])[:, rank:].any() and not np.asarray(ab['b'])[rank:].any()
+    pv = {**pv, 'lora': lora.at_rank(pv['lora'], rank)}
+    for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pv)):
       np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
 
 
@@ -54,11 +65,40 @@ def test_the_base_appears_once_in_the_compiled_programs_parameters(tmp_path):
   states = stepper.start(trials)
   base = states.params['backbone']['dense_0']['kernel']
   adapter = states.params['lora']['backbone.dense_0']['a']
-  assert base.shape == (64, 32) and adapter.shape == (3, 64, 2)  # the base unstacked, the adapters per trial
+  assert base.shape == (64, 32) and adapter.shape == (3, 64, 4)  # the base unstacked, the adapters per trial
   once, stacked = stepper.layout.bytes_held(states)
   base_bytes = sum(x.nbytes for k, x in states.params.items() if k == 'backbone' for x in jax.tree.leaves(x))
   assert once == base_bytes
   active = np.ones(3, bool)
   signature = _main_arguments(stepper.train_fn.lower(states, stepper.next_batch(trials, active), active))
   assert signature.count('tensor<64x32xf32>') == 1 and 'tensor<3x64x32xf32>' not in signature
-  assert 'tensor<3x64x2xf32>' in signature  # each trial's adapter
+  assert 'tensor<3x64x4xf32>' in signature  # each trial's adapter
+
+
+SWEEP = '''
+from ftlab.config import defaults
+
+
+def get_config(arg=None):
+  c = defaults()
+  c.model.features = [32]
+  c.data.classes = [5, 6, 7, 8, 9]
+  c.lora.target = '^backbone/dense_'
+  c.train.num_steps, c.train.num_epochs, c.eval.every_steps = 10, 0.0, 5
+  return c
+
+
+def get_sweep(arg=None):
+  return {'kind': 'grid', 'params': {'lora.rank': [1, 8, 4], 'lora.alpha': [8.0, 16.0]}, 'vectorize': int(arg or 1)}
+'''
+
+
+@pytest.mark.parametrize('vectorize, width', [(6, 8), (1, 0)])
+def test_a_vectorised_sweep_over_the_rank_pads_every_trial_to_its_largest(tmp_path, vectorize, width):
+  (tmp_path / 'ranks.py').write_text(textwrap.dedent(SWEEP))
+  planner = runner.Planner(str(tmp_path / 'sweep'))
+  base, sweep, _ = runner.prepare(f'{tmp_path / "ranks.py"}:{vectorize}', {}, {}, str(tmp_path / 'sweep'),
+                                  planner=planner)
+  assert base.lora.max_rank == width  # a sweep trained one by one keeps each trial at its own width
+  keys = {p.static_key for p in planner._plans.values()}  # pylint: disable=protected-access
+  assert len(keys) == (1 if vectorize > 1 else 3)

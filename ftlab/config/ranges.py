@@ -193,6 +193,8 @@ def _optimizer(config, p: _Problems) -> None:
 def _lora_and_regexes(config, p: _Problems) -> None:
   lo, o = config.lora, config.optimizer
   p.need(lo.rank >= 1, f'lora.rank: must be >= 1, got {lo.rank}')
+  p.need(lo.max_rank == 0 or lo.max_rank >= lo.rank, f'lora.max_rank: {lo.max_rank} is below lora.rank '
+         f'{lo.rank}; set it to the largest rank of the trials that train together, or 0 for rank itself')
   p.need(lo.alpha > 0, f'lora.alpha: must be > 0, got {lo.alpha}')
   p.need(0 <= lo.dropout < 1, f'lora.dropout: must be in [0, 1), got {lo.dropout}')
   p.need(not (lo.target and o.groups), 'lora.target / optimizer.groups: LoRA sets the groups itself (adapters, '

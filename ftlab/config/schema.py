@@ -228,6 +228,9 @@ def defaults() -> ml_collections.ConfigDict:
       'lora': {  # low-rank adapters; on when target is set. The base weights freeze, but for lora.train.
           'target': '',  # regex over module paths of the dense kernels to adapt, e.g. '^backbone/dense_'
           'rank': 8,
+          # The adapters' width when above rank: the columns past rank stay zero (masked), so trials of several ranks
+          # share one compiled step (a vectorised sweep over lora.rank sets it to the sweep's largest); 0: rank
+          'max_rank': 0,
           'alpha': 16.0,  # the adapter's output is scaled by alpha / rank
           'dropout': 0.0,  # on the adapter's input
           'train': '^head/',  # base parameters that still train (the new task head); '' freezes all of the base

@@ -5,6 +5,8 @@ keyed by the module path with '.' for '/' ('backbone.dense_0'), so their paths r
 While the model runs, flax's method interception adds `scale * dropout(x) @ a @ b` to each adapted nn.Dense's
 output, with scale = alpha / rank: any linen model gets LoRA without changes. `b` starts at zero, so a fresh
 adapter leaves the model's outputs unchanged. `merge` folds the adapters into the kernels for export.
+With lora.max_rank above the rank, r is max_rank and the columns past the rank are zero and masked (their
+gradients are exactly zero, so they stay zero): trials of different ranks then have one shape.
 """
 from __future__ import annotations
 
@@ -55,14 +57,26 @@ def targets(params, pattern: str) -> dict[str, tuple[int, int]]:
   return found
 
 
+def width(lora_config) -> int:
+  """The adapters' r: lora.max_rank when set, else lora.rank."""
+  return max(lora_config.rank, lora_config.get('max_rank', 0))
+
+
 def add_adapters(params, lora_config, rng) -> dict:
-  """`params` with a fresh adapter per targeted kernel under 'lora' (a: uniform +-1/sqrt(in), as peft; b: 0)."""
-  adapters = {}
+  """`params` with a fresh adapter per targeted kernel under 'lora' (a: uniform +-1/sqrt(in), as peft; b: 0).
+  `a` is drawn at lora.rank, then padded with zero columns to the width: the same numbers as the trial alone."""
+  adapters, rank, r = {}, lora_config.rank, width(lora_config)
   for i, (module, (fan_in, fan_out)) in enumerate(sorted(targets(params, lora_config.target).items())):
     bound = 1.0 / fan_in ** 0.5
-    a = jax.random.uniform(jax.random.fold_in(rng, i), (fan_in, lora_config.rank), jnp.float32, -bound, bound)
-    adapters[module.replace('/', '.')] = {'a': a, 'b': jnp.zeros((lora_config.rank, fan_out), jnp.float32)}
+    a = jax.random.uniform(jax.random.fold_in(rng, i), (fan_in, rank), jnp.float32, -bound, bound)
+    adapters[module.replace('/', '.')] = {'a': jnp.pad(a, ((0, 0), (0, r - rank))),
+                                          'b': jnp.zeros((r, fan_out), jnp.float32)}
   return {**params, KEY: adapters}
+
+
+def at_rank(adapters: dict, rank: int) -> dict:
+  """The adapters without their zero padding past `rank` (what a run of that rank alone holds)."""
+  return {key: {'a': ab['a'][:, :rank], 'b': ab['b'][:rank]} for key, ab in adapters.items()}
 
 
 def split(params) -> tuple[dict, dict]:
@@ -72,15 +86,19 @@ def split(params) -> tuple[dict, dict]:
 
 
 @contextlib.contextmanager
-def applied(adapters: dict, *, scale: float, dropout_rate: float = 0.0, train: bool = False):
-  """Within this context, every nn.Dense with an adapter adds scale * dropout(x) @ a @ b to its output."""
+def applied(adapters: dict, *, scale: float, dropout_rate: float = 0.0, train: bool = False, rank=None):
+  """Within this context, every nn.Dense with an adapter adds scale * dropout(x) @ a @ b to its output; with
+  `rank` (traced), the columns of x @ a past it are masked to zero."""
   def interceptor(next_fun, args, kwargs, context):
     module = context.module
     key = '.'.join(module.path)
     if context.method_name != '__call__' or not isinstance(module, nn.Dense) or key not in adapters:
       return next_fun(*args, **kwargs)
     x = args[0]
-    low_rank = traced_dropout(module, x, dropout_rate, train=train) @ adapters[key]['a'] @ adapters[key]['b']
+    low_rank = traced_dropout(module, x, dropout_rate, train=train) @ adapters[key]['a']
+    if rank is not None:
+      low_rank = jnp.where(jnp.arange(low_rank.shape[-1]) < rank, low_rank, jnp.zeros_like(low_rank))
+    low_rank = low_rank @ adapters[key]['b']
     return next_fun(*args, **kwargs) + scale * low_rank.astype(x.dtype)
 
   with nn.intercept_methods(interceptor):
@@ -112,9 +130,10 @@ class Adapted:
   def init(self, *args, **kwargs):
     return self.model.init(*args, **kwargs)
 
-  def apply(self, variables, *args, train: bool = False, lora_scale=None, lora_dropout=None, **kwargs):
+  def apply(self, variables, *args, train: bool = False, lora_scale=None, lora_dropout=None, lora_rank=None,
+            **kwargs):
     base, adapters = split(variables['params'])
     scale = self.spec.scale if lora_scale is None else lora_scale
     rate = self.spec.dropout if lora_dropout is None else lora_dropout
-    with applied(adapters, scale=scale, dropout_rate=rate, train=train):
+    with applied(adapters, scale=scale, dropout_rate=rate, train=train, rank=lora_rank):
       return self.model.apply({**variables, 'params': base}, *args, train=train, **kwargs)

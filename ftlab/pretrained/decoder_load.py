@@ -76,7 +76,7 @@ def _from_run(run: str, checkpoint: str) -> Loaded:
   source = pretrained_lib.tokenizer_folder(config.model)
   tok = lm_tokenizer.load(config.data.tokenizer.path or source, eos_token=config.data.sft.eos_token)
   spec = lora_lib.Spec.of(config.lora)
-  adapters = params.get(lora_lib.KEY) if spec else None
+  adapters = lora_lib.at_rank(params[lora_lib.KEY], config.lora.rank) if spec else None  # without max_rank's padding
   merged = lora_lib.merge(params, scale=spec.scale) if spec else params
   return Loaded(shape, merged, tok, dtype=config.model.dtype, adapters=adapters, lora=config.lora if spec else None,
                 source=source)

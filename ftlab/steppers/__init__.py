@@ -2,7 +2,8 @@
 
 `SingleStepper(plan)` trains one run in its device layout (jit, FSDP or pmap); `StackedStepper(plans)` trains a
 vectorised group as one vmapped step with an active mask. Both give the loop the same operations:
-  start(trials) -> the live state(s) on the devices        next_batch(trials, active) -> a batch on the devices
+  admit(trials) -> the trial just opened shares what it can  start(trials) -> the live state(s) on the devices
+  next_batch(trials, active) -> a batch on the devices
   step(states, batch, active) -> (states, metrics)         loss_totals(metrics) -> [K] host floats
   mean_loss(metrics, active) -> float (the console line)   evaluate(states, source, limit) -> [K] metric dicts
   accumulate(total, metrics, accepted) -> the train metrics since the last evaluation

@@ -12,7 +12,6 @@ import dataclasses
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 
@@ -24,12 +23,9 @@ class Layout:
   def of(cls, frozen_params, states: list) -> Layout:
     """The layout of the trials' `states` (host or device TrainStates of one structure): the parameters that
     `frozen_params` (plan.frozen['params']) freezes for the whole run and that are equal in every state."""
-    always = jax.tree.map(lambda f: f.always, frozen_params)
-    marked = jax.tree.leaves(states[0].replace(params=always, **{
-        name: jax.tree.map(lambda _: False, getattr(states[0], name))
-        for name in ('step', 'opt_state', 'rng', 'model_state', 'hparams')}))
+    marked = _always_frozen(frozen_params, states[0])
     leaves = [jax.tree.leaves(s) for s in states]
-    return cls(tuple(bool(m) and _equal([lv[j] for lv in leaves]) for j, m in enumerate(marked)))
+    return cls(tuple(m and _equal([lv[j] for lv in leaves]) for j, m in enumerate(marked)))
 
   @classmethod
   def none(cls, state) -> Layout:
@@ -68,9 +64,27 @@ class Layout:
     return (sum(s for s, o in zip(sizes, self.once) if o), sum(s for s, o in zip(sizes, self.once) if not o))
 
 
+def sharing(first, state, frozen_params):
+  """`state` with each leaf frozen throughout that equals `first`'s replaced by `first`'s own array: the host then
+  holds the trials' shared base once while their states are gathered (`Layout.of` recognises them at no cost)."""
+  leaves, treedef = jax.tree.flatten(state)
+  firsts = jax.tree.leaves(first)
+  return treedef.unflatten([f if m and _equal([f, x]) else x
+                            for x, f, m in zip(leaves, firsts, _always_frozen(frozen_params, state))])
+
+
+def _always_frozen(frozen_params, state) -> list[bool]:
+  """Per leaf of `state`: a parameter frozen for the whole run."""
+  always = jax.tree.map(lambda f: f.always, frozen_params)
+  return [bool(m) for m in jax.tree.leaves(state.replace(params=always, **{
+      name: jax.tree.map(lambda _: False, getattr(state, name))
+      for name in ('step', 'opt_state', 'rng', 'model_state', 'hparams')}))]
+
+
 def _equal(xs: list) -> bool:
   first = np.asarray(xs[0])
-  return all(np.asarray(x).shape == first.shape and np.asarray(x).tobytes() == first.tobytes() for x in xs[1:])
+  return all(x is xs[0] or (np.asarray(x).shape == first.shape and np.asarray(x).tobytes() == first.tobytes())
+             for x in xs[1:])
 
 
 def _stack(xs):

@@ -24,6 +24,9 @@ class SingleStepper:
     train_fn, eval_fn = self.layout.wrap_steps(*steps.bind(plan))
     return jax.jit(train_fn, donate_argnums=0), jax.jit(eval_fn)
 
+  def admit(self, trials) -> None:
+    """Nothing to share with one trial."""
+
   def start(self, trials):
     """The live state on the devices, from the trial's initial or restored one."""
     return self.layout.place_state(trials[0].take_state())

@@ -24,6 +24,7 @@ from ftlab import compiled, parallel, steps
 from ftlab import data as data_lib
 from ftlab import metrics as metrics_lib
 from ftlab.loop_state import metrics_from_json
+from ftlab.steppers import held_once
 from ftlab.steppers.held_once import Layout
 
 
@@ -99,6 +100,12 @@ class StackedStepper:
     # per-lane evaluation batches [K, B, ...]
     self.lane_sharding = NamedSharding(mesh, P() if self.trial_sharded else P(None, parallel.DATA_AXIS))
     self.plan, self.batch_axis = plans[0], batch_axis
+
+  def admit(self, trials) -> None:
+    """The last of `trials` was just opened: where its base equals the first trial's, it takes the first's arrays,
+    so that the host holds a shared base once while the group's trials open, not K times."""
+    if len(trials) > 1:
+      trials[-1].state = held_once.sharing(trials[0].state, trials[-1].state, self.plan.frozen['params'])
 
   def start(self, trials):
     """The stacked live states, and the group's programs for their layout. The lead is a trial that starts with the

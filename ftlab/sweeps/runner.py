@@ -118,6 +118,7 @@ def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, swe
     raise config_lib.ConfigError(problems + err.problems) from err
   if sweep.vectorize > 1 and not base_problems:
     problems += [p for p in [layout_problem(base)] if p]
+    _pad_lora_rank(base, sweep)
   planner = planner or Planner(sweep_dir)
   for point, seed, fold in _trials_to_check(sweep):
     config = space.apply(base, point.overrides, seed, fold, sweep.folds)
@@ -131,6 +132,14 @@ def prepare(config_file: str, config_overrides: dict, sweep_overrides: dict, swe
   record = {'config': config_file, 'overrides': config_overrides, 'sweep': sweep.to_dict(),
             'base_config': base.to_dict()}
   return base, sweep, record
+
+
+def _pad_lora_rank(base, sweep: space.Sweep) -> None:
+  """A vectorised sweep over lora.rank gives every trial adapters as wide as its largest rank (lora.max_rank: the
+  columns past a trial's rank stay zero), so that trials of every rank share one compiled step."""
+  largest = space.largest(sweep, 'lora.rank')
+  if not base.lora.max_rank and largest is not None:
+    base.lora.max_rank = int(largest)
 
 
 def _trials_to_check(sweep: space.Sweep) -> list[tuple[space.Configuration, int, int | None]]:

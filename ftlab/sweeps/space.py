@@ -371,6 +371,15 @@ def apply(base_config, overrides: dict, seed: int, fold: int | None = None, fold
   return config
 
 
+def largest(sweep: Sweep, key: str):
+  """The largest value the sweep gives config key `key` (a bayes sweep: its range's upper end), or None."""
+  if sweep.kind == 'bayes':
+    points = [expand(sweep, values) for values in corner_points(sweep)]
+  else:
+    points = [point.overrides for point in configurations(sweep)]
+  return max((p[key] for p in points if key in p), default=None)
+
+
 def corner_points(sweep: Sweep) -> list[dict]:
   """Values at the edges of a bayes space (every bound and every choice, others at their low end): validating
   these before the first trial catches a bad range before any compute."""
