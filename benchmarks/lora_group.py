@@ -74,6 +74,7 @@ def main():
   parser.add_argument('--train', type=int, default=1024, help='training sentences (one epoch)')
   parser.add_argument('--trials', type=int, default=8)
   parser.add_argument('--workdir', default='/tmp/ftlab_lora_group_bench')
+  parser.add_argument('--modes', default='one,sequential,vectorised')
   parser.add_argument('--child', default='', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
@@ -81,7 +82,7 @@ def main():
     return
   subprocess.run(['rm', '-rf', args.workdir], check=True)
   results = {}
-  for mode in ('one', 'sequential', 'vectorised'):
+  for mode in args.modes.split(','):
     env = {**os.environ, 'FTLAB_COMPILATION_CACHE': 'off'}
     out = subprocess.run([sys.executable, __file__, '--child', mode, '--workdir', args.workdir, '--train',
                           str(args.train), '--trials', str(args.trials)], cwd=ROOT, env=env, capture_output=True,
@@ -96,6 +97,8 @@ def main():
   for mode, r in results.items():
     print(f'{mode:<12} {len(r["accuracy"]):>6} {r["peak_mib"]:>9.0f} {r["seconds"]:>8.1f} '
           f'{r["examples"] / r["seconds"]:>11.1f}')
+  if len(results) < 3:
+    return
   one, seq, vec = results['one'], results['sequential'], results['vectorised']
   print(f'\npeak memory, vectorised / one trial: {vec["peak_mib"] / one["peak_mib"]:.2f}x (target <= 1.5x); '
         f'throughput, vectorised / sequential: {seq["seconds"] / vec["seconds"]:.2f}x (target >= 1x)')

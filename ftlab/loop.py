@@ -23,12 +23,13 @@ from typing import Callable
 
 import numpy as np
 
-from ftlab import faults, predictions, preemption, steppers, writers
+from ftlab import faults, predictions, preemption, steppers
 from ftlab import metrics as metrics_lib
 from ftlab.evaluation import each, evaluate_splits
 from ftlab.loop_state import metrics_to_json
 from ftlab.outcome import Outcome
 from ftlab.plan import Plan
+from ftlab.progress import Progress
 from ftlab.trial import Trial
 
 
@@ -68,7 +69,7 @@ class _Run:
     self.lanes = _lane_splits(trials)
     self.states = stepper.start(trials)
     self.step = min(trial.start_step for trial in trials)
-    self.progress = writers.Progress(plan.total_steps, self.step)
+    self.progress = Progress(plan.total_steps, self.step, eval_every=plan.eval_every)
     self.pending = None  # (step, metrics, active) of the last step dispatched, before its loss is checked
     carried = [trial.loop.train_metrics for trial in trials]  # what resumed checkpoints held since an evaluation
     self.carried = carried if any(saved is not None for saved in carried) else None
@@ -117,9 +118,10 @@ class _Run:
     if saving:
       self._accept_pending()
     live = active & self.trainable()  # trained this step and neither diverged nor stopped before it
-    rows = self._evaluate(live) if evaluating and live.any() else {}
-    if saving:
-      self._save(live, {i: rows_i['validation'][config.eval.metric] for i, rows_i in rows.items()}, evaluating)
+    with self.progress.paused(evaluation=evaluating):  # not counted in the console's steps/s
+      rows = self._evaluate(live) if evaluating and live.any() else {}
+      if saving:
+        self._save(live, {i: rows_i['validation'][config.eval.metric] for i, rows_i in rows.items()}, evaluating)
     for i, rows_i in rows.items():
       self.trials[i].called_back(self.step, rows_i['validation'])
     for trial, trained in zip(self.trials, live):
@@ -192,6 +194,7 @@ class _Run:
 
   def _log(self, metrics, active: np.ndarray) -> None:
     every = self.plan.config.train.log_every_steps
+    self.progress.stepped(self.step)
     if self.trials[0].is_writer and (self.step % every == 0 or self.step == self.plan.total_steps):
       print(self.progress.line(self.step, self.stepper.mean_loss(metrics, active)), flush=True)
 
@@ -236,9 +239,14 @@ def _lane_splits(trials: list[Trial]) -> list:
 
 
 def _eval_line(step: int, metric: str, rows: list[dict], live: np.ndarray) -> str:
+  """One run's: each metric on the training subset and validation side by side with their gap (eval.train_subset),
+  or validation alone; a group's: each trial's validation metric."""
   if len(rows) == 1:
-    val = rows[0]['validation']
-    accuracy = f'  accuracy {val["accuracy"]:.4f}' if 'accuracy' in val else ''  # detection has none
-    return f'  eval @ {step}: validation {metric} {val[metric]:.4f}  loss {val["loss"]:.4f}' + accuracy
+    val, train = rows[0]['validation'], rows[0].get('train_eval')
+    names = [metric] + [k for k in ('loss', 'accuracy') if k in val and k != metric]  # detection has no accuracy
+    if train is None:
+      return f'  eval @ {step}: validation ' + '  '.join(f'{k} {val[k]:.4f}' for k in names)
+    return f'  eval @ {step}: train / validation ' + '  '.join(
+        f'{k} {train[k]:.4f} / {val[k]:.4f} (gap {train[k] - val[k]:+.4f})' for k in names)
   return f'  eval @ {step}: validation {metric} ' + ' '.join(
       f'{row["validation"][metric]:.4f}' if trained else '-' for row, trained in zip(rows, live))

@@ -1,10 +1,8 @@
 """Where a run's numbers go: metrics.jsonl, TensorBoard event files (tensorboardX, no TensorFlow), the console."""
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import time
 
 import numpy as np
 from tensorboardX import SummaryWriter
@@ -86,18 +84,3 @@ class MetricWriter:
   def close(self) -> None:
     if self.enabled:
       self.tensorboard.close()
-
-
-class Progress:
-  """The console line: step, loss, steps/s over the last interval, ETA."""
-
-  def __init__(self, total_steps: int, start_step: int):
-    self.total, self.last_step, self.last_time = total_steps, start_step, time.perf_counter()
-
-  def line(self, step: int, loss: float) -> str:
-    now = time.perf_counter()
-    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
-    self.last_step, self.last_time = step, now
-    eta = datetime.timedelta(seconds=round((self.total - step) / max(rate, 1e-9)))
-    width = len(str(self.total))
-    return f'step {step:>{width}}/{self.total}  loss {loss:.4f}  {rate:7.1f} steps/s  ETA {eta}'

@@ -56,6 +56,12 @@ def host_index(tree, i: int):
   return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[i]), tree)
 
 
+def lane_batch_size(batch_size: int, k: int, devices: int) -> int:
+  """Each lane's evaluation batch: eval.batch_size examples over all K lanes (a multiple of the device count, at
+  least one per device), so that a group's evaluation holds about one run's activations, not K runs'."""
+  return max(devices, batch_size // k // devices * devices)
+
+
 def masked_train_step(states, batch, active, *, step, batch_axis, layout: Layout):
   """K train steps at once; trials whose `active` entry is False come back unchanged (bit for bit). The leaves
   `layout` holds once go in and come out unstacked (vmap raises if the step changed one)."""
@@ -84,9 +90,9 @@ class StackedStepper:
     if problem:
       raise ValueError(problem)
     self.size = k = len(plans)
-    self.eval_batch_size = plans[0].config.eval.batch_size
-    self.buckets = data_lib.eval_buckets(plans[0])  # a shared split's (lanes of their own stack: one length)
     self.mesh = mesh = parallel.data_mesh()
+    self.eval_batch_size = lane_batch_size(plans[0].config.eval.batch_size, k, mesh.devices.size)
+    self.buckets = data_lib.eval_buckets(plans[0])  # a shared split's (lanes of their own stack: one length)
     # the same seed and fold: the same data in the same order, one iterator (the folds of a cross-validated
     # configuration read different training data, each from its own iterator)
     self.shared_batch = len({(plan.config.seed, plan.config.data.fold) for plan in plans}) == 1
