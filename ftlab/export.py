@@ -4,8 +4,10 @@
 Decoder runs (model.name='decoder'): OUT gets config.json + model.safetensors + the tokenizer files (with the model's
 chat template), which transformers loads as a LlamaForCausalLM (or Mistral / Qwen2 / Gemma); a LoRA run writes its
 adapter in PEFT's layout (adapter_config.json + adapter_model.safetensors, over the base model it names), or with
---merge-lora the merged model. OUT must not exist yet, or be empty: nothing already on disk is overwritten. Other
-model families export with issue 23's exporter; until then this command refuses them (exit status 2).
+--merge-lora the merged model. BERT-family text classifiers and NER taggers (model.name='bert'): OUT gets the
+folder transformers' BertForSequenceClassification / BertForTokenClassification load, with the class names, the
+head and the tokenizer (ftlab/pretrained/encoder_export.py; LoRA runs merged). OUT must not exist yet, or be empty:
+nothing already on disk is overwritten. Other model families are refused (exit status 2): not built yet.
 """
 from __future__ import annotations
 
@@ -32,15 +34,25 @@ def _problem(args) -> str | None:
   return None
 
 
+def _model_name(run: str) -> str:
+  import json
+  with open(os.path.join(run, 'config.json'), encoding='utf-8') as f:
+    return json.load(f).get('model', {}).get('name', '')
+
+
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
   problem = _problem(args)
   from ftlab.data.errors import DataError
-  from ftlab.pretrained import decoder_export, decoder_load
+  from ftlab.pretrained import decoder_export, decoder_load, encoder_export
   from ftlab.pretrained.surgery import SurgeryError
   try:
     if problem:
       raise SurgeryError(problem)
+    if _model_name(args.workdir) == 'bert':
+      encoder_export.write_classifier(args.out, args.workdir, checkpoint=args.checkpoint)
+      print(args.out)
+      return 0
     loaded = decoder_load.load(args.workdir, checkpoint=args.checkpoint)
   except (SurgeryError, DataError, OSError) as err:
     print(f'ftlab.export: {err}', file=sys.stderr)

@@ -20,6 +20,14 @@ def write_text_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+def write_safetensors_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
+  """Arrays by name into a .safetensors file (PyTorch's metadata, as transformers writes them), through a rename."""
+  from safetensors.numpy import save_file
+  tmp = f'{path}.tmp'
+  save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, tmp, metadata={'format': 'pt'})
+  os.replace(tmp, path)
+
+
 def write_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
   """Arrays by name into an .npz (no pickles: load with allow_pickle=False), through a rename."""
   tmp = f'{path}.tmp.npz'

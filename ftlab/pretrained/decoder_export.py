@@ -23,8 +23,7 @@ def _tokenizer_files(out: str, tok) -> None:
 
 
 def _safetensors(path: str, tensors: dict[str, np.ndarray]) -> None:
-  from safetensors.numpy import save_file
-  save_file({k: np.ascontiguousarray(v, np.float32) for k, v in tensors.items()}, path, metadata={'format': 'pt'})
+  writers.write_safetensors_atomic(path, {k: np.asarray(v, np.float32) for k, v in tensors.items()})
 
 
 def _token_ids(tok) -> dict:

@@ -65,7 +65,7 @@ def _from_run(run: str, checkpoint: str) -> Loaded:
     config = ml_collections.ConfigDict(json.load(f))
   if config.model.name != 'decoder':
     raise SurgeryError(f'{run}: a model.name={config.model.name!r} run; generating and exporting here take decoder '
-                       'runs only (other families export with issue 23\'s exporter, not built yet)')
+                       'runs only (BERT classifiers export too; other families are not built yet)')
   params = checkpoints.restore_params(os.path.join(run, 'checkpoints'), _step(run, checkpoint))
   params = {k: dict(v) if isinstance(v, dict) else v for k, v in params.items()}
   shape = pretrained_lib.decoder_config(config.model)

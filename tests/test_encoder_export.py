@@ -1,0 +1,72 @@
+"""`python -m ftlab.export` of BERT classifiers (ftlab/pretrained/encoder_export.py): a text classifier (every
+pooling) and an NER tagger, LoRA merged, written as a Hugging Face folder that ftlab reads back as model.pretrained
+with identical parameters and logits."""
+import copy
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from ftlab import checkpoints, data, export, stages
+from ftlab.initial_state import initial_state
+from ftlab.models import lora
+from ftlab.plan import make_plan
+from test_packing import _text_config, _write_conll
+
+
+def _run(tmp_path, task: str, pooling: str, lora_target: str):
+  c = _text_config(tmp_path, model__pooling=pooling, lora__target=lora_target, lora__train='^(head|pooler)/')
+  if task == 'ner':
+    c.data.source, c.data.path, c.eval.metric = 'conll', _write_conll(tmp_path / 'conll'), 'entity_f1'
+  c.train.num_steps, c.eval.every_steps, c.eval.predictions = 10, 10, False
+  run = str(tmp_path / 'run')
+  stages.run(c, run)
+  return c, run
+
+
+@pytest.mark.parametrize('task, pooling, lora_target', [('text', 'mean', ''), ('text', 'pooler', 'attention/query$'),
+                                                        ('ner', 'cls', '')])
+def test_an_exported_classifier_reads_back_into_ftlab_with_identical_logits(tmp_path, task, pooling, lora_target):
+  c, run = _run(tmp_path, task, pooling, lora_target)
+  out = str(tmp_path / 'exported')
+  assert export.main([run, out]) == 0
+  with open(os.path.join(out, 'config.json')) as f:
+    hf_config = json.load(f)
+  with open(os.path.join(run, 'summary.json')) as f:
+    classes = json.load(f)['class_names']
+  assert hf_config['id2label'] == {str(i): name for i, name in enumerate(classes)}
+  expected = {('text', 'mean'): 'FtlabBertForSequenceClassification', ('text', 'pooler'): 'BertForSequenceClassification',
+              ('ner', 'cls'): 'BertForTokenClassification'}[task, pooling]
+  assert hf_config['architectures'] == [expected]
+  assert os.path.isfile(os.path.join(out, 'modeling_ftlab.py')) == (expected.startswith('Ftlab'))
+  names = set(load_file(os.path.join(out, 'model.safetensors')))
+  assert {'classifier.weight', 'classifier.bias', 'bert.embeddings.word_embeddings.weight'} <= names
+  assert ('bert.pooler.dense.weight' in names) == (pooling == 'pooler') and os.path.isfile(os.path.join(out, 'vocab.txt'))
+
+  # read back: a fresh run initialised from the folder holds the exported parameters, head included
+  back = copy.deepcopy(c)
+  back.model.pretrained, back.init.reinit, back.lora.target = out, '', ''
+  back.model.bert.update(hidden_size=0, num_layers=0, num_heads=0, intermediate_size=0, max_position=0)  # its own
+  plan = make_plan(back, str(tmp_path / 'back'))
+  reread = initial_state(plan).params
+  best = checkpoints.restore_params(os.path.join(run, 'checkpoints'), checkpoints.run_step(run, 'best'))
+  if lora_target:
+    best = lora.merge(best, scale=c.lora.alpha / c.lora.rank)
+  jax.tree.map(np.testing.assert_array_equal, reread, best)
+  batch = data.eval_batches(plan.splits.validation, batch_size=8).__next__()
+  inputs = plan.task.inputs(batch)
+  logits = plan.model.apply({'params': reread}, inputs)
+  original = make_plan(c, str(tmp_path / 'original')).model.apply({'params': checkpoints.restore_params(
+      os.path.join(run, 'checkpoints'), checkpoints.run_step(run, 'best'))}, inputs)
+  np.testing.assert_allclose(logits, original, rtol=1e-5, atol=1e-6)  # LoRA: merged vs adapted, float rounding
+
+
+def test_an_unfinished_run_is_refused_with_the_reason(tmp_path, capsys):
+  run = tmp_path / 'run'
+  os.makedirs(run / 'checkpoints')  # a run that has not finished: its config and checkpoints, no summary.json
+  (run / 'config.json').write_text(json.dumps(_text_config(tmp_path).to_dict()))
+  assert export.main([str(run), str(tmp_path / 'out')]) == 2
+  assert 'no summary.json (the run has not finished' in capsys.readouterr().err
