@@ -236,14 +236,16 @@ def run_step(run: str, checkpoint: str) -> int:
   return int(checkpoint)
 
 
-def params_shapes(directory: str, step: int) -> dict:
-  """The 'params' tree saved at `step` as shape-and-dtype metadata, read without loading any array."""
+def params_shapes(directory: str, step: int, item: str = 'params') -> dict:
+  """The 'params' tree (or the state's `item`) saved at `step` as shape-and-dtype metadata, read without loading
+  any array."""
   path, identity = _state_dir(directory, step)
-  return _cached('shapes', identity, lambda: ocp.PyTreeCheckpointer().metadata(path).item_metadata['params'])
+  return _cached(f'shapes of {item}', identity, lambda: ocp.PyTreeCheckpointer().metadata(path).item_metadata[item])
 
 
-def restore_params(directory: str, step: int) -> dict:
-  """The 'params' tree saved at `step` in a run's checkpoint directory, as numpy arrays, without a template.
+def restore_params(directory: str, step: int, item: str = 'params') -> dict:
+  """The 'params' tree (or the state's `item`: 'model_state') saved at `step` in a run's checkpoint directory, as
+  numpy arrays, without a template.
 
   Restored as host arrays, so parameters saved on any device topology load into any other. Read once per process
   (the trials of a sweep share a source-task run): the arrays are read-only.
@@ -251,12 +253,12 @@ def restore_params(directory: str, step: int) -> dict:
   path, identity = _state_dir(directory, step)
 
   def read():
-    meta = params_shapes(directory, step)
-    target = {'params': jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), meta)}
-    restore_args = {'params': jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)}
+    meta = params_shapes(directory, step, item)
+    target = {item: jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), meta)}
+    restore_args = {item: jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), meta)}
     restored = ocp.PyTreeCheckpointer().restore(path, args=ocp.args.PyTreeRestore(
-        item=target, restore_args=restore_args, partial_restore=True))['params']
+        item=target, restore_args=restore_args, partial_restore=True))[item]
     for leaf in jax.tree.leaves(restored):
       leaf.flags.writeable = False
     return restored
-  return _cached('params', identity, read)
+  return _cached(item, identity, read)

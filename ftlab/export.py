@@ -7,7 +7,9 @@ adapter in PEFT's layout (adapter_config.json + adapter_model.safetensors, over 
 --merge-lora the merged model. BERT-family text classifiers and NER taggers (model.name='bert'): OUT gets the
 folder transformers' BertForSequenceClassification / BertForTokenClassification load, with the class names, the
 head and the tokenizer (ftlab/pretrained/encoder_export.py; LoRA runs merged). OUT must not exist yet, or be empty:
-nothing already on disk is overwritten. Other model families are refused (exit status 2): not built yet.
+nothing already on disk is overwritten. Every other model family (the quickstart's MLP, CNNs, ViT, ResNet,
+EfficientNet) is written in ftlab's own layout (ftlab/pretrained/ftlab_format.py: model.safetensors by ftlab's
+parameter paths + config.json), which ftlab reads back as model.pretrained.
 """
 from __future__ import annotations
 
@@ -44,13 +46,15 @@ def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
   problem = _problem(args)
   from ftlab.data.errors import DataError
-  from ftlab.pretrained import decoder_export, decoder_load, encoder_export
+  from ftlab.pretrained import decoder_export, decoder_load, encoder_export, ftlab_format
   from ftlab.pretrained.surgery import SurgeryError
   try:
     if problem:
       raise SurgeryError(problem)
-    if _model_name(args.workdir) == 'bert':
-      encoder_export.write_classifier(args.out, args.workdir, checkpoint=args.checkpoint)
+    name = _model_name(args.workdir)
+    if name != 'decoder':
+      writer = encoder_export.write_classifier if name == 'bert' else ftlab_format.write
+      writer(args.out, args.workdir, checkpoint=args.checkpoint)
       print(args.out)
       return 0
     loaded = decoder_load.load(args.workdir, checkpoint=args.checkpoint)

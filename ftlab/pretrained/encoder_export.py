@@ -12,16 +12,14 @@ ftlab reads the folder back as model.pretrained, head included (`python -m ftlab
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
-import ml_collections
 import numpy as np
 
 from ftlab import checkpoints, writers
 from ftlab.models import lora as lora_lib
-from ftlab.pretrained import hf
+from ftlab.pretrained import ftlab_format, hf
 from ftlab.pretrained.surgery import SurgeryError
 
 TOKENIZER_FILES = ('vocab.txt', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'merges.txt',
@@ -31,7 +29,7 @@ CUSTOM_CODE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'modeling
 
 def write_classifier(out: str, run: str, *, checkpoint: str = 'best') -> None:
   """Exports the run's classifier at `checkpoint` to the folder `out` (new or empty); raises SurgeryError."""
-  config, summary = _read_run(run)
+  config, summary = ftlab_format.finished_run(run)
   task = summary.get('data', {}).get('task')
   if task not in ('text', 'tags'):
     raise SurgeryError(f'{run}: a {task!r} task; a BERT export takes text classification and NER runs')
@@ -55,18 +53,6 @@ def _copy_tokenizer(config, out: str) -> None:
   for name in TOKENIZER_FILES:
     if path and os.path.isfile(os.path.join(path, name)):
       shutil.copyfile(os.path.join(path, name), os.path.join(out, name))
-
-
-def _read_run(run: str):
-  """(the run's config, its summary.json); SurgeryError for a run that has not finished."""
-  with open(os.path.join(run, 'config.json'), encoding='utf-8') as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  path = os.path.join(run, 'summary.json')
-  if not os.path.isfile(path):
-    raise SurgeryError(f'{run}: no summary.json (the run has not finished: its class names and task are not known '
-                       'yet); export it once it has finished, or run it again to resume')
-  with open(path, encoding='utf-8') as f:
-    return config, json.load(f)
 
 
 def _params(run: str, config, checkpoint: str) -> dict:

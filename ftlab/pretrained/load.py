@@ -10,7 +10,7 @@ import dataclasses
 import os
 
 from ftlab.models.bert import BertConfig
-from ftlab.pretrained import hf, surgery
+from ftlab.pretrained import ftlab_format, hf, surgery
 
 
 @dataclasses.dataclass
@@ -77,6 +77,9 @@ def _read_decoder(spec: str, download: bool) -> tuple[dict, list[str]]:
 def _read(model_config, params) -> tuple[dict, dict, list[str], list[str]]:
   """(params tree, batch-norm statistics, unused checkpoint names, notes) of model.pretrained in ftlab's paths."""
   spec = model_config.pretrained
+  if ftlab_format.is_folder(spec):  # exported by ftlab in its own layout: any model family
+    tree, stats = ftlab_format.read(spec)
+    return tree, stats, [], []
   if model_config.name == 'bert':
     tree, unused = hf.to_ftlab(hf.read_weights(hf.resolve(spec, download=model_config.download)))
     return tree, {}, unused, []

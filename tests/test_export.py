@@ -1,6 +1,6 @@
-"""`python -m ftlab.export` of BERT classifiers (ftlab/pretrained/encoder_export.py): a text classifier (every
-pooling) and an NER tagger, LoRA merged, written as a Hugging Face folder that ftlab reads back as model.pretrained
-with identical parameters and logits."""
+"""`python -m ftlab.export`: BERT classifiers (ftlab/pretrained/encoder_export.py), a text classifier (every pooling)
+and an NER tagger, LoRA merged, written as Hugging Face folders; the quickstart's MLP in ftlab's own layout
+(ftlab/pretrained/ftlab_format.py). ftlab reads each back as model.pretrained with identical parameters and logits."""
 import copy
 import json
 import os
@@ -14,6 +14,7 @@ from ftlab import checkpoints, data, export, stages
 from ftlab.initial_state import initial_state
 from ftlab.models import lora
 from ftlab.plan import make_plan
+from conftest import small_config
 from test_packing import _text_config, _write_conll
 
 
@@ -70,3 +71,19 @@ def test_an_unfinished_run_is_refused_with_the_reason(tmp_path, capsys):
   (run / 'config.json').write_text(json.dumps(_text_config(tmp_path).to_dict()))
   assert export.main([str(run), str(tmp_path / 'out')]) == 2
   assert 'no summary.json (the run has not finished' in capsys.readouterr().err
+
+
+def test_a_model_no_hugging_face_library_holds_exports_in_ftlabs_layout_and_reads_back(tmp_path):
+  c = small_config(train__num_steps=10, eval__every_steps=10)
+  run, out = str(tmp_path / 'run'), str(tmp_path / 'exported')
+  stages.run(c, run)
+  assert export.main([run, out]) == 0
+  with open(os.path.join(out, 'config.json')) as f:
+    saved = json.load(f)
+  assert saved['format'] == 'ftlab' and saved['task'] == 'image' and saved['model']['features'] == [32, 16]
+  back = copy.deepcopy(c)
+  back.model.pretrained, back.init.reinit = out, ''
+  plan = make_plan(back, str(tmp_path / 'back'))
+  reread = initial_state(plan).params
+  jax.tree.map(np.testing.assert_array_equal, reread, checkpoints.restore_params(
+      os.path.join(run, 'checkpoints'), checkpoints.run_step(run, 'best')))
