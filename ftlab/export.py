@@ -6,8 +6,9 @@ chat template), which transformers loads as a LlamaForCausalLM (or Mistral / Qwe
 adapter in PEFT's layout (adapter_config.json + adapter_model.safetensors, over the base model it names), or with
 --merge-lora the merged model. BERT-family text classifiers and NER taggers (model.name='bert'): OUT gets the
 folder transformers' BertForSequenceClassification / BertForTokenClassification load, with the class names, the
-head and the tokenizer (ftlab/pretrained/encoder_export.py; LoRA runs merged). OUT must not exist yet, or be empty:
-nothing already on disk is overwritten. Every other model family (the quickstart's MLP, CNNs, ViT, ResNet,
+head and the tokenizer (ftlab/pretrained/encoder_export.py); a LoRA run its adapters in PEFT's layout with the head
+among modules_to_save, over OUT/base (ftlab/pretrained/encoder_adapter.py), or with --merge-lora the merged
+model. OUT must not exist yet, or be empty: nothing already on disk is overwritten. Every other model family (the quickstart's MLP, CNNs, ViT, ResNet,
 EfficientNet) is written in ftlab's own layout (ftlab/pretrained/ftlab_format.py: model.safetensors by ftlab's
 parameter paths + config.json), which ftlab reads back as model.pretrained.
 """
@@ -36,24 +37,31 @@ def _problem(args) -> str | None:
   return None
 
 
-def _model_name(run: str) -> str:
+def _writer(run: str, merge_lora: bool):
+  """The writer of a run that is not a decoder's (None for a decoder)."""
   import json
+  from ftlab.pretrained import encoder_adapter, encoder_export, ftlab_format
   with open(os.path.join(run, 'config.json'), encoding='utf-8') as f:
-    return json.load(f).get('model', {}).get('name', '')
+    config = json.load(f)
+  name, lora = config.get('model', {}).get('name', ''), config.get('lora', {}).get('target')
+  if name == 'decoder':
+    return None
+  if name == 'bert':
+    return encoder_adapter.write_adapter if lora and not merge_lora else encoder_export.write_classifier
+  return ftlab_format.write
 
 
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
   problem = _problem(args)
   from ftlab.data.errors import DataError
-  from ftlab.pretrained import decoder_export, decoder_load, encoder_export, ftlab_format
+  from ftlab.pretrained import decoder_export, decoder_load
   from ftlab.pretrained.surgery import SurgeryError
   try:
     if problem:
       raise SurgeryError(problem)
-    name = _model_name(args.workdir)
-    if name != 'decoder':
-      writer = encoder_export.write_classifier if name == 'bert' else ftlab_format.write
+    writer = _writer(args.workdir, args.merge_lora)
+    if writer is not None:
       writer(args.out, args.workdir, checkpoint=args.checkpoint)
       print(args.out)
       return 0

@@ -33,7 +33,7 @@ def _run(tmp_path, task: str, pooling: str, lora_target: str):
 def test_an_exported_classifier_reads_back_into_ftlab_with_identical_logits(tmp_path, task, pooling, lora_target):
   c, run = _run(tmp_path, task, pooling, lora_target)
   out = str(tmp_path / 'exported')
-  assert export.main([run, out]) == 0
+  assert export.main([run, out] + (['--merge-lora'] if lora_target else [])) == 0
   with open(os.path.join(out, 'config.json')) as f:
     hf_config = json.load(f)
   with open(os.path.join(run, 'summary.json')) as f:
@@ -63,6 +63,32 @@ def test_an_exported_classifier_reads_back_into_ftlab_with_identical_logits(tmp_
   original = make_plan(c, str(tmp_path / 'original')).model.apply({'params': checkpoints.restore_params(
       os.path.join(run, 'checkpoints'), checkpoints.run_step(run, 'best'))}, inputs)
   np.testing.assert_allclose(logits, original, rtol=1e-5, atol=1e-6)  # LoRA: merged vs adapted, float rounding
+  if lora_target:
+    _check_peft_adapter(c, run, str(tmp_path / 'adapter'))
+
+
+def _check_peft_adapter(c, run: str, out: str):
+  """A LoRA run exported without --merge-lora: PEFT's files, the head and pooler among modules_to_save, the base
+  folder holding the frozen encoder; base + scale * B @ A gives the merged kernels."""
+  assert export.main([run, out]) == 0
+  with open(os.path.join(out, 'adapter_config.json')) as f:
+    peft = json.load(f)
+  assert peft['task_type'] == 'SEQ_CLS' and peft['r'] == c.lora.rank and peft['lora_alpha'] == c.lora.alpha
+  assert peft['target_modules'] == [f'bert.encoder.layer.{i}.attention.self.query' for i in range(2)]
+  assert peft['modules_to_save'] == ['bert.pooler.dense', 'classifier']
+  assert peft['base_model_name_or_path'] == os.path.join(out, 'base')
+  tensors = load_file(os.path.join(out, 'adapter_model.safetensors'))
+  best = checkpoints.restore_params(os.path.join(run, 'checkpoints'), checkpoints.run_step(run, 'best'))
+  np.testing.assert_array_equal(tensors['base_model.model.classifier.weight'], np.asarray(best['head']['kernel']).T)
+  base = load_file(os.path.join(out, 'base', 'model.safetensors'))
+  merged = lora.merge(best, scale=c.lora.alpha / c.lora.rank)
+  for i in range(2):
+    module = f'bert.encoder.layer.{i}.attention.self.query'
+    a, b = tensors[f'base_model.model.{module}.lora_A.weight'], tensors[f'base_model.model.{module}.lora_B.weight']
+    assert a.shape == (c.lora.rank, 16) and b.shape == (16, c.lora.rank)
+    kernel = base[f'{module}.weight'] + c.lora.alpha / c.lora.rank * b @ a  # PyTorch's [out, in]
+    np.testing.assert_allclose(kernel.T, merged['backbone'][f'layer_{i}']['attention']['query']['kernel'],
+                               rtol=1e-6, atol=1e-7)
 
 
 def test_an_unfinished_run_is_refused_with_the_reason(tmp_path, capsys):

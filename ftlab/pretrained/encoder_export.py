@@ -28,14 +28,24 @@ CUSTOM_CODE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'modeling
 
 
 def write_classifier(out: str, run: str, *, checkpoint: str = 'best') -> None:
-  """Exports the run's classifier at `checkpoint` to the folder `out` (new or empty); raises SurgeryError."""
+  """Exports the run's classifier at `checkpoint` (LoRA merged) to the folder `out` (new or empty); raises
+  SurgeryError."""
+  config, labels, task = classifier_run(run)
+  write_folder(out, config, run_params(run, config, checkpoint, merged=True), labels, task)
+
+
+def classifier_run(run: str):
+  """(config, class names, task 'text' or 'tags') of a finished BERT classifier run; SurgeryError otherwise."""
   config, summary = ftlab_format.finished_run(run)
   task = summary.get('data', {}).get('task')
   if task not in ('text', 'tags'):
     raise SurgeryError(f'{run}: a {task!r} task; a BERT export takes text classification and NER runs')
-  params = _params(run, config, checkpoint)
-  labels = list(summary['class_names'])
-  tensors = {_hf_name(name): value for name, value in hf.from_ftlab(params).items()}
+  return config, list(summary['class_names']), task
+
+
+def write_folder(out: str, config, params: dict, labels: list[str], task: str) -> None:
+  """The Hugging Face folder of a BERT classifier with these (plain) parameters."""
+  tensors = {hf_name(name): value for name, value in hf.from_ftlab(params).items()}
   os.makedirs(out, exist_ok=True)
   writers.write_safetensors_atomic(os.path.join(out, 'model.safetensors'), tensors)
   writers.write_json_atomic(os.path.join(out, 'config.json'), _hf_config(config, params, labels, task))
@@ -55,17 +65,17 @@ def _copy_tokenizer(config, out: str) -> None:
       shutil.copyfile(os.path.join(path, name), os.path.join(out, name))
 
 
-def _params(run: str, config, checkpoint: str) -> dict:
-  """The run's parameters at `checkpoint`, LoRA adapters folded in."""
+def run_params(run: str, config, checkpoint: str, *, merged: bool) -> dict:
+  """The run's parameters at `checkpoint`, LoRA adapters folded in where `merged`."""
   try:
     params = checkpoints.restore_params(os.path.join(run, 'checkpoints'), checkpoints.run_step(run, checkpoint))
   except checkpoints.CheckpointError as err:
     raise SurgeryError(str(err)) from None
   spec = lora_lib.Spec.of(config.lora)
-  return lora_lib.merge(params, scale=spec.scale) if spec else params
+  return lora_lib.merge(params, scale=spec.scale) if spec and merged else params
 
 
-def _hf_name(name: str) -> str:
+def hf_name(name: str) -> str:
   """hf.from_ftlab's BertModel name -> BertFor*Classification's ('bert.' before the encoder and its pooler)."""
   return name if name.startswith('classifier.') else f'bert.{name}'
 
