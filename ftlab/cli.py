@@ -30,7 +30,8 @@ def parse_value(text: str, default):
     return text  # left as a string: validation names the key and the expected type
 
 
-def split_args(argv: list[str]) -> tuple[dict[str, str], list[tuple[str, str]], list[str]]:
+def split_args(argv: list[str], required=('config', 'workdir')) -> tuple[dict[str, str], list[tuple[str, str]],
+                                                                          list[str]]:
   """argv -> ({'config': ..., 'workdir': ...}, [(dotted key, raw value)], problems)."""
   options, overrides, problems = {}, [], []
   i = 0
@@ -55,7 +56,7 @@ def split_args(argv: list[str]) -> tuple[dict[str, str], list[tuple[str, str]], 
       options[name] = value
     else:
       problems.append(f'--{name}: unknown option; {USAGE}')
-  for name in ('config', 'workdir'):
+  for name in required:
     if name not in options:
       problems.append(f'--{name}: required; {USAGE}')
   return options, overrides, problems
@@ -98,9 +99,9 @@ def asked_for_help(argv: list[str], doc: str) -> bool:
   return False
 
 
-def parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:
+def parse(argv: list[str], *, need_workdir: bool = True) -> tuple[ml_collections.ConfigDict, str]:
   """argv -> (validated config, workdir); raises config.ConfigError with every problem found."""
-  options, overrides, problems = split_args(argv)
+  options, overrides, problems = split_args(argv, ('config', 'workdir') if need_workdir else ('config',))
   if 'workdir' in options:
     problems += folders.problems(options['workdir'], 'run')
   if 'config' not in options:
@@ -113,7 +114,7 @@ def parse(argv: list[str]) -> tuple[ml_collections.ConfigDict, str]:
   problems += config_lib.validate(config)
   if problems:
     raise config_lib.ConfigError(problems)
-  return config, options['workdir']
+  return config, options.get('workdir', '')
 
 
 def exit_on_config_error(err: config_lib.ConfigError):

@@ -1,16 +1,17 @@
 """Export a finished run as Hugging Face files: `python -m ftlab.export WORKDIR OUT [--checkpoint best|latest|STEP]
 [--merge-lora]`.
 
-Decoder runs (model.name='decoder'): OUT gets config.json + model.safetensors + the tokenizer files (with the model's
-chat template), which transformers loads as a LlamaForCausalLM (or Mistral / Qwen2 / Gemma); a LoRA run writes its
-adapter in PEFT's layout (adapter_config.json + adapter_model.safetensors, over the base model it names), or with
---merge-lora the merged model. BERT-family text classifiers and NER taggers (model.name='bert'): OUT gets the
-folder transformers' BertForSequenceClassification / BertForTokenClassification load, with the class names, the
+Decoder runs (model.name='decoder'): OUT gets config.json + model.safetensors + the tokenizer files (with the
+model's chat template), which transformers loads as a LlamaForCausalLM (or Mistral / Qwen2 / Gemma); a LoRA run
+writes its adapter in PEFT's layout (adapter_config.json + adapter_model.safetensors, over the base model it names),
+or with --merge-lora the merged model. BERT-family text classifiers and NER taggers (model.name='bert'): OUT gets
+the folder transformers' BertForSequenceClassification / BertForTokenClassification load, with the class names, the
 head and the tokenizer (ftlab/pretrained/encoder_export.py); a LoRA run its adapters in PEFT's layout with the head
-among modules_to_save, over OUT/base (ftlab/pretrained/encoder_adapter.py), or with --merge-lora the merged
-model. OUT must not exist yet, or be empty: nothing already on disk is overwritten. Every other model family (the quickstart's MLP, CNNs, ViT, ResNet,
-EfficientNet) is written in ftlab's own layout (ftlab/pretrained/ftlab_format.py: model.safetensors by ftlab's
-parameter paths + config.json), which ftlab reads back as model.pretrained.
+among modules_to_save, over OUT/base (ftlab/pretrained/encoder_adapter.py), or with --merge-lora the merged model.
+OUT must not exist yet, or be empty: nothing already on disk is overwritten. Every other model family (the
+quickstart's MLP, CNNs, ViT, ResNet, EfficientNet) is written in ftlab's own layout
+(ftlab/pretrained/ftlab_format.py: model.safetensors by ftlab's parameter paths + config.json), which ftlab reads
+back as model.pretrained.
 """
 from __future__ import annotations
 

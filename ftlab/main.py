@@ -1,5 +1,8 @@
 """One ftlab run: `python -m ftlab.main --config=configs/NAME.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]`.
 
+`--show-config` (no --workdir needed) prints the resolved config instead, each key with its value, a '*' where it
+differs from the default, and its one-line meaning, and runs nothing.
+
 Every problem with the config, the workdir or the command line is reported at once before any compute, with exit
 status 2 and nothing written. With init.pretrain enabled the source-task run goes first, into DIR/pretrain.
 Rerunning the same command on the same DIR resumes. Exit statuses:
@@ -34,6 +37,10 @@ def main(argv: list[str]) -> int:
     return 0
   workdir = ''
   try:
+    if '--show-config' in argv:
+      from ftlab.config import meanings
+      print(meanings.show(cli.parse([a for a in argv if a != '--show-config'], need_workdir=False)[0]))
+      return 0
     config, workdir = cli.parse(argv)
     start_processes(config)
     preemption.install()  # after jax.distributed: a multi-host run leaves SIGTERM to jax's preemption service
