@@ -24,7 +24,7 @@ import numpy as np
 from ftlab import writers
 from ftlab.models import lora as lora_lib
 from ftlab.optim import groups
-from ftlab.pretrained import encoder_export, hf
+from ftlab.pretrained import encoder_export, hf, surgery
 
 
 def write_adapter(out: str, run: str, *, checkpoint: str = 'best') -> None:
@@ -54,8 +54,7 @@ def write_adapter(out: str, run: str, *, checkpoint: str = 'best') -> None:
 def _hf_module(module: str, fan_in: int, fan_out: int) -> str:
   """BertFor*Classification's name of the dense module at ftlab path `module` ('backbone/layer_0/attention/query'
   -> 'bert.encoder.layer.0.attention.self.query')."""
-  leaf = {'kernel': np.zeros((fan_in, fan_out), np.float32)}
-  name = next(iter(hf.from_ftlab(_nested(module, leaf))))
+  name = next(iter(hf.from_ftlab(surgery.unflatten({f'{module}/kernel': np.zeros((fan_in, fan_out), np.float32)}))))
   return encoder_export.hf_name(name).removesuffix('.weight')
 
 
@@ -68,12 +67,6 @@ def _trained(base: dict, pattern: str) -> dict[str, np.ndarray]:
   for key_path, value in jax.tree_util.tree_flatten_with_path(base)[0]:
     path = groups.path_str(key_path)
     if re.search(pattern, path):
-      kept.update(hf.from_ftlab(_nested(path.rpartition('/')[0], {path.rpartition('/')[2]: value})))
+      kept.update(hf.from_ftlab(surgery.unflatten({path: value})))
   return {encoder_export.hf_name(name): value for name, value in kept.items()}
 
-
-def _nested(module: str, leaves: dict) -> dict:
-  tree = leaves
-  for name in reversed(module.split('/')):
-    tree = {name: tree}
-  return tree

@@ -18,6 +18,7 @@ import numpy as np
 
 from ftlab import checkpoints, writers
 from ftlab.models import lora as lora_lib
+from ftlab.pretrained import surgery
 from ftlab.pretrained.surgery import SurgeryError
 
 FORMAT, VERSION = 'ftlab', 1
@@ -45,7 +46,8 @@ def write(out: str, run: str, *, checkpoint: str = 'best') -> None:
   lora = config.get('lora', {})
   if lora.get('target'):
     params = lora_lib.merge(params, scale=lora['alpha'] / lora['rank'])
-  arrays = {**_flat(params), **{STATS + k: v for k, v in _flat(_batch_stats(run, step)).items()}}
+  stats = {STATS + k: v for k, v in surgery.flat(_batch_stats(run, step)).items()}
+  arrays = {k: np.asarray(v) for k, v in {**surgery.flat(params), **stats}.items()}
   os.makedirs(out, exist_ok=True)
   writers.write_safetensors_atomic(os.path.join(out, 'model.safetensors'), arrays)
   writers.write_json_atomic(os.path.join(out, 'config.json'), {
@@ -74,8 +76,8 @@ def read(path: str) -> tuple[dict, dict]:
   except Exception as err:  # pylint: disable=broad-except  # missing, truncated or not safetensors
     raise SurgeryError(f'model.pretrained: cannot read {os.path.join(path, "model.safetensors")}: {err}; export '
                        'the run again') from None
-  params = _nested({k: v for k, v in arrays.items() if not k.startswith(STATS)})
-  return params, _nested({k[len(STATS):]: v for k, v in arrays.items() if k.startswith(STATS)})
+  params = surgery.unflatten({k: v for k, v in arrays.items() if not k.startswith(STATS)})
+  return params, surgery.unflatten({k[len(STATS):]: v for k, v in arrays.items() if k.startswith(STATS)})
 
 
 def _batch_stats(run: str, step: int) -> dict:
@@ -85,23 +87,3 @@ def _batch_stats(run: str, step: int) -> dict:
     return {}
   return (state or {}).get('batch_stats', {})
 
-
-def _flat(tree, prefix: str = '') -> dict[str, np.ndarray]:
-  out = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      out.update(_flat(value, f'{prefix}{key}/'))
-    else:
-      out[prefix + key] = np.asarray(value)
-  return out
-
-
-def _nested(flat: dict[str, np.ndarray]) -> dict:
-  tree: dict = {}
-  for path, value in flat.items():
-    *parents, leaf = path.split('/')
-    node = tree
-    for name in parents:
-      node = node.setdefault(name, {})
-    node[leaf] = value
-  return tree

@@ -19,7 +19,8 @@ class SurgeryError(ValueError):
   """Pretrained parameters that cannot go into the model as asked."""
 
 
-def _flat(tree) -> dict[str, object]:
+def flat(tree) -> dict[str, object]:
+  """{'a/b/c': leaf} of a parameter tree (the inverse of `unflatten`)."""
   return {groups.path_str(kp): v for kp, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
@@ -30,9 +31,9 @@ MISMATCH_FIX = ('. Re-initialise them with init.reinit (a regex over parameter p
 def mismatches(fresh, loaded, *, reinit: str = '') -> list[str]:
   """'path: checkpoint (shape) vs model (shape)' for each parameter both trees hold with different shapes, except
   those matching `reinit`. `fresh` may hold jax.ShapeDtypeStructs (checked before any compute)."""
-  source = _flat(loaded)
+  source = flat(loaded)
   return [f'{path}: checkpoint {tuple(np.shape(source[path]))} vs model {tuple(value.shape)}'
-          for path, value in _flat(fresh).items()
+          for path, value in flat(fresh).items()
           if path in source and not (reinit and re.search(reinit, path))
           and tuple(np.shape(source[path])) != tuple(value.shape)]
 
@@ -48,7 +49,7 @@ def merge(fresh, loaded, *, reinit: str = '') -> tuple[object, dict[str, list[st
   bad = mismatches(fresh, loaded, reinit=reinit)
   if bad:
     raise SurgeryError('pretrained shapes differ from the model: ' + '; '.join(bad) + MISMATCH_FIX)
-  source = _flat(loaded)
+  source = flat(loaded)
   report = {'loaded': [], 'reinitialised': [], 'missing': [], 'unexpected': []}
 
   def take(key_path, value):
@@ -63,7 +64,7 @@ def merge(fresh, loaded, *, reinit: str = '') -> tuple[object, dict[str, list[st
     return jax.numpy.asarray(np.asarray(source[path]), dtype=value.dtype)
 
   params = jax.tree_util.tree_map_with_path(take, fresh)
-  report['unexpected'] = sorted(set(source) - set(_flat(fresh)))
+  report['unexpected'] = sorted(set(source) - set(flat(fresh)))
   return params, report
 
 
@@ -81,13 +82,13 @@ def unflatten(flat: dict[str, object]) -> dict:
 
 def drop(tree, pattern: str) -> dict:
   """`tree` without the parameters whose path matches `pattern` (e.g. a checkpoint's old head before merging)."""
-  return unflatten({p: v for p, v in _flat(tree).items() if not re.search(pattern, p)})
+  return unflatten({p: v for p, v in flat(tree).items() if not re.search(pattern, p)})
 
 
 def reinit(params, fresh, pattern: str) -> dict:
   """`params` with the parameters matching `pattern` taken from `fresh` (a newly initialised tree like it)."""
-  new = _flat(fresh)
-  return unflatten({p: new[p] if re.search(pattern, p) else v for p, v in _flat(params).items()})
+  new = flat(fresh)
+  return unflatten({p: new[p] if re.search(pattern, p) else v for p, v in flat(params).items()})
 
 
 def cast(tree, dtype, pattern: str = '') -> dict:
@@ -96,7 +97,7 @@ def cast(tree, dtype, pattern: str = '') -> dict:
     if pattern and not re.search(pattern, path) or not jax.numpy.issubdtype(v.dtype, jax.numpy.floating):
       return v
     return jax.numpy.asarray(v, dtype)
-  return unflatten({p: one(p, v) for p, v in _flat(tree).items()})
+  return unflatten({p: one(p, v) for p, v in flat(tree).items()})
 
 
 def resize_rows(table, rows: int, fresh_rows=None, *, path: str = 'parameter'):
