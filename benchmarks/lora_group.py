@@ -37,7 +37,7 @@ LEARNING_RATES = (1e-3, 5e-4, 1e-3, 2e-3, 2e-3, 1e-3, 5e-4, 2e-3)
 WEIGHT_DECAYS = (0.0, 0.01, 0.0, 0.01, 0.0, 0.0, 0.01, 0.01)
 
 
-def configs(num_train: int, trials: int, *, padded: bool):
+def configs(num_train: int, trials: int, *, padded: bool, remat: bool = False):
   from ftlab import config as config_lib
   base = config_lib.load_config_file(os.path.join(ROOT, 'configs', 'sst2_minilm.py'))
   base.data.splits.train = f'train[:{num_train}]'
@@ -47,6 +47,7 @@ def configs(num_train: int, trials: int, *, padded: bool):
   base.eval.train_subset = 0
   base.lora.target = r'/attention/(query|key|value|out)$'
   base.lora.max_rank = max(RANKS[:trials]) if padded else 0
+  base.model.remat = remat
   out = []
   for i in range(trials):
     c = copy.deepcopy(base)
@@ -56,11 +57,11 @@ def configs(num_train: int, trials: int, *, padded: bool):
   return out
 
 
-def child(mode: str, workdir: str, num_train: int, trials: int) -> dict:
+def child(mode: str, workdir: str, num_train: int, trials: int, remat: bool) -> dict:
   """One mode, in this process: its runs' seconds, peak memory and each trial's dev accuracy."""
   from ftlab import loop
   from ftlab.plan import make_plan
-  cs = configs(num_train, 1 if mode == 'one' else trials, padded=mode == 'vectorised')
+  cs = configs(num_train, 1 if mode == 'one' else trials, padded=mode == 'vectorised', remat=remat)
   t0 = time.perf_counter()
   plans = [make_plan(c, os.path.join(workdir, mode, f't{i}')) for i, c in enumerate(cs)]
   if mode == 'vectorised':
@@ -82,17 +83,19 @@ def main():
   parser.add_argument('--trials', type=int, default=8)
   parser.add_argument('--workdir', default='/tmp/ftlab_lora_group_bench')
   parser.add_argument('--modes', default='one,sequential,vectorised')
+  parser.add_argument('--remat', action='store_true', help='model.remat in every mode (recomputed activations)')
   parser.add_argument('--child', default='', help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child:
-    print('RESULT ' + json.dumps(child(args.child, args.workdir, args.train, args.trials)), flush=True)
+    print('RESULT ' + json.dumps(child(args.child, args.workdir, args.train, args.trials, args.remat)), flush=True)
     return
   subprocess.run(['rm', '-rf', args.workdir], check=True)
   results = {}
   for mode in args.modes.split(','):
     env = {**os.environ, 'FTLAB_COMPILATION_CACHE': 'off'}
     out = subprocess.run([sys.executable, __file__, '--child', mode, '--workdir', args.workdir, '--train',
-                          str(args.train), '--trials', str(args.trials)], cwd=ROOT, env=env, capture_output=True,
+                          str(args.train), '--trials', str(args.trials), *(['--remat'] if args.remat else [])],
+                         cwd=ROOT, env=env, capture_output=True,
                          text=True)
     lines = [line for line in out.stdout.splitlines() if line.startswith('RESULT ')]
     if out.returncode or not lines:

@@ -69,6 +69,9 @@ def defaults() -> ml_collections.ConfigDict:
           'attention_dropout_rate': 0.0,  # transformers: dropout on attention probabilities; traced
           'head_dropout_rate': 0.0,  # dropout on the features the task head reads; traced
           'dtype': 'float32',  # compute dtype: 'float32' or 'bfloat16' (parameters and optimizer state stay float32)
+          # bert: recompute each layer's activations in the backward pass instead of keeping them (about a third
+          # more compute, a fraction of the activation memory: for long inputs, big batches, vectorised groups)
+          'remat': False,
           'head_features': 64,  # segmentation and detection: channels of the FPN head
           # resnet / efficientnet / cnn: batch norm always uses (and never updates) its running statistics
           'bn_frozen': False,

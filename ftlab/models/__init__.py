@@ -48,7 +48,7 @@ def build(model_config, task, *, bert: BertConfig | None = None, decoder: Decode
   if model_config.name == 'decoder':
     return CausalLM(decoder, dtype=dtype)
   if model_config.name == 'bert':
-    encoder = BertEncoder(bert, dtype=dtype, name='backbone')
+    encoder = BertEncoder(bert, dtype=dtype, remat=model_config.remat, name='backbone')
     if task.kind == 'tags':
       return TokenClassifier(backbone=encoder, num_classes=task.num_classes, init_std=bert.initializer_range)
     return SequenceClassifier(backbone=encoder, num_classes=task.num_classes, pooling=model_config.pooling,
