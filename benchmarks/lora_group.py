@@ -19,7 +19,10 @@ sequential 2,135 MiB, 206.9 s (39.6 examples/s); vectorised 3,209 MiB, 183.8 s (
 throughput at 2.44x one trial's peak (the target is 1.5x); every trial's dev accuracy identical in both modes. The
 base is held once (a LoRA MiniLM's 90 MB instead of 8 x 90 MB); what remains is each lane's activations (about
 150 MB a lane at 32 packed sentences), which only rematerialisation (not built) would cut. Before a group evaluated
-eval.batch_size examples per lane, its peak was 4,390 MiB and its time 214 s.
+eval.batch_size examples per lane, its peak was 4,390 MiB and its time 214 s. With --remat (model.remat in every
+mode, same day): one 1,515 MiB, 58.0 s; sequential 2,452 MiB, 249.6 s (32.8 examples/s); vectorised 3,267 MiB,
+176.4 s (46.4 examples/s): 1.42x the throughput, but the group's peak no lower, so the peak is not the training
+step's activations (compilation or evaluation: to profile).
 """
 import argparse
 import copy
