@@ -24,13 +24,13 @@ import numpy as np
 from ftlab import writers
 from ftlab.models import lora as lora_lib
 from ftlab.optim import groups
-from ftlab.pretrained import encoder_export, hf, surgery
+from ftlab.pretrained import encoder_export, ftlab_format, hf, surgery
 
 
 def write_adapter(out: str, run: str, *, checkpoint: str = 'best') -> None:
   """Exports a LoRA run's adapters and trained head at `checkpoint` to `out` (new or empty), its base to out/base."""
   config, labels, task = encoder_export.classifier_run(run)
-  params = encoder_export.run_params(run, config, checkpoint, merged=False)
+  _, params = ftlab_format.run_params(run, config, checkpoint, merged=False)
   base, adapters = lora_lib.split(params)
   base_folder = os.path.join(out, 'base')
   encoder_export.write_folder(base_folder, config, base, labels, task)

@@ -17,8 +17,7 @@ import shutil
 
 import numpy as np
 
-from ftlab import checkpoints, writers
-from ftlab.models import lora as lora_lib
+from ftlab import writers
 from ftlab.pretrained import ftlab_format, hf
 from ftlab.pretrained.surgery import SurgeryError
 
@@ -31,7 +30,7 @@ def write_classifier(out: str, run: str, *, checkpoint: str = 'best') -> None:
   """Exports the run's classifier at `checkpoint` (LoRA merged) to the folder `out` (new or empty); raises
   SurgeryError."""
   config, labels, task = classifier_run(run)
-  write_folder(out, config, run_params(run, config, checkpoint, merged=True), labels, task)
+  write_folder(out, config, ftlab_format.run_params(run, config, checkpoint, merged=True)[1], labels, task)
 
 
 def classifier_run(run: str):
@@ -63,16 +62,6 @@ def _copy_tokenizer(config, out: str) -> None:
   for name in TOKENIZER_FILES:
     if path and os.path.isfile(os.path.join(path, name)):
       shutil.copyfile(os.path.join(path, name), os.path.join(out, name))
-
-
-def run_params(run: str, config, checkpoint: str, *, merged: bool) -> dict:
-  """The run's parameters at `checkpoint`, LoRA adapters folded in where `merged`."""
-  try:
-    params = checkpoints.restore_params(os.path.join(run, 'checkpoints'), checkpoints.run_step(run, checkpoint))
-  except checkpoints.CheckpointError as err:
-    raise SurgeryError(str(err)) from None
-  spec = lora_lib.Spec.of(config.lora)
-  return lora_lib.merge(params, scale=spec.scale) if spec and merged else params
 
 
 def hf_name(name: str) -> str:

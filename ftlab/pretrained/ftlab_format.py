@@ -37,21 +37,13 @@ def is_folder(path: str) -> bool:
 def write(out: str, run: str, *, checkpoint: str = 'best') -> None:
   """Exports the run's parameters (LoRA folded in) and batch statistics at `checkpoint` into `out`."""
   config, summary = finished_run(run)
-  config = config.to_dict()
-  try:
-    step = checkpoints.run_step(run, checkpoint)
-    params = checkpoints.restore_params(os.path.join(run, 'checkpoints'), step)
-  except checkpoints.CheckpointError as err:
-    raise SurgeryError(str(err)) from None
-  lora = config.get('lora', {})
-  if lora.get('target'):
-    params = lora_lib.merge(params, scale=lora['alpha'] / lora['rank'])
+  step, params = run_params(run, config, checkpoint, merged=True)
   stats = {STATS + k: v for k, v in surgery.flat(_batch_stats(run, step)).items()}
   arrays = {k: np.asarray(v) for k, v in {**surgery.flat(params), **stats}.items()}
   os.makedirs(out, exist_ok=True)
   writers.write_safetensors_atomic(os.path.join(out, 'model.safetensors'), arrays)
   writers.write_json_atomic(os.path.join(out, 'config.json'), {
-      'format': FORMAT, 'version': VERSION, 'model': config['model'], 'task': summary.get('data', {}).get('task'),
+      'format': FORMAT, 'version': VERSION, 'model': config.model.to_dict(), 'task': summary.get('data', {}).get('task'),
       'class_names': summary.get('class_names'), 'source': {'run': os.path.abspath(run), 'step': step}})
 
 
@@ -66,6 +58,17 @@ def finished_run(run: str):
                        'yet); export it once it has finished, or run it again to resume')
   with open(path, encoding='utf-8') as f:
     return config, json.load(f)
+
+
+def run_params(run: str, config, checkpoint: str, *, merged: bool) -> tuple[int, dict]:
+  """(the step `checkpoint` names, the run's parameters there), LoRA adapters folded in where `merged`."""
+  try:
+    step = checkpoints.run_step(run, checkpoint)
+    params = checkpoints.restore_params(os.path.join(run, 'checkpoints'), step)
+  except checkpoints.CheckpointError as err:
+    raise SurgeryError(str(err)) from None
+  spec = lora_lib.Spec.of(config.lora)
+  return step, lora_lib.merge(params, scale=spec.scale) if spec and merged else params
 
 
 def read(path: str) -> tuple[dict, dict]:

@@ -58,11 +58,6 @@ class Layout:
     """The tree of shardings: `stacked` for the stacked leaves, `once` for those held once."""
     return jax.tree.unflatten(jax.tree.structure(tree), [once if o else stacked for o in self.once])
 
-  def bytes_held(self, tree) -> tuple[int, int]:
-    """(bytes of the leaves held once, bytes of the stacked leaves) of a stacked tree."""
-    sizes = [x.nbytes if hasattr(x, 'nbytes') else 0 for x in jax.tree.leaves(tree)]
-    return (sum(s for s, o in zip(sizes, self.once) if o), sum(s for s, o in zip(sizes, self.once) if not o))
-
 
 def sharing(first, state, frozen_params):
   """`state` with each leaf frozen throughout that equals `first`'s replaced by `first`'s own array: the host then

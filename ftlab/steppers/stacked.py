@@ -25,7 +25,6 @@ from ftlab import data as data_lib
 from ftlab import metrics as metrics_lib
 from ftlab.loop_state import metrics_from_json
 from ftlab.steppers import held_once
-from ftlab.steppers.held_once import Layout
 
 
 def layout_problem(config) -> str:
@@ -40,14 +39,14 @@ def layout_problem(config) -> str:
 
 def stack(trees: list):
   """Pytrees of one structure -> one host pytree with a leading trial axis on every leaf."""
-  return Layout.none(trees[0]).stack(trees)
+  return held_once.Layout.none(trees[0]).stack(trees)
 
 
-def host_lane(states, i: int, layout: Layout | None = None):
+def host_lane(states, i: int, layout: held_once.Layout | None = None):
   """Trial `i` of the stacked state, fetched to the host: what the trial saves (orbax saves host arrays in about
   55 ms here, device ones in about 85; they restore into any template as device arrays). One trial at a time, so
   the host holds one trial's copy, not K."""
-  return jax.device_get((layout or Layout.none(states)).index(states, i))
+  return jax.device_get((layout or held_once.Layout.none(states)).index(states, i))
 
 
 def host_index(tree, i: int):
@@ -62,7 +61,7 @@ def lane_batch_size(batch_size: int, k: int, devices: int) -> int:
   return max(devices, batch_size // k // devices * devices)
 
 
-def masked_train_step(states, batch, active, *, step, batch_axis, layout: Layout):
+def masked_train_step(states, batch, active, *, step, batch_axis, layout: held_once.Layout):
   """K train steps at once; trials whose `active` entry is False come back unchanged (bit for bit). The leaves
   `layout` holds once go in and come out unstacked (vmap raises if the step changed one)."""
   axes = layout.axes(states)
@@ -118,7 +117,7 @@ class StackedStepper:
     group (at its earliest step): its iterator feeds a shared batch, and every trial saves its position."""
     self.lead = min(trials, key=lambda trial: trial.start_step)
     states = [trial.take_state() for trial in trials]
-    self.layout = Layout.of(self.plan.frozen['params'], states)
+    self.layout = held_once.Layout.of(self.plan.frozen['params'], states)
     key = ('stacked', self.plan.static_key, self.size, self.batch_axis, self.trial_sharded, self.layout)
     self.train_fn, self.eval_fn, self.eval_each_fn = compiled.cached(
         key, lambda: _compile(self.plan, self.batch_axis, self.layout))
@@ -226,7 +225,7 @@ class StackedStepper:
     return self._put(self.layout.stack(jax.device_get(padded))), [b.params for b in best]
 
 
-def _compile(plan, batch_axis, layout: Layout):
+def _compile(plan, batch_axis, layout: held_once.Layout):
   """(the masked train step, the evaluation on a shared batch, the evaluation on per-lane batches); jit compiles
   each when first called."""
   train_fn, eval_fn = steps.bind(plan)
