@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import types
 
 import optuna
 import PIL.Image
@@ -15,7 +16,7 @@ import pytest
 from conftest import ROOT, assert_same_run, run_ftlab, start_ftlab
 from ftlab import config as config_lib
 from ftlab import data
-from ftlab.sweeps import markdown, records, runner
+from ftlab.sweeps import markdown, records, runner, space
 
 
 # A quickstart-like sweep small enough for CI: 40 fine-tuning steps after a 40-step source-task run (shared by all
@@ -272,6 +273,27 @@ def test_stale_trials_are_dead_local_owners_or_silent_remote_ones():
   remote = {**me, 'boot_id': 'another-machine'}
   assert not runner.is_stale(FakeTrial(remote, 1e9 - 30), now=1e9, stale_after=60)
   assert runner.is_stale(FakeTrial(remote, 1e9 - 61), now=1e9, stale_after=60)
+
+
+def test_a_trial_whose_worker_dies_every_time_is_failed_after_the_bound_not_run_forever(tmp_path):
+  sweep = space.parse({'kind': 'grid', 'params': {'optimizer.learning_rate': [0.1]}},
+                      config_lib.defaults())
+  point = space.configurations(sweep)[0]
+  study = optuna.create_study(direction='maximize')
+  study.enqueue_trial({}, user_attrs={'ftlab_id': point.run_id(0), 'ftlab_config_id': point.config_id,
+                                      'ftlab_seed': 0})
+  gone = {**runner.owner(), 'started': 0.0}  # this pid, another process: the worker died
+  for deaths in range(1, records.WORKER_DEATHS + 1):
+    trial = study.ask()
+    trial.set_user_attr('ftlab_owner', gone)
+    assert runner.recover_stale(study, stale_after=60) == [point.run_id(0)]
+  trial = study.ask()
+  assert trial.user_attrs['ftlab_deaths'] == records.WORKER_DEATHS
+  planner = types.SimpleNamespace(sweep_dir=str(tmp_path))  # never asked to plan: the trial does not run
+  row, plan = runner._start(planner, None, sweep, runner.Job(point, 0, trial))
+  assert plan is None and row['status'] == 'failed' and row['cause'] == 'trial'
+  assert row['message'].startswith(f'the worker running this trial died {records.WORKER_DEATHS} times')
+  assert 'Traceback' not in row['message'] and not records.retryable(row)
 
 
 def test_the_pruners_are_optunas():

@@ -23,6 +23,7 @@ from ftlab import locks
 
 STATUSES = ('complete', 'pruned', 'diverged', 'failed')
 RETRIES = 2  # the times a rerun runs again a trial that failed for a cause outside itself
+WORKER_DEATHS = 4  # the times a trial's worker may die while running it (SIGKILL, the kernel) before it is failed
 TRIALS = 'trials.jsonl'
 SWEEP = 'sweep.json'
 

@@ -10,7 +10,8 @@ that hands each trial to exactly one worker:
 A worker records its owner (host boot id, pid, process start time) and a heartbeat on the trial it runs. A RUNNING
 trial whose owner process is gone (same machine) or whose heartbeat is older than `stale_after` seconds (any
 machine) was interrupted: the next worker marks it failed and enqueues it again under the same id, and the trial's
-run resumes from its checkpoint in DIR/trials/<id>.
+run resumes from its checkpoint in DIR/trials/<id>. A trial whose worker died records.WORKER_DEATHS times (the
+kernel's out-of-memory killer, every time) is recorded failed instead of enqueued forever.
 
 A finished (configuration, seed) run appends its row to DIR/trials.jsonl (records.append: once per id), then the
 Optuna trial is told. Diverged runs (NaN/Inf loss) are recorded as 'diverged' with their step, pruned ones as
@@ -337,10 +338,25 @@ def recover_stale(study, stale_after: float) -> list[str]:
     except (RuntimeError, ValueError):
       continue
     attrs = {k: v for k, v in t.user_attrs.items() if k in TRIAL_ATTRS}
-    if 'ftlab_id' in attrs:
-      study.enqueue_trial(dict(t.params), user_attrs={**attrs, 'ftlab_retry_of': t.number})
+    if 'ftlab_id' in attrs:  # counted, so that a trial whose worker dies every time is failed, not run forever
+      deaths = t.user_attrs.get('ftlab_deaths', 0) + 1
+      study.enqueue_trial(dict(t.params), user_attrs={**attrs, 'ftlab_retry_of': t.number, 'ftlab_deaths': deaths})
       recovered.append(attrs['ftlab_id'])
   return recovered
+
+
+class WorkerDied(Exception):
+  """A trial whose worker process died records.WORKER_DEATHS times while running it: failed, not run again."""
+
+  def __init__(self, deaths: int):
+    super().__init__(
+        f'the worker running this trial died {deaths} times (SIGKILL: the kernel\'s out-of-memory killer, or the '
+        'machine); it is not run again. Find why (`dmesg`, the worker\'s log), lower its memory (batch size, '
+        'train.grad_accum_steps) if that was it, then delete its line from trials.jsonl and rerun to train it again')
+
+
+def _worker_deaths(job) -> int:
+  return 0 if job.trial is None else job.trial.user_attrs.get('ftlab_deaths', 0)
 
 
 class Heartbeat:
@@ -473,6 +489,9 @@ def _start(planner: Planner, base, sweep: space.Sweep, job: Job):
     row['attempt'] = failed.get('attempt', 1) + 1
     print(f'ftlab.sweep: trial {run_id}: attempt {row["attempt"]} of {1 + records.RETRIES} (it failed outside itself: '
           f'{(failed["message"].splitlines() or [""])[0][:200]})', flush=True)
+  if _worker_deaths(job) >= records.WORKER_DEATHS:
+    _finish_row(row, WorkerDied(_worker_deaths(job)), {}, sweep.metric, 0.0)
+    return row, None
   fold = '' if job.fold is None else ' refit on every fold' if job.fold == -1 else f' fold {job.fold}'
   print(f'ftlab.sweep: trial {run_id} {json.dumps(job.point.values)} seed {job.seed}{fold}', flush=True)
   try:
@@ -516,6 +535,8 @@ def _finish_row(row: dict, result, seen: dict, metric: str, seconds: float) -> N
     row.update(status='diverged', step=result.step, message=str(result), validation=seen.get('row'))
   elif isinstance(result, config_lib.ConfigError):
     row.update(status='failed', step=0, cause=causes.TRIAL, message=result.report())
+  elif isinstance(result, WorkerDied):
+    row.update(status='failed', step=0, cause=causes.TRIAL, message=str(result))
   elif isinstance(result, BaseException):
     row.update(status='failed', step=seen.get('step', 0), cause=causes.cause_of(result),
                message=f'{type(result).__name__}: {result}\n'
