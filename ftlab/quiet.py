@@ -6,27 +6,66 @@ log): each is logged on every normal run by ftlab's own, correct use of the libr
   ftlab/data/builders.py, and a half-prepared folder is prepared again).
 - orbax's 'Metadata file does not exist': a source-task run's parameters are read from their item folder
   (checkpoints/N/state), below the step's metadata file, which is not needed to read them.
+- orbax's 'Requested `tracked_metric`; did not provide metrics': a checkpoint saved between evaluations (or on
+  SIGTERM) has no metric by design; it ranks last for 'best' (ftlab/checkpoints.py).
 - orbax's 'Given directory is read only' and 'CheckpointManagerOptions.read_only=True, setting
   save_interval_steps=0': ftlab.evaluate, ftlab.explain and ftlab.export open a run's checkpoints read-only on
   purpose, so that nothing of the run is written.
+
+A full disk is also dropped from absl's logger (orbax logs it with its traceback from each of its writing threads,
+hundreds of lines): the exception reaches the command, which says it in one line (ftlab/workdir.py:write_problem).
+So is the "RuntimeError: Event loop is closed" that tensorstore prints (through sys.excepthook) when a write it
+finishes after orbax's save failed calls back into the event loop orbax has already closed.
 """
 from __future__ import annotations
 
 import logging
+import sys
+import traceback
 
 BENIGN = ('Using custom data configuration', 'has no dataset_info.json', 'Metadata file does not exist',
-          'Given directory is read only', 'CheckpointManagerOptions.read_only=True')
+          'Given directory is read only', 'CheckpointManagerOptions.read_only=True',
+          'Requested `tracked_metric`; did not provide metrics')
+DISK_FULL = ('No space left on device', 'Disk quota exceeded')  # ENOSPC, EDQUOT, as the OS and tensorstore say them
 
 
 class _Benign:
 
   def filter(self, record) -> bool:
     message = record.getMessage()
-    return not any(text in message for text in BENIGN)
+    if record.exc_info and record.exc_info[1] is not None:
+      message += '\n' + _chain_text(record.exc_info[1])
+    return not any(text in message for text in BENIGN) and not any(text in message for text in DISK_FULL)
+
+
+def _chain_text(exc: BaseException) -> str:
+  """The messages of `exc` and of its causes and contexts."""
+  texts, seen = [], set()
+  while exc is not None and id(exc) not in seen:
+    seen.add(id(exc))
+    texts.append(f'{exc}')
+    exc = exc.__cause__ or exc.__context__
+  return '\n'.join(texts)
 
 
 def install() -> None:
-  """Adds the filter to absl's logger (once)."""
+  """Adds the filter to absl's logger and the late-callback filter to sys.excepthook (once each)."""
   logger = logging.getLogger('absl')
   if not any(isinstance(f, _Benign) for f in logger.filters):
     logger.addFilter(_Benign())
+  if not isinstance(sys.excepthook, _LateCallbacks):
+    sys.excepthook = _LateCallbacks(sys.excepthook)
+
+
+class _LateCallbacks:
+  """sys.excepthook without the "Event loop is closed" of a callback into a loop that a failed save closed."""
+
+  def __init__(self, hook):
+    self.hook = hook
+
+  def __call__(self, kind, value, tb):
+    last = traceback.extract_tb(tb)[-1:] if tb is not None else []
+    late = (kind is RuntimeError and str(value) == 'Event loop is closed'
+            and any(frame.name == '_check_closed' and 'asyncio' in frame.filename for frame in last))
+    if not late:
+      self.hook(kind, value, tb)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 
 EXIT_STATUS = 4  # a workdir that cannot be written or is in use: nothing was trained
@@ -52,6 +53,16 @@ def _disk_full(exc: BaseException) -> bool:
                                            (isinstance(exc, ValueError) and 'RESOURCE_EXHAUSTED' in text))
 
 
+def _written(text: str) -> str:
+  """The file a tensorstore write error names ('Error writing local file "PATH"'), a checkpoint's as the step's
+  folder (orbax writes it under STEP.orbax-checkpoint-tmp), or ''."""
+  found = re.search(r'Error writing local file "([^"]+)"', text)
+  if not found:
+    return ''
+  step = re.match(r'(.*/checkpoints/\d+)\.orbax-checkpoint-tmp/', found.group(1))
+  return f'{step.group(1)} (a checkpoint)' if step else found.group(1)
+
+
 def write_problem(exc: BaseException, workdir: str) -> str | None:
   """The message for a workdir that cannot be written (found anywhere in `exc`'s cause/context chain), or None."""
   seen = set()
@@ -67,6 +78,6 @@ def write_problem(exc: BaseException, workdir: str) -> str | None:
         fix = 'make the workdir writable by this user or choose another --workdir'
       return f'cannot write {where}: {what} ({exc.strerror}); {fix}'
     if _disk_full(exc):
-      return write_problem(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), workdir), workdir)
+      return write_problem(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), _written(str(exc)) or workdir), workdir)
     exc = exc.__cause__ or exc.__context__
   return None

@@ -91,4 +91,16 @@ class MetricWriter:
 
   def close(self) -> None:
     if self.enabled:
-      self.tensorboard.close()
+      try:
+        self.tensorboard.close()
+      except OSError:  # a full disk: its flush failed before its thread was stopped, which would fail at exit
+        _stop_threads(self.tensorboard)
+        raise
+
+
+def _stop_threads(tensorboard) -> None:
+  """Stops the event-writing threads of a tensorboardX SummaryWriter whose close() failed."""
+  for file_writer in (tensorboard.all_writers or {}).values():
+    worker = getattr(file_writer.event_writer, '_worker', None)
+    if worker is not None and worker.is_alive():
+      worker.stop()

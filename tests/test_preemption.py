@@ -7,6 +7,7 @@ POINT): mid-step, right after a checkpoint save is issued (its files still being
 thread), mid-evaluation, right after a metrics row, and between the final evaluation and summary.json. The moments
 are drawn from a seeded generator, so the test is the same every time and never waits on the clock.
 """
+import contextlib
 import itertools
 import os
 import random
@@ -56,8 +57,8 @@ def _write_config(folder) -> str:
   return path
 
 
-def _run(config_path, workdir, env=None):
-  log = f'{workdir}.log{next(_runs)}'
+def _run(config_path, workdir, env=None, logs=None):
+  log = f'{logs or workdir}.log{next(_runs)}'
   return run_ftlab('ftlab.main', [f'--config={config_path}', f'--workdir={workdir}'], env=env, log_base=log)
 
 
@@ -86,6 +87,37 @@ def test_ten_sigkills_at_random_moments_end_bit_identical(runs):
   assert final.returncode == 0, final.stderr[-3000:]
   print('killed at', moments)
   assert_same_run(whole, killed)
+
+
+@contextlib.contextmanager
+def _small_disk(folder, size: str):
+  """A tmpfs of `size` mounted on `folder` (a real full disk), unmounted after; skips where mounting needs rights
+  this process lacks (not root, a container without CAP_SYS_ADMIN)."""
+  os.makedirs(folder)
+  mounted = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={size}', 'tmpfs', str(folder)], capture_output=True,
+                           text=True)
+  if mounted.returncode:
+    pytest.skip(f'a real full disk needs a small tmpfs, and mount refused: {mounted.stderr.strip()} (run as root)')
+  try:
+    yield str(folder)
+  finally:
+    subprocess.run(['umount', str(folder)], check=True)
+
+
+def test_a_real_full_disk_stops_the_run_with_one_line_and_the_rerun_resumes_bit_identical(runs, tmp_path):
+  _, config_path, whole = runs
+  with _small_disk(tmp_path / 'disk', '300k') as disk:  # room for the step-5 checkpoint, not the step-8 one's too
+    run = os.path.join(disk, 'run')
+    full = _run(config_path, run, logs=tmp_path / 'run')  # the logs off the full disk
+    assert full.returncode == workdir_lib.EXIT_STATUS, full.stderr[-3000:]
+    assert full.stderr.splitlines() == [full.stderr.strip()]  # one line: no library's traceback
+    assert 'disk full (No space left on device); free space on that disk' in full.stderr
+    assert 'rerun the same command: it resumes from the last complete checkpoint' in full.stderr
+    subprocess.run(['mount', '-o', 'remount,size=64m', disk], check=True)  # space freed
+    again = _run(config_path, run, logs=tmp_path / 'run')
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f'resuming {run} from step 5' in again.stdout
+    assert_same_run(whole, run)
 
 
 def test_sigterm_saves_between_evaluations_and_the_rerun_ends_bit_identical(runs):
