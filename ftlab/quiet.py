@@ -13,9 +13,9 @@ log): each is logged on every normal run by ftlab's own, correct use of the libr
   purpose, so that nothing of the run is written.
 
 A full disk is also dropped from absl's logger (orbax logs it with its traceback from each of its writing threads,
-hundreds of lines): the exception reaches the command, which says it in one line (ftlab/workdir.py:write_problem).
-So is the "RuntimeError: Event loop is closed" that tensorstore prints (through sys.excepthook) when a write it
-finishes after orbax's save failed calls back into the event loop orbax has already closed.
+hundreds of lines; asyncio logs its tasks' failures too): the exception reaches the command, which says it in one line (ftlab/workdir.py:write_problem).
+So is the "RuntimeError: Event loop is closed" that Python reports as unraisable when a write tensorstore
+finishes after orbax's save failed calls back into the event loop orbax has already closed (sys.unraisablehook).
 """
 from __future__ import annotations
 
@@ -30,12 +30,27 @@ DISK_FULL = ('No space left on device', 'Disk quota exceeded')  # ENOSPC, EDQUOT
 
 
 class _Benign:
+  """absl's records: drops the benign ones and those of a full disk."""
 
   def filter(self, record) -> bool:
-    message = record.getMessage()
-    if record.exc_info and record.exc_info[1] is not None:
-      message += '\n' + _chain_text(record.exc_info[1])
-    return not any(text in message for text in BENIGN) and not any(text in message for text in DISK_FULL)
+    message = _text(record)
+    return not any(text in message for text in BENIGN + DISK_FULL)
+
+
+class _AfterFailedSave:
+  """asyncio's records ('Task exception was never retrieved') of orbax's writes that a full disk failed."""
+
+  def filter(self, record) -> bool:
+    message = _text(record)
+    return not any(text in message for text in DISK_FULL + ('Event loop is closed',))
+
+
+def _text(record) -> str:
+  """A log record's message and its exception's chain of messages."""
+  message = record.getMessage()
+  if record.exc_info and record.exc_info[1] is not None:
+    message += '\n' + _chain_text(record.exc_info[1])
+  return message
 
 
 def _chain_text(exc: BaseException) -> str:
@@ -49,23 +64,25 @@ def _chain_text(exc: BaseException) -> str:
 
 
 def install() -> None:
-  """Adds the filter to absl's logger and the late-callback filter to sys.excepthook (once each)."""
-  logger = logging.getLogger('absl')
-  if not any(isinstance(f, _Benign) for f in logger.filters):
-    logger.addFilter(_Benign())
-  if not isinstance(sys.excepthook, _LateCallbacks):
-    sys.excepthook = _LateCallbacks(sys.excepthook)
+  """Adds the filters to absl's and asyncio's loggers and the late-callback one to sys.unraisablehook (once each)."""
+  for name, kind in (('absl', _Benign), ('asyncio', _AfterFailedSave)):
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, kind) for f in logger.filters):
+      logger.addFilter(kind())
+  if not isinstance(sys.unraisablehook, _LateCallbacks):
+    sys.unraisablehook = _LateCallbacks(sys.unraisablehook)
 
 
 class _LateCallbacks:
-  """sys.excepthook without the "Event loop is closed" of a callback into a loop that a failed save closed."""
+  """sys.unraisablehook without the "Event loop is closed" of a callback into a loop that a failed save closed."""
 
   def __init__(self, hook):
     self.hook = hook
 
-  def __call__(self, kind, value, tb):
+  def __call__(self, unraisable):
+    tb = unraisable.exc_traceback
     last = traceback.extract_tb(tb)[-1:] if tb is not None else []
-    late = (kind is RuntimeError and str(value) == 'Event loop is closed'
+    late = (unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == 'Event loop is closed'
             and any(frame.name == '_check_closed' and 'asyncio' in frame.filename for frame in last))
     if not late:
-      self.hook(kind, value, tb)
+      self.hook(unraisable)

@@ -7,6 +7,7 @@ POINT): mid-step, right after a checkpoint save is issued (its files still being
 thread), mid-evaluation, right after a metrics row, and between the final evaluation and summary.json. The moments
 are drawn from a seeded generator, so the test is the same every time and never waits on the clock.
 """
+import collections
 import contextlib
 import itertools
 import os
@@ -18,7 +19,7 @@ import sys
 import pytest
 
 from conftest import assert_same_run, run_ftlab
-from ftlab import locks
+from ftlab import faults, locks
 from ftlab import main as ftlab_main
 from ftlab import workdir as workdir_lib
 
@@ -118,6 +119,21 @@ def test_a_real_full_disk_stops_the_run_with_one_line_and_the_rerun_resumes_bit_
     assert again.returncode == 0, again.stderr[-3000:]
     assert f'resuming {run} from step 5' in again.stdout
     assert_same_run(whole, run)
+
+
+@pytest.mark.parametrize('site', ['metrics=16', 'summary@1'])
+def test_a_full_disk_at_a_runs_other_write_sites_is_one_line_and_the_rerun_resumes_bit_identical(
+    site, runs, tmp_path, monkeypatch, capsys):
+  _, config_path, whole = runs
+  run, argv = str(tmp_path / 'run'), [f'--config={config_path}', f'--workdir={tmp_path / "run"}']
+  monkeypatch.setattr(faults, '_passes', collections.Counter())
+  monkeypatch.setenv('FTLAB_TEST_ENOSPC', site)  # a metrics.jsonl row, summary.json
+  assert ftlab_main.main(argv) == workdir_lib.EXIT_STATUS
+  err = capsys.readouterr().err
+  assert err.splitlines() == [err.strip()] and 'disk full (No space left on device)' in err, err[-3000:]
+  monkeypatch.delenv('FTLAB_TEST_ENOSPC')
+  assert ftlab_main.main(argv) == 0
+  assert_same_run(whole, run)
 
 
 def test_sigterm_saves_between_evaluations_and_the_rerun_ends_bit_identical(runs):
