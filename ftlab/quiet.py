@@ -13,7 +13,8 @@ log): each is logged on every normal run by ftlab's own, correct use of the libr
   purpose, so that nothing of the run is written.
 
 A full disk is also dropped from absl's logger (orbax logs it with its traceback from each of its writing threads,
-hundreds of lines; asyncio logs its tasks' failures too): the exception reaches the command, which says it in one line (ftlab/workdir.py:write_problem).
+hundreds of lines; asyncio logs its tasks' failures too): the exception reaches the command, which says it in
+one line (ftlab/workdir.py:write_problem).
 So is the "RuntimeError: Event loop is closed" that Python reports as unraisable when a write tensorstore
 finishes after orbax's save failed calls back into the event loop orbax has already closed (sys.unraisablehook).
 """

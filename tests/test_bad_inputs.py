@@ -407,6 +407,23 @@ CONFIG_CASES = [
          "more than this machine's memory"),
     Case('config-eval-batch-size-beyond-memory', _args('--config.eval.batch_size=1000000000000'),
          'eval.batch_size: a step needs at least 232.8 TiB', 'lower eval.batch_size'),
+    Case('config-key-in-another-section', _args('--config.optimizer.schedule=cosine'),
+         '--config.optimizer.schedule: unknown key', 'did you mean schedule.name?'),
+    Case('config-key-named-after-another-library', _args('--config.optimizer.warmup_steps=100'),
+         '--config.optimizer.warmup_steps: unknown key', 'did you mean schedule.warmup?'),
+    Case('config-int-for-a-boolean', _args('--config.model.remat=1'),
+         'model.remat: expected true or false', 'got 1 (int)'),
+    Case('config-lora-max-rank-below-rank',
+         _args('--config.lora.rank=8', '--config.lora.max_rank=4', '--config.lora.target=head'),
+         'lora.max_rank: 4 is below lora.rank 8', 'set it to the largest rank of the trials'),
+    Case('config-lora-target-bad-regex', _args('--config.lora.target=[', '--config.lora.rank=4'),
+         "lora.target: '[' is not a valid regex", 'a literal ( [ . * + ? needs a backslash'),
+    Case('config-grad-accum-does-not-split-the-batch', _args('--config.train.grad_accum_steps=3'),
+         'train.batch_size 32 does not split into 3 micro-batches', 'make it a multiple of 3'),
+    Case('config-metric-unknown', _args('--config.eval.metric=ndcg@10'),
+         "eval.metric: 'ndcg@10' is not a metric", 'choose one of loss, perplexity, accuracy'),
+    Case('config-classes-repeated', _args('--config.data.classes=[5, 5, 6]'),
+         'data.classes: repeated labels in [5, 5, 6]', 'list each label once'),
 ]
 
 CLI_CASES = [
@@ -469,6 +486,9 @@ DATA_CASES = [
     Case('data-split-bad-syntax', _args('--config.data.splits.train=train[:abc]'),
          "data.splits.train='train[:abc]': digits dataset at scikit-learn cannot read this split",
          "use TFDS split syntax, e.g. 'train'"),
+    Case('data-split-ends-before-it-starts', _args('--config.data.splits.validation=train[50%:40%]'),
+         "data.splits.validation='train[50%:40%]': digits dataset at scikit-learn cannot read this split (the slice "
+         'ends before it starts)', "use TFDS split syntax"),
     Case('data-split-not-in-dataset', _args('--config.data.splits.validation=valid'),
          "data.splits.validation='valid': digits dataset at scikit-learn has no split 'valid'",
          "set '' to carve it from train"),

@@ -146,7 +146,8 @@ def _data(config, p: _Problems) -> None:
            f"turn it off for model.name {config.model.name!r} (a decoder packs with data.sft.pack)")
     p.need(not d.tokenizer.bucket, 'data.tokenizer.pack / bucket: packed rows are already full; turn bucket off')
   _image(d.image, p)
-  p.need(len(set(d.classes)) == len(d.classes), f'data.classes: repeated labels in {list(d.classes)}')
+  p.need(len(set(d.classes)) == len(d.classes),
+         f'data.classes: repeated labels in {list(d.classes)}; list each label once')
 
 
 def _image(image, p: _Problems) -> None:

@@ -284,10 +284,11 @@ def load(data_config) -> Splits:
       continue
     try:
       records[role] = raw.open(split)
+      len(records[role])  # a slice that ends before it starts opens, then has a negative length
     except DataError:
       raise
     except ValueError as err:  # TFDS refuses the split string: bad slicing syntax, an empty slice
-      reason = ' '.join(str(err).split())
+      reason = 'the slice ends before it starts' if '__len__' in str(err) else ' '.join(str(err).split())
       raise DataError(f'data.splits.{role}={split!r}: {raw.name} cannot read this split ({reason}); use TFDS split '
                       "syntax, e.g. 'train', 'train[:80%]' or 'train[:5000]'") from err
   if not dc.allow_split_overlap:  # before any example is read
