@@ -13,8 +13,8 @@ from ftlab.plan import Plan
 
 
 def run_groups(plans: list[Plan], *, on_evals: list[Callable | None] | None = None, vectorize: int = 1 << 30,
-               shard_trials: bool = False, on_outcome: Callable[[int, Outcome], None] | None = None
-               ) -> list[Outcome]:
+               shard_trials: bool = False, lanes_at_once: int = 0,
+               on_outcome: Callable[[int, Outcome], None] | None = None) -> list[Outcome]:
   """Runs the plans in groups of at most `vectorize` that share a static key; returns each one's Outcome, in order,
   and gives each to `on_outcome(index, outcome)` as soon as its group ends. An exception other than Stop / Diverged
   ends the outcome of every run of its group with it, and the other groups still run; Preempted stops them all."""
@@ -28,7 +28,7 @@ def run_groups(plans: list[Plan], *, on_evals: list[Callable | None] | None = No
     t0 = time.perf_counter()
     try:
       results = loop.run_plans([plans[i] for i in members], on_evals=[on_evals[i] for i in members],
-                               shard_trials=shard_trials)
+                               shard_trials=shard_trials, lanes_at_once=lanes_at_once)
     except preemption.Preempted:
       raise  # the sweep stops here; the group's trials resume from their checkpoints
     except Exception as err:  # pylint: disable=broad-except

@@ -40,10 +40,10 @@ def train_and_evaluate(plan: Plan, *, on_eval: Callable | None = None) -> dict:
 
 
 def run_plans(plans: list[Plan], *, on_evals: list[Callable | None] | None = None,
-              shard_trials: bool = False) -> list[Outcome]:
+              shard_trials: bool = False, lanes_at_once: int = 0) -> list[Outcome]:
   """Trains the planned runs together (one alone, several as a vectorised group); returns each one's Outcome, in
   order. Raises ValueError when the plans cannot share a group."""
-  stepper = steppers.for_plans(plans, shard_trials=shard_trials)
+  stepper = steppers.for_plans(plans, shard_trials=shard_trials, lanes_at_once=lanes_at_once)
   trials = []
   try:
     for plan, on_eval in zip(plans, on_evals or [None] * len(plans)):

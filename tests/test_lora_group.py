@@ -4,6 +4,7 @@ import textwrap
 import types
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -12,7 +13,7 @@ from ftlab import checkpoints, data, loop
 from ftlab.initial_state import initial_state
 from ftlab.models import lora
 from ftlab.plan import make_plan
-from ftlab.steppers import StackedStepper
+from ftlab.steppers import StackedStepper, lane_chunks
 from ftlab.sweeps import runner
 
 SETTINGS = [dict(rank=2, lr=3e-3, wd=0.0, alpha=4.0, dropout=0.0), dict(rank=4, lr=1e-2, wd=1e-2, alpha=8.0, dropout=0.1),
@@ -36,21 +37,26 @@ def test_lora_trials_on_a_shared_base_end_as_they_do_alone(tmp_path):
   # alone: the first at its own width (padding changes nothing), the others padded as in the group (one compile)
   configs = lora_configs(0)[:1] + lora_configs()[1:]
   alone = [loop.run_plans([make_plan(c, str(tmp_path / f'alone{i}'))])[0] for i, c in enumerate(configs)]
-  plans = [make_plan(c, str(tmp_path / f'group{i}')) for i, c in enumerate(lora_configs())]
-  assert len({p.static_key for p in plans}) == 1  # rank (padded), alpha and the adapters' dropout: one group
-  together = loop.run_plans(plans)
-  for i, (a, v) in enumerate(zip(alone, together)):
-    assert v.summary is not None, v.error
-    for split in ('validation', 'test'):
-      assert v.summary[split]['loss'] == pytest.approx(a.summary[split]['loss'], abs=1e-5), (i, split)
-    pa, pv = _final_params(tmp_path / f'alone{i}', a), _final_params(tmp_path / f'group{i}', v)
-    rank = SETTINGS[i]['rank']
-    for ab in pv['lora'].values():  # the padding past the trial's rank is still exactly zero
-      assert not np.asarray(ab['a'])[:, rank:].any() and not np.asarray(ab['b'])[rank:].any()
-    pv = {**pv, 'lora': lora.at_rank(pv['lora'], rank)}
-    pa = {**pa, 'lora': lora.at_rank(pa['lora'], rank)}
-    for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pv)):
-      np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
+  for lanes in (0, 1):  # the group's train step over all 3 lanes at once, then one lane at a time (lanes_at_once)
+    plans = [make_plan(c, str(tmp_path / f'group{lanes}_{i}')) for i, c in enumerate(lora_configs())]
+    assert len({p.static_key for p in plans}) == 1  # rank (padded), alpha and the adapters' dropout: one group
+    together = loop.run_plans(plans, lanes_at_once=lanes)
+    for i, (a, v) in enumerate(zip(alone, together)):
+      _assert_same_trial(tmp_path, i, a, v, f'group{lanes}_{i}')
+
+
+def _assert_same_trial(tmp_path, i, a, v, group_dir):
+  assert v.summary is not None, v.error
+  for split in ('validation', 'test'):
+    assert v.summary[split]['loss'] == pytest.approx(a.summary[split]['loss'], abs=1e-5), (i, split)
+  pa, pv = _final_params(tmp_path / f'alone{i}', a), _final_params(tmp_path / group_dir, v)
+  rank = SETTINGS[i]['rank']
+  for ab in pv['lora'].values():  # the padding past the trial's rank is still exactly zero
+    assert not np.asarray(ab['a'])[:, rank:].any() and not np.asarray(ab['b'])[rank:].any()
+  pv = {**pv, 'lora': lora.at_rank(pv['lora'], rank)}
+  pa = {**pa, 'lora': lora.at_rank(pa['lora'], rank)}
+  for x, y in zip(jax.tree.leaves(pa), jax.tree.leaves(pv)):
+    np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
 
 
 def _main_arguments(lowered) -> str:
@@ -104,3 +110,25 @@ def test_a_vectorised_sweep_over_the_rank_pads_every_trial_to_its_largest(tmp_pa
   assert base.lora.max_rank == width  # a sweep trained one by one keeps each trial at its own width
   keys = {p.static_key for p in planner._plans.values()}  # pylint: disable=protected-access
   assert len(keys) == (1 if vectorize > 1 else 3)
+
+
+@pytest.mark.parametrize('batch_axis', [None, 0])
+def test_a_step_over_lanes_in_chunks_equals_the_step_over_all_lanes_at_once(batch_axis):
+  def step(state, batch):  # a leaf held once ('base') goes in and comes back unchanged
+    new = {'base': state['base'], 'w': state['w'] - 0.1 * jnp.tanh(state['w'] @ state['base'] + batch.sum())}
+    return new, {'loss': jnp.sum(new['w'] ** 2)}
+
+  rng = np.random.default_rng(0)
+  states = {'base': jnp.asarray(rng.normal(size=(3, 3)), jnp.float32),
+            'w': jnp.asarray(rng.normal(size=(6, 2, 3)), jnp.float32)}
+  batch = jnp.asarray(rng.normal(size=(6, 4) if batch_axis == 0 else (4,)), jnp.float32)
+  once = (True, False)  # jax.tree.leaves order: base, w
+  vmapped = jax.vmap(step, in_axes=({'base': None, 'w': 0}, batch_axis), out_axes=({'base': None, 'w': 0}, 0))
+  whole = vmapped(states, batch)
+  assert [lane_chunks.chunk_size(6, n) for n in (0, 1, 2, 4, 5, 6, 9)] == [6, 1, 2, 3, 3, 6, 6]
+  for lanes in (1, 2, 4):
+    chunked = jax.jit(lambda s, b, n=lanes: lane_chunks.in_chunks(vmapped, s, b, once=once, batch_axis=batch_axis,
+                                                                  lanes=n))(states, batch)
+    assert chunked[0]['base'] is not None and chunked[0]['base'].shape == (3, 3)
+    for x, y in zip(jax.tree.leaves(whole), jax.tree.leaves(chunked)):
+      np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)  # float summation order

@@ -15,6 +15,9 @@ from ftlab.steppers.single import SingleStepper
 from ftlab.steppers.stacked import StackedStepper
 
 
-def for_plans(plans: list, *, shard_trials: bool = False):
-  """The stepper of one plan trained alone, or of several as a vectorised group."""
-  return SingleStepper(plans[0]) if len(plans) == 1 else StackedStepper(plans, shard_trials=shard_trials)
+def for_plans(plans: list, *, shard_trials: bool = False, lanes_at_once: int = 0):
+  """The stepper of one plan trained alone, or of several as a vectorised group (`shard_trials`, `lanes_at_once`:
+  StackedStepper's)."""
+  if len(plans) == 1:
+    return SingleStepper(plans[0])
+  return StackedStepper(plans, shard_trials=shard_trials, lanes_at_once=lanes_at_once)

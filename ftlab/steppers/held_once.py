@@ -9,7 +9,6 @@ leading trial axis. `Layout` says which leaf is which and does what the stepper 
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import numpy as np
@@ -51,8 +50,11 @@ class Layout:
     return treedef.unflatten([np.asarray(xs[0]) if o else _stack(xs) for xs, o in zip(per_leaf, self.once)])
 
   def index(self, tree, i):
-    """Trial `i` of a stacked pytree (`i` traced: one compilation serves every trial)."""
-    return _index(tree, i, self.once)
+    """Trial `i` of a stacked pytree (`i` traced: one compilation serves every trial). The leaves held once are
+    the group's own arrays, not copies: K trials' lanes hold one base between them."""
+    leaves, treedef = jax.tree.flatten(tree)
+    picked = iter(_index([x for x, o in zip(leaves, self.once) if not o], i))
+    return treedef.unflatten([x if o else next(picked) for x, o in zip(leaves, self.once)])
 
   def shardings(self, tree, stacked, once):
     """The tree of shardings: `stacked` for the stacked leaves, `once` for those held once."""
@@ -89,7 +91,6 @@ def _stack(xs):
   return np.stack([np.asarray(x) for x in xs])
 
 
-@functools.partial(jax.jit, static_argnums=2)
-def _index(tree, i, once):
-  leaves, treedef = jax.tree.flatten(tree)
-  return treedef.unflatten([x if o else x[i] for x, o in zip(leaves, once)])
+@jax.jit
+def _index(stacked: list, i):
+  return [x[i] for x in stacked]

@@ -24,7 +24,7 @@ from ftlab import compiled, parallel, steps
 from ftlab import data as data_lib
 from ftlab import metrics as metrics_lib
 from ftlab.loop_state import metrics_from_json
-from ftlab.steppers import held_once
+from ftlab.steppers import held_once, lane_chunks
 
 
 def layout_problem(config) -> str:
@@ -61,11 +61,14 @@ def lane_batch_size(batch_size: int, k: int, devices: int) -> int:
   return max(devices, batch_size // k // devices * devices)
 
 
-def masked_train_step(states, batch, active, *, step, batch_axis, layout: held_once.Layout):
-  """K train steps at once; trials whose `active` entry is False come back unchanged (bit for bit). The leaves
-  `layout` holds once go in and come out unstacked (vmap raises if the step changed one)."""
+def masked_train_step(states, batch, active, *, step, batch_axis, layout: held_once.Layout, lanes: int = 0):
+  """K train steps at once (`lanes` > 0: that many lanes at a time, ftlab/steppers/lane_chunks.py); trials whose
+  `active` entry is False come back unchanged (bit for bit). The leaves `layout` holds once go in and come out
+  unstacked (vmap raises if the step changed one)."""
   axes = layout.axes(states)
-  stepped, metrics = jax.vmap(step, in_axes=(axes, batch_axis), out_axes=(axes, 0))(states, batch)
+  vmapped = jax.vmap(step, in_axes=(axes, batch_axis), out_axes=(axes, 0))
+  stepped, metrics = lane_chunks.in_chunks(vmapped, states, batch, once=layout.once, batch_axis=batch_axis,
+                                           lanes=lanes)
   return layout.map(lambda new, old: _where(active, new, old), stepped, states), metrics
 
 
@@ -76,7 +79,7 @@ def _where(mask, new, old):
 
 class StackedStepper:
 
-  def __init__(self, plans: list, *, shard_trials: bool = False):
+  def __init__(self, plans: list, *, shard_trials: bool = False, lanes_at_once: int = 0):
     """Raises ValueError when the plans cannot share a group (different compiled steps, several processes, or a
     device layout other than replicated 'jit')."""
     if len({plan.static_key for plan in plans}) != 1:
@@ -105,6 +108,7 @@ class StackedStepper:
     # per-lane evaluation batches [K, B, ...]
     self.lane_sharding = NamedSharding(mesh, P() if self.trial_sharded else P(None, parallel.DATA_AXIS))
     self.plan, self.batch_axis = plans[0], batch_axis
+    self.lanes = 0 if self.trial_sharded else lane_chunks.chunk_size(k, lanes_at_once)  # the train step's chunks
 
   def admit(self, trials) -> None:
     """The last of `trials` was just opened: where its base equals the first trial's, it takes the first's arrays,
@@ -118,9 +122,9 @@ class StackedStepper:
     self.lead = min(trials, key=lambda trial: trial.start_step)
     states = [trial.take_state() for trial in trials]
     self.layout = held_once.Layout.of(self.plan.frozen['params'], states)
-    key = ('stacked', self.plan.static_key, self.size, self.batch_axis, self.trial_sharded, self.layout)
+    key = ('stacked', self.plan.static_key, self.size, self.batch_axis, self.trial_sharded, self.layout, self.lanes)
     self.train_fn, self.eval_fn, self.eval_each_fn = compiled.cached(
-        key, lambda: _compile(self.plan, self.batch_axis, self.layout))
+        key, lambda: _compile(self.plan, self.batch_axis, self.layout, self.lanes))
     return self._put(self.layout.stack(states))
 
   def _put(self, host_states):
@@ -225,12 +229,12 @@ class StackedStepper:
     return self._put(self.layout.stack(jax.device_get(padded))), [b.params for b in best]
 
 
-def _compile(plan, batch_axis, layout: held_once.Layout):
+def _compile(plan, batch_axis, layout: held_once.Layout, lanes: int):
   """(the masked train step, the evaluation on a shared batch, the evaluation on per-lane batches); jit compiles
   each when first called."""
   train_fn, eval_fn = steps.bind(plan)
 
   def evaluation(batch_axis):
     return jax.jit(lambda states, batch: jax.vmap(eval_fn, in_axes=(layout.axes(states), batch_axis))(states, batch))
-  return (jax.jit(functools.partial(masked_train_step, step=train_fn, batch_axis=batch_axis, layout=layout),
-                  donate_argnums=0), evaluation(None), evaluation(0))
+  train = functools.partial(masked_train_step, step=train_fn, batch_axis=batch_axis, layout=layout, lanes=lanes)
+  return jax.jit(train, donate_argnums=0), evaluation(None), evaluation(0)

@@ -470,7 +470,7 @@ def _run_jobs(planner: Planner, base, sweep: space.Sweep, jobs: list[Job], rows:
     record(todo[j])
 
   grouping.run_groups(plans, on_evals=on_evals, vectorize=sweep.vectorize, shard_trials=sweep.shard_trials,
-                      on_outcome=finished)
+                      lanes_at_once=sweep.lanes_at_once, on_outcome=finished)
 
 
 def _start(planner: Planner, base, sweep: space.Sweep, job: Job):

@@ -27,8 +27,9 @@ numpy generator seeded from sampler.seed, so the same definition gives the same 
 `vectorize: K` trains up to K trials that differ only in traced hyperparameters (learning rate, weight decay,
 dropout, label smoothing, class weights, seed, the schedule's numbers, and with optimizer.traced_freezing the
 frozen groups: see ftlab/traced.py) as one vmapped train step (ftlab/steppers/stacked.py); `shard_trials`
-splits those trials over the devices instead of splitting the batch. Both change how trials run, not their
-results, so a rerun may change them.
+splits those trials over the devices instead of splitting the batch; `lanes_at_once: n` takes the group's train
+step n trials at a time inside its one program (ftlab/steppers/lane_chunks.py: the memory of n trials'
+activations, not K's). They change how trials run, not their results, so a rerun may change them.
 """
 from __future__ import annotations
 
@@ -49,9 +50,9 @@ DISTRIBUTIONS = ('loguniform', 'uniform', 'int', 'choice', 'variants')
 PRUNERS = ('none', 'median', 'halving')
 SAMPLERS = ('tpe', 'random')
 TOP_KEYS = ('kind', 'params', 'seeds', 'folds', 'refit', 'metric', 'direction', 'num_trials', 'sampler', 'pruner',
-            'vectorize', 'shard_trials')
+            'vectorize', 'shard_trials', 'lanes_at_once')
 # How the trials run, not which: a rerun may change these (they are left out when a sweep is compared).
-EXECUTION_KEYS = ('vectorize', 'shard_trials')
+EXECUTION_KEYS = ('vectorize', 'shard_trials', 'lanes_at_once')
 PRUNER_KEYS = {'none': (), 'median': ('n_startup_trials', 'n_warmup_steps'),
                'halving': ('min_resource', 'reduction_factor')}
 SAMPLER_KEYS = ('name', 'seed', 'n_startup_trials')
@@ -100,6 +101,7 @@ class Sweep:
   shard_trials: bool = False
   folds: int = 0  # k-fold cross-validation (data.folds of every trial); 0: none
   refit: bool = False  # with folds: the best configuration trained on every fold and evaluated on the test split
+  lanes_at_once: int = 0  # a vectorised group's train step takes this many trials at a time (0: all at once)
 
   def replicates(self) -> list[tuple[int, int | None]]:
     """The (seed, fold) runs of every configuration: each seed, and with folds each fold of it (fold None
@@ -190,6 +192,13 @@ def parse(definition: Any, base_config, overrides: dict | None = None) -> Sweep:
   shard_trials = d.get('shard_trials', False)
   if not isinstance(shard_trials, bool):
     problems.append(f'sweep.shard_trials: {shard_trials!r}; use True or False')
+  lanes_at_once = d.get('lanes_at_once', 0)
+  if not _is_int(lanes_at_once) or lanes_at_once < 0:
+    problems.append(f'sweep.lanes_at_once: {lanes_at_once!r}; give how many trials of a vectorised group a train '
+                    'step takes at a time, an integer >= 1 (0: all of them)')
+  elif lanes_at_once and shard_trials:
+    problems.append('sweep.lanes_at_once and sweep.shard_trials: trials sharded over the devices already run a '
+                    'few per device; drop one of them')
   folds, refit = d.get('folds', 0), d.get('refit', False)
   if not _is_int(folds) or folds == 1 or folds < 0:
     problems.append(f'sweep.folds: {folds!r}; give the number of cross-validation folds (>= 2), or 0 for none')
@@ -202,7 +211,7 @@ def parse(definition: Any, base_config, overrides: dict | None = None) -> Sweep:
   if problems:
     raise SweepError(problems)
   return Sweep(kind, params, tuple(int(s) for s in seeds), metric, direction, int(num_trials or 0), sampler, pruner,
-               int(vectorize), shard_trials, int(folds), refit)
+               int(vectorize), shard_trials, int(folds), refit, int(lanes_at_once))
 
 
 def _is_int(v) -> bool:
