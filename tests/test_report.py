@@ -1,16 +1,19 @@
 """The sweep report: tables from hand-made trial rows, every plot written as a PNG, importances, the CLI."""
+import html.parser
 import itertools
 import json
 import math
 import os
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from ftlab import report as report_cli
-from ftlab.sweeps import markdown, plots, records
+from ftlab.sweeps import html_page, markdown, plots, records
 
 METRICS = ('accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'loss')
 
@@ -320,3 +323,79 @@ def test_importances_are_skipped_with_a_reason_when_they_cannot_mean_anything():
   assert values is None and 'same objective' in why
   values, why = markdown.importances(markdown.summarize(grid_rows(), spec_for()), spec_for())
   assert values is None and 'grid sweep' in why
+
+
+class _Page(html.parser.HTMLParser):
+  """What report.html holds: its tables' rows (cell texts), image sources, outside references and SVG curves."""
+
+  def __init__(self):
+    super().__init__()
+    self.rows, self.images, self.outside, self.curves, self._cell = [], [], [], 0, None
+
+  def handle_starttag(self, tag, attrs):
+    attrs = dict(attrs)
+    if tag == 'tr':
+      self.rows.append([])
+    elif tag in ('td', 'th'):
+      self._cell = ''
+    elif tag == 'img':
+      self.images.append(attrs['src'])
+    elif tag == 'svg':
+      self.curves += 1
+    for name in ('src', 'href'):
+      if attrs.get(name) and not attrs[name].startswith(('data:', '#')):
+        self.outside.append(attrs[name])
+
+  def handle_endtag(self, tag):
+    if tag in ('td', 'th'):
+      self.rows[-1].append(self._cell.strip())
+      self._cell = None
+
+  def handle_data(self, data):
+    if self._cell is not None:
+      self._cell += data
+
+
+def _report_page(tmp_path) -> tuple[str, str]:
+  d = make_sweep(tmp_path / 'sweep', 'grid', GRID, grid_rows()
+                 + [trial('c006', {'optimizer.learning_rate': 0.1, 'schedule.name': '<b>x</b>'}, 0, None,
+                          status='failed', step=0, message='ValueError: <script>alert(1)</script>')])
+  markdown.write(d)
+  return d, os.path.join(d, 'report.html')
+
+
+def test_report_html_is_one_self_contained_page_with_every_trial_its_curves_and_messages(tmp_path):
+  d, path = _report_page(tmp_path)
+  text = open(path).read()
+  page = _Page()
+  page.feed(text)
+  assert page.outside == [] and page.images and all(src.startswith('data:image/png;base64,') for src in page.images)
+  assert len(page.images) == len(_pngs(d))  # every plot of report.md, embedded
+  trials = {row[0]: row for row in page.rows if row and re.fullmatch(r'c\d{3}-s\d', row[0])}
+  assert sorted(trials) == sorted(r['id'] for r in records.read(d))  # every trial, once in the trials table
+  assert trials['c000-s2'][-1] == 'pruned at step 10' and trials['c005-s2'][-1] == 'Traceback\nValueError: boom'
+  assert trials['c006-s0'][2] == '<b>x</b>' and '<script>alert' not in text  # values and messages are escaped
+  assert page.curves == len(trials)  # each trial's own curves (every trial here wrote metrics.jsonl)
+  assert html_page.curve_svg([], 'f1_macro', None) == ''  # none for a trial without
+  assert 'optuna-dashboard sqlite:///x.db' in text  # the storage sweep.json records
+
+
+def _chromium() -> str:
+  for name in ('chromium', 'chromium-browser', 'google-chrome'):
+    if shutil.which(name):
+      return shutil.which(name)
+  pytest.skip('no headless browser: report.html is checked in chromium (apt-get install chromium)')
+
+
+def test_report_html_loads_in_a_real_browser_without_errors_and_sorts_its_tables(tmp_path):
+  browser = _chromium()
+  d, path = _report_page(tmp_path)
+  loaded = subprocess.run([browser, '--headless', '--no-sandbox', '--disable-gpu', '--enable-logging=stderr',
+                           '--v=0', f'--user-data-dir={tmp_path / "profile"}', '--dump-dom', f'file://{path}'],
+                          capture_output=True, text=True, timeout=120, check=False)
+  assert loaded.returncode == 0, loaded.stderr[-3000:]
+  console = [line for line in loaded.stderr.splitlines() if 'CONSOLE' in line or 'Uncaught' in line]
+  assert console == [], console  # no script error, no console message at all
+  assert 'data-selfcheck="ok"' in loaded.stdout, loaded.stdout[:2000]  # its script ran and sorted the trials table
+  for row in records.read(d):
+    assert f'<td>{row["id"]}</td>' in loaded.stdout

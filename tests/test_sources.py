@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import struct
+import tempfile
 
 import numpy as np
 import pytest
@@ -89,7 +90,9 @@ def _write_idx(folder, prefix, images, labels):
     f.write(struct.pack('>II', 2049, n) + labels.astype(np.uint8).tobytes())
 
 
-def test_idx_files_prepare_once_into_array_record_and_are_reused(tmp_path):
+def test_idx_files_prepare_once_into_array_record_and_are_reused(tmp_path, monkeypatch):
+  monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path / 'tmp'))  # what TFDS leaves in the temporary folder
+  os.makedirs(tempfile.tempdir)
   rng = np.random.default_rng(0)
   images, labels = rng.integers(0, 256, (40, 6, 6), np.uint8), np.arange(40) % 4
   _write_idx(tmp_path / 'idx', 'train', images, labels)
@@ -106,6 +109,7 @@ def test_idx_files_prepare_once_into_array_record_and_are_reused(tmp_path):
   assert os.stat(marker).st_mtime_ns == before  # reused, not prepared again
   _write_idx(tmp_path / 'idx', 't10k', images[:6], labels[:6])  # an edited file is a new dataset
   assert len(data.load(c.data).test) == 6
+  assert os.listdir(tempfile.tempdir) == []  # no empty tmp*tfds folder per builder (TFDS's GCS lookup)
 
 
 def test_text_files_with_names_or_ids_and_subsets(tmp_path, vocab):

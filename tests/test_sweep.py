@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import types
+import wsgiref.util
 
 import optuna
 import PIL.Image
@@ -399,3 +400,27 @@ def test_three_workers_on_a_real_postgresql_storage_give_the_sqlite_runs_trials(
     expected = reference[run_id]['objective']
     assert row['objective'] == (expected if expected is None else pytest.approx(expected, rel=1e-6))
   assert sum(out.count(f'ftlab.sweep: trial {run_id} ') for out in outputs for run_id in rows) == len(rows)
+
+
+def _wsgi_get(app, path: str) -> dict:
+  """GET `path` from a WSGI app, in this process (no server, no port): its JSON body."""
+  environ, answer = {}, {}
+  wsgiref.util.setup_testing_defaults(environ)
+  environ.update(PATH_INFO=path, REQUEST_METHOD='GET')
+  body = b''.join(app(environ, lambda status, headers, exc_info=None: answer.update(status=status)))
+  assert answer['status'].startswith('200'), (path, answer, body[:500])
+  return json.loads(body)
+
+
+def test_optuna_dashboard_opens_the_sweeps_storage_with_the_command_the_report_prints(grid):
+  import optuna_dashboard
+  sweep_dir, rows = grid
+  spec, _ = markdown.load(sweep_dir)
+  assert spec.storage == f'sqlite:///{os.path.abspath(sweep_dir)}/optuna.db'  # `optuna-dashboard <this>`
+  app = optuna_dashboard.wsgi(spec.storage)
+  studies = _wsgi_get(app, '/api/studies')['study_summaries']
+  assert len(studies) == 1
+  trials = _wsgi_get(app, f'/api/studies/{studies[0]["study_id"]}')['trials']
+  assert sorted(t['state'] for t in trials) == ['Complete', 'Complete', 'Fail', 'Fail']  # two diverged
+  assert sorted(t['values'][0] for t in trials if t['state'] == 'Complete') == sorted(
+      r['objective'] for r in rows if r['status'] == 'complete')

@@ -35,6 +35,15 @@ class LocalConfig(tfds.core.BuilderConfig):
   options: dict = dataclasses.field(default_factory=dict)
 
 
+class _LocalInfo(tfds.core.DatasetInfo):
+  """A local dataset's info. TFDS looks a builder's info up in its GCS bucket whenever the builder is made before
+  its dataset is prepared; the lookup (disabled, offline) still makes an empty /tmp/tmp*tfds folder each time and
+  never removes it: thousands over a sweep or a test suite. A researcher's own files are in no bucket."""
+
+  def initialize_from_bucket(self) -> None:
+    return
+
+
 class _Local(tfds.core.GeneratorBasedBuilder):
   """Shared by the local builders: options from the config, label names in the metadata, file order kept."""
   VERSION = tfds.core.Version('1.0.0')
@@ -44,8 +53,8 @@ class _Local(tfds.core.GeneratorBasedBuilder):
     return self.builder_config.options
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict(self._features()),
-                                 metadata=tfds.core.MetadataDict(), disable_shuffling=True)
+    return _LocalInfo(builder=self, features=tfds.features.FeaturesDict(self._features()),
+                      metadata=tfds.core.MetadataDict(), disable_shuffling=True)
 
   def _features(self) -> dict:
     raise NotImplementedError

@@ -21,7 +21,7 @@ import numpy as np
 
 from ftlab import faults
 from ftlab.sweeps import plots
-from ftlab.sweeps import records, significance, space
+from ftlab.sweeps import html_page, records, significance, space
 
 VALIDATION_METRICS = ('accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'loss')
 TEST_METRICS = ('accuracy', 'f1_macro')
@@ -41,6 +41,7 @@ class Spec:
   direction: str  # 'max' or 'min'
   overrides: dict
   folds: int = 0  # k-fold cross-validation: every (configuration, seed) once per fold
+  storage: str = ''  # the Optuna storage URL the workers share ('' when sweep.json does not say)
 
 
 @dataclasses.dataclass
@@ -73,7 +74,10 @@ def load(sweep_dir: str) -> tuple[Spec, list[dict]]:
   if info is None:
     raise records.RecordError(f'{path}: not found, so {sweep_dir} is not a sweep directory; give the --workdir of '
                               'a sweep (python -m ftlab.sweep writes sweep.json there when it starts)')
-  return spec_of(info, path), records.read(sweep_dir)
+  spec = spec_of(info, path)
+  if spec.storage.startswith('sqlite:///') and spec.storage.endswith('/optuna.db'):  # moves with its folder
+    spec = dataclasses.replace(spec, storage=f'sqlite:///{os.path.abspath(os.path.join(sweep_dir, "optuna.db"))}')
+  return spec, records.read(sweep_dir)
 
 
 def spec_of(info, path: str = records.SWEEP) -> Spec:
@@ -92,7 +96,8 @@ def spec_of(info, path: str = records.SWEEP) -> Spec:
     raise records.RecordError(f'{path}: "sweep.direction" is {direction!r}; it must be "max" or "min"')
   return Spec(config=str(info.get('config', '?')), kind=str(sweep.get('kind', 'grid')), params=sweep['params'],
               seeds=list(sweep.get('seeds') or []), metric=metric, direction=direction,
-              overrides=dict(info.get('overrides') or {}), folds=int(sweep.get('folds') or 0))
+              overrides=dict(info.get('overrides') or {}), folds=int(sweep.get('folds') or 0),
+              storage=str(info.get('storage') or ''))
 
 
 def _number(value) -> float | None:
@@ -332,6 +337,12 @@ def header(sweep_dir: str, spec: Spec, rows: list[dict], configs: list[Configura
             f'({"higher" if spec.direction == "max" else "lower"} is better)',
             f'- trials finished: {len(rows)} (' + ', '.join(f'{n} {s}' for s, n in counts.items()) + ')',
             f'- regenerate: `python -m ftlab.report {shlex.quote(sweep_dir)}`']
+  if spec.storage.startswith('sqlite:///'):  # another storage's URL may hold a password: not written here
+    lines.append('- browse the Optuna study (live while the sweep runs): '
+                 f'`optuna-dashboard {shlex.quote(spec.storage)}`')
+  elif spec.storage:
+    lines.append('- browse the Optuna study (live while the sweep runs): `optuna-dashboard STORAGE_URL` with the '
+                 "sweep's --storage")
   return '\n'.join(lines)
 
 
@@ -469,8 +480,9 @@ def markdown(sweep_dir: str, spec: Spec, rows: list[dict], configs: list[Configu
 
 
 def write(sweep_dir: str, out: str = '') -> str:
-  """Writes out/report.md and out/plots/*.png (out: sweep_dir by default); returns the path of report.md. Raises
-  records.RecordError when sweep_dir is not a readable sweep directory."""
+  """Writes out/report.md, out/plots/*.png and out/report.html (the same, self-contained: html_page.py; out:
+  sweep_dir by default); returns the path of report.md. Raises records.RecordError when sweep_dir is not a
+  readable sweep directory."""
   spec, rows = load(sweep_dir)
   out = out or sweep_dir
   os.makedirs(out, exist_ok=True)
@@ -483,7 +495,9 @@ def write(sweep_dir: str, out: str = '') -> str:
   faults.point('report', where=sweep_dir)
   path = os.path.join(out, 'report.md')
   tmp = path + '.tmp'
+  text = markdown(sweep_dir, spec, rows, configs, importance, figures, out)
   with open(tmp, 'w') as f:
-    f.write(markdown(sweep_dir, spec, rows, configs, importance, figures, out))
+    f.write(text)
   os.replace(tmp, path)
+  html_page.write(out, text, sweep_dir, rows, spec.metric, f'Sweep report: {os.path.abspath(sweep_dir)}')
   return path
