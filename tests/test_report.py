@@ -342,9 +342,8 @@ class _Page(html.parser.HTMLParser):
       self.images.append(attrs['src'])
     elif tag == 'svg':
       self.curves += 1
-    for name in ('src', 'href'):
-      if attrs.get(name) and not attrs[name].startswith(('data:', '#')):
-        self.outside.append(attrs[name])
+    if attrs.get('src') and not attrs['src'].startswith('data:'):  # a resource the page needs from elsewhere
+      self.outside.append(attrs['src'])
 
   def handle_endtag(self, tag):
     if tag in ('td', 'th'):

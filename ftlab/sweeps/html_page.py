@@ -21,7 +21,7 @@ from ftlab.sweeps import records
 
 STYLE = '''
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; display: block; overflow-x: auto; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; cursor: pointer; user-select: none; }
 th[data-order="asc"]::after { content: " \\25B2"; } th[data-order="desc"]::after { content: " \\25BC"; }
@@ -32,8 +32,8 @@ img { max-width: 100%; } svg.curve { display: block; } .message { max-width: 40e
 SCRIPT = '''
 function cellValue(row, i) {
   const text = row.cells[i] ? row.cells[i].textContent.trim() : '';
-  const number = parseFloat(text.replace(/^[^0-9+\\-.]*/, ''));
-  return isNaN(number) ? text : number;
+  const number = text.replace(/^\u2605\\s*/, '').match(/^[+\\-]?(\\d+\\.?\\d*|\\.\\d+)(e[+\\-]?\\d+)?/i);
+  return number ? parseFloat(number[0]) : text;  // '0.97 \u00b1 0.01' and '\u2605 1' are numbers, 'c001-s1' text
 }
 function compare(a, b) {
   if (typeof a === typeof b) return a < b ? -1 : a > b ? 1 : 0;
@@ -58,6 +58,8 @@ function selfCheck() {
     if (steps.join() !== sorted.join()) return 'failed: the trials table did not sort by step ' + order;
   }
   sortTable(table, 0, 'asc');
+  const ids = Array.from(table.tBodies[0].rows).map(r => r.cells[0].textContent);
+  if (ids.join() !== ids.slice().sort().join()) return 'failed: the trials table did not sort by id';
   return 'ok';
 }
 document.addEventListener('DOMContentLoaded', () => {
