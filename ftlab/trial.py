@@ -17,7 +17,7 @@ import jax
 
 from ftlab import checkpoints as ckpt_lib
 from ftlab import data as data_lib
-from ftlab import faults, outputs, predictions, writers
+from ftlab import faults, outputs, predictions, trackers, writers
 from ftlab.initial_state import initial_state
 from ftlab.loop_state import LoopState
 from ftlab.outcome import Diverged, Stop
@@ -48,7 +48,9 @@ class Trial:
     if self.start is not None:
       self.state, self.loop = restored, LoopState.from_json(saved)
       print(f'ftlab: resuming {self.workdir} from step {self.start}', flush=True)
-    self.writer = writers.MetricWriter(self.workdir, resume_step=self.start or 0, enabled=self.is_writer)
+    self.tracker = trackers.open_run(self.config, self.workdir) if self.is_writer else None
+    self.writer = writers.MetricWriter(self.workdir, resume_step=self.start or 0, enabled=self.is_writer,
+                                       tensorboard='tensorboard' in self.config.log.backends, tracker=self.tracker)
     self.last_good = self.start  # the last step saved: no checkpoint ever holds a diverged state
     self.final_step = self.start or 0
     self.error: BaseException | None = None  # Diverged, or the Stop of its on_eval
@@ -125,10 +127,16 @@ class Trial:
     if predicted is not None and self.is_writer:
       predictions.write(self.plan, predicted)
     skip = self.config.train.skip_nonfinite
-    return outputs.write_summary(self.plan, best_step=best_step, final_step=self.final_step,
-                                 stopped_early=self.loop.stopped_early, at_best=at_best, test=test,
-                                 best_params=best_params, train_seconds=train_seconds,
-                                 skipped_steps=self.loop.skipped if skip else None)
+    summary = outputs.write_summary(self.plan, best_step=best_step, final_step=self.final_step,
+                                    stopped_early=self.loop.stopped_early, at_best=at_best, test=test,
+                                    best_params=best_params, train_seconds=train_seconds,
+                                    skipped_steps=self.loop.skipped if skip else None)
+    if self.tracker is not None:
+      for name in ('summary.json', 'analysis.md'):
+        self.tracker.log_file(os.path.join(self.workdir, name))
+      self.tracker.end('FINISHED')
+      self.tracker = None
+    return summary
 
   def close(self) -> None:
     if self._closed:
@@ -137,3 +145,6 @@ class Trial:
     self.ckpts.wait()
     self.writer.close()
     self.ckpts.close()
+    if self.tracker is not None and self.error is not None:  # ended without a summary; a preempted run goes on
+      self.tracker.end('KILLED' if isinstance(self.error, Stop) else 'FAILED')
+      self.tracker = None

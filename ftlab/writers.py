@@ -61,8 +61,10 @@ class MetricWriter:
   run's. A damaged line before the last is not the kill's doing: it is reported with its line number.
   """
 
-  def __init__(self, workdir: str, *, resume_step: int, enabled: bool = True):
-    self.enabled = enabled
+  def __init__(self, workdir: str, *, resume_step: int, enabled: bool = True, tensorboard: bool = True,
+               tracker=None):
+    """`tensorboard`: event files too (log.backends); `tracker`: a trackers.MlflowRun given every row."""
+    self.enabled, self.tracker = enabled, tracker
     self.path = os.path.join(workdir, 'metrics.jsonl')
     if not enabled:
       return
@@ -76,7 +78,8 @@ class MetricWriter:
         with open(tmp, 'w') as f:
           f.writelines(json.dumps(r) + '\n' for r in keep)
         os.replace(tmp, self.path)
-    self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1)
+    self.tensorboard = SummaryWriter(os.path.join(workdir, 'tensorboard'), purge_step=resume_step + 1) \
+        if tensorboard else None
 
   def write(self, step: int, split: str, values: dict) -> None:
     if not self.enabled:
@@ -85,12 +88,14 @@ class MetricWriter:
     with open(self.path, 'a') as f:
       f.write(json.dumps(row) + '\n')
     faults.point('metrics', step, self.path)
+    if self.tracker is not None:
+      self.tracker.log_row(step, split, values)
     for name, value in values.items():
-      if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
+      if self.tensorboard is not None and isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
         self.tensorboard.add_scalar(f'{split}/{name}', float(value), int(step))
 
   def close(self) -> None:
-    if self.enabled:
+    if self.enabled and self.tensorboard is not None:
       try:
         self.tensorboard.close()
       except OSError:  # a full disk: its flush failed before its thread was stopped, which would fail at exit

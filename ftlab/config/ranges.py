@@ -26,7 +26,7 @@ class _Problems(list):
 def range_problems(config: ml_collections.ConfigDict) -> list[str]:
   """Out-of-range values; only called once every key has the right type."""
   problems = _Problems()
-  for section in (_model, _data, _optimizer, _lora_and_regexes, _train, _loop):
+  for section in (_model, _data, _optimizer, _lora_and_regexes, _train, _loop, _log):
     section(config, problems)
   problems += schedules.check_schedule_config(config.schedule)
   problems += _parallel_problems(config.parallel)
@@ -243,6 +243,11 @@ def _loop(config, p: _Problems) -> None:
   p.need(es.min_delta >= 0, f'early_stopping.min_delta: must be >= 0, got {es.min_delta}')
   p.need(ckpt.every_steps >= 0, f'checkpoint.every_steps: must be >= 0, got {ckpt.every_steps}')
   p.need(ckpt.keep >= 1, f'checkpoint.keep: must be >= 1, got {ckpt.keep}')
+
+
+def _log(config, p: _Problems) -> None:
+  from ftlab import trackers  # imports no tracker library: it only finds whether each is installed
+  p.extend(trackers.problems(config.log))
 
 
 def _pretrain(config, p: _Problems) -> None:

@@ -33,7 +33,8 @@ LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes'
              'data.segmentation.class_names': str, 'data.segmentation.ignore_ids': int,
              'data.segmentation.palette': int, 'data.segmentation.crop': int, 'data.segmentation.scale': float,
              'data.segmentation.size': int, 'data.detection.class_names': str, 'data.detection.scale': float,
-             'schedule.values': float, 'train.class_weights': float, 'parallel.distributed.local_device_ids': int}
+             'schedule.values': float, 'train.class_weights': float, 'parallel.distributed.local_device_ids': int,
+             'log.backends': str}
 
 
 def reads_masks(data_config) -> bool:
@@ -264,6 +265,13 @@ def defaults() -> ml_collections.ConfigDict:
           # predictions.jsonl at the end: every validation and test example's input, gold label, prediction and
           # class probabilities at the best checkpoint (NER per word, segmentation summarised per image)
           'predictions': True,
+      },
+      'log': {  # where a run's numbers go besides metrics.jsonl and summary.json (ftlab/trackers.py)
+          'backends': ['tensorboard'],  # any of 'tensorboard', 'mlflow'; each optional library installed apart
+          # MLflow's tracking URI: a database ('sqlite:///PATH.db'), a server ('http://host:5000') or a folder;
+          # '' = sqlite:///<workdir>/mlflow.db (a sweep's trials: the sweep's DIR/mlflow.db)
+          'mlflow_uri': '',
+          'experiment': 'ftlab',  # MLflow experiment the runs go into
       },
       'early_stopping': {
           'enabled': False,

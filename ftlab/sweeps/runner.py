@@ -35,7 +35,7 @@ import psutil
 
 from ftlab import config as config_lib
 from ftlab import data as data_lib
-from ftlab import faults, grouping, locks, preemption, stages
+from ftlab import faults, grouping, locks, preemption, stages, trackers
 from ftlab import workdir as workdir_lib
 from ftlab import writers
 from ftlab.outcome import Diverged, Stop
@@ -339,7 +339,7 @@ def recover_stale(study, stale_after: float) -> list[str]:
       continue
     attrs = {k: v for k, v in t.user_attrs.items() if k in TRIAL_ATTRS}
     if 'ftlab_id' in attrs:  # counted, so that a trial whose worker dies every time is failed, not run forever
-      deaths = t.user_attrs.get('ftlab_deaths', 0) + 1
+      deaths = t.user_attrs.get('ftlab_deaths', 0) + (not t.user_attrs.get('ftlab_released'))
       study.enqueue_trial(dict(t.params), user_attrs={**attrs, 'ftlab_retry_of': t.number, 'ftlab_deaths': deaths})
       recovered.append(attrs['ftlab_id'])
   return recovered
@@ -379,9 +379,15 @@ class Heartbeat:
     self.thread.start()
     return self
 
-  def __exit__(self, *exc):
+  def __exit__(self, kind, value, tb):
     self.stop_event.set()
     self.thread.join()
+    if kind is not None:  # the worker stops on purpose (SIGTERM, a full disk): not a death recover_stale counts
+      for trial_id in self.trial_ids:
+        try:
+          self.study._storage.set_trial_user_attr(trial_id, 'ftlab_released', True)
+        except Exception:  # the storage itself is what failed: the trial then counts as a death, once
+          pass
 
 
 @dataclasses.dataclass
@@ -753,11 +759,14 @@ def run(config_file: str, sweep_dir: str, *, config_overrides: dict | None = Non
   base, sweep, record = prepare(config_file, config_overrides or {}, sweep_overrides or {}, sweep_dir,
                                 planner=planner)
   study = set_up(sweep_dir, sweep, record, options)
-  work(planner, base, sweep, study, options)
-  if sweep.refit:
-    refit(planner, base, sweep, study)
-  rows = records.read(sweep_dir)
-  if options.report:
-    from ftlab.sweeps import markdown
-    print(f'ftlab.sweep: report {markdown.write(sweep_dir)}', flush=True)
+  with trackers.in_sweep(base, sweep_dir) as parent:  # log.backends 'mlflow': the trials are one run's children
+    work(planner, base, sweep, study, options)
+    if sweep.refit:
+      refit(planner, base, sweep, study)
+    rows = records.read(sweep_dir)
+    if options.report:
+      from ftlab.sweeps import markdown
+      print(f'ftlab.sweep: report {markdown.write(sweep_dir)}', flush=True)
+    if parent is not None:
+      parent.log_report(sweep_dir)
   return rows
