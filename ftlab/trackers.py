@@ -11,6 +11,12 @@ so a resumed run goes on in the same MLflow run (the steps after its last checkp
 both values; metrics.jsonl keeps one). In a sweep (`in_sweep`) every trial is a child of the sweep's one parent
 run, in the sweep's DIR/mlflow.db by default; the parent holds the report as artifacts. A backend chosen but not
 installed is a config error, before any compute, naming the pip command.
+
+'wandb' (Weights & Biases: `pip install wandb==0.31.0`) logs the same to a W&B run in <workdir>/wandb, offline by
+default (`log.wandb_mode`; `wandb sync <workdir>/wandb/offline-run-*` uploads it later), in the project
+`log.experiment`; every row's values against the metric 'step' (so the test row, at the best step, and a resumed
+run's repeated steps are kept), the run id kept in <workdir>/wandb_run.json for a resume, a sweep's trials grouped
+under the sweep's folder name.
 """
 from __future__ import annotations
 
@@ -21,13 +27,17 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 import time
 
 # backend -> (its module, the pip requirement that installs it: the README's optional line, which .ci/run runs)
-BACKENDS = {'tensorboard': ('tensorboardX', 'tensorboardX'), 'mlflow': ('mlflow', 'mlflow-skinny==3.18.0')}
+BACKENDS = {'tensorboard': ('tensorboardX', 'tensorboardX'), 'mlflow': ('mlflow', 'mlflow-skinny==3.18.0'),
+            'wandb': ('wandb', 'wandb==0.31.0')}
+WANDB_RUN_FILE = 'wandb_run.json'
+WANDB_MODES = ('offline', 'online')
 RUN_FILE = 'mlflow_run.json'
 _BATCH = 100  # MLflow takes at most this many params or metrics in one call
-_sweep: dict = {}  # while a sweep's trials run (in_sweep): the tracking URI and the parent run id
+_sweep: dict = {}  # while a sweep's trials run (in_sweep): W&B's group; MLflow's tracking URI and parent run id
 
 
 def problems(log) -> list[str]:
@@ -40,16 +50,19 @@ def problems(log) -> list[str]:
       package = BACKENDS[name][1].partition('==')[0]
       out.append(f'log.backends: {name!r} needs the {package} package, which is not installed; run '
                  f'`pip install {BACKENDS[name][1]}`, or drop it from log.backends')
+  if log.wandb_mode not in WANDB_MODES:
+    out.append(f"log.wandb_mode: {log.wandb_mode!r}; choose 'offline' (no network; wandb sync uploads later) or "
+               "'online'")
   if len(set(log.backends)) != len(log.backends):
     out.append(f'log.backends: {list(log.backends)} names a backend twice; list each once')
   return out
 
 
-def open_run(config, workdir: str):
-  """The run's MlflowRun when log.backends has 'mlflow', else None."""
-  if 'mlflow' not in config.log.backends:
-    return None
-  return MlflowRun(config, workdir, run_name=os.path.basename(os.path.abspath(workdir)))
+def open_runs(config, workdir: str) -> list:
+  """The run's tracker runs (MlflowRun, WandbRun), for the backends log.backends names."""
+  name = os.path.basename(os.path.abspath(workdir))
+  kinds = {'mlflow': MlflowRun, 'wandb': WandbRun}
+  return [kinds[b](config, workdir, run_name=name) for b in config.log.backends if b in kinds]
 
 
 def tracking_uri(log, folder: str) -> str:
@@ -83,7 +96,7 @@ class MlflowRun:
       self.client.update_run(self.run_id, status='RUNNING')
       return
     tags = {'ftlab.workdir': os.path.abspath(workdir)}
-    if _sweep:
+    if 'parent' in _sweep:
       tags['mlflow.parentRunId'] = _sweep['parent']
     run = self.client.create_run(experiment_id(self.client, config.log.experiment, _sweep.get('folder', workdir)),
                                  run_name=run_name, tags=tags)
@@ -118,13 +131,50 @@ class MlflowRun:
     self.client.set_terminated(self.run_id, status=status)
 
 
+class WandbRun:
+  """One ftlab run as a W&B run (wandb.init with reinit='create_new': the trials of a vectorised group log side by
+  side in one process)."""
+
+  def __init__(self, config, workdir: str, *, run_name: str):
+    import wandb
+
+    from ftlab.config import flatten
+    path = os.path.join(workdir, WANDB_RUN_FILE)
+    saved = _read_json(path) or {}
+    self.run = wandb.init(project=config.log.experiment, name=run_name, dir=workdir, mode=config.log.wandb_mode,
+                          id=saved.get('run_id'), resume='allow', reinit='create_new', group=_sweep.get('group'),
+                          config=dict(flatten(config)), settings=wandb.Settings(silent=True, console='off'))
+    self.run.define_metric('*', step_metric='step')
+    if not saved:
+      with open(path + '.tmp', 'w') as f:
+        json.dump({'run_id': self.run.id}, f)
+      os.replace(path + '.tmp', path)
+
+  def log_row(self, step: int, split: str, values: dict) -> None:
+    self.run.log({'step': int(step), **{f'{split}/{k}': float(v) for k, v in values.items()
+                                        if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+
+  def log_file(self, path: str) -> None:
+    """A copy in the run's files folder, which W&B uploads with the run (run.save would print a warning)."""
+    if os.path.exists(path):
+      shutil.copy(path, self.run.dir)
+
+  def end(self, status: str) -> None:
+    self.run.summary['ftlab_status'] = status
+    self.run.finish(exit_code=0 if status == 'FINISHED' else 1)
+
+
 @contextlib.contextmanager
 def in_sweep(config, sweep_dir: str):
   """While the block runs, every MlflowRun is a child of the sweep's parent run (made once: looked up by the
   sweep's folder on every rerun and by every worker), in the sweep's database; yields the parent as an MlflowRun-
   like handle for the report's artifacts, or None when the sweep does not log to MLflow."""
+  _sweep['group'] = os.path.basename(os.path.abspath(sweep_dir))  # W&B: the trials' group
   if 'mlflow' not in config.log.backends:
-    yield None
+    try:
+      yield None
+    finally:
+      _sweep.clear()
     return
   from ftlab import locks
   folder = os.path.abspath(sweep_dir)

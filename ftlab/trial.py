@@ -48,9 +48,9 @@ class Trial:
     if self.start is not None:
       self.state, self.loop = restored, LoopState.from_json(saved)
       print(f'ftlab: resuming {self.workdir} from step {self.start}', flush=True)
-    self.tracker = trackers.open_run(self.config, self.workdir) if self.is_writer else None
+    self.trackers = trackers.open_runs(self.config, self.workdir) if self.is_writer else []
     self.writer = writers.MetricWriter(self.workdir, resume_step=self.start or 0, enabled=self.is_writer,
-                                       tensorboard='tensorboard' in self.config.log.backends, tracker=self.tracker)
+                                       tensorboard='tensorboard' in self.config.log.backends, trackers=self.trackers)
     self.last_good = self.start  # the last step saved: no checkpoint ever holds a diverged state
     self.final_step = self.start or 0
     self.error: BaseException | None = None  # Diverged, or the Stop of its on_eval
@@ -131,11 +131,11 @@ class Trial:
                                     stopped_early=self.loop.stopped_early, at_best=at_best, test=test,
                                     best_params=best_params, train_seconds=train_seconds,
                                     skipped_steps=self.loop.skipped if skip else None)
-    if self.tracker is not None:
+    for tracker in self.trackers:
       for name in ('summary.json', 'analysis.md'):
-        self.tracker.log_file(os.path.join(self.workdir, name))
-      self.tracker.end('FINISHED')
-      self.tracker = None
+        tracker.log_file(os.path.join(self.workdir, name))
+      tracker.end('FINISHED')
+    self.trackers = []
     return summary
 
   def close(self) -> None:
@@ -145,6 +145,7 @@ class Trial:
     self.ckpts.wait()
     self.writer.close()
     self.ckpts.close()
-    if self.tracker is not None and self.error is not None:  # ended without a summary; a preempted run goes on
-      self.tracker.end('KILLED' if isinstance(self.error, Stop) else 'FAILED')
-      self.tracker = None
+    if self.error is not None:  # ended without a summary (a preempted run goes on: its trackers' runs stay open)
+      for tracker in self.trackers:
+        tracker.end('KILLED' if isinstance(self.error, Stop) else 'FAILED')
+      self.trackers = []

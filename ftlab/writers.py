@@ -62,9 +62,10 @@ class MetricWriter:
   """
 
   def __init__(self, workdir: str, *, resume_step: int, enabled: bool = True, tensorboard: bool = True,
-               tracker=None):
-    """`tensorboard`: event files too (log.backends); `tracker`: a trackers.MlflowRun given every row."""
-    self.enabled, self.tracker = enabled, tracker
+               trackers: list = ()):
+    """`tensorboard`: event files too (log.backends); `trackers`: trackers' runs (ftlab/trackers.py) given every
+    row."""
+    self.enabled, self.trackers = enabled, list(trackers)
     self.path = os.path.join(workdir, 'metrics.jsonl')
     if not enabled:
       return
@@ -88,8 +89,8 @@ class MetricWriter:
     with open(self.path, 'a') as f:
       f.write(json.dumps(row) + '\n')
     faults.point('metrics', step, self.path)
-    if self.tracker is not None:
-      self.tracker.log_row(step, split, values)
+    for tracker in self.trackers:
+      tracker.log_row(step, split, values)
     for name, value in values.items():
       if self.tensorboard is not None and isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
         self.tensorboard.add_scalar(f'{split}/{name}', float(value), int(step))

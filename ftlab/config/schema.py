@@ -267,11 +267,12 @@ def defaults() -> ml_collections.ConfigDict:
           'predictions': True,
       },
       'log': {  # where a run's numbers go besides metrics.jsonl and summary.json (ftlab/trackers.py)
-          'backends': ['tensorboard'],  # any of 'tensorboard', 'mlflow'; each optional library installed apart
+          'backends': ['tensorboard'],  # any of 'tensorboard', 'mlflow', 'wandb'; the last two installed apart
           # MLflow's tracking URI: a database ('sqlite:///PATH.db'), a server ('http://host:5000') or a folder;
           # '' = sqlite:///<workdir>/mlflow.db (a sweep's trials: the sweep's DIR/mlflow.db)
           'mlflow_uri': '',
-          'experiment': 'ftlab',  # MLflow experiment the runs go into
+          'experiment': 'ftlab',  # MLflow experiment / W&B project the runs go into
+          'wandb_mode': 'offline',  # 'offline' (files in <workdir>/wandb; `wandb sync` uploads them) or 'online'
       },
       'early_stopping': {
           'enabled': False,
