@@ -92,8 +92,9 @@ def profile_table(path: str) -> dict:
 
 
 def sweep(config_file: str, workdir: str, vectorize: int, pretrain_from: str, profile: str = '') -> dict:
-  if pretrain_from:
+  if pretrain_from:  # with the first sweep's sweep.json: a folder holding pretrain/ alone reads as a run's folder
     shutil.copytree(pretrain_from, os.path.join(workdir, 'pretrain'))
+    shutil.copy(os.path.join(os.path.dirname(pretrain_from), 'sweep.json'), workdir)
   env = {**os.environ, 'FTLAB_COMPILATION_CACHE': 'off', 'JAX_LOG_COMPILES': '1'}
   cmd = [sys.executable, *(['-m', 'cProfile', '-o', profile] if profile else []), '-m', 'ftlab.sweep', '--config',
          config_file, '--workdir', workdir, '--report=false', f'--sweep.vectorize={vectorize}']
