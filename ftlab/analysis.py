@@ -9,13 +9,18 @@ ftlab/analysis_report.py writes them as Markdown and figures.
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as sk_metrics
 
 from ftlab.lm_task import NONE_CLASS
 
 CALIBRATION_BINS = 15
 TOP = 10  # confident errors, confused pairs and worst images listed
 EXAMPLES_PER_PAIR = 3
+
+
+def _sk_metrics():
+  """scikit-learn's metrics, imported when an analysis is made: scikit-learn takes about a second to import."""
+  from sklearn import metrics
+  return metrics
 
 
 def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRATION_BINS) -> dict:
@@ -37,7 +42,7 @@ def calibration(confidence: np.ndarray, correct: np.ndarray, bins: int = CALIBRA
 
 
 def _per_class(gold, predicted, names) -> list[dict]:
-  p, r, f, s = sk_metrics.precision_recall_fscore_support(gold, predicted, labels=list(names), zero_division=0)
+  p, r, f, s = _sk_metrics().precision_recall_fscore_support(gold, predicted, labels=list(names), zero_division=0)
   return [{'class': n, 'precision': float(a), 'recall': float(b), 'f1': float(c), 'support': int(d)}
           for n, a, b, c, d in zip(names, p, r, f, s)]
 
@@ -62,7 +67,7 @@ def classification(rows: list[dict], names: list[str]) -> dict:
   confidence = probabilities.max(axis=1)
   rows = [{**r, 'confidence': float(c)} for r, c in zip(rows, confidence)]
   correct = np.array([g == p for g, p in zip(gold, predicted)])
-  matrix = sk_metrics.confusion_matrix(gold, predicted, labels=list(names))
+  matrix = _sk_metrics().confusion_matrix(gold, predicted, labels=list(names))
   errors = sorted((r for r, ok in zip(rows, correct) if not ok), key=lambda r: -r['confidence'])[:TOP]
   return {'kind': 'classification', 'examples': len(rows), 'accuracy': float(correct.mean()),
           'per_class': _per_class(gold, predicted, names), 'confusion': matrix.tolist(), 'class_names': list(names),
@@ -79,7 +84,7 @@ def tags(rows: list[dict], names: list[str]) -> dict:
                                                                r['confidence']))]
   gold, predicted = [w['label'] for w in words], [w['prediction'] for w in words]
   correct = np.array([g == p for g, p in zip(gold, predicted)])
-  matrix = sk_metrics.confusion_matrix(gold, predicted, labels=list(names))
+  matrix = _sk_metrics().confusion_matrix(gold, predicted, labels=list(names))
   errors = sorted((w for w, ok in zip(words, correct) if not ok), key=lambda w: -w['confidence'])[:TOP]
   return {'kind': 'tags', 'examples': len(words), 'accuracy': float(correct.mean()) if words else 0.0,
           'per_class': _per_class(gold, predicted, names), 'confusion': matrix.tolist(), 'class_names': list(names),
@@ -110,7 +115,7 @@ def generation(rows: list[dict], names: list[str]) -> dict:
   if 'label' in rows[0]:
     labels = list(names) if NONE_CLASS in names else [*names, NONE_CLASS]
     gold, predicted = [r['label'] for r in rows], [r['prediction'] for r in rows]
-    matrix = sk_metrics.confusion_matrix(gold, predicted, labels=labels)
+    matrix = _sk_metrics().confusion_matrix(gold, predicted, labels=labels)
     out.update(per_class=_per_class(gold, predicted, labels), confusion=matrix.tolist(), class_names=labels,
                confused_pairs=_confused_pairs(rows, gold, predicted, matrix, labels))
   return out

@@ -20,7 +20,6 @@ import pathlib
 
 import numpy as np
 import tensorflow_datasets as tfds
-from sklearn import datasets as sk_datasets
 
 from ftlab import locks, quiet
 from ftlab.data import formats
@@ -184,6 +183,7 @@ class FtlabDigits(_Local):
     return {'image': tfds.features.Tensor(shape=(8, 8, 1), dtype=np.float32), 'label': _int64()}
 
   def _parse(self):
+    from sklearn import datasets as sk_datasets  # here: scikit-learn takes ~1 s to import, and only digits need it
     raw = sk_datasets.load_digits()
     images = (raw.images / 16.0).astype(np.float32)[..., None]
     return {'train': [{'image': im, 'label': int(lb)} for im, lb in zip(images, raw.target)]}, \

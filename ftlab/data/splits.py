@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from sklearn import model_selection
 
 from ftlab.data.errors import DataError
 
@@ -72,6 +71,7 @@ def carve(n: int, labels: np.ndarray | None, amount: float | int, *, seed: int, 
           groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
   """(rest, held_out) sorted index arrays over range(n); stratified by `labels` when given; with `groups`, whole
   groups are held out (sklearn's GroupShuffleSplit: `amount` then counts groups, and labels are not stratified)."""
+  from sklearn import model_selection  # here: scikit-learn takes ~1 s to import, and only carving needs it
   amount = _amount(amount, n, key)
   idx = np.arange(n)
   try:
@@ -89,6 +89,7 @@ def carve(n: int, labels: np.ndarray | None, amount: float | int, *, seed: int, 
 def fold_indices(labels: np.ndarray | None, groups: np.ndarray | None, k: int, *, seed: int) -> list[np.ndarray]:
   """K disjoint sorted index arrays covering range(len) once: stratified by `labels` when given (sklearn's
   StratifiedKFold, shuffled with `seed`), with `groups` never split (StratifiedGroupKFold / GroupKFold)."""
+  from sklearn import model_selection  # here: scikit-learn takes ~1 s to import, and only folds need it
   n = len(labels) if labels is not None else len(groups)
   x = np.zeros((n, 1))
   if groups is not None:
