@@ -63,7 +63,7 @@ def get_config(arg=None):
   c.data.classes = [5, 6, 7, 8, 9]
   c.train.num_steps, c.train.num_epochs, c.eval.every_steps = 10, 0.0, 5
   c.eval.predictions = False
-  c.log.backends = ['mlflow']
+  c.log.backends = ['mlflow'] + (['wandb'] if arg == 'wandb' else [])
   return c
 
 
@@ -73,10 +73,11 @@ def get_sweep(arg=None):
 
 
 def test_a_sweep_is_a_parent_run_with_a_child_per_trial_and_the_report(tmp_path):
+  wandb = importlib.util.find_spec('wandb') is not None  # and, where installed, a W&B group of its trials
   (tmp_path / 'sweep.py').write_text(textwrap.dedent(SWEEP))
   sweep_dir = str(tmp_path / 'sweep')
   for _ in range(2):  # a rerun finds the same parent and runs nothing again
-    rows = runner.run(str(tmp_path / 'sweep.py'), sweep_dir)
+    rows = runner.run(str(tmp_path / 'sweep.py') + (':wandb' if wandb else ''), sweep_dir)
   client = _client(sweep_dir)
   runs = _runs(client)
   [parent] = [r for r in runs if 'mlflow.parentRunId' not in r.data.tags]
@@ -91,6 +92,13 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_trial_and_the_report(tmp_path)
     assert float(child.data.params['optimizer.learning_rate']) == row['values']['optimizer.learning_rate']
   artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
   assert {'report.md', 'report.html', 'trials.jsonl'} <= artifacts and parent.info.status == 'FINISHED'
+  if wandb:
+    import wandb as wandb_lib
+    wandb_lib.teardown()  # waits for W&B's service process to have written the runs' files
+    for row in rows:
+      [run_dir] = glob.glob(os.path.join(sweep_dir, row['workdir'], 'wandb', 'offline-run-*'))
+      [run] = [r.run for r in _wandb_records(run_dir) if r.WhichOneof('record_type') == 'run']
+      assert run.run_group == 'sweep' and run.display_name == row['id']
 
 
 def test_a_backend_chosen_but_not_installed_is_a_config_error_naming_the_pip_command(monkeypatch):
