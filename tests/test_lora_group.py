@@ -22,10 +22,13 @@ SETTINGS = [dict(rank=2, lr=3e-3, wd=0.0, alpha=4.0, dropout=0.0), dict(rank=4, 
 
 def lora_configs(max_rank=4):
   """Three LoRA trials on one base (one seed: one base) that differ in rank (padded to `max_rank`), learning rate,
-  weight decay, alpha and the adapters' dropout."""
+  weight decay, alpha and the adapters' dropout. eval.mode 'max' on the loss picks the worse evaluation, step 5 of
+  10, as the best: each trial restores its best checkpoint at the end (a group restacks those lanes around the base
+  it holds once)."""
   return [small_config(lora__target='^backbone/dense_', lora__rank=s['rank'], lora__max_rank=max_rank,
                        lora__alpha=s['alpha'], lora__dropout=s['dropout'], lora__train='^head/',
-                       optimizer__learning_rate=s['lr'], optimizer__weight_decay=s['wd'], train__num_steps=10)
+                       optimizer__learning_rate=s['lr'], optimizer__weight_decay=s['wd'], train__num_steps=10,
+                       eval__every_steps=5, eval__metric='loss', eval__mode='max')
           for s in SETTINGS]
 
 
@@ -47,6 +50,7 @@ def test_lora_trials_on_a_shared_base_end_as_they_do_alone(tmp_path):
 
 def _assert_same_trial(tmp_path, i, a, v, group_dir):
   assert v.summary is not None, v.error
+  assert v.summary['best_step'] == a.summary['best_step'] == 5 and v.summary['final_step'] == 10
   for split in ('validation', 'test'):
     assert v.summary[split]['loss'] == pytest.approx(a.summary[split]['loss'], abs=1e-5), (i, split)
   pa, pv = _final_params(tmp_path / f'alone{i}', a), _final_params(tmp_path / group_dir, v)
@@ -132,3 +136,4 @@ def test_a_step_over_lanes_in_chunks_equals_the_step_over_all_lanes_at_once(batc
     assert chunked[0]['base'] is not None and chunked[0]['base'].shape == (3, 3)
     for x, y in zip(jax.tree.leaves(whole), jax.tree.leaves(chunked)):
       np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-7)  # float summation order
+

@@ -49,6 +49,19 @@ class Layout:
     treedef = jax.tree.structure(trees[0])
     return treedef.unflatten([np.asarray(xs[0]) if o else _stack(xs) for xs, o in zip(per_leaf, self.once)])
 
+  def shared(self, group, lane):
+    """`lane` (one trial's state) with the leaves held once replaced by the group's own arrays: a restored lane
+    drops its copy of the base at once."""
+    return jax.tree.unflatten(jax.tree.structure(lane), [
+        g if o else x for x, g, o in zip(jax.tree.leaves(lane), jax.tree.leaves(group), self.once)])
+
+  def restack(self, lanes: list, group):
+    """The trials' `lanes` (one structure, on the devices) stacked again on the host, except the leaves held once,
+    which stay the `group`'s arrays: no trial's copy of the base is fetched."""
+    per_leaf = zip(*(jax.tree.leaves(lane) for lane in lanes))
+    return jax.tree.unflatten(jax.tree.structure(group), [
+        g if o else _stack(jax.device_get(list(xs))) for xs, g, o in zip(per_leaf, jax.tree.leaves(group), self.once)])
+
   def index(self, tree, i):
     """Trial `i` of a stacked pytree (`i` traced: one compilation serves every trial). The leaves held once are
     the group's own arrays, not copies: K trials' lanes hold one base between them."""

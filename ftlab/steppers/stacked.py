@@ -222,11 +222,11 @@ class StackedStepper:
       ckpts = trials[i].ckpts
       held.append(ckpts.best_step() == ckpts.latest_step() == trials[i].final_step)
       lane = self.layout.index(states, i)
-      best.append(lane if held[-1] else ckpts.restore(ckpts.best_step(), lane)[0])
+      best.append(lane if held[-1] else self.layout.shared(states, ckpts.restore(ckpts.best_step(), lane)[0]))
     if len(done) == self.size and all(held):
       return states, [b.params for b in best]
     padded = best + [best[0]] * (self.size - len(best))  # K lanes keep the compiled eval step
-    return self._put(self.layout.stack(jax.device_get(padded))), [b.params for b in best]
+    return self._put(self.layout.restack(padded, states)), [b.params for b in best]
 
 
 def _compile(plan, batch_axis, layout: held_once.Layout, lanes: int):
