@@ -8,10 +8,12 @@ or with --merge-lora the merged model. BERT-family text classifiers and NER tagg
 the folder transformers' BertForSequenceClassification / BertForTokenClassification load, with the class names, the
 head and the tokenizer (ftlab/pretrained/encoder_export.py); a LoRA run its adapters in PEFT's layout with the head
 among modules_to_save, over OUT/base (ftlab/pretrained/encoder_adapter.py), or with --merge-lora the merged model.
-OUT must not exist yet, or be empty: nothing already on disk is overwritten. Every other model family (the
-quickstart's MLP, CNNs, ViT, ResNet, EfficientNet) is written in ftlab's own layout
-(ftlab/pretrained/ftlab_format.py: model.safetensors by ftlab's parameter paths + config.json), which ftlab reads
-back as model.pretrained.
+ViT runs (class-token pooling) and ResNet runs (the 'imagenet' stem, width 64): OUT gets timm's layout
+(model.safetensors under timm's names + its hub config.json, ftlab/pretrained/vision_export.py), which timm
+loads and ftlab reads back as model.pretrained. OUT must not exist yet, or be empty: nothing already on disk is
+overwritten. Every other model family (the quickstart's MLP, CNNs, EfficientNet, other ViT / ResNet shapes) is
+written in ftlab's own layout (ftlab/pretrained/ftlab_format.py: model.safetensors by ftlab's parameter paths +
+config.json), which ftlab reads back as model.pretrained.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def _problem(args) -> str | None:
 def _writer(run: str, merge_lora: bool):
   """The writer of a run that is not a decoder's (None for a decoder)."""
   import json
-  from ftlab.pretrained import encoder_adapter, encoder_export, ftlab_format
+  from ftlab.pretrained import encoder_adapter, encoder_export, ftlab_format, vision_export
   with open(os.path.join(run, 'config.json'), encoding='utf-8') as f:
     config = json.load(f)
   name, lora = config.get('model', {}).get('name', ''), config.get('lora', {}).get('target')
@@ -49,7 +51,7 @@ def _writer(run: str, merge_lora: bool):
     return None
   if name == 'bert':
     return encoder_adapter.write_adapter if lora and not merge_lora else encoder_export.write_classifier
-  return ftlab_format.write
+  return vision_export.write if vision_export.supports(config) else ftlab_format.write
 
 
 def main(argv: list[str] | None = None) -> int:

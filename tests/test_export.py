@@ -14,6 +14,7 @@ from ftlab import checkpoints, data, export, stages
 from ftlab.initial_state import initial_state
 from ftlab.models import lora
 from ftlab.plan import make_plan
+from ftlab.pretrained import vision
 from conftest import small_config
 from test_packing import _text_config, _write_conll
 
@@ -111,5 +112,24 @@ def test_a_model_no_hugging_face_library_holds_exports_in_ftlabs_layout_and_read
   back.model.pretrained, back.init.reinit = out, ''
   plan = make_plan(back, str(tmp_path / 'back'))
   reread = initial_state(plan).params
+  jax.tree.map(np.testing.assert_array_equal, reread, checkpoints.restore_params(
+      os.path.join(run, 'checkpoints'), checkpoints.run_step(run, 'best')))
+
+
+def test_a_vit_run_exports_in_timms_layout_and_reads_back_with_identical_parameters(tmp_path):
+  c = small_config(model__name='vit', model__variant='nano/4', train__num_steps=8, eval__every_steps=8)
+  run, out = str(tmp_path / 'run'), str(tmp_path / 'exported')
+  stages.run(c, run)
+  assert export.main([run, out]) == 0
+  with open(os.path.join(out, 'config.json')) as f:
+    saved = json.load(f)
+  assert saved['label_names'] == ['5', '6', '7', '8', '9'] and saved['num_classes'] == 5
+  assert saved['model_args'] == {'img_size': 8, 'patch_size': 4, 'in_chans': 1, 'embed_dim': 64, 'depth': 2,
+                                 'num_heads': 2, 'mlp_ratio': 2.0, 'global_pool': 'token', 'class_token': True}
+  weights = vision.read_weights(os.path.join(out, 'model.safetensors'))
+  assert vision.detect_format(weights) == 'timm_vit' and weights['blocks.1.attn.qkv.weight'].shape == (192, 64)
+  back = copy.deepcopy(c)
+  back.model.pretrained, back.init.reinit = os.path.join(out, 'model.safetensors'), ''
+  reread = initial_state(make_plan(back, str(tmp_path / 'back'))).params
   jax.tree.map(np.testing.assert_array_equal, reread, checkpoints.restore_params(
       os.path.join(run, 'checkpoints'), checkpoints.run_step(run, 'best')))

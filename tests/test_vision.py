@@ -14,7 +14,7 @@ from safetensors import numpy as safetensors_numpy
 from ftlab.models.resnet import RESNET_DEPTHS, ResNet, resnet
 from ftlab.models.vit import VIT_SIZES, ViT, vit
 from ftlab.optim import groups
-from ftlab.pretrained import surgery, vision
+from ftlab.pretrained import surgery, vision, vision_export
 
 P, IMAGE, C, D, LAYERS, HEADS, MLP_DIM, CLASSES = 4, 8, 3, 16, 2, 2, 32, 5
 RATES = dict(dropout_rate=0.0, attention_dropout_rate=0.0)
@@ -425,3 +425,24 @@ def test_read_weights_formats_and_refusals(tmp_path):
 def test_detect_format_names_some_keys_when_unknown():
   with pytest.raises(surgery.SurgeryError, match='encoder.layer.0.weight.*convert'):
     vision.detect_format({'encoder.layer.0.weight': np.zeros(1)})
+
+
+@pytest.mark.parametrize('block, stage_sizes', [('basic', (2, 1)), ('bottleneck', (1, 2))])
+def test_the_timm_export_is_the_exact_inverse_of_the_timm_import(block, stage_sizes):
+  """vision_export writes back every name and array the timm import read (ViT's fused qkv, torch layouts, the
+  batch-norm statistics), bit for bit; the counters ftlab does not keep come back as 0."""
+  w = _timm_vit_weights()
+  tree, unused = vision.vit_from_timm(w, num_heads=HEADS)
+  assert unused == []
+  back = vision_export.vit_to_timm(tree)
+  assert sorted(back) == sorted(w)
+  for name in w:
+    np.testing.assert_array_equal(back[name], w[name], err_msg=name)
+  r = _timm_resnet_weights(stage_sizes, block, width=8)
+  params, stats, unused = vision.resnet_from_timm(r)
+  assert unused == []
+  back = vision_export.resnet_to_timm(params, stats, stage_sizes)
+  assert sorted(back) == sorted(r)
+  for name in r:
+    expected = np.zeros((), np.int64) if name.endswith('num_batches_tracked') else r[name]
+    np.testing.assert_array_equal(back[name], expected, err_msg=name)

@@ -38,7 +38,7 @@ def write(out: str, run: str, *, checkpoint: str = 'best') -> None:
   """Exports the run's parameters (LoRA folded in) and batch statistics at `checkpoint` into `out`."""
   config, summary = finished_run(run)
   step, params = run_params(run, config, checkpoint, merged=True)
-  stats = {STATS + k: v for k, v in surgery.flat(_batch_stats(run, step)).items()}
+  stats = {STATS + k: v for k, v in surgery.flat(batch_stats(run, step)).items()}
   arrays = {k: np.asarray(v) for k, v in {**surgery.flat(params), **stats}.items()}
   os.makedirs(out, exist_ok=True)
   writers.write_safetensors_atomic(os.path.join(out, 'model.safetensors'), arrays)
@@ -83,7 +83,8 @@ def read(path: str) -> tuple[dict, dict]:
   return params, surgery.unflatten({k[len(STATS):]: v for k, v in arrays.items() if k.startswith(STATS)})
 
 
-def _batch_stats(run: str, step: int) -> dict:
+def batch_stats(run: str, step: int) -> dict:
+  """The run's batch statistics at `step` ({} for a model without any)."""
   try:
     state = checkpoints.restore_params(os.path.join(run, 'checkpoints'), step, item='model_state')
   except KeyError:  # a model without mutable collections saved none
