@@ -8,12 +8,12 @@ or with --merge-lora the merged model. BERT-family text classifiers and NER tagg
 the folder transformers' BertForSequenceClassification / BertForTokenClassification load, with the class names, the
 head and the tokenizer (ftlab/pretrained/encoder_export.py); a LoRA run its adapters in PEFT's layout with the head
 among modules_to_save, over OUT/base (ftlab/pretrained/encoder_adapter.py), or with --merge-lora the merged model.
-ViT runs (class-token pooling) and ResNet runs (the 'imagenet' stem, width 64): OUT gets timm's layout
-(model.safetensors under timm's names + its hub config.json, ftlab/pretrained/vision_export.py), which timm
-loads and ftlab reads back as model.pretrained. OUT must not exist yet, or be empty: nothing already on disk is
-overwritten. Every other model family (the quickstart's MLP, CNNs, EfficientNet, other ViT / ResNet shapes) is
-written in ftlab's own layout (ftlab/pretrained/ftlab_format.py: model.safetensors by ftlab's parameter paths +
-config.json), which ftlab reads back as model.pretrained.
+ViT runs (class-token pooling), ResNet runs (the 'imagenet' stem, width 64) and EfficientNet-Lite0 runs: OUT gets
+timm's layout (model.safetensors under timm's names + its hub config.json, ftlab/pretrained/vision_export.py),
+which timm loads (ftlab reads the ViT and ResNet ones back as model.pretrained). OUT must not exist yet, or be
+empty: nothing already on disk is overwritten. Every other model family (the quickstart's MLP, CNNs, other ViT /
+ResNet shapes) is written in ftlab's own layout (ftlab/pretrained/ftlab_format.py: model.safetensors by ftlab's
+parameter paths + config.json), which ftlab reads back as model.pretrained.
 """
 from __future__ import annotations
 

@@ -217,3 +217,19 @@ def test_import_reports_shape_errors_and_missing_tensors_naming_them(tmp_path):
   (tmp_path / 'empty').mkdir()
   assert 'empty is a folder without model.safetensors' in pretrained_lib.check(
       _config(str(tmp_path / 'empty')).model, three['params'], reinit='')[0]
+
+
+def test_the_timm_export_names_every_parameter_and_statistic_once_in_timms_block_layout():
+  """timm's tf_efficientnet_lite names (checked against timm itself by benchmarks/export_vs_timm.py --model lite0:
+  a strict load and the same ImageNet probabilities): a block without expansion is a DepthwiseSeparableConv, the
+  others InvertedResiduals; every array of ftlab's tree appears once, transposed to torch's layout."""
+  from ftlab.pretrained import vision_export
+  model = Classifier(backbone=EfficientNet(**TINY, name='backbone'), num_classes=CLASSES)
+  variables = model.init(jax.random.key(0), _images(0))
+  out = vision_export.efficientnet_to_timm(variables['params'], variables['batch_stats'], TINY['stages'])
+  counters = [k for k in out if k.endswith('num_batches_tracked')]
+  assert len(out) - len(counters) == len(jax.tree.leaves(variables))
+  assert 'blocks.0.0.conv_dw.weight' in out and 'blocks.0.0.conv_pwl.weight' not in out  # expansion 1
+  assert {'blocks.1.1.conv_pw.weight', 'blocks.1.1.bn2.running_var', 'blocks.1.1.conv_pwl.weight'} <= set(out)
+  assert out['blocks.1.0.conv_dw.weight'].shape == (8 * 2, 1, 3, 3)  # depthwise [C, 1, kh, kw]
+  assert out['classifier.weight'].shape == (CLASSES, TINY['top_width']) and out['conv_stem.weight'].shape[:2] == (8, 3)

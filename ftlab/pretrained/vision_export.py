@@ -1,4 +1,6 @@
-"""ViT and ResNet runs exported in timm's layout: the inverse of ftlab.pretrained.vision's timm mappings.
+"""ViT, ResNet and EfficientNet-Lite runs exported in timm's layout (ViT and ResNet: the inverse of
+ftlab.pretrained.vision's timm mappings; EfficientNet-Lite, imported in lukemelas' naming: timm's
+tf_efficientnet_lite names, TensorFlow's padding).
 
     OUT/model.safetensors  timm's state dict names and torch layouts ('patch_embed.proj.weight' [out, in, kh, kw],
                            'blocks.0.attn.qkv.weight' [3D, D] with query, key, value fused in that order;
@@ -6,10 +8,13 @@
     OUT/config.json        timm's hub config: {"architecture", "num_classes", "num_features", "label_names",
                            "model_args" (what timm.create_model needs to build this size), "pretrained_cfg"}
 
-timm loads the folder (`timm.create_model('local-dir:OUT')`), and ftlab reads model.safetensors back as
-model.pretrained. ViT: class-token pooling, layer norm eps 1e-6 and exact GELU, as timm's VisionTransformer; ResNet:
-the 'imagenet' stem (timm has no 'small' one: those runs keep ftlab's own layout). Batch-norm counters
-(num_batches_tracked, which ftlab does not keep) are written as 0 so that a strict torch load finds every key.
+timm loads the folder (`timm.create_model('local-dir:OUT', pretrained=True)`); ftlab reads a ViT's or a ResNet's
+model.safetensors back as model.pretrained (an EfficientNet's it imports in lukemelas' naming only). ViT:
+class-token pooling, layer norm eps 1e-6 and exact GELU, as timm's VisionTransformer; ResNet: the 'imagenet' stem
+(timm has no 'small' one: those runs keep ftlab's own layout); EfficientNet-Lite0: timm's 'tf_' variant, whose
+'SAME' padding is ftlab's (checked against timm with the ImageNet weights: benchmarks/export_vs_timm.py).
+Batch-norm counters (num_batches_tracked, which ftlab does not keep) are written as 0 so that a strict torch load
+finds every key.
 """
 from __future__ import annotations
 
@@ -18,11 +23,13 @@ import os
 import numpy as np
 
 from ftlab import writers
+from ftlab.models import efficientnet
 from ftlab.models.resnet import RESNET_DEPTHS
 from ftlab.models.vit import VIT_SIZES
 from ftlab.pretrained import ftlab_format
 
 TIMM_VIT = {'ti': 'vit_tiny', 's': 'vit_small', 'b': 'vit_base'}  # ftlab size -> timm's name, where timm has one
+TIMM_EFFICIENTNET = {'lite0': 'tf_efficientnet_lite0'}  # TensorFlow's 'SAME' padding: timm's tf_ variants
 
 
 def supports(config: dict) -> bool:
@@ -31,6 +38,8 @@ def supports(config: dict) -> bool:
   model = config['model']
   if model['name'] == 'vit':
     return model.get('pooling') in ('', 'cls')
+  if model['name'] == 'efficientnet':
+    return model.get('variant') in TIMM_EFFICIENTNET
   return model['name'] == 'resnet' and model.get('stem') == 'imagenet' and model.get('width') == 64
 
 
@@ -41,15 +50,19 @@ def write(out: str, run: str, *, checkpoint: str = 'best') -> None:
   if config.model.name == 'vit':
     arrays, architecture = vit_to_timm(params), _vit_name(config)
     model_args = _vit_args(config, arrays)
+  elif config.model.name == 'efficientnet':
+    stages = efficientnet.VARIANTS[config.model.variant]['stages']
+    arrays = efficientnet_to_timm(params, ftlab_format.batch_stats(run, step), stages)
+    architecture = TIMM_EFFICIENTNET[config.model.variant]
+    model_args = {'in_chans': int(arrays['conv_stem.weight'].shape[1])}
   else:
     depth = int(config.model.variant.removeprefix('resnet'))
-    stats = ftlab_format.batch_stats(run, step)
-    arrays = resnet_to_timm(params, stats, RESNET_DEPTHS[depth][0])
+    arrays = resnet_to_timm(params, ftlab_format.batch_stats(run, step), RESNET_DEPTHS[depth][0])
     model_args, architecture = {'in_chans': int(arrays['conv1.weight'].shape[1])}, f'resnet{depth}'
   names = summary.get('class_names') or []
   os.makedirs(out, exist_ok=True)
   writers.write_safetensors_atomic(os.path.join(out, 'model.safetensors'), arrays)
-  head = arrays['head.weight' if config.model.name == 'vit' else 'fc.weight']
+  head = arrays[{'vit': 'head.weight', 'efficientnet': 'classifier.weight'}.get(config.model.name, 'fc.weight')]
   writers.write_json_atomic(os.path.join(out, 'config.json'), {
       'architecture': architecture, 'num_classes': int(head.shape[0]), 'num_features': int(head.shape[1]),
       'label_names': list(names), 'model_args': model_args,
@@ -121,6 +134,31 @@ def resnet_to_timm(params: dict, stats: dict, stage_sizes) -> dict[str, np.ndarr
         _batch_norm(out, f'{name}.downsample.1', block['proj_bn'], block_stats['proj_bn'])
       k += 1
   _linear(out, 'fc', params['head'])
+  return out
+
+
+def efficientnet_to_timm(params: dict, stats: dict, stages) -> dict[str, np.ndarray]:
+  """ftlab EfficientNet-Lite parameters and batch statistics -> timm's tf_efficientnet_lite state dict; `stages`:
+  the model's (blocks, kernel, stride, expansion, channels) per stage (ftlab numbers blocks flat: block_i). A block
+  without an expansion conv is timm's DepthwiseSeparableConv (conv_dw, bn1, conv_pw, bn2), the others its
+  InvertedResidual (conv_pw, bn1 for the expansion; conv_dw, bn2; conv_pwl, bn3)."""
+  b, s, out = params['backbone'], stats['backbone'], {}
+  out['conv_stem.weight'] = _unconv(b['stem_conv']['kernel'])
+  _batch_norm(out, 'bn1', b['stem_bn'], s['stem_bn'])
+  i = 0
+  for stage, (blocks, *_) in enumerate(stages):
+    for j in range(blocks):
+      block, block_stats, name = b[f'block_{i}'], s[f'block_{i}'], f'blocks.{stage}.{j}'
+      parts = (('expand', 'conv_pw', 'bn1'), ('depthwise', 'conv_dw', 'bn2'), ('project', 'conv_pwl', 'bn3'))
+      if 'expand_conv' not in block:
+        parts = (('depthwise', 'conv_dw', 'bn1'), ('project', 'conv_pw', 'bn2'))
+      for ours, conv, bn in parts:
+        out[f'{name}.{conv}.weight'] = _unconv(block[f'{ours}_conv']['kernel'])
+        _batch_norm(out, f'{name}.{bn}', block[f'{ours}_bn'], block_stats[f'{ours}_bn'])
+      i += 1
+  out['conv_head.weight'] = _unconv(b['top_conv']['kernel'])
+  _batch_norm(out, 'bn2', b['top_bn'], s['top_bn'])
+  _linear(out, 'classifier', params['head'])
   return out
 
 
