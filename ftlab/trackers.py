@@ -30,6 +30,8 @@ import os
 import shutil
 import time
 
+from ftlab import writers
+
 # backend -> (its module, the pip requirement that installs it: the README's optional line, which .ci/run runs)
 BACKENDS = {'tensorboard': ('tensorboardX', 'tensorboardX'), 'mlflow': ('mlflow', 'mlflow-skinny==3.18.0'),
             'wandb': ('wandb', 'wandb==0.31.0')}
@@ -102,23 +104,21 @@ class MlflowRun:
                                  run_name=run_name, tags=tags)
     self.run_id = run.info.run_id
     self.log_params(config)
-    with open(path + '.tmp', 'w') as f:
-      json.dump({'uri': self.client.tracking_uri, 'run_id': self.run_id}, f)
-    os.replace(path + '.tmp', path)
+    writers.write_json_atomic(path, {'uri': self.client.tracking_uri, 'run_id': self.run_id})
 
   def log_params(self, config) -> None:
     from mlflow.entities import Param
+
     from ftlab.config import flatten
     params = [Param(k, json.dumps(v) if isinstance(v, (list, dict)) else str(v)) for k, v in flatten(config)]
     for i in range(0, len(params), _BATCH):
       self.client.log_batch(self.run_id, params=params[i:i + _BATCH])
 
-  def log_row(self, step: int, split: str, values: dict) -> None:
-    """One metrics.jsonl row: each number as the metric '<split>/<name>' at `step`."""
+  def log_row(self, step: int, split: str, scalars: dict[str, float]) -> None:
+    """One metrics.jsonl row's numbers, each as the metric '<split>/<name>' at `step`."""
     from mlflow.entities import Metric
     now = int(time.time() * 1000)
-    metrics = [Metric(f'{split}/{k}', float(v), now, int(step)) for k, v in values.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    metrics = [Metric(f'{split}/{k}', v, now, int(step)) for k, v in scalars.items()]
     for i in range(0, len(metrics), _BATCH):
       self.client.log_batch(self.run_id, metrics=metrics[i:i + _BATCH])
 
@@ -146,13 +146,10 @@ class WandbRun:
                           config=dict(flatten(config)), settings=wandb.Settings(silent=True, console='off'))
     self.run.define_metric('*', step_metric='step')
     if not saved:
-      with open(path + '.tmp', 'w') as f:
-        json.dump({'run_id': self.run.id}, f)
-      os.replace(path + '.tmp', path)
+      writers.write_json_atomic(path, {'run_id': self.run.id})
 
-  def log_row(self, step: int, split: str, values: dict) -> None:
-    self.run.log({'step': int(step), **{f'{split}/{k}': float(v) for k, v in values.items()
-                                        if isinstance(v, (int, float)) and not isinstance(v, bool)}})
+  def log_row(self, step: int, split: str, scalars: dict[str, float]) -> None:
+    self.run.log({'step': int(step), **{f'{split}/{k}': v for k, v in scalars.items()}})
 
   def log_file(self, path: str) -> None:
     """A copy in the run's files folder, which W&B uploads with the run (run.save would print a warning)."""

@@ -89,11 +89,13 @@ class MetricWriter:
     with open(self.path, 'a') as f:
       f.write(json.dumps(row) + '\n')
     faults.point('metrics', step, self.path)
+    scalars = {name: float(value) for name, value in values.items()
+               if isinstance(value, (int, float, np.floating)) and not isinstance(value, bool)}
     for tracker in self.trackers:
-      tracker.log_row(step, split, values)
-    for name, value in values.items():
-      if self.tensorboard is not None and isinstance(value, (int, float, np.floating)) and not isinstance(value, bool):
-        self.tensorboard.add_scalar(f'{split}/{name}', float(value), int(step))
+      tracker.log_row(step, split, scalars)
+    for name, value in scalars.items():
+      if self.tensorboard is not None:
+        self.tensorboard.add_scalar(f'{split}/{name}', value, int(step))
 
   def close(self) -> None:
     if self.enabled and self.tensorboard is not None:

@@ -17,6 +17,7 @@ import re
 
 from markdown_it import MarkdownIt
 
+from ftlab import writers
 from ftlab.sweeps import records
 
 STYLE = '''
@@ -85,9 +86,7 @@ def write(out: str, report_md: str, sweep_dir: str, rows: list[dict], metric: st
           'validation (blue) over the steps, the best step marked (red). Click a header to sort.</p>\n'
           f'{trials_table(sweep_dir, rows, metric)}\n</body></html>\n')
   path = os.path.join(out, 'report.html')
-  with open(path + '.tmp', 'w') as f:
-    f.write(page)
-  os.replace(path + '.tmp', path)
+  writers.write_text_atomic(path, page)
   return path
 
 
