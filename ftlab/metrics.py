@@ -18,16 +18,19 @@ import jax.numpy as jnp
 import numpy as np
 from clu import metrics as clu_metrics
 
-from ftlab import entity_metrics
+from ftlab import entity_metrics, ranking_metrics
 
 METRIC_NAMES = ('loss', 'accuracy', 'precision_macro', 'recall_macro', 'f1_macro')
 ENTITY_METRIC_NAMES = ('entity_precision', 'entity_recall', 'entity_f1')  # token classification only
 LM_METRIC_NAMES = ('perplexity',)  # decoders only
 SEGMENTATION_METRIC_NAMES = ('miou',)  # segmentation only (accuracy is then pixel accuracy)
 DETECTION_METRIC_NAMES = ('map', 'map50', 'map75')  # detection only: COCO mAP@[.5:.95], @.5, @.75
+RATING_METRIC_NAMES = ('rmse', 'mae')  # rating prediction
+RANKING_METRIC_NAMES = ranking_metrics.METRIC_NAMES  # 'hr@10', 'ndcg@10', 'mrr', 'sampled_ndcg@10', ...
 METRIC_MODES = {'loss': 'min', 'perplexity': 'min', 'accuracy': 'max', 'precision_macro': 'max',
                 'recall_macro': 'max', 'f1_macro': 'max', 'miou': 'max', 'map': 'max', 'map50': 'max', 'map75': 'max',
-                **{name: 'max' for name in ENTITY_METRIC_NAMES}}
+                **{name: 'max' for name in ENTITY_METRIC_NAMES}, 'rmse': 'min', 'mae': 'min',
+                **{name: 'max' for name in RANKING_METRIC_NAMES}}
 
 
 @flax.struct.dataclass
@@ -175,6 +178,11 @@ def summarize(collection) -> dict:
   out = {'loss': float(np.asarray(values['loss']))}
   if 'accuracy' in values:
     out['accuracy'] = float(np.asarray(values['accuracy']))
+  if 'squared_error' in values:  # rating prediction
+    out['rmse'] = float(np.sqrt(np.asarray(values['squared_error'])))
+    out['mae'] = float(np.asarray(values['abs_error']))
+  if 'ranking' in values:  # ranking: computed from the collected ranks (rec_task.Ranks)
+    out.update(values['ranking'])
   if 'detections' in values:  # detection: COCO mAP over the collected detections
     from ftlab import det_task
     out.update(det_task.detection_scores(values['detections']))

@@ -25,6 +25,7 @@ from ftlab import config as config_lib
 from ftlab import data as data_lib
 from ftlab import memory, models, tasks, traced
 from ftlab.models import lora as lora_lib
+from ftlab.models import recommenders
 from ftlab.optim import builder, groups, rules as rules_lib
 from ftlab.pretrained import load as pretrained_lib
 from ftlab.pretrained import surgery
@@ -103,6 +104,11 @@ def make_plan(config, workdir: str, *, init_from: str = '',
 
 def _task(config, splits, shape):
   """The run's task: a classification Task, or for a decoder the LMTask with what the data says of its tokens."""
+  if splits.task in ('rating', 'ranking'):
+    from ftlab import rec_task
+    if splits.task == 'rating':
+      return rec_task.RatingTask(tuple(splits.report['rating_range']))
+    return rec_task.RankingTask(splits.report['num_items'], loss=config.data.interactions.loss)
   if splits.task == 'detect':
     from ftlab import det_task
     return det_task.DetTask(tuple(splits.class_names), max_detections=int(config.data.detection.max_detections))
@@ -124,6 +130,9 @@ def _class_counts(task, splits) -> np.ndarray | None:
 
 def _data_kind_problem(model_name: str, config, splits) -> str | None:
   """A model that cannot read the data's examples."""
+  recommending = splits.task in ('rating', 'ranking')
+  if recommending or model_name in recommenders.RECOMMENDERS:
+    return _recommender_problem(model_name, config, splits)
   takes = 'lm' if model_name in models.DECODER_MODELS else 'text' if model_name in models.TEXT_MODELS else 'image'
   gives = {'tags': 'text', 'segment': 'image', 'detect': 'image'}.get(splits.task, splits.task)
   if splits.task in ('segment', 'detect') and model_name in ('mlp', 'cnn'):
@@ -150,6 +159,36 @@ def _data_kind_problem(model_name: str, config, splits) -> str | None:
           f'use {fix}, or {other}')
 
 
+def _recommender_problem(model_name: str, config, splits) -> str | None:
+  """A recommender on other data, another model on interactions, or a model that cannot read the examples."""
+  if model_name not in recommenders.RECOMMENDERS:
+    return (f"model.name={model_name!r} does not read interactions (data.source='interactions'); use "
+            f"{', '.join(recommenders.RECOMMENDERS)}")
+  if splits.task not in ('rating', 'ranking'):
+    return (f"model.name={model_name!r} is a recommender; it reads a log of interactions: set "
+            "data.source='interactions' and data.path to the log")
+  examples = config.data.interactions.examples
+  if model_name == 'sasrec' and splits.task == 'rating':
+    return ("model.name='sasrec' ranks the next item; predict ratings with 'mf' or 'neumf', or set "
+            "data.interactions.task='ranking'")
+  if examples == 'sequences' and model_name != 'sasrec':
+    return (f"data.interactions.examples='sequences' trains on histories, which model.name={model_name!r} does not "
+            "read; use 'pairs' (or 'auto'), or model.name='sasrec'")
+  if examples == 'pairs' and model_name == 'sasrec':
+    return "data.interactions.examples='pairs': model.name='sasrec' trains on histories; use 'sequences' or 'auto'"
+  return None
+
+
+def _with_examples(data_config, model_name: str):
+  """config.data with data.interactions.examples 'auto' resolved for the model (not saved: the run's config keeps
+  'auto')."""
+  if data_config.source != 'interactions' or data_config.interactions.examples != 'auto':
+    return data_config
+  data_config = copy.deepcopy(data_config)
+  data_config.interactions.examples = 'sequences' if model_name == 'sasrec' else 'pairs'
+  return data_config
+
+
 def _model_data(config, load_data):
   """(the pretrained model's shape (BertConfig, pad id) or DecoderConfig, or None; the splits): the checkpoint
   first, so that a wrong path fails fast, and its folder holds the default tokenizer."""
@@ -157,6 +196,7 @@ def _model_data(config, load_data):
   try:
     encoder = pretrained_lib.encoder_config(model_config) or pretrained_lib.decoder_config(model_config)
     data_config = _with_default_tokenizer(config.data, pretrained_lib.tokenizer_folder(model_config))
+    data_config = _with_examples(data_config, model_config.name)
   except surgery.SurgeryError as err:
     raise config_lib.ConfigError([str(err)]) from err
   problem = _positions_problem(config, encoder)
@@ -222,7 +262,9 @@ def _positions_problem(config, encoder) -> str:
 def _model(config, task, splits, encoder):
   """(the model, the shapes of its freshly initialised variables)."""
   try:
-    if isinstance(encoder, models.DecoderConfig):
+    if config.model.name in recommenders.RECOMMENDERS:
+      model = recommenders.build(config.model, task, splits.report)
+    elif isinstance(encoder, models.DecoderConfig):
       model = models.build(config.model, task, decoder=encoder)
     else:
       model = models.build(config.model, task, bert=encoder[0] if encoder else None)
@@ -259,6 +301,8 @@ def _optimizer(config, variables, *, steps_per_epoch: int, total_steps: int):
 
 def _task_problems(config, task, splits) -> list[str]:
   problems = [p for p in [task.check_metric(config.eval.metric)] if p]
+  if task.kind in ('rating', 'ranking'):
+    return problems + _recommender_problems(config, splits)
   if task.kind == 'lm':
     return problems + _decoder_problems(config, task, splits)
   if task.kind == 'tags' and config.train.balance_classes:
@@ -268,6 +312,18 @@ def _task_problems(config, task, splits) -> list[str]:
   if weights and len(weights) != splits.num_classes:
     problems.append(f'train.class_weights: {len(weights)} weights for {splits.num_classes} classes '
                     f'({", ".join(splits.class_names)}); give one per class')
+  return problems
+
+
+def _recommender_problems(config, splits) -> list[str]:
+  problems = []
+  if config.train.class_weights or config.train.balance_classes or config.train.label_smoothing:
+    problems.append('train.class_weights / balance_classes / label_smoothing: a recommender has no classes; leave '
+                    'them at [] / False / 0.0')
+  items, negatives = splits.report['num_items'], config.data.interactions.eval_negatives
+  if splits.task == 'ranking' and negatives >= items:
+    problems.append(f'data.interactions.eval_negatives: {negatives} sampled negatives, but the catalogue has '
+                    f'{items} items; sample fewer (or 0 for full ranking alone)')
   return problems
 
 

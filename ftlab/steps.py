@@ -195,6 +195,8 @@ def predict_step(state: TrainState, batch: dict, *, model, task: tasks.Task):
 
 
 def _predicted(task: tasks.Task, logits, batch: dict):
+  if task.kind in ('rating', 'ranking'):  # the clipped rating; the top items of full ranking
+    return task.predicted(logits, batch)
   if task.kind == 'segment':
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   if task.kind == 'detect':

@@ -6,13 +6,13 @@ import re
 
 import ml_collections
 
-from ftlab import metrics, parallel
-from ftlab.config.schema import (DATA_SOURCES, DECODER_VARIANTS, DTYPES, IMAGE_STATS, LR_BATCH_SCALING, MODELS,
-                                 OPTIMIZERS, reads_masks)
+from ftlab import metrics, parallel, ranking_metrics
+from ftlab.config.schema import (DATA_SOURCES, DECODER_VARIANTS, DTYPES, IMAGE_STATS, INTERACTION_EXAMPLES,
+                                 INTERACTION_TASKS, LR_BATCH_SCALING, MODELS, OPTIMIZERS, TOWERS, reads_masks)
 from ftlab.optim import rules, schedules
 
 REGEX_KEYS = ('optimizer.freeze', 'optimizer.no_decay', 'init.reinit', 'optimizer.layer_pattern',
-              'optimizer.head_pattern', 'lora.target', 'lora.train')
+              'optimizer.head_pattern', 'lora.target', 'lora.train', 'optimizer.lazy_rows')
 
 
 class _Problems(list):
@@ -57,6 +57,7 @@ def _model(config, p: _Problems) -> None:
          'model.bert.*: the pretrained checkpoint\'s config.json sets the shape; leave model.bert sizes at 0 '
          '(or set model.pretrained to \'\' to train this shape from scratch)')
   _decoder(config, p)
+  _recommender(model, p)
 
 
 def _decoder(config, p: _Problems) -> None:
@@ -127,6 +128,8 @@ def _data(config, p: _Problems) -> None:
   _folds(d, p)
   if reads_masks(d):
     _segmentation(d.segmentation, p, folders=d.source == 'segmentation')
+  if d.source == 'interactions':
+    _interactions(d.interactions, p)
   if d.source == 'detection':
     det = d.detection
     p.need(det.size >= 32 and det.max_boxes >= 1 and det.max_detections >= 1,
@@ -148,6 +151,35 @@ def _data(config, p: _Problems) -> None:
   _image(d.image, p)
   p.need(len(set(d.classes)) == len(d.classes),
          f'data.classes: repeated labels in {list(d.classes)}; list each label once')
+
+
+def _interactions(ic, p: _Problems) -> None:
+  from ftlab import rec_task
+  from ftlab.data import interaction_log, interaction_splits
+  choices = {'format': ('auto',) + interaction_log.FORMATS, 'task': INTERACTION_TASKS,
+             'split': interaction_splits.PROTOCOLS, 'examples': INTERACTION_EXAMPLES, 'loss': rec_task.LOSSES}
+  for key, allowed in choices.items():
+    p.need(ic[key] in allowed, f'data.interactions.{key}: {ic[key]!r}; choose one of {", ".join(allowed)}')
+  p.need(ic.user_column and ic.item_column, 'data.interactions.user_column / item_column: name the columns of the '
+         'user and the item')
+  p.need(ic.max_history >= 1, f'data.interactions.max_history: must be >= 1, got {ic.max_history}')
+  p.need(ic.train_negatives >= 1, f'data.interactions.train_negatives: must be >= 1, got {ic.train_negatives}')
+  p.need(ic.eval_negatives >= 0, f'data.interactions.eval_negatives: must be >= 0, got {ic.eval_negatives}')
+  p.need(ic.positive_rating >= 0, f'data.interactions.positive_rating: must be >= 0, got {ic.positive_rating}')
+  p.need(ic.split != 'time_cut' or len(ic.time_cuts) == 2, 'data.interactions.time_cuts: split \'time_cut\' needs '
+         "two cuts, [validation start, test start], e.g. ['1998-02-01', '1998-03-01']")
+
+
+def _recommender(model, p: _Problems) -> None:
+  r = model.recommender
+  p.need(r.dim >= 1 and r.num_layers >= 1 and r.num_heads >= 1, 'model.recommender: dim, num_layers and num_heads '
+         'must be >= 1')
+  p.need(r.dim % r.num_heads == 0, f'model.recommender.dim: {r.dim} does not divide into {r.num_heads} heads; make '
+         'dim a multiple of num_heads')
+  p.need(r.init_std > 0, f'model.recommender.init_std: must be > 0, got {r.init_std}')
+  p.need(r.towers in TOWERS, f'model.recommender.towers: {r.towers!r}; choose one of {", ".join(TOWERS)}')
+  p.need(len(r.mlp_layers) >= 1 and all(w >= 2 for w in r.mlp_layers), 'model.recommender.mlp_layers: widths '
+         f'>= 2, at least one (the first holds the user and item vectors joined); got {list(r.mlp_layers)}')
 
 
 def _image(image, p: _Problems) -> None:
@@ -234,8 +266,10 @@ def _loop(config, p: _Problems) -> None:
   e, es, ckpt = config.eval, config.early_stopping, config.checkpoint
   p.need(e.every_steps >= 0, f'eval.every_steps: must be >= 0 (0: once per epoch), got {e.every_steps}')
   p.need(e.batch_size > 0, f'eval.batch_size: must be > 0, got {e.batch_size}')
+  named = [m for m in metrics.METRIC_MODES if m not in metrics.RANKING_METRIC_NAMES]
   p.need(e.metric in metrics.METRIC_MODES, f'eval.metric: {e.metric!r} is not a metric; choose one of '
-         f'{", ".join(metrics.METRIC_MODES)} (entity_* for token classification)')
+         f'{", ".join(named)} (entity_* for token classification), or for ranking hr@K, ndcg@K, recall@K, mrr, '
+         f'coverage@K with K in {", ".join(map(str, ranking_metrics.KS))} (sampled_* against sampled negatives)')
   p.need(e.mode in ('auto', 'min', 'max'), f"eval.mode: must be 'auto', 'min' or 'max', got {e.mode!r}")
   p.need(e.train_subset >= 0,
          f'eval.train_subset: must be >= 0 (0 turns the train evaluation off), got {e.train_subset}')

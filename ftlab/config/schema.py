@@ -11,13 +11,16 @@ import ml_collections
 from ftlab.optim import schedules
 
 OPTIMIZERS = ('adamw', 'sgd', 'adafactor')
-MODELS = ('mlp', 'cnn', 'bert', 'vit', 'resnet', 'efficientnet', 'decoder')
+MODELS = ('mlp', 'cnn', 'bert', 'vit', 'resnet', 'efficientnet', 'decoder', 'mf', 'neumf', 'sasrec')
 DECODER_VARIANTS = ('llama', 'mistral', 'qwen2', 'gemma')
 DTYPES = ('float32', 'bfloat16')
 LR_BATCH_SCALING = ('none', 'linear', 'sqrt')
 IMAGE_STATS = ('none', 'imagenet', 'inception', 'mnist')
 DATA_SOURCES = ('digits', 'tfds', 'text', 'conll', 'idx', 'image_folder', 'sft', 'segmentation',
-                'detection')
+                'detection', 'interactions')
+INTERACTION_TASKS = ('ranking', 'rating')
+INTERACTION_EXAMPLES = ('auto', 'pairs', 'sequences')
+TOWERS = ('both', 'gmf', 'mlp')
 # Keys that may change between a run and its resumption: only the run's length.
 RUN_LENGTH_KEYS = ('train.num_steps', 'train.num_epochs')
 # Sections that may also change on resumption: how the run spreads over devices and processes, which changes no
@@ -34,7 +37,8 @@ LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes'
              'data.segmentation.palette': int, 'data.segmentation.crop': int, 'data.segmentation.scale': float,
              'data.segmentation.size': int, 'data.detection.class_names': str, 'data.detection.scale': float,
              'schedule.values': float, 'train.class_weights': float, 'parallel.distributed.local_device_ids': int,
-             'log.backends': str}
+             'log.backends': str, 'data.interactions.names': str, 'data.interactions.time_cuts': str,
+             'model.recommender.mlp_layers': int}
 
 
 def reads_masks(data_config) -> bool:
@@ -49,7 +53,9 @@ def defaults() -> ml_collections.ConfigDict:
       'seed': 0,  # all randomness (init, dropout, data order) derives from this
       'model': {
           # One of MODELS: 'mlp' / 'cnn' (the quickstart's small backbones), 'bert' (BERT-family text encoder),
-          # 'vit' (Vision Transformer), 'resnet', 'efficientnet' (EfficientNet-Lite), 'decoder' (Llama-family LM).
+          # 'vit' (Vision Transformer), 'resnet', 'efficientnet' (EfficientNet-Lite), 'decoder' (Llama-family LM);
+          # recommenders (data.source 'interactions'): 'mf' (matrix factorisation with biases), 'neumf' (NCF's GMF +
+          # MLP towers), 'sasrec' (a causal transformer over each user's history).
           'name': 'mlp',
           'features': [128, 64],  # mlp / cnn: hidden widths (mlp: dense layers, cnn: conv channels)
           'norm': True,  # mlp / cnn: layer norm (mlp) or batch norm (cnn) after each hidden layer
@@ -87,6 +93,13 @@ def defaults() -> ml_collections.ConfigDict:
           # variant: 'llama', 'mistral', 'qwen2' or 'gemma' (biases, norms, activation); vocabulary from the tokenizer.
           'decoder': {'variant': 'llama', 'hidden_size': 0, 'num_layers': 0, 'num_heads': 0, 'num_kv_heads': 0,
                       'head_dim': 0, 'intermediate_size': 0, 'rope_theta': 10000.0, 'tie_embeddings': True},
+          'recommender': {  # mf / neumf / sasrec (ftlab/models/recommenders.py)
+              'dim': 64,  # embedding width (neumf: the GMF tower's)
+              'init_std': 0.1,  # mf / neumf: standard deviation of the embeddings' normal init
+              'mlp_layers': [64, 32, 16],  # neumf: the MLP tower's widths (the first: user and item vectors joined)
+              'towers': 'both',  # neumf: 'both', or 'gmf' / 'mlp' alone (to pretrain one tower)
+              'num_layers': 2, 'num_heads': 1,  # sasrec: transformer blocks and attention heads
+          },
       },
       'data': {
           # Where examples come from: 'digits' (scikit-learn's 8x8 digits, shipped with it), 'tfds' (a standard
@@ -189,6 +202,31 @@ def defaults() -> ml_collections.ConfigDict:
               'scale': [1.0, 1.0],  # training random scale range of the letterboxed image, then cropped back
               'max_detections': 100,  # detections per image kept for mAP (the top-k heatmap peaks)
           },
+          # Recommendation (data.source 'interactions'): a log of (user, item, rating, timestamp) rows at data.path.
+          'interactions': {
+              # 'csv' / 'tsv' (header line, unless `names`), 'dat' ('::'-separated, MovieLens 1M/10M), 'jsonl', or
+              # 'auto' from the suffix (.csv, .tsv, .data = tsv as ml-100k's u.data, .dat, .jsonl)
+              'format': 'auto',
+              'names': [],  # the columns of a file without a header, in order (u.data: user, item, rating, timestamp)
+              'user_column': 'user', 'item_column': 'item',
+              'rating_column': 'rating',  # '' for a log of implicit events
+              'timestamp_column': 'timestamp',  # unix seconds or ISO 8601; '' for none (then file order is time)
+              'task': 'ranking',  # 'ranking' (next item: HR, NDCG, MRR @K) or 'rating' (predict ratings: RMSE, MAE)
+              # Which interactions train and which are evaluated: 'leave_last_out' (each user's last for test, the one
+              # before for validation), 'time_cut' (train before time_cuts[0], validate up to time_cuts[1], test
+              # after), 'users' (held-out users: data.validation_fraction / test_fraction of them), 'random' (rating
+              # prediction; data.folds for k-fold). ftlab/data/interaction_splits.py
+              'split': 'leave_last_out',
+              'time_cuts': [],  # split 'time_cut': [validation start, test start] as ISO dates or unix seconds
+              'positive_rating': 0.0,  # ranking: only interactions rated at least this count (0: all of them)
+              # Training examples: 'pairs' (user, item) for mf / neumf, 'sequences' (histories) for sasrec; 'auto'
+              # picks the model's
+              'examples': 'auto',
+              'max_history': 50,  # the latest items of a history a sequential model reads
+              'train_negatives': 1,  # sampled negatives per positive in training
+              'eval_negatives': 100,  # sampled negatives per target for the sampled_* metrics (0: full ranking only)
+              'loss': 'bce',  # ranking: 'bce' (NCF / SASRec), 'bpr' or 'softmax' (sampled softmax)
+          },
           'image': {
               'size': 0,  # resize / pad / crop every image to size x size; 0 keeps the stored size
               'resize': 'resize',  # 'resize' (bilinear), 'pad' (centred, zeros) or 'crop' (centre)
@@ -228,6 +266,10 @@ def defaults() -> ml_collections.ConfigDict:
           # can be vectorised). Every group then keeps optimizer state (held unchanged while frozen) and a frozen
           # group's parameters stay bit-identical; the groups' regexes (other than freeze) must be alike.
           'traced_freezing': False,
+          # Lazy rows (recommenders' embedding tables): parameters matching this regex update only the rows a batch
+          # touches (a row with a zero gradient keeps its value and its optimizer state: no momentum, no weight
+          # decay), as recommenders regularise; '' updates every row every step
+          'lazy_rows': '',
       },
       'lora': {  # low-rank adapters; on when target is set. The base weights freeze, but for lora.train.
           'target': '',  # regex over module paths of the dense kernels to adapt, e.g. '^backbone/dense_'

@@ -223,6 +223,8 @@ def stream_options(data_config) -> dict:
   if data_config.source == 'detection':
     from ftlab.data import detection
     augment = detection.augment_options(data_config)
+  if data_config.source == 'interactions' and data_config.interactions.task == 'ranking':
+    augment = {'negatives': data_config.interactions.train_negatives}  # drawn by the (seed, batch) generator
   return {'read_threads': data_config.read_threads, 'workers': data_config.workers,
           'remainder': data_config.remainder, 'augment': augment, 'bucket': data_config.tokenizer.bucket,
           'max_length': data_config.tokenizer.max_length,

@@ -271,6 +271,9 @@ def load(data_config) -> Splits:
   if dc.source == 'detection':
     from ftlab.data import detection
     return detection.load(dc)
+  if dc.source == 'interactions':
+    from ftlab.data import interactions
+    return interactions.load(dc)
   if dc.source == 'sft':
     from ftlab.data import sft_splits
     built, names, report = sft_splits.from_jsonl(dc)

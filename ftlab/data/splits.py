@@ -86,11 +86,12 @@ def carve(n: int, labels: np.ndarray | None, amount: float | int, *, seed: int, 
   return np.sort(rest), np.sort(held)
 
 
-def fold_indices(labels: np.ndarray | None, groups: np.ndarray | None, k: int, *, seed: int) -> list[np.ndarray]:
+def fold_indices(labels: np.ndarray | None, groups: np.ndarray | None, k: int, *, seed: int,
+                 n: int | None = None) -> list[np.ndarray]:
   """K disjoint sorted index arrays covering range(len) once: stratified by `labels` when given (sklearn's
   StratifiedKFold, shuffled with `seed`), with `groups` never split (StratifiedGroupKFold / GroupKFold)."""
   from sklearn import model_selection  # here: scikit-learn takes ~1 s to import, and only folds need it
-  n = len(labels) if labels is not None else len(groups)
+  n = len(labels) if labels is not None else len(groups) if groups is not None else n
   x = np.zeros((n, 1))
   if groups is not None:
     splitter = (model_selection.StratifiedGroupKFold(k, shuffle=True, random_state=seed) if labels is not None
@@ -109,7 +110,7 @@ def _folds(rest: np.ndarray, strat, groups, data_config) -> dict[str, np.ndarray
   """{train, validation} of data.fold among data.folds folds of the indices `rest`."""
   labels = strat[rest] if strat is not None else None
   folds = fold_indices(labels, groups[rest] if groups is not None else None, data_config.folds,
-                       seed=data_config.split_seed)
+                       seed=data_config.split_seed, n=len(rest))
   if data_config.fold == -1:  # a refit: every fold trains, and is evaluated as the validation split
     return {'train': rest, 'validation': rest}
   held = folds[data_config.fold]

@@ -33,6 +33,7 @@ import numpy as np
 import optax
 
 from ftlab.optim import groups, schedules
+from ftlab.optim import lazy as lazy_lib
 from ftlab.optim.rules import Rule, freezing_tree
 
 SCHEDULE_PREFIX = 'schedule_'
@@ -132,17 +133,7 @@ def _holding_frozen_state(inner: optax.GradientTransformation, mask) -> optax.Gr
 
   def update(updates, state, params=None):
     new_updates, new_state = inner.update(updates, state, params)
-    target = jax.tree.structure(updates)
-
-    def hold(new, old):
-      if jax.tree.structure(new) == target:
-        return jax.tree.map(lambda m, n, o: jnp.where(m, n, o), mask, new, old)
-      if isinstance(new, tuple) and type(new) is type(old):
-        parts = [hold(n, o) for n, o in zip(new, old)]
-        return type(new)(*parts) if hasattr(new, '_fields') else tuple(parts)
-      return new
-
-    return new_updates, hold(new_state, state)
+    return new_updates, lazy_lib.held(new_state, state, mask, jax.tree.structure(updates))
 
   return optax.GradientTransformation(inner.init, update)
 
@@ -164,6 +155,7 @@ def build(opt, sched, labels, rules: dict[str, Rule], *, total_steps: int, steps
     fns[schedule_prefix(r)] = schedules.schedule_fn(merged.name, staircase=bool(merged.staircase),
                                                      total_steps=total_steps)
   no_decay = re.compile(opt.no_decay) if opt.no_decay else None
+  lazy = re.compile(opt.lazy_rows) if opt.lazy_rows else None
   frozen = jax.tree.map(lambda name: rules[name].frozen, labels)
   label_leaves, treedef = jax.tree.flatten(labels)
   hyper = {'learning_rate': peak_learning_rate(opt, batch_size), 'weight_decay': opt.weight_decay, **values}
@@ -192,9 +184,12 @@ def build(opt, sched, labels, rules: dict[str, Rule], *, total_steps: int, steps
         core = _holding_frozen_state(core, jax.tree.map(
             lambda label, m: m if label == name else optax.MaskedNode(), labels, mask))
       sched_fn = schedule(r)
-      return optax.chain(core,
-                         optax.add_decayed_weights(weight_decay * r.wd_mult, mask=decay_mask),
-                         optax.scale_by_learning_rate(lambda count: learning_rate * r.lr_mult * sched_fn(count)))
+      steps = optax.chain(core,
+                          optax.add_decayed_weights(weight_decay * r.wd_mult, mask=decay_mask),
+                          optax.scale_by_learning_rate(lambda count: learning_rate * r.lr_mult * sched_fn(count)))
+      if lazy is None:
+        return steps
+      return lazy_lib.lazy_rows(steps, _label_tree(labels, name, lazy))
 
     parts = [optax.masked(optax.set_to_zero(), frozen)] if any(r.frozen for r in rules.values()) else []
     if mask is not None:  # zero gradients (no clipping share, moments stay zero), and zero updates (no decay)
@@ -215,6 +210,13 @@ def build(opt, sched, labels, rules: dict[str, Rule], *, total_steps: int, steps
       [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY) for name in hyper])
   return optax.inject_hyperparams(chain)(**{k: v if isinstance(v, (int, float)) else np.asarray(v)
                                             for k, v in hyper.items()})
+
+
+def _label_tree(labels, name: str, lazy):
+  """For the branch of label `name`: True where a parameter of that label matches optimizer.lazy_rows, MaskedNode
+  where a parameter has another label (multi_transform hands the branch only its own leaves)."""
+  paths = groups.map_paths(lambda p: p, labels)
+  return jax.tree.map(lambda label, p: bool(lazy.search(p)) if label == name else optax.MaskedNode(), labels, paths)
 
 
 def hyperparams(opt_state) -> dict:

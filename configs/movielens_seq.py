@@ -1,0 +1,47 @@
+"""Next-item ranking on MovieLens 100K, leave-last-out: a SASRec-style transformer over each user's history, with
+the popularity-free baselines MF and NeuMF as variants.
+
+Data: ../shared/data/movielens_100k/u.data (research licence: read from ../shared, never copied). Each user's latest
+rating is the test target, the one before the validation target, the rest train (NCF / SASRec); every rating counts
+as an interaction. Evaluation ranks the target against 100 sampled items the user never rated (sampled_*) and against
+the whole catalogue less the items rated before it (full ranking), averaged over the 943 users.
+
+    python -m ftlab.main --config configs/movielens_seq.py --workdir runs/movielens_seq
+    python -m ftlab.main --config configs/movielens_seq.py:mf --workdir runs/movielens_seq_mf
+    python -m ftlab.main --config configs/movielens_seq.py:neumf --workdir runs/movielens_seq_neumf
+
+sasrec: 2 blocks, 1 head, width 64, the latest 50 items, dropout 0.2, binary cross-entropy with one sampled negative
+per position, AdamW lr 1e-3, batch 128. mf / neumf: (user, item) pairs with 4 negatives each, BCE.
+
+Measured: see benchmarks/movielens_ranking.py (filled in below by the session that ran it).
+"""
+from ftlab.config import files
+
+base = files.sibling(__file__, 'movielens_mf').base
+
+
+def get_config(arg=None):
+  c = base('ranking')
+  ic = c.data.interactions
+  ic.split, ic.max_history, ic.eval_negatives, ic.loss = 'leave_last_out', 50, 100, 'bce'
+  o = c.optimizer
+  o.learning_rate, o.weight_decay = 1e-3, 0.0
+  t = c.train
+  t.log_every_steps = 200
+  c.eval.metric, c.eval.train_subset = 'ndcg@10', 0
+  c.eval.batch_size = 256
+  model = arg or 'sasrec'
+  c.model.name = model
+  r = c.model.recommender
+  if model == 'sasrec':
+    r.dim, r.num_layers, r.num_heads = 64, 2, 1
+    c.model.dropout_rate = 0.2
+    ic.train_negatives = 1
+    t.batch_size, t.num_epochs = 128, 200.0
+    c.eval.every_steps = 80
+  else:
+    r.dim, r.init_std = 32, 0.01
+    ic.train_negatives = 4
+    o.lazy_rows = 'embedding|_bias/|gmf_|mlp_user|mlp_item'
+    t.batch_size, t.num_epochs = 256, 10.0
+  return c
