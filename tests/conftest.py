@@ -166,13 +166,18 @@ def run_ftlab(target: str, argv: list, *, env: dict | None = None, log_base: str
     forked.kill()
 
 
-def run_config(config, workdir: str, *, env: dict | None = None):
-  """`python -m ftlab.main` on a ConfigDict (written to WORKDIR.py as a config file), its log in WORKDIR.log."""
+def config_file(config, path: str) -> str:
+  """Writes a ConfigDict as a config file at `path` (for --config=); returns the path."""
   import json
-  path = f'{workdir}.py'
   with open(path, 'w') as f:
     f.write('import json\nimport ml_collections\n\ndef get_config(arg=None):\n'
             f'  return ml_collections.ConfigDict(json.loads({json.dumps(config.to_dict())!r}))\n')
+  return path
+
+
+def run_config(config, workdir: str, *, env: dict | None = None):
+  """`python -m ftlab.main` on a ConfigDict (written to WORKDIR.py as a config file), its log in WORKDIR.log."""
+  path = config_file(config, f'{workdir}.py')
   return run_ftlab('ftlab.main', [f'--config={path}', f'--workdir={workdir}'], env=env, log_base=f'{workdir}.log')
 
 

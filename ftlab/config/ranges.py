@@ -288,9 +288,32 @@ def _pretrain(config, p: _Problems) -> None:
   pre = config.init.pretrain
   if pre.enabled:
     p.need(not config.init.checkpoint, 'init.pretrain.enabled / init.checkpoint: choose one way to initialise')
-    p.need(len(pre.classes) > 0, 'init.pretrain.classes: name the source task labels, e.g. [0, 1, 2, 3, 4]')
+    if config.data.source == 'interactions':
+      _pretrain_period(config, p)
+    else:
+      p.need(len(pre.classes) > 0, 'init.pretrain.classes: name the source task labels, e.g. [0, 1, 2, 3, 4]')
     p.need(pre.num_steps > 0, f'init.pretrain.num_steps: must be > 0, got {pre.num_steps}')
     p.need(pre.learning_rate > 0, f'init.pretrain.learning_rate: must be > 0, got {pre.learning_rate}')
+
+
+def _pretrain_period(config, p: _Problems) -> None:
+  """Interactions: the source run's period comes before the fine-tuning run's training."""
+  from ftlab.data import interaction_splits
+  from ftlab.data.errors import DataError
+  pre, ic = config.init.pretrain, config.data.interactions
+  if len(pre.time_cuts) != 2 or not ic.train_since:
+    p.append('init.pretrain.time_cuts / data.interactions.train_since: pretraining on interactions takes an earlier '
+             "period: give the source run two time cuts (e.g. ['1997-12-15', '1998-01-01']: train before the first, "
+             'select on the window to the second) and set data.interactions.train_since for the fine-tuning run')
+    return
+  try:
+    cuts = [interaction_splits.cut_seconds(c) for c in list(pre.time_cuts) + [ic.train_since]]
+  except DataError as err:
+    p.append(str(err))
+    return
+  p.need(cuts[0] < cuts[1] <= cuts[2], f'init.pretrain.time_cuts={list(pre.time_cuts)}: must rise and end at or '
+         f'before data.interactions.train_since={ic.train_since!r}, so that the source run never sees the period '
+         'the fine-tuning run trains on')
 
 
 def _parallel_problems(par) -> list[str]:

@@ -38,6 +38,7 @@ LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes'
              'data.segmentation.size': int, 'data.detection.class_names': str, 'data.detection.scale': float,
              'schedule.values': float, 'train.class_weights': float, 'parallel.distributed.local_device_ids': int,
              'log.backends': str, 'data.interactions.names': str, 'data.interactions.time_cuts': str,
+             'init.pretrain.time_cuts': str,
              'model.recommender.mlp_layers': int}
 
 
@@ -218,6 +219,9 @@ def defaults() -> ml_collections.ConfigDict:
               # prediction; data.folds for k-fold). ftlab/data/interaction_splits.py
               'split': 'leave_last_out',
               'time_cuts': [],  # split 'time_cut': [validation start, test start] as ISO dates or unix seconds
+              # Train only on interactions from this time on (ISO date or unix seconds; '' = all): a later period
+              # fine-tuned alone. Earlier ones stay in the histories and seen items evaluation reads.
+              'train_since': '',
               'positive_rating': 0.0,  # ranking: only interactions rated at least this count (0: all of them)
               # Training examples: 'pairs' (user, item) for mf / neumf, 'sequences' (histories) for sasrec; 'auto'
               # picks the model's
@@ -354,6 +358,9 @@ def defaults() -> ml_collections.ConfigDict:
               'classes': [],  # the source task's labels
               'num_steps': 300,
               'learning_rate': 3e-3,
+              # data.source 'interactions': the source run's data.interactions.time_cuts (it trains before the first,
+              # selects on the window up to the second, which must not pass data.interactions.train_since)
+              'time_cuts': [],
           },
       },
   }, type_safe=False)

@@ -9,6 +9,8 @@ may see.
   'users'           held-out users (cold-start cohorts): data.validation_fraction / test_fraction of the users (or
                     counts) are carved out by data.split_seed; their latest interaction is the target (rating: all)
   'random'          interactions carved at random (rating prediction), with data.folds / data.fold for k-fold
+data.interactions.train_since then leaves the training interactions before it out of training (a later period
+fine-tuned alone), not out of the histories.
 
 A target's history is the user's interactions before it in time (ties in file order), which every protocol makes a
 subset of what is already past: nothing after the target, nor after a time cut, is ever trained on before it or seen
@@ -80,6 +82,9 @@ def split(data: Interactions, data_config, *, ranking: bool) -> Split:
   ic = data_config.interactions
   protocol = {'leave_last_out': _leave_last_out, 'time_cut': _time_cut, 'users': _users, 'random': _random}
   result = protocol[ic.split](data, data_config, ranking)
+  if ic.train_since:
+    since = cut_seconds(ic.train_since)
+    result = dataclasses.replace(result, train=result.train[data.time[result.train] >= since])
   for role in splits_lib.ROLES:
     if not len(getattr(result, role)):
       raise DataError(f'data.interactions.split={ic.split!r}: the {role} split is empty; {_fix(ic.split)}')
@@ -88,7 +93,7 @@ def split(data: Interactions, data_config, *, ranking: bool) -> Split:
 
 def _fix(protocol: str) -> str:
   return {'leave_last_out': 'the users need at least 3 interactions each',
-          'time_cut': 'move data.interactions.time_cuts inside the log\'s time range',
+          'time_cut': 'move data.interactions.time_cuts (and train_since) inside the log\'s time range',
           'users': 'raise data.validation_fraction / data.test_fraction',
           'random': 'raise data.validation_fraction / data.test_fraction'}[protocol]
 
@@ -113,8 +118,8 @@ def cut_seconds(value: str) -> int:
   try:
     moment = datetime.datetime.fromisoformat(text)
   except ValueError:
-    raise DataError(f'data.interactions.time_cuts: {value!r} is neither unix seconds nor an ISO 8601 date '
-                    "(e.g. '1998-03-01')") from None
+    raise DataError(f'data.interactions.time_cuts / train_since: {value!r} is neither unix seconds nor an ISO 8601 '
+                    "date (e.g. '1998-03-01')") from None
   return int((moment if moment.tzinfo else moment.replace(tzinfo=datetime.timezone.utc)).timestamp())
 
 

@@ -111,19 +111,25 @@ def ranking_eval(data, targets: np.ndarray, *, max_history: int, negatives: Nega
       'seen': _left_padded(seen, max((len(s) for s in seen), default=1))})
 
 
-def _windows(data, train: np.ndarray, length: int):
-  """(user, history [W, L], targets [W, L]) of every training sequence cut from its end into windows of L + 1."""
+def _windows(data, train: np.ndarray, length: int, since: int | None):
+  """(user, history [W, L], targets [W, L]) of every training sequence cut from its end into windows of L + 1: a
+  user's training interactions, after their interactions before `since` (data.interactions.train_since), which are
+  history but never targets (target 0)."""
   in_train = np.zeros(len(data.user), bool)
   in_train[train] = True
+  context = in_train | (data.time < since) if since is not None else in_train
   users, histories, targets = [], [], []
   for u in range(data.num_users):
     mine = data.order[data.start[u]:data.start[u + 1]]
-    seq = data.item[mine[in_train[mine]]]
+    mine = mine[context[mine]]
+    seq, trained = data.item[mine], in_train[mine]
     for end in range(len(seq), 1, -length):
-      window = seq[max(0, end - length - 1):end]
+      window = slice(max(0, end - length - 1), end)
+      if not trained[window][1:].any():
+        break
       users.append(u)
-      histories.append(window[:-1])
-      targets.append(window[1:])
+      histories.append(seq[window][:-1])
+      targets.append(np.where(trained[window], seq[window], 0)[1:])
   if not users:
     raise DataError('data.interactions: no user has two training interactions, so no training sequence; the '
                     'sequential model needs histories')
@@ -202,7 +208,8 @@ def _ranking(data, split, data_config) -> dict:
 
   train_view = evaluated('train', _last_train(data, split.train))
   if ic.examples == 'sequences':
-    users, history, targets = _windows(data, split.train, length)
+    since = interaction_splits.cut_seconds(ic.train_since) if ic.train_since else None
+    users, history, targets = _windows(data, split.train, length, since)
     train = SequenceSource(users, history, targets, trained, ic.train_negatives, train_view)
   else:
     train = PairSource(data.user[split.train], data.item[split.train], trained, ic.train_negatives, train_view)

@@ -1,0 +1,214 @@
+"""Recommendation runs through ftlab's machinery: the models score candidates as they score the catalogue; lazy rows
+equal the dense update where every row is touched and hold the others; a run killed and resumed ends bit-identical;
+the item table splits over eight devices with the same full-ranking metrics; the pretraining period never reaches
+the fine-tuning period; the MovieLens configs plan (where ../shared has the data)."""
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from conftest import assert_same_run, config_file, run_config, run_ftlab
+from ftlab import loop, stages
+from ftlab.config import ConfigError, defaults
+from ftlab.data import interaction_splits
+from ftlab.models import recommenders
+from ftlab.optim import lazy
+from ftlab.plan import make_plan
+from conftest import ROOT
+from test_parallel import EIGHT, assert_close
+
+SHARED = os.path.join(ROOT, '..', 'shared', 'data', 'movielens_100k', 'u.data')
+DAY = 86400
+
+
+def write_log(path, users=30, items=40, per_user=12, seed=0) -> str:
+  """A CSV log: each user rates `per_user` distinct items, one a day from a user-specific start in early 1998."""
+  rng = np.random.default_rng(seed)
+  start = 883612800  # 1998-01-01
+  lines = ['user,item,rating,timestamp']
+  for u in range(users):
+    first = start + int(rng.integers(0, 20)) * DAY
+    for k, item in enumerate(rng.choice(items, per_user, replace=False)):
+      lines.append(f'u{u},m{item},{int(rng.integers(1, 6))},{first + k * DAY}')
+  with open(path, 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  return str(path)
+
+
+def rec_config(log: str, model: str = 'sasrec', **overrides):
+  c = defaults()
+  c.data.source, c.data.path = 'interactions', log
+  ic = c.data.interactions
+  ic.max_history, ic.eval_negatives, ic.train_negatives = 6, 10, 2
+  c.model.name = model
+  r = c.model.recommender
+  r.dim, r.num_layers, r.num_heads, r.mlp_layers = 8, 1, 2, [8, 4]
+  c.train.batch_size, c.train.num_steps, c.train.num_epochs = 8, 12, 0.0
+  c.eval.every_steps, c.eval.metric, c.eval.train_subset, c.eval.batch_size = 4, 'ndcg@10', 0, 16
+  c.checkpoint.every_steps = 3
+  for key, value in overrides.items():
+    node = c
+    *path, leaf = key.split('__')
+    for part in path:
+      node = node[part]
+    node[leaf] = value
+  return c
+
+
+@pytest.fixture
+def log(tmp_path):
+  return write_log(tmp_path / 'log.csv')
+
+
+@pytest.mark.parametrize('name', recommenders.RECOMMENDERS)
+def test_models_score_candidates_as_they_score_the_catalogue(log, tmp_path, name):
+  """Training scores candidates and evaluation the whole catalogue: the two must be the same function."""
+  plan = make_plan(rec_config(log, name), str(tmp_path / 'run'))
+  batch = plan.splits.validation.get_batch(np.arange(5))
+  variables = plan.model.init(jax.random.key(1), plan.task.inputs(batch), train=False)
+  full = plan.model.apply(variables, plan.task.inputs(batch), train=False)
+  candidates = batch['candidates']
+  if name == 'sasrec':  # candidates per position: the last position's against the full scores
+    inputs = {'history': batch['history'], 'candidates': np.repeat(candidates[:, None], 6, axis=1)}
+    scored = plan.model.apply(variables, inputs, train=False)[:, -1]
+  else:
+    scored = plan.model.apply(variables, {'user': batch['user'], 'candidates': candidates}, train=False)
+  np.testing.assert_allclose(scored, np.take_along_axis(np.asarray(full), candidates, axis=1), rtol=1e-5, atol=1e-6)
+  assert full.shape == (5, plan.splits.report['item_rows'])
+
+
+def _adam():
+  return optax.chain(optax.scale_by_adam(), optax.add_decayed_weights(0.1), optax.scale(-0.01))
+
+
+def test_lazy_rows_equal_the_dense_update_where_every_row_is_touched_and_hold_the_others():
+  params = {'table': jnp.arange(12.0).reshape(6, 2), 'dense': jnp.ones(3)}
+  dense, lazy_tx = _adam(), lazy.lazy_rows(_adam(), {'table': True, 'dense': False})
+  touched = {'table': jnp.linspace(-1, 1, 12).reshape(6, 2) + 0.5, 'dense': jnp.ones(3)}
+  state_d, state_l = dense.init(params), lazy_tx.init(params)
+  for _ in range(3):  # every row touched: bit for bit the dense update and state
+    up_d, state_d = dense.update(touched, state_d, params)
+    up_l, state_l = lazy_tx.update(touched, state_l, params)
+    jax.tree.map(np.testing.assert_array_equal, (up_l, state_l), (up_d, state_d))
+  rows = touched['table'].at[2:4].set(0.0)  # rows 2 and 3 not in the batch
+  up_d, _ = dense.update({**touched, 'table': rows}, state_d, params)
+  up_l, new_l = lazy_tx.update({**touched, 'table': rows}, state_l, params)
+  assert np.all(np.asarray(up_d['table'][2:4]) != 0)  # dense: stale momentum and decay move them
+  np.testing.assert_array_equal(up_l['table'][2:4], 0.0)
+  mu_old, mu_new = state_l[0].mu['table'], new_l[0].mu['table']
+  np.testing.assert_array_equal(mu_new[2:4], mu_old[2:4])  # their moments held
+  assert np.all(np.asarray(mu_new[:2]) != np.asarray(mu_old[:2]))
+
+
+def test_lazy_rows_through_the_config_hold_the_rows_of_users_not_in_the_batch(log, tmp_path):
+  config = rec_config(log, 'mf', optimizer__lazy_rows='embedding|_bias/', optimizer__weight_decay=0.5,
+                      data__interactions__task='rating', data__interactions__split='random',
+                      eval__metric='rmse', train__batch_size=4)
+  plan = make_plan(config, str(tmp_path / 'run'))
+  params = jax.tree.map(lambda s: jnp.ones(s.shape, s.dtype), plan.variables['params'])
+  grads = jax.tree.map(jnp.zeros_like, params)
+  grads['user_embedding']['embedding'] = grads['user_embedding']['embedding'].at[3].set(1.0)
+  state = plan.tx.init(params)
+  updates, _ = plan.tx.update(grads, state, params)
+  table = np.asarray(updates['user_embedding']['embedding'])
+  assert np.all(table[3] != 0) and np.all(np.delete(table, 3, axis=0) == 0)
+  assert np.all(np.asarray(updates['item_embedding']['embedding']) == 0)  # untouched: no decay either
+
+
+def test_a_sasrec_run_killed_three_times_and_resumed_ends_bit_identical(log, tmp_path):
+  config = rec_config(log)
+  whole = str(tmp_path / 'whole')
+  assert run_config(config, whole).returncode == 0
+  killed = str(tmp_path / 'killed')
+  for kill in ('step=4', 'save=6', 'step=11'):
+    result = run_config(config, killed, env={'FTLAB_TEST_KILL': kill})
+    assert result.returncode != 0, kill
+  assert run_config(config, killed).returncode == 0
+  assert_same_run(whole, killed)
+
+
+EIGHT_DEVICE_SCRIPT = '''
+import json, sys
+import jax
+from ftlab import config as config_lib, main, parallel
+from ftlab.initial_state import initial_state
+from ftlab.plan import make_plan
+argv, workdir = json.loads(sys.argv[1])
+assert main.main(argv) == 0, argv
+config = config_lib.load_config_file(argv[0].split('=', 1)[1])
+config.parallel.fsdp, config.parallel.fsdp_min_size = True, 0
+plan = make_plan(config, workdir + '_plan')
+state = parallel.Layout.of(config.parallel).place_state(initial_state(plan))
+print('SPEC ' + str(state.params['item_embedding']['embedding'].sharding.spec) + ' ' + str(jax.device_count()))
+'''
+
+
+def test_the_item_table_splits_over_eight_devices_and_full_ranking_matches_one_device(log, tmp_path):
+  config = rec_config(log, model__dropout_rate=0.0)
+  single = str(tmp_path / 'single')
+  loop.train_and_evaluate(make_plan(config, single))
+  path = config_file(config, str(tmp_path / 'rec.py'))
+  sharded = str(tmp_path / 'sharded')
+  argv = [f'--config={path}', f'--workdir={sharded}', '--config.parallel.fsdp=True',
+          '--config.parallel.fsdp_min_size=0']
+  result = run_ftlab(EIGHT_DEVICE_SCRIPT, [json.dumps([argv, sharded])], env={'XLA_FLAGS': EIGHT}, cwd=ROOT,
+                     log_base=str(tmp_path / 'eight'))
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "SPEC P('data',) 8" in result.stdout  # the table's rows split over the devices
+  rows = [[json.loads(line) for line in open(os.path.join(run, 'metrics.jsonl'))] for run in (single, sharded)]
+  assert_close(rows[0], rows[1])
+
+
+def test_pretraining_on_an_earlier_period_never_trains_on_the_fine_tuning_period(log, tmp_path):
+  """The source run trains before its first cut; the fine-tuning run trains from train_since on, and its histories
+  still hold the earlier interactions."""
+  config = rec_config(log, data__interactions__split='time_cut',
+                      data__interactions__time_cuts=['1998-01-20', '1998-01-26'],
+                      data__interactions__train_since='1998-01-10', init__pretrain__enabled=True,
+                      init__pretrain__time_cuts=['1998-01-06', '1998-01-10'], init__reinit='')
+  planned = stages.plan_stages(config, str(tmp_path / 'ft'))
+  since, source_cut = (interaction_splits.cut_seconds(c) for c in ('1998-01-10', '1998-01-06'))
+  source, final = planned.sources[0], planned.final
+  assert source.config.data.interactions.train_since == '' and source.config.data.interactions.split == 'time_cut'
+  data = interaction_splits.numbered(*_columns(log))
+  for plan, low, high in ((source, None, source_cut), (final, since, None)):
+    split = interaction_splits.split(data, plan.config.data, ranking=True)
+    times = data.time[split.train]
+    assert (low is None or times.min() >= low) and (high is None or times.max() < high)
+  train = final.splits.train
+  assert (train.targets[train.targets > 0] > 0).all() and (train.history > 0).sum() > (train.targets > 0).sum()
+
+
+def _columns(path):
+  rows = [line.split(',') for line in open(path).read().split()[1:]]
+  return (np.array([r[0] for r in rows], object), np.array([r[1] for r in rows], object),
+          np.array([float(r[2]) for r in rows], np.float32), np.array([int(r[3]) for r in rows], np.int64))
+
+
+@pytest.mark.parametrize('change, expected', [
+    ({'model__name': 'mlp'}, "model.name='mlp' does not read interactions"),
+    ({'data__interactions__task': 'rating', 'eval__metric': 'rmse'}, "model.name='sasrec' ranks the next item"),
+    ({'data__interactions__examples': 'pairs'}, "'pairs': model.name='sasrec' trains on histories"),
+    ({'eval__metric': 'accuracy'}, "'accuracy' does not measure ranking"),
+    ({'data__interactions__eval_negatives': 40}, 'the catalogue has 40 items'),
+    ({'init__pretrain__enabled': True}, 'pretraining on interactions takes an earlier period'),
+])
+def test_recommender_configs_that_cannot_work_are_refused_before_any_compute(log, tmp_path, change, expected):
+  with pytest.raises(ConfigError) as err:
+    stages.plan_stages(rec_config(log, **change), str(tmp_path / 'run'))
+  assert expected in str(err.value)
+  assert not os.path.exists(tmp_path / 'run')
+
+
+@pytest.mark.skipif(not os.path.exists(SHARED), reason='MovieLens 100K is not in ../shared/data/movielens_100k')
+@pytest.mark.parametrize('spec', ['movielens_mf.py', 'movielens_seq.py', 'movielens_seq.py:neumf',
+                                  'movielens_finetune.py'])
+def test_the_movielens_configs_plan_on_the_real_data(tmp_path, spec):
+  from ftlab.config import load_config_file
+  config = load_config_file(os.path.join(ROOT, 'configs', spec))
+  planned = stages.plan_stages(config, str(tmp_path / 'run'))
+  assert planned.final.splits.report['num_users'] == 943 and planned.final.splits.report['num_items'] == 1682
