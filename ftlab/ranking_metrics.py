@@ -48,8 +48,10 @@ def full_ranks(scores: jax.Array, target: jax.Array, out: jax.Array) -> jax.Arra
 
 
 def top_items(scores: jax.Array, out: jax.Array, k: int = TOP) -> jax.Array:
-  """[B, k] the highest-scoring items of full ranking, best first."""
-  return jax.lax.top_k(jnp.where(out, -jnp.inf, scores.astype(jnp.float32)), k)[1].astype(jnp.int32)
+  """[B, k] the highest-scoring items of full ranking, best first; -1 in the slots past a row's last candidate (a
+  user who has seen all but a few items)."""
+  values, items = jax.lax.top_k(jnp.where(out, -jnp.inf, scores.astype(jnp.float32)), k)
+  return jnp.where(values > -jnp.inf, items, -1).astype(jnp.int32)
 
 
 def per_user(ranks: np.ndarray) -> dict[str, np.ndarray]:
@@ -72,5 +74,6 @@ def scores(sampled: np.ndarray | None, full: np.ndarray, top: np.ndarray, num_it
   if sampled is not None:
     out.update({f'sampled_{name}': float(v.mean()) for name, v in per_user(sampled).items()})
   for k in KS:
-    out[f'coverage@{k}'] = float(len(np.unique(np.asarray(top)[:, :k])) / max(num_items, 1))
+    shown = np.asarray(top)[:, :k]
+    out[f'coverage@{k}'] = float(len(np.unique(shown[shown > 0])) / max(num_items, 1))
   return out

@@ -148,9 +148,6 @@ def test_ranking_task_metrics_merged_over_batches_leave_the_padded_row_out():
   assert row['loss'] == pytest.approx(np.mean(losses), rel=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'ranking_metrics.top_items fills the top K with excluded items (padding id 0, seen items) when a row has fewer '
-    'than K candidates, and scores() counts them in coverage@K, which can then exceed 1'))
 def test_coverage_counts_only_candidate_items_when_a_user_has_fewer_than_k_left():
   num_items = 5  # RankingTask takes the top min(20, 5) = 5; this user has seen 3, so only items 4 and 5 are left
   s = jnp.asarray([[0.0, 0.9, 0.8, 0.7, 0.2, 0.1, 0.0, 0.0]])

@@ -5,8 +5,9 @@ data.interactions.*_column (and data.interactions.names for a file without a hea
 Users and items keep the ids the file writes (as strings); ftlab numbers them later. Ratings are numbers (a log of
 implicit events sets rating_column ''); timestamps are integer seconds or ISO 8601 date-times. Every row problem is
 reported with its file and line (the first ten of them, and how many in all) before anything else happens.
-Exact duplicate rows (the same user, item and timestamp) are dropped, keeping the last, with a warning counted in
-the report: the same event logged twice.
+Duplicate rows are dropped, keeping the last, with a warning counted in the report: the same user, item and timestamp
+(the same event logged twice, or its rating corrected). Without timestamps nothing tells a repeat from a duplicate:
+the same user, item and rating count as one row (a changed rating is kept as a second one).
 """
 from __future__ import annotations
 
@@ -165,7 +166,9 @@ def _without_duplicates(path, values: dict) -> Log:
   users, items = np.asarray(values['user'], dtype=object), np.asarray(values['item'], dtype=object)
   ratings = np.asarray(values['rating'], np.float32) if 'rating' in values else None
   times = np.asarray(values['timestamp'], np.int64) if 'timestamp' in values else None
-  keys = list(zip(users, items, times if times is not None else np.zeros(len(users), np.int64)))
+  blank = np.zeros(len(users), np.int64)
+  third = times if times is not None else ratings if ratings is not None else blank
+  keys = list(zip(users, items, third))
   last = {key: i for i, key in enumerate(keys)}
   keep = np.fromiter(sorted(last.values()), np.int64)
   take = lambda a: None if a is None else a[keep]
