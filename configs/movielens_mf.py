@@ -18,6 +18,8 @@ from ftlab.config import defaults
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'shared')
 DATA = os.path.join(SHARED, 'data', 'movielens_100k', 'u.data')
+GENRES = ['unknown', 'Action', 'Adventure', 'Animation', "Children's", 'Comedy', 'Crime', 'Documentary', 'Drama',
+          'Fantasy', 'Film-Noir', 'Horror', 'Musical', 'Mystery', 'Romance', 'Sci-Fi', 'Thriller', 'War', 'Western']
 
 
 def base(task: str):
@@ -29,6 +31,10 @@ def base(task: str):
   ic = d.interactions
   ic.names = ['user', 'item', 'rating', 'timestamp']
   ic.task = task
+  items = ic.catalogue  # u.item: id | title | release date | video release date | IMDb URL | 19 genre flags
+  items.path = os.path.join(os.path.dirname(DATA), 'u.item')
+  items.names = ['item', 'title', 'release', 'video_release', 'url'] + GENRES
+  items.encoding, items.text, items.flag_columns = 'latin-1', '{title} | {flags}', GENRES
   c.model.dropout_rate = c.model.attention_dropout_rate = c.model.head_dropout_rate = 0.0
   c.eval.predictions = False
   c.eval.batch_size = 1024

@@ -83,7 +83,7 @@ def make_plan(config, workdir: str, *, init_from: str = '',
   except (groups.GroupError, lora_lib.LoraError, ValueError) as err:
     problems += str(err).split('\n')
   problems += _task_problems(config, task, splits)
-  problems += _initial_problems(config, fresh, init_from)
+  problems += _initial_problems(config, fresh, init_from, splits)
   problems += _workdir_problems(config, workdir)
   if problems:
     raise config_lib.ConfigError(problems)
@@ -339,12 +339,15 @@ def _decoder_problems(config, task, splits) -> list[str]:
   return problems
 
 
-def _initial_problems(config, variables, init_from: str) -> list[str]:
+def _initial_problems(config, variables, init_from: str, splits) -> list[str]:
   """What the pretrained weights or the initialising run do not fit. (A source-task run of init.pretrain that has
   not run yet is checked when it has.)"""
   if 'params' not in variables:
     return []
   params = variables['params']
+  if config.model.pretrained and not init_from and splits.task in ('rating', 'ranking'):
+    from ftlab.pretrained import item_text
+    return item_text.problems(config, splits, params)
   if config.model.pretrained and not init_from:
     return pretrained_lib.check(config.model, params, reinit=config.init.reinit)
   if init_from and os.path.exists(os.path.join(init_from, 'summary.json')):

