@@ -179,7 +179,8 @@ def load(data_config):
                     'kept')
   catalogue = item_info.read(ic.catalogue, data.item_ids) if ic.catalogue.path else None
   if catalogue is not None and catalogue.missing:
-    warnings.append(f'{catalogue.missing} items of the log are not in {ic.catalogue.path}; they have no text and no flags')
+    warnings.append(f'{catalogue.missing} items of the log are not in {ic.catalogue.path}; they have no text and no '
+                    'flags')
   built = _ranking(data, split, data_config) if ranking else _rating(data, split)
   built['train'].catalogue = catalogue  # item texts and flags (model.pretrained reads the texts)
   rows = -(-(data.num_items + 1) // ROW_MULTIPLE) * ROW_MULTIPLE

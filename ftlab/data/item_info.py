@@ -4,7 +4,8 @@
 The file is CSV / TSV / '|'-separated (MovieLens 100K's u.item, latin-1, no header) / '::' .dat / JSONL, its
 columns named by its header or by catalogue.names. An item's text is catalogue.text, a template over its columns
 ('{title}'), where '{flags}' lists the names of its flag columns that hold 1 ('{title} | {flags}': 'Toy Story
-(1995) | Animation, Children's, Comedy'). An item of the log that the file lacks gets an empty text and no flags, counted in a warning.
+(1995) | Animation, Children's, Comedy'). An item of the log that the file lacks gets an empty text and no flags,
+counted in a warning.
 """
 from __future__ import annotations
 
@@ -58,15 +59,15 @@ def read(items_config, item_ids: tuple[str, ...]) -> Catalogue:
   wanted = [cfg.id_column] + list(cfg.flag_columns) + [f for f in _fields(cfg.text) if f != 'flags']
   for column in dict.fromkeys(wanted):
     if column not in header:
-      key = ('data.interactions.catalogue.id_column' if column == cfg.id_column
-             else 'data.interactions.catalogue.flag_columns' if column in cfg.flag_columns else 'data.interactions.catalogue.text')
+      role = 'id_column' if column == cfg.id_column else 'flag_columns' if column in cfg.flag_columns else 'text'
+      key = f'data.interactions.catalogue.{role}'
       raise formats._missing_column(str(path), column, key, header, 'keys' if fmt == 'jsonl' else 'columns')
   by_id = {}
   for n, row in rows:
     values = row if fmt == 'jsonl' else dict(zip(header, row))
     if fmt != 'jsonl' and len(row) != len(header):
-      raise DataError(f'{located(path, n)}: {len(row)} fields, the header (or catalogue.names) has {len(header)}; correct '
-                      'the row or data.interactions.catalogue.names')
+      raise DataError(f'{located(path, n)}: {len(row)} fields, the header (or catalogue.names) has {len(header)}; '
+                      'correct the row or data.interactions.catalogue.names')
     by_id[str(values[cfg.id_column]).strip()] = values
   return _catalogue(cfg, item_ids, by_id, path)
 
