@@ -3,7 +3,7 @@
 Data: ../shared/data/movielens_100k/u.data (100,000 ratings; research licence: read from ../shared, never copied).
 
     python -m ftlab.main --config configs/movielens_mf.py --workdir runs/movielens_mf
-    python -m ftlab.sweep --config configs/movielens_mf.py --dir runs/movielens_mf_5fold   # the 5 folds
+    python -m ftlab.sweep --config configs/movielens_mf.py --workdir runs/movielens_mf_5fold   # the 5 folds
 
 Ratings split at random: 10% carved first as the test split (data.split_seed 0), the other 90% cut into 5 folds,
 fold data.fold validating (selection of the best epoch) and the rest training. AdamW with lazy rows (an embedding

@@ -294,3 +294,20 @@ def test_item_embeddings_start_from_the_text_encoder_and_similar_titles_start_cl
   row = lambda item: rows.index(1 + ids.index(item))
   cosine = embeddings @ embeddings.T  # unit vectors
   assert cosine[row('m0'), row('m1')] > cosine[row('m0'), row('m2')] + 0.2  # two Toy Storys, then Schindler's List
+
+
+def test_a_vectorised_recommendation_sweep_reports_the_ranking_metrics(log, tmp_path):
+  config = config_file(rec_config(log), str(tmp_path / 'sweep.py'))
+  with open(config, 'a') as f:
+    f.write("\n\ndef get_sweep(arg=None):\n  return {'kind': 'grid', 'seeds': [0], 'vectorize': 2, "
+            "'params': {'optimizer.learning_rate': [1e-3, 3e-3]}}\n")
+  result = run_ftlab('ftlab.sweep', [f'--config={config}', f'--workdir={tmp_path / "run"}'],
+                     log_base=str(tmp_path / 'sweep'))
+  assert result.returncode == 0, result.stderr[-3000:]
+  records = [json.loads(line) for line in open(tmp_path / 'run' / 'trials.jsonl')]
+  for record in records:
+    summary = json.load(open(tmp_path / 'run' / 'trials' / record['id'] / 'summary.json'))
+    assert record['objective'] == summary['validation']['ndcg@10']
+  report = open(tmp_path / 'run' / 'report.md').read()
+  header = next(line for line in report.splitlines() if line.startswith('| rank'))
+  assert 'val ndcg@10 (objective)' in header and 'val sampled_hr@10' in header and 'accuracy' not in header

@@ -25,7 +25,9 @@ from ftlab.sweeps import html_page, records, significance, space
 
 VALIDATION_METRICS = ('accuracy', 'precision_macro', 'recall_macro', 'f1_macro', 'loss')
 TEST_METRICS = ('accuracy', 'f1_macro')
-TASK_METRICS = ('entity_f1', 'miou', 'map50', 'map')  # NER, segmentation, detection: shown when the runs have them
+# NER, segmentation, detection, rating prediction, ranking: shown when the runs have them
+TASK_METRICS = ('entity_f1', 'miou', 'map50', 'map', 'rmse', 'mae', 'ndcg@10', 'hr@10', 'mrr', 'sampled_ndcg@10',
+                'sampled_hr@10', 'coverage@10')
 MIN_IMPORTANCE_CONFIGS = 4
 PM = '±'
 
@@ -159,7 +161,8 @@ def _has(configs: list[Configuration], split: str, metric: str) -> bool:
 
 def columns(configs: list[Configuration], metric: str) -> list[tuple[str, str]]:
   """The (split, metric) columns of the main table: the validation objective first, the other main validation
-  metrics (entity_f1, miou, map50, map when the runs have them), then test accuracy, f1_macro and the objective."""
+  metrics (entity_f1, miou, map50, map, rmse, mae, the ranking metrics when the runs have them), then test
+  accuracy, f1_macro and the objective."""
   task = [m for m in TASK_METRICS if m != metric and _has(configs, 'validation', m)]
   shown = lambda split, m: m == metric or not task or _has(configs, split, m)  # detection has no accuracy
   val = [m for m in dict.fromkeys([metric] + task + list(VALIDATION_METRICS)) if shown('validation', m)]
@@ -414,8 +417,8 @@ def draw(sweep_dir: str, spec: Spec, configs: list[Configuration],
       panels.append({'title': f'#{rank} {_label(c.values)} (seed {trial.get("seed")}, {trial["status"]})',
                      'history': history, 'best_step': trial.get('best_step')})
   if panels:
-    figures.append((plots.overfitting(os.path.join(out_dir, 'overfitting.png'), panels[:plots.MAX_PANELS]),
-                    'train vs validation per configuration (best first)'))
+    figures.append((plots.overfitting(os.path.join(out_dir, 'overfitting.png'), panels[:plots.MAX_PANELS],
+                                      metric=spec.metric), 'train vs validation per configuration (best first)'))
   if importance_values:
     figures.append((plots.importance(os.path.join(out_dir, 'importance.png'), importance_values, metric=spec.metric),
                     'parameter importances'))

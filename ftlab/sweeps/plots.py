@@ -286,8 +286,9 @@ def curves(path: str, trials: list[dict], *, metric: str, direction: str) -> str
     return save(fig, path)
 
 
-def overfitting(path: str, panels: list[dict]) -> str:
-  """Train against validation over the steps, one row of two panels (loss, accuracy) per configuration.
+def overfitting(path: str, panels: list[dict], *, metric: str = 'accuracy') -> str:
+  """Train against validation over the steps, one row of two panels (loss, and accuracy, or the sweep's `metric`
+  where the runs have no accuracy: a recommender's ndcg@10 or rmse) per configuration.
 
   panels: [{'title', 'history' (metrics.jsonl rows of one trial), 'best_step'}], best first; at most MAX_PANELS
   are drawn. The train curve is the 'train_eval' split (eval mode on a training subset) when the run logged it,
@@ -304,7 +305,8 @@ def overfitting(path: str, panels: list[dict]) -> str:
       train_split = 'train_eval' if any(r.get('split') == 'train_eval' for r in history) else 'train'
       kinds.add(train_split)
       axes = sub.subplots(1, 2)
-      for ax, name in zip(axes, ('loss', 'accuracy')):
+      second = 'accuracy' if any('accuracy' in r for r in history) else metric
+      for ax, name in zip(axes, ('loss', second)):
         for split, colour, label in ((train_split, 'tab:blue', 'train'), ('validation', 'tab:orange', 'validation')):
           x, y = _series(history, split, name)
           if x:
