@@ -27,6 +27,10 @@ def initial_state(plan: Plan, *, load_pretrained: bool = True) -> TrainState:
   model_state = {k: v for k, v in variables.items() if k != 'params'}
   if plan.init_from and load_pretrained:
     params = surgery.load_run_params(plan.init_from, params, reinit=config.init.reinit)
+  elif (config.init.towers.gmf or config.init.towers.mlp) and load_pretrained:
+    from ftlab.pretrained import towers  # NeuMF joined from its two towers pretrained alone
+    params, summary = towers.initialised(config, params)
+    print(summary, flush=True)
   elif config.model.pretrained and load_pretrained and plan.task.kind in ('rating', 'ranking'):
     from ftlab.pretrained import item_text  # a recommender's text encoder initialises its item tables
     params, summary = item_text.initialised(config, plan.splits.train.catalogue, params)

@@ -345,6 +345,9 @@ def _initial_problems(config, variables, init_from: str, splits) -> list[str]:
   if 'params' not in variables:
     return []
   params = variables['params']
+  if config.init.towers.gmf or config.init.towers.mlp:
+    from ftlab.pretrained import towers
+    return towers.problems(config, params)
   if config.model.pretrained and not init_from and splits.task in ('rating', 'ranking'):
     from ftlab.pretrained import item_text
     return item_text.problems(config, splits, params)

@@ -311,3 +311,25 @@ def test_a_vectorised_recommendation_sweep_reports_the_ranking_metrics(log, tmp_
   report = open(tmp_path / 'run' / 'report.md').read()
   header = next(line for line in report.splitlines() if line.startswith('| rank'))
   assert 'val ndcg@10 (objective)' in header and 'val sampled_hr@10' in header and 'accuracy' not in header
+
+
+def test_neumf_joins_its_two_towers_pretrained_alone(log, tmp_path):
+  """NCF's pretraining: each tower trained alone, then NeuMF starts with both towers' parameters as they were and
+  the head [alpha * GMF's ; (1 - alpha) * MLP's]."""
+  from ftlab import checkpoints
+  from ftlab.initial_state import initial_state
+  runs = {}
+  for tower in ('gmf', 'mlp'):
+    runs[tower] = str(tmp_path / tower)
+    loop.train_and_evaluate(make_plan(rec_config(log, 'neumf', model__recommender__towers=tower,
+                                                 train__num_steps=4, eval__every_steps=4), runs[tower]))
+  config = rec_config(log, 'neumf', init__towers__gmf=runs['gmf'], init__towers__mlp=runs['mlp'],
+                      init__towers__alpha=0.3)
+  params = initial_state(make_plan(config, str(tmp_path / 'neumf'))).params
+  saved = {t: checkpoints.restore_params(os.path.join(runs[t], 'checkpoints'), 4) for t in runs}
+  for tower, key in (('gmf', 'gmf_item'), ('mlp', 'mlp_user'), ('mlp', 'mlp_dense_0')):
+    jax.tree.map(np.testing.assert_array_equal, params[key], saved[tower][key])
+  np.testing.assert_allclose(params['head']['kernel'], np.concatenate(
+      [0.3 * saved['gmf']['head']['kernel'], 0.7 * saved['mlp']['head']['kernel']]), rtol=1e-6)
+  with pytest.raises(ConfigError, match='set both init.towers.gmf and .mlp'):
+    make_plan(rec_config(log, 'neumf', init__towers__gmf=runs['gmf']), str(tmp_path / 'half'))

@@ -285,6 +285,10 @@ def _log(config, p: _Problems) -> None:
 
 
 def _pretrain(config, p: _Problems) -> None:
+  towers = config.init.towers
+  p.need(0 <= towers.alpha <= 1, f'init.towers.alpha: must be in [0, 1], got {towers.alpha}')
+  p.need(not ((towers.gmf or towers.mlp) and (config.init.checkpoint or config.init.pretrain.enabled)),
+         'init.towers / init.checkpoint / init.pretrain: choose one way to initialise')
   pre = config.init.pretrain
   if pre.enabled:
     p.need(not config.init.checkpoint, 'init.pretrain.enabled / init.checkpoint: choose one way to initialise')

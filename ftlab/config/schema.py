@@ -365,6 +365,9 @@ def defaults() -> ml_collections.ConfigDict:
           # Regex of parameters left at their fresh init when loading init.checkpoint or model.pretrained (the task
           # head, whose label count usually differs); '' loads everything, and a shape mismatch is then an error.
           'reinit': '^head/',
+          # NeuMF from its towers pretrained alone (NCF): the workdirs of finished runs of the same model with
+          # model.recommender.towers 'gmf' and 'mlp'; the joined head is [alpha * GMF's ; (1 - alpha) * MLP's]
+          'towers': {'gmf': '', 'mlp': '', 'alpha': 0.5},
           'pretrain': {  # a source-task run made first, in <workdir>/pretrain, then fine-tuned from
               'enabled': False,
               'classes': [],  # the source task's labels
