@@ -333,3 +333,17 @@ def test_neumf_joins_its_two_towers_pretrained_alone(log, tmp_path):
       [0.3 * saved['gmf']['head']['kernel'], 0.7 * saved['mlp']['head']['kernel']]), rtol=1e-6)
   with pytest.raises(ConfigError, match='set both init.towers.gmf and .mlp'):
     make_plan(rec_config(log, 'neumf', init__towers__gmf=runs['gmf']), str(tmp_path / 'half'))
+
+
+def test_fine_tuning_to_a_new_cohort_pretrains_on_the_other_users_with_the_same_numbering(log, tmp_path):
+  config = rec_config(log, data__interactions__cohort__part='cohort', data__interactions__cohort__fraction=0.3,
+                      init__pretrain__enabled=True, init__reinit='')
+  planned = stages.plan_stages(config, str(tmp_path / 'ft'))
+  source, final = planned.sources[0].splits, planned.final.splits
+  cohort = set(final.train.user) | set(final.test.arrays['user'])
+  assert len(cohort) == 9 and not cohort & set(source.train.user)  # 30% of the 30 users, never in pretraining
+  assert not cohort & set(source.test.arrays['user'])
+  assert source.report['num_items'] == final.report['num_items'] == 40  # one catalogue: item i is the same item
+  assert source.report['cohort'] == 'rest' and final.report['cohort'] == 'cohort'
+  warnings = final.report['warnings']
+  assert not any('fewer than 3' in w for w in warnings), warnings  # the users outside the cohort are not counted

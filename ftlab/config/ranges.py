@@ -166,6 +166,11 @@ def _interactions(ic, p: _Problems) -> None:
   p.need(ic.train_negatives >= 1, f'data.interactions.train_negatives: must be >= 1, got {ic.train_negatives}')
   p.need(ic.eval_negatives >= 0, f'data.interactions.eval_negatives: must be >= 0, got {ic.eval_negatives}')
   p.need(ic.positive_rating >= 0, f'data.interactions.positive_rating: must be >= 0, got {ic.positive_rating}')
+  cohort = ic.cohort
+  p.need(cohort.part in ('', 'cohort', 'rest'), f"data.interactions.cohort.part: {cohort.part!r}; choose '', "
+         "'cohort' or 'rest'")
+  p.need(0 < cohort.fraction < 1 or (cohort.fraction >= 1 and float(cohort.fraction).is_integer()),
+         f'data.interactions.cohort.fraction: a share in (0, 1) or a whole count of users, got {cohort.fraction}')
   p.need(ic.split != 'time_cut' or len(ic.time_cuts) == 2, 'data.interactions.time_cuts: split \'time_cut\' needs '
          "two cuts, [validation start, test start], e.g. ['1998-02-01', '1998-03-01']")
 
@@ -292,7 +297,10 @@ def _pretrain(config, p: _Problems) -> None:
   pre = config.init.pretrain
   if pre.enabled:
     p.need(not config.init.checkpoint, 'init.pretrain.enabled / init.checkpoint: choose one way to initialise')
-    if config.data.source == 'interactions':
+    if config.data.source == 'interactions' and config.data.interactions.cohort.part:
+      p.need(config.data.interactions.cohort.part == 'cohort', "init.pretrain with data.interactions.cohort: the "
+             "fine-tuning run reads the cohort (part 'cohort'); the source run reads the rest")
+    elif config.data.source == 'interactions':
       _pretrain_period(config, p)
     else:
       p.need(len(pre.classes) > 0, 'init.pretrain.classes: name the source task labels, e.g. [0, 1, 2, 3, 4]')
@@ -308,7 +316,8 @@ def _pretrain_period(config, p: _Problems) -> None:
   if len(pre.time_cuts) != 2 or not ic.train_since:
     p.append('init.pretrain.time_cuts / data.interactions.train_since: pretraining on interactions takes an earlier '
              "period: give the source run two time cuts (e.g. ['1997-12-15', '1998-01-01']: train before the first, "
-             'select on the window to the second) and set data.interactions.train_since for the fine-tuning run')
+             'select on the window to the second) and set data.interactions.train_since for the fine-tuning run; or '
+             "other users: data.interactions.cohort.part='cohort'")
     return
   try:
     cuts = [interaction_splits.cut_seconds(c) for c in list(pre.time_cuts) + [ic.train_since]]

@@ -220,6 +220,10 @@ def defaults() -> ml_collections.ConfigDict:
               # prediction; data.folds for k-fold). ftlab/data/interaction_splits.py
               'split': 'leave_last_out',
               'time_cuts': [],  # split 'time_cut': [validation start, test start] as ISO dates or unix seconds
+              # A cohort of users, drawn by its seed: 'cohort' keeps only their interactions, 'rest' only the others'
+              # ('' keeps everyone). Fine-tuning to a new cohort: pretrain on the rest (init.pretrain does, with part
+              # 'cohort' here), fine-tune and evaluate on the cohort.
+              'cohort': {'part': '', 'fraction': 0.1, 'seed': 0},  # fraction: a share of the users or a count (>= 1)
               # Train only on interactions from this time on (ISO date or unix seconds; '' = all): a later period
               # fine-tuned alone. Earlier ones stay in the histories and seen items evaluation reads.
               'train_since': '',

@@ -56,9 +56,12 @@ class Interactions:
     return self.order[self.start[u]:self.start[u] + self.rank[j]]
 
 
-def numbered(users: np.ndarray, items: np.ndarray, ratings, times) -> Interactions:
-  user_ids, user = np.unique(users, return_inverse=True)
-  item_ids, item = np.unique(items, return_inverse=True)
+def numbered(users: np.ndarray, items: np.ndarray, ratings, times, *, user_ids=None, item_ids=None) -> Interactions:
+  """The rows numbered by the sorted ids of `user_ids` / `item_ids` (default: those the rows hold). A part of a log
+  (a cohort) numbered by the whole log's ids keeps the whole log's numbers, so that runs on its parts share them."""
+  user_ids = np.unique(users) if user_ids is None else user_ids
+  item_ids = np.unique(items) if item_ids is None else item_ids
+  user, item = np.searchsorted(user_ids, users), np.searchsorted(item_ids, items)
   n = len(users)
   time = times if times is not None else np.arange(n, dtype=np.int64)
   order = np.lexsort((np.arange(n), time, user))
@@ -104,7 +107,7 @@ def _leave_last_out(data: Interactions, data_config, ranking: bool) -> Split:
   last = data.order[data.start[1:][counts >= 3] - 1]
   before = data.order[data.start[1:][counts >= 3] - 2]
   train = np.setdiff1d(np.arange(len(data.user)), np.concatenate([last, before]))
-  few = int((counts < 3).sum())
+  few = int(((counts > 0) & (counts < 3)).sum())
   warnings = (f'{few} users with fewer than 3 interactions only train (leave-last-out holds out two per user); '
               'they are not evaluated',) if few else ()
   return Split(train, np.sort(before), np.sort(last), warnings)

@@ -162,9 +162,24 @@ def _log(data_config):
   keep = np.ones(len(log), bool)
   if ranking and ic.positive_rating and log.ratings is not None:
     keep = log.ratings >= ic.positive_rating
+  if ic.cohort.part:
+    keep &= _in_cohort(log.users, ic.cohort) == (ic.cohort.part == 'cohort')
   take = lambda a: None if a is None else a[keep]
-  data = interaction_splits.numbered(take(log.users), take(log.items), take(log.ratings), take(log.times))
+  data = interaction_splits.numbered(take(log.users), take(log.items), take(log.ratings), take(log.times),
+                                     user_ids=np.unique(log.users), item_ids=np.unique(log.items))
   return log, data, ranking
+
+
+def _in_cohort(users: np.ndarray, cohort) -> np.ndarray:
+  """Whether each row's user is in the cohort: cohort.fraction of the log's users (a share, or a count), drawn by
+  cohort.seed from the sorted user ids (the same users however the log is filtered or ordered)."""
+  ids = np.unique(users)
+  size = int(cohort.fraction) if cohort.fraction >= 1 else max(1, round(cohort.fraction * len(ids)))
+  if size >= len(ids):
+    raise DataError(f'data.interactions.cohort.fraction={cohort.fraction}: the cohort would hold all {len(ids)} users; '
+                    'take fewer')
+  chosen = ids[np.random.default_rng(cohort.seed).permutation(len(ids))[:size]]
+  return np.isin(users, chosen)
 
 
 def load(data_config):
@@ -186,6 +201,7 @@ def load(data_config):
   rows = -(-(data.num_items + 1) // ROW_MULTIPLE) * ROW_MULTIPLE
   train_ratings = data.rating[split.train] if data.rating is not None else np.ones(1, np.float32)
   report = {'dataset': f'interactions at {data_config.path}', 'task': ic.task, 'protocol': ic.split,
+            'cohort': ic.cohort.part or 'everyone',
             'sizes': {r: len(built[r]) for r in splits_lib.ROLES},
             'splits': {r: f'{ic.split}: {len(getattr(split, r))} interactions' for r in splits_lib.ROLES},
             'num_users': data.num_users, 'num_items': data.num_items, 'item_rows': rows,

@@ -15,7 +15,7 @@ def source_config(config):
   """The source-task run derived from a fine-tuning config with init.pretrain enabled.
 
   Same model, data source, optimizer and seed; the labels of init.pretrain.classes (for interactions: the period
-  before init.pretrain.time_cuts, whole logs, no train_since), its own length and learning rate, its own data split (not the fine-tuning's cross-validation folds); none of the fine-tuning strategies (everything trains at one rate: no freezing, groups, layer-wise
+  before init.pretrain.time_cuts, whole logs, no train_since; or the users outside data.interactions.cohort), its own length and learning rate, its own data split (not the fine-tuning's cross-validation folds); none of the fine-tuning strategies (everything trains at one rate: no freezing, groups, layer-wise
   decay, LP-FT, gradual unfreezing or LoRA), no early stopping, evaluated four times.
   """
   pre = config.init.pretrain
@@ -34,7 +34,9 @@ def source_config(config):
   source.checkpoint.every_steps = 0
   source.init.checkpoint = ''
   source.init.pretrain.enabled = False
-  if source.data.source == 'interactions':  # the earlier period: trained before pre.time_cuts[0]
+  if source.data.source == 'interactions' and config.data.interactions.cohort.part:  # the other users
+    source.data.interactions.cohort.part = 'rest'
+  elif source.data.source == 'interactions':  # the earlier period: trained before pre.time_cuts[0]
     source.data.interactions.split, source.data.interactions.train_since = 'time_cut', ''
     source.data.interactions.time_cuts = list(pre.time_cuts)
   return source
