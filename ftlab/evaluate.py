@@ -158,10 +158,16 @@ def main(argv: list[str] | None = None) -> int:
   except (checkpoints.CheckpointError, DataError) as err:
     print(f'ftlab.evaluate: {err}', file=sys.stderr)
     return 2
-  metric = 'accuracy' if 'accuracy' in result['test'] else next(iter(result['test']))
+  metric = next(m for m in (_selection_metric(workdir), 'accuracy', next(iter(result['test']))) if m in result['test'])
   print(f'ftlab.evaluate: {workdir} at step {result["step"]}: validation {metric} '
         f'{result["validation"][metric]:.4f}, test {metric} {result["test"][metric]:.4f}; {out}')
   return 0
+
+
+def _selection_metric(workdir: str) -> str:
+  """The run's eval.metric (ndcg@10, rmse, miou, ...), shown on the console line."""
+  with open(os.path.join(workdir, 'config.json')) as f:
+    return json.load(f)['eval']['metric']
 
 
 if __name__ == '__main__':
