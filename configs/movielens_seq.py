@@ -51,6 +51,6 @@ def get_config(arg=None):
     r.dim, r.init_std = 32, 0.01
     ic.train_negatives = 4
     o.learning_rate, o.weight_decay = 3e-3, 0.3
-    o.lazy_rows = 'embedding|_bias/|gmf_|mlp_user|mlp_item'
+    o.lazy_updates = 'embedding|_bias/|gmf_|mlp_user|mlp_item'
     t.batch_size, t.num_epochs = 256, 20.0
   return c

@@ -154,6 +154,8 @@ class LMTask:
   def check_metric(self, metric: str) -> str | None:
     if metric.startswith('entity_'):
       return f'eval.metric: {metric!r} is for token classification (NER) only; for a decoder use loss or accuracy'
+    if metric not in ('loss', 'perplexity', 'accuracy', 'f1_macro', 'precision_macro', 'recall_macro'):
+      return f'eval.metric: {metric!r} does not measure a decoder; use loss, perplexity or accuracy'
     if metric in ('f1_macro', 'precision_macro', 'recall_macro') and not (self.num_classes and self.max_new_tokens):
       return (f'eval.metric: {metric!r} needs a label set evaluated by generation (data.sft.prompt templates over a '
               'labelled dataset, or data.text.label_names, and data.sft.max_new_tokens >= 0); use loss, perplexity '

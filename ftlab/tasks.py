@@ -96,6 +96,9 @@ class Task:
       return "eval.metric: 'miou' is for segmentation (a data source with masks); use f1_macro or accuracy"
     if metric in ('map', 'map50', 'map75'):
       return f"eval.metric: {metric!r} is for detection (data.source 'detection'); use f1_macro or accuracy"
+    if metric in metrics_lib.RATING_METRIC_NAMES + metrics_lib.RANKING_METRIC_NAMES:
+      return (f"eval.metric: {metric!r} measures recommendation (data.source 'interactions'); use f1_macro or "
+              'accuracy')
     if metric.startswith('entity_') and self.kind != 'tags':
       return (f'eval.metric: {metric!r} is for token classification (NER) only; this run classifies '
               f'{"images" if self.kind in ("image", "segment") else "texts"}: use f1_macro or accuracy')

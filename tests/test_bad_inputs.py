@@ -420,8 +420,10 @@ CONFIG_CASES = [
          "lora.target: '[' is not a valid regex", 'a literal ( [ . * + ? needs a backslash'),
     Case('config-grad-accum-does-not-split-the-batch', _args('--config.train.grad_accum_steps=3'),
          'train.batch_size 32 does not split into 3 micro-batches', 'make it a multiple of 3'),
-    Case('config-metric-unknown', _args('--config.eval.metric=ndcg@10'),
-         "eval.metric: 'ndcg@10' is not a metric", 'choose one of loss, perplexity, accuracy'),
+    Case('config-metric-unknown', _args('--config.eval.metric=auc'),
+         "eval.metric: 'auc' is not a metric", 'choose one of loss, perplexity, accuracy'),
+    Case('config-metric-of-recommendation', _args('--config.eval.metric=ndcg@10'),
+         "eval.metric: 'ndcg@10' measures recommendation", 'use f1_macro or accuracy'),
     Case('config-classes-repeated', _args('--config.data.classes=[5, 5, 6]'),
          'data.classes: repeated labels in [5, 5, 6]', 'list each label once'),
 ]

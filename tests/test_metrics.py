@@ -64,7 +64,8 @@ def test_random_batches_match_sklearn(seed):
   json.dumps(summary)  # JSON-ready
   assert all(isinstance(summary[k], float) for k in M.METRIC_NAMES)
   assert set(M.METRIC_MODES) == (set(M.METRIC_NAMES) | set(M.ENTITY_METRIC_NAMES) | set(M.LM_METRIC_NAMES)
-                                 | set(M.SEGMENTATION_METRIC_NAMES) | set(M.DETECTION_METRIC_NAMES))
+                                 | set(M.SEGMENTATION_METRIC_NAMES) | set(M.DETECTION_METRIC_NAMES)
+                                 | set(M.RATING_METRIC_NAMES) | set(M.RANKING_METRIC_NAMES))
 
 
 def test_class_never_seen_nor_predicted():

@@ -106,7 +106,7 @@ def test_lazy_rows_equal_the_dense_update_where_every_row_is_touched_and_hold_th
 
 
 def test_lazy_rows_through_the_config_hold_the_rows_of_users_not_in_the_batch(log, tmp_path):
-  config = rec_config(log, 'mf', optimizer__lazy_rows='embedding|_bias/', optimizer__weight_decay=0.5,
+  config = rec_config(log, 'mf', optimizer__lazy_updates='embedding|_bias/', optimizer__weight_decay=0.5,
                       data__interactions__task='rating', data__interactions__split='random',
                       eval__metric='rmse', train__batch_size=4)
   plan = make_plan(config, str(tmp_path / 'run'))

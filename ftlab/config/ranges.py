@@ -12,7 +12,7 @@ from ftlab.config.schema import (DATA_SOURCES, DECODER_VARIANTS, DTYPES, IMAGE_S
 from ftlab.optim import rules, schedules
 
 REGEX_KEYS = ('optimizer.freeze', 'optimizer.no_decay', 'init.reinit', 'optimizer.layer_pattern',
-              'optimizer.head_pattern', 'lora.target', 'lora.train', 'optimizer.lazy_rows')
+              'optimizer.head_pattern', 'lora.target', 'lora.train', 'optimizer.lazy_updates')
 
 
 class _Problems(list):

@@ -289,7 +289,7 @@ def defaults() -> ml_collections.ConfigDict:
           # Lazy rows (recommenders' embedding tables): parameters matching this regex update only the rows a batch
           # touches (a row with a zero gradient keeps its value and its optimizer state: no momentum, no weight
           # decay), as recommenders regularise; '' updates every row every step
-          'lazy_rows': '',
+          'lazy_updates': '',
       },
       'lora': {  # low-rank adapters; on when target is set. The base weights freeze, but for lora.train.
           'target': '',  # regex over module paths of the dense kernels to adapt, e.g. '^backbone/dense_'

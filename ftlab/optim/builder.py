@@ -155,7 +155,7 @@ def build(opt, sched, labels, rules: dict[str, Rule], *, total_steps: int, steps
     fns[schedule_prefix(r)] = schedules.schedule_fn(merged.name, staircase=bool(merged.staircase),
                                                      total_steps=total_steps)
   no_decay = re.compile(opt.no_decay) if opt.no_decay else None
-  lazy = re.compile(opt.lazy_rows) if opt.lazy_rows else None
+  lazy = re.compile(opt.lazy_updates) if opt.lazy_updates else None
   frozen = jax.tree.map(lambda name: rules[name].frozen, labels)
   label_leaves, treedef = jax.tree.flatten(labels)
   hyper = {'learning_rate': peak_learning_rate(opt, batch_size), 'weight_decay': opt.weight_decay, **values}
@@ -213,7 +213,7 @@ def build(opt, sched, labels, rules: dict[str, Rule], *, total_steps: int, steps
 
 
 def _label_tree(labels, name: str, lazy):
-  """For the branch of label `name`: True where a parameter of that label matches optimizer.lazy_rows, MaskedNode
+  """For the branch of label `name`: True where a parameter of that label matches optimizer.lazy_updates, MaskedNode
   where a parameter has another label (multi_transform hands the branch only its own leaves)."""
   paths = groups.map_paths(lambda p: p, labels)
   return jax.tree.map(lambda label, p: bool(lazy.search(p)) if label == name else optax.MaskedNode(), labels, paths)
