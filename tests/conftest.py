@@ -61,6 +61,11 @@ def small_config(**overrides):
   c.eval.predictions = False  # tests that check predictions.jsonl turn it on
   c.schedule.name = 'cosine'
   c.schedule.warmup = '5 steps'
+  return overridden(c, overrides)
+
+
+def overridden(c, overrides: dict):
+  """`c` with each override set: 'a__b': value sets c.a.b."""
   for key, value in overrides.items():
     *sections, leaf = key.split('__')
     node = c

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from conftest import assert_same_run, config_file, run_config, run_ftlab
+from conftest import assert_same_run, config_file, overridden, run_config, run_ftlab
 from ftlab import loop, stages
 from ftlab.config import ConfigError, defaults
 from ftlab.data import interaction_splits
@@ -51,13 +51,7 @@ def rec_config(log: str, model: str = 'sasrec', **overrides):
   c.train.batch_size, c.train.num_steps, c.train.num_epochs = 8, 12, 0.0
   c.eval.every_steps, c.eval.metric, c.eval.train_subset, c.eval.batch_size = 4, 'ndcg@10', 0, 16
   c.checkpoint.every_steps = 3
-  for key, value in overrides.items():
-    node = c
-    *path, leaf = key.split('__')
-    for part in path:
-      node = node[part]
-    node[leaf] = value
-  return c
+  return overridden(c, overrides)
 
 
 @pytest.fixture
