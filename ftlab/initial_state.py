@@ -8,7 +8,7 @@ import os
 
 import jax
 
-from ftlab import compiled, writers
+from ftlab import compiled, rec_task, writers
 from ftlab.models import lora as lora_lib
 from ftlab.plan import Plan, init_variables
 from ftlab.pretrained import load as pretrained_lib
@@ -31,7 +31,7 @@ def initial_state(plan: Plan, *, load_pretrained: bool = True) -> TrainState:
     from ftlab.pretrained import towers  # NeuMF joined from its two towers pretrained alone
     params, summary = towers.initialised(config, params)
     print(summary, flush=True)
-  elif config.model.pretrained and load_pretrained and plan.task.kind in ('rating', 'ranking'):
+  elif config.model.pretrained and load_pretrained and plan.task.kind in rec_task.KINDS:
     from ftlab.pretrained import item_text  # a recommender's text encoder initialises its item tables
     params, summary = item_text.initialised(config, plan.splits.train.catalogue, params)
     print(summary, flush=True)

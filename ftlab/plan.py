@@ -23,7 +23,7 @@ import optax
 
 from ftlab import config as config_lib
 from ftlab import data as data_lib
-from ftlab import memory, models, tasks, traced
+from ftlab import memory, models, rec_task, tasks, traced
 from ftlab.models import lora as lora_lib
 from ftlab.models import recommenders
 from ftlab.optim import builder, groups, rules as rules_lib
@@ -104,8 +104,7 @@ def make_plan(config, workdir: str, *, init_from: str = '',
 
 def _task(config, splits, shape):
   """The run's task: a classification Task, or for a decoder the LMTask with what the data says of its tokens."""
-  if splits.task in ('rating', 'ranking'):
-    from ftlab import rec_task
+  if splits.task in rec_task.KINDS:
     if splits.task == 'rating':
       return rec_task.RatingTask(tuple(splits.report['rating_range']))
     return rec_task.RankingTask(splits.report['num_items'], loss=config.data.interactions.loss)
@@ -130,7 +129,7 @@ def _class_counts(task, splits) -> np.ndarray | None:
 
 def _data_kind_problem(model_name: str, config, splits) -> str | None:
   """A model that cannot read the data's examples."""
-  recommending = splits.task in ('rating', 'ranking')
+  recommending = splits.task in rec_task.KINDS
   if recommending or model_name in recommenders.RECOMMENDERS:
     return _recommender_problem(model_name, config, splits)
   takes = 'lm' if model_name in models.DECODER_MODELS else 'text' if model_name in models.TEXT_MODELS else 'image'
@@ -164,7 +163,7 @@ def _recommender_problem(model_name: str, config, splits) -> str | None:
   if model_name not in recommenders.RECOMMENDERS:
     return (f"model.name={model_name!r} does not read interactions (data.source='interactions'); use "
             f"{', '.join(recommenders.RECOMMENDERS)}")
-  if splits.task not in ('rating', 'ranking'):
+  if splits.task not in rec_task.KINDS:
     return (f"model.name={model_name!r} is a recommender; it reads a log of interactions: set "
             "data.source='interactions' and data.path to the log")
   examples = config.data.interactions.examples
@@ -301,7 +300,7 @@ def _optimizer(config, variables, *, steps_per_epoch: int, total_steps: int):
 
 def _task_problems(config, task, splits) -> list[str]:
   problems = [p for p in [task.check_metric(config.eval.metric)] if p]
-  if task.kind in ('rating', 'ranking'):
+  if task.kind in rec_task.KINDS:
     return problems + _recommender_problems(config, splits)
   if task.kind == 'lm':
     return problems + _decoder_problems(config, task, splits)
@@ -348,7 +347,7 @@ def _initial_problems(config, variables, init_from: str, splits) -> list[str]:
   if config.init.towers.gmf or config.init.towers.mlp:
     from ftlab.pretrained import towers
     return towers.problems(config, params)
-  if config.model.pretrained and not init_from and splits.task in ('rating', 'ranking'):
+  if config.model.pretrained and not init_from and splits.task in rec_task.KINDS:
     from ftlab.pretrained import item_text
     return item_text.problems(config, splits, params)
   if config.model.pretrained and not init_from:

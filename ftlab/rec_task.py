@@ -22,6 +22,7 @@ from clu import metrics as clu_metrics
 
 from ftlab import ranking_metrics
 
+KINDS = ('rating', 'ranking')  # the tasks of data.source 'interactions'
 RATING_METRICS = ('rmse', 'mae')
 LOSSES = ('bpr', 'bce', 'softmax')
 _RANK_FIELDS = ('sampled_rank', 'full_rank', 'top', 'rows')

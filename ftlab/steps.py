@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ftlab import metrics as metrics_lib, tasks, traced
+from ftlab import metrics as metrics_lib, rec_task, tasks, traced
 from ftlab.optim import builder
 from ftlab.state import TrainState
 
@@ -195,7 +195,7 @@ def predict_step(state: TrainState, batch: dict, *, model, task: tasks.Task):
 
 
 def _predicted(task: tasks.Task, logits, batch: dict):
-  if task.kind in ('rating', 'ranking'):  # the clipped rating; the top items of full ranking
+  if task.kind in rec_task.KINDS:  # the clipped rating; the top items of full ranking
     return task.predicted(logits, batch)
   if task.kind == 'segment':
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
