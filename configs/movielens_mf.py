@@ -10,7 +10,14 @@ fold data.fold validating (selection of the best epoch) and the rest training. A
 row, and its Adam moments, move only when a batch holds its user or item; weight decay 1.0 on the factors, none on
 the biases), lr 1e-3, batch 256, 30 epochs. RMSE and MAE of the predictions clipped to [1, 5], as Surprise reports.
 
-Measured: see benchmarks/movielens_vs_surprise.py (filled in below by the session that ran it).
+Measured (CPU, 2 cores, 2026-12-05, seed 0; benchmarks/movielens_vs_surprise.py, which trains Surprise 1.1.5's SVD
+with its defaults on exactly the same training ratings of each fold and scores the same ratings), mean +- std over
+the 5 folds:
+                     validation RMSE     MAE               test RMSE          MAE               seconds per fold
+  ftlab MF           0.9232 +- 0.0046    0.7291 +- 0.0038  0.9227 +- 0.0020   0.7301 +- 0.0013  23.3 (30 epochs)
+  Surprise SVD       0.9418 +- 0.0038    0.7427 +- 0.0028  0.9391 +- 0.0007   0.7413 +- 0.0010   1.3
+Surprise's own 5-fold cross_validate on all 100,000 ratings (80% training, not the same data): RMSE 0.9356 +- 0.0046.
+The validation RMSE is at the epoch selected on that fold (optimistic by a little); the test split is untouched.
 """
 import os
 
