@@ -158,14 +158,14 @@ def main(argv: list[str] | None = None) -> int:
   except (checkpoints.CheckpointError, DataError) as err:
     print(f'ftlab.evaluate: {err}', file=sys.stderr)
     return 2
-  metric = next(m for m in (_selection_metric(workdir), 'accuracy', next(iter(result['test']))) if m in result['test'])
+  metric = next(m for m in ('accuracy', _selection_metric(workdir), next(iter(result['test']))) if m in result['test'])
   print(f'ftlab.evaluate: {workdir} at step {result["step"]}: validation {metric} '
         f'{result["validation"][metric]:.4f}, test {metric} {result["test"][metric]:.4f}; {out}')
   return 0
 
 
 def _selection_metric(workdir: str) -> str:
-  """The run's eval.metric (ndcg@10, rmse, miou, ...), shown on the console line."""
+  """The run's eval.metric (ndcg@10, rmse, miou, ...), shown on the console line where there is no accuracy."""
   with open(os.path.join(workdir, 'config.json')) as f:
     return json.load(f)['eval']['metric']
 
