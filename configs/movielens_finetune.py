@@ -13,7 +13,7 @@ and largely a new cohort at once.
     python -m ftlab.main --config configs/movielens_finetune.py --workdir runs/ml_ft            # pretrain + fine-tune
     python -m ftlab.main --config configs/movielens_finetune.py:target_only --workdir runs/ml_target
     python -m ftlab.main --config configs/movielens_finetune.py:frozen_items --workdir runs/ml_frozen
-    python -m ftlab.sweep --config configs/movielens_finetune.py --workdir runs/ml_ft_sweep          # the three, 3 seeds
+    python -m ftlab.sweep --config configs/movielens_finetune.py --workdir runs/ml_ft_sweep   # the three, 3 seeds
 
 Measured (CPU, 2 cores, 2026-12-05; benchmarks/movielens_finetune.py, seeds 0, 1, 2, one pretraining run per seed
 shared by the two pretrained variants; 269 test users), test, mean +- std over seeds:

@@ -15,8 +15,10 @@ def source_config(config):
   """The source-task run derived from a fine-tuning config with init.pretrain enabled.
 
   Same model, data source, optimizer and seed; the labels of init.pretrain.classes (for interactions: the period
-  before init.pretrain.time_cuts, whole logs, no train_since; or the users outside data.interactions.cohort), its own length and learning rate, its own data split (not the fine-tuning's cross-validation folds); none of the fine-tuning strategies (everything trains at one rate: no freezing, groups, layer-wise
-  decay, LP-FT, gradual unfreezing or LoRA), no early stopping, evaluated four times.
+  before init.pretrain.time_cuts, whole logs, no train_since; or the users outside data.interactions.cohort), its
+  own length and learning rate, its own data split (not the fine-tuning's cross-validation folds); none of the
+  fine-tuning strategies (everything trains at one rate: no freezing, groups, layer-wise decay, LP-FT, gradual
+  unfreezing or LoRA), no early stopping, evaluated four times.
   """
   pre = config.init.pretrain
   source = copy.deepcopy(config)
