@@ -10,7 +10,6 @@ import dataclasses
 import functools
 
 import flax
-import jax.numpy as jnp
 import numpy as np
 from clu import metrics as clu_metrics
 
@@ -24,11 +23,6 @@ DETECTION_METRICS = metrics_lib.DETECTION_METRIC_NAMES
 @flax.struct.dataclass
 class Detections(clu_metrics.CollectingMetric.from_outputs(DETECTION_FIELDS)):
   """Every evaluated image's detections and ground truth, gathered on the host (merged outside jit)."""
-
-
-@functools.cache
-def make_train_metrics():
-  return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'))
 
 
 @functools.cache
@@ -53,8 +47,7 @@ class DetTask:
     return self.inputs(source.get_batch(np.zeros(1, np.int64)))
 
   def _rows(self, batch: dict):
-    rows = batch.get('mask')
-    return jnp.ones(batch['image'].shape[0], jnp.float32) if rows is None else rows.astype(jnp.float32)
+    return metrics_lib.row_weights(batch, 'image')
 
   def _losses(self, outputs, batch: dict):
     return centernet.losses(outputs, batch['boxes'], batch['box_labels'], batch['image'].shape, self.num_classes)
@@ -66,7 +59,7 @@ class DetTask:
 
   def train_metrics(self, *, losses, logits, batch):
     del logits
-    return make_train_metrics().single_from_model_output(loss=losses, mask=self._rows(batch))
+    return metrics_lib.make_loss_metrics().single_from_model_output(loss=losses, mask=self._rows(batch))
 
   def detections(self, logits, batch: dict):
     """The top max_detections (boxes [B, K, 4] in the batch's pixels, scores [B, K], labels [B, K]) per image."""

@@ -119,6 +119,19 @@ def make_train_metrics() -> type[clu_metrics.Collection]:
                                        accuracy=_Accuracy)
 
 
+@functools.cache
+def make_loss_metrics() -> type[clu_metrics.Collection]:
+  """Collection class with the loss alone (Average of 'loss'): the train metrics of tasks without classes."""
+  return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'))
+
+
+def row_weights(batch: dict, key: str) -> jax.Array:
+  """[B] the batch's row mask as float32 weights (padded evaluation rows 0), all ones without one; B is batch[key]'s
+  first dimension."""
+  rows = batch.get('mask')
+  return jnp.ones(batch[key].shape[0], jnp.float32) if rows is None else rows.astype(jnp.float32)
+
+
 def over_devices(collection, axis_name: str):
   """A collection of one device's rows (inside a per-device program) as the whole batch's, the same on every
   device: counts and totals summed (psum), collected outputs (clu CollectingMetric, e.g. detections) gathered in

@@ -20,10 +20,10 @@ import jax.numpy as jnp
 import numpy as np
 from clu import metrics as clu_metrics
 
+from ftlab import metrics as metrics_lib
 from ftlab import ranking_metrics
 
 KINDS = ('rating', 'ranking')  # the tasks of data.source 'interactions'
-RATING_METRICS = ('rmse', 'mae')
 LOSSES = ('bpr', 'bce', 'softmax')
 _RANK_FIELDS = ('sampled_rank', 'full_rank', 'top', 'rows')
 
@@ -57,19 +57,9 @@ def make_rating_eval_metrics():
 
 
 @functools.cache
-def make_loss_metrics():
-  return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'))
-
-
-@functools.cache
 def make_ranking_eval_metrics(num_items: int, sampled: bool):
   return clu_metrics.Collection.create(loss=clu_metrics.Average.from_output('loss'),
                                        ranking=Ranks.of(num_items, sampled))
-
-
-def _rows(batch: dict, key: str) -> jax.Array:
-  rows = batch.get('mask')
-  return jnp.ones(batch[key].shape[0], jnp.float32) if rows is None else rows.astype(jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,11 +77,11 @@ class RatingTask:
 
   def losses_and_weights(self, logits, batch: dict, *, label_smoothing, class_weights):
     del label_smoothing, class_weights
-    return jnp.square(logits.astype(jnp.float32) - batch['rating']), _rows(batch, 'user')
+    return jnp.square(logits.astype(jnp.float32) - batch['rating']), metrics_lib.row_weights(batch, 'user')
 
   def train_metrics(self, *, losses, logits, batch):
     del logits
-    return make_loss_metrics().single_from_model_output(loss=losses, mask=_rows(batch, 'user'))
+    return metrics_lib.make_loss_metrics().single_from_model_output(loss=losses, mask=metrics_lib.row_weights(batch, 'user'))
 
   def eval_metrics(self, *, logits, batch):
     predicted = logits.astype(jnp.float32)
@@ -99,14 +89,14 @@ class RatingTask:
     error = clipped - batch['rating']
     return make_rating_eval_metrics().single_from_model_output(
         loss=jnp.square(predicted - batch['rating']), squared_error=jnp.square(error), abs_error=jnp.abs(error),
-        mask=_rows(batch, 'user'))
+        mask=metrics_lib.row_weights(batch, 'user'))
 
   def predicted(self, logits, batch: dict):
     del batch
     return jnp.clip(logits.astype(jnp.float32), *self.rating_range)
 
   def check_metric(self, metric: str) -> str | None:
-    if metric not in RATING_METRICS + ('loss',):
+    if metric not in metrics_lib.RATING_METRIC_NAMES + ('loss',):
       return f"eval.metric: {metric!r} does not measure rating prediction; use 'rmse', 'mae' or 'loss'"
     return None
 
@@ -132,7 +122,7 @@ class RankingTask:
     return self.inputs(source.get_batch(np.zeros(1, np.int64)))
 
   def _weights(self, batch: dict) -> jax.Array:
-    rows = _rows(batch, 'user')
+    rows = metrics_lib.row_weights(batch, 'user')
     if 'targets' in batch:  # sequences: the positions that have a next item
       return (batch['targets'] > 0).astype(jnp.float32) * rows[:, None]
     return rows
@@ -151,7 +141,7 @@ class RankingTask:
 
   def train_metrics(self, *, losses, logits, batch):
     del logits
-    return make_loss_metrics().single_from_model_output(loss=losses, mask=self._weights(batch))
+    return metrics_lib.make_loss_metrics().single_from_model_output(loss=losses, mask=self._weights(batch))
 
   def eval_metrics(self, *, logits, batch):
     scores = logits.astype(jnp.float32)
@@ -159,7 +149,7 @@ class RankingTask:
     target = batch['target']
     logp = jax.nn.log_softmax(jnp.where(out.at[jnp.arange(scores.shape[0]), target].set(False), -jnp.inf, scores))
     loss = -jnp.take_along_axis(logp, target[:, None], axis=1)[:, 0]
-    rows = _rows(batch, 'user')
+    rows = metrics_lib.row_weights(batch, 'user')
     sampled = batch['candidates'].shape[1] > 1
     return make_ranking_eval_metrics(self.num_items, sampled).single_from_model_output(
         loss=loss, mask=rows, sampled_rank=ranking_metrics.sampled_ranks(scores, batch['candidates']),

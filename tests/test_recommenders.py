@@ -174,8 +174,24 @@ def test_pretraining_on_an_earlier_period_never_trains_on_the_fine_tuning_period
     split = interaction_splits.split(data, plan.config.data, ranking=True)
     times = data.time[split.train]
     assert (low is None or times.min() >= low) and (high is None or times.max() < high)
-  train = final.splits.train
-  assert (train.targets[train.targets > 0] > 0).all() and (train.history > 0).sum() > (train.targets > 0).sum()
+  # the fine-tuning windows: every training interaction after the first of its user's context is a target exactly
+  # once; earlier interactions (before train_since) appear as history only
+  trained = interaction_splits.split(data, final.config.data, ranking=True).train
+  expected = sum(int(np.isin(mine[1:], trained).sum()) for u in range(data.num_users)
+                 for mine in [[j for j in data.order[data.start[u]:data.start[u + 1]]
+                               if j in set(trained) or data.time[j] < since]])
+  windows = final.splits.train
+  assert int((windows.targets > 0).sum()) == expected > 0
+  pairs = {(int(u), int(h), int(t)) for u, hs, ts in zip(windows.user, windows.history, windows.targets)
+           for h, t in zip(hs, ts) if t > 0}  # (user, the item before, the target)
+  crossings = 0
+  for u in range(data.num_users):  # a user's last pre-period item is the history of their first trained target
+    mine = data.order[data.start[u]:data.start[u + 1]]
+    before, after = mine[data.time[mine] < since], [j for j in mine if j in set(trained)]
+    if len(before) and after:
+      crossings += 1
+      assert (u, int(data.item[before[-1]]), int(data.item[after[0]])) in pairs
+  assert crossings > 0
 
 
 def _columns(path):
