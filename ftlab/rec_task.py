@@ -81,7 +81,8 @@ class RatingTask:
 
   def train_metrics(self, *, losses, logits, batch):
     del logits
-    return metrics_lib.make_loss_metrics().single_from_model_output(loss=losses, mask=metrics_lib.row_weights(batch, 'user'))
+    rows = metrics_lib.row_weights(batch, 'user')
+    return metrics_lib.make_loss_metrics().single_from_model_output(loss=losses, mask=rows)
 
   def eval_metrics(self, *, logits, batch):
     predicted = logits.astype(jnp.float32)
