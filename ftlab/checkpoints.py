@@ -65,6 +65,7 @@ class Checkpoints:
     options = ocp.CheckpointManagerOptions(best_fn=_metric_fn(mode), best_mode=mode, preservation_policy=policy,
                                            create=not read_only, cleanup_tmp_directories=not read_only,
                                            read_only=read_only)
+    self.keep, self.mode = keep, mode
     self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
     self._transient = None  # the SIGTERM checkpoint a run resumed from: deleted once the next one is committed
 
@@ -220,6 +221,7 @@ def run_step(run: str, checkpoint: str) -> int:
   CheckpointError saying what there is otherwise."""
   folder = os.path.join(run, 'checkpoints')
   steps = sorted(int(d) for d in os.listdir(folder) if d.isdigit()) if os.path.isdir(folder) else []
+  _check_not_in_a_group(run, checkpoint)
   if checkpoint == 'latest':
     if not steps:
       raise CheckpointError(f'{run}: no checkpoint yet; run it first')
@@ -234,6 +236,16 @@ def run_step(run: str, checkpoint: str) -> int:
   if not checkpoint.isdigit() or int(checkpoint) not in steps:
     raise CheckpointError(f'--checkpoint {checkpoint!r}: {run} keeps steps {steps}; give best, latest or one of them')
   return int(checkpoint)
+
+
+def _check_not_in_a_group(run: str, checkpoint: str) -> None:
+  """A trial of a vectorised group that has not ended (killed, preempted) keeps its newest checkpoints in the
+  group's folder: say so rather than read an older one."""
+  from ftlab import group_checkpoints
+  group = group_checkpoints.pointed(run)
+  if group is not None and checkpoint != 'best':
+    raise CheckpointError(f'{run}: its newest checkpoints are in its vectorised group\'s folder {group}, which '
+                          'writes them here when its trials next run; rerun the sweep\'s command to finish them')
 
 
 def params_shapes(directory: str, step: int, item: str = 'params') -> dict:

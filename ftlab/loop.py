@@ -7,7 +7,8 @@ ends its trial with Diverged, or with train.skip_nonfinite counts the step as sk
 are merged into the trial's train row. Before an evaluation or a save the step's own loss is checked the same way,
 so no checkpoint ever holds a diverged state. At evaluations every trial still training writes its train and
 evaluation rows and updates early stopping; at saves it checkpoints its state, data position and LoopState (with
-the train metrics since the last evaluation, so that a resumed run writes the same train rows); its on_eval
+the train metrics since the last evaluation, so that a resumed run writes the same train rows; a group's trials in
+one checkpoint of the group, ftlab/group_checkpoints.py, written into their own folders at the end); its on_eval
 callback may then stop it (a pruned sweep trial). On SIGTERM every trial still training saves a checkpoint (outside
 checkpoint.keep's count) and Preempted is raised. At the end each trial that neither diverged nor was stopped is
 evaluated at its best checkpoint, on validation and test, and writes its predictions (ftlab/predictions.py) and
@@ -23,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from ftlab import faults, predictions, preemption, steppers
+from ftlab import faults, group_checkpoints, predictions, preemption, steppers
 from ftlab import metrics as metrics_lib
 from ftlab.evaluation import each, evaluate_splits
 from ftlab.loop_state import metrics_to_json
@@ -44,7 +45,8 @@ def run_plans(plans: list[Plan], *, on_evals: list[Callable | None] | None = Non
   """Trains the planned runs together (one alone, several as a vectorised group); returns each one's Outcome, in
   order. Raises ValueError when the plans cannot share a group."""
   stepper = steppers.for_plans(plans, shard_trials=shard_trials, lanes_at_once=lanes_at_once)
-  trials = []
+  group_checkpoints.settle_pointed(plans)  # a group killed or preempted before its end
+  trials, run = [], None
   try:
     for plan, on_eval in zip(plans, on_evals or [None] * len(plans)):
       trials.append(Trial(plan, on_eval=on_eval, echo=len(plans) == 1))
@@ -52,6 +54,8 @@ def run_plans(plans: list[Plan], *, on_evals: list[Callable | None] | None = Non
     run = _Run(trials, stepper)
     return run.finish(run.train())
   finally:
+    if run is not None and run.group is not None:
+      run.group.close()
     for trial in trials:
       trial.close()
 
@@ -68,6 +72,10 @@ class _Run:
     self.plan = plan = trials[0].plan  # the group's shared run length, cadence and data
     self.lanes = _lane_splits(trials)
     self.states = stepper.start(trials)
+    # a group saves its trials in one checkpoint per save step (ftlab/group_checkpoints.py)
+    self.group = None if len(trials) == 1 else group_checkpoints.Group(
+        [trial.workdir for trial in trials], self.states, stepper.layout.once,
+        keep=plan.config.checkpoint.keep, mode=plan.eval_mode)
     self.step = min(trial.start_step for trial in trials)
     self.progress = Progress(plan.total_steps, self.step, eval_every=plan.eval_every)
     self.pending = None  # (step, metrics, active) of the last step dispatched, before its loss is checked
@@ -97,9 +105,14 @@ class _Run:
       self._accept_pending()
     finally:
       notice.uninstall()
+    self._wait_for_saves()
+    return time.perf_counter() - t0
+
+  def _wait_for_saves(self) -> None:
     for trial in self.trials:
       trial.ckpts.wait()
-    return time.perf_counter() - t0
+    if self.group is not None:
+      self.group.wait()
 
   def _one_step(self, notice) -> None:
     active = self.stepping()
@@ -169,13 +182,25 @@ class _Run:
     return {i: rows[i] for i in map(int, np.flatnonzero(live))}
 
   def _save(self, live: np.ndarray, metric_values: dict, evaluating: bool, *, preempted: bool = False) -> None:
+    """Each live trial checkpoints its state, data position and loop state: a run alone in its folder, a group's
+    trials in one checkpoint of the group."""
     host = None if evaluating or self.train_metrics is None else self.stepper.fetch(self.train_metrics)
+    loops = {}
     for i in map(int, np.flatnonzero(live)):
       train_metrics = self._train_metrics_of(host, i)
-      self.trials[i].save(self.step, self.stepper.state_to_save(self.states, i),
-                          self.stepper.iterator(self.trials, i),
-                          None if train_metrics is None else metrics_to_json(train_metrics),
-                          metric=metric_values.get(i), preempted=preempted)
+      loops[i] = self.trials[i].loop_to_save(None if train_metrics is None else metrics_to_json(train_metrics))
+    if self.group is None:
+      for i, loop in loops.items():
+        self.trials[i].save(self.step, self.stepper.state_to_save(self.states, i),
+                            self.stepper.iterator(self.trials, i), loop, metric=metric_values.get(i),
+                            preempted=preempted)
+      return
+    metric = {i: None if metric_values.get(i) is None else float(metric_values[i]) for i in loops}
+    self.group.save(self.step, self.states, {
+        i: {'loop': loop, 'data': self.stepper.iterator(self.trials, i).get_state(), 'metric': metric[i]}
+        for i, loop in loops.items()}, preempted=preempted)
+    for i in loops:
+      self.trials[i].saved(self.step)
 
   def _preempt(self, *, saved: bool) -> None:
     """SIGTERM: every trial still training saves a checkpoint at this step (unless it saved one here already),
@@ -186,11 +211,12 @@ class _Run:
     if not saved:  # the trials that trained to this step (one waiting for the group holds a later checkpoint)
       started = np.array([trial.start_step < self.step for trial in self.trials])
       self._save(self.trainable() & started, {}, False, preempted=True)
-    for trial in self.trials:
-      trial.ckpts.wait()
+    self._wait_for_saves()
     workdir = self.trials[0].workdir
-    raise preemption.Preempted(self.step, workdir if len(self.trials) == 1
-                               else os.path.join(os.path.dirname(workdir), '*'))  # a sweep's DIR/trials/*
+    if self.group is None:
+      raise preemption.Preempted(self.step, workdir)
+    raise preemption.Preempted(self.step, os.path.join(os.path.dirname(workdir), '*'),  # a sweep's DIR/trials/*
+                               folder=f'{self.group.directory} (the group\'s one checkpoint of its trials)')
 
   def _log(self, metrics, active: np.ndarray) -> None:
     every = self.plan.config.train.log_every_steps
@@ -202,6 +228,8 @@ class _Run:
     """Evaluates every trial that did not fail at its best checkpoint (validation, test) and writes its
     predictions and summary."""
     outcomes = [Outcome(error=trial.error) for trial in self.trials]
+    if self.group is not None:  # every trial's checkpoints into its own folder, as a run alone keeps them
+      self.group.end({trial.workdir: trial.ckpts for trial in self.trials})
     done = [i for i, trial in enumerate(self.trials) if trial.error is None]
     if not done:
       return outcomes

@@ -30,10 +30,11 @@ _installed = False
 class Preempted(Exception):
   """A run stopped on SIGTERM after saving its checkpoint at `step` (None: a sweep, between trials)."""
 
-  def __init__(self, step: int | None, workdir: str):
+  def __init__(self, step: int | None, workdir: str, *, folder: str = ''):
+    """`folder`: where the checkpoint is, when not in workdir/checkpoints (a vectorised group's folder)."""
     self.step, self.workdir = step, workdir
-    where = (f'saved a checkpoint at step {step} in {workdir}/checkpoints and stopped' if step is not None
-             else f'stopped before starting another trial in {workdir}')
+    where = (f'saved a checkpoint at step {step} in {folder or workdir + "/checkpoints"} and stopped'
+             if step is not None else f'stopped before starting another trial in {workdir}')
     super().__init__(f'preempted (SIGTERM): {where}; rerun the same command to resume')
 
 

@@ -100,12 +100,19 @@ class Trial:
     self.loop = self.loop.evaluated(step, value, self.config.early_stopping, self.plan.eval_mode)
     return value
 
-  def save(self, step: int, state, iterator, train_metrics: dict | None, *, metric: float | None = None,
+  def save(self, step: int, state, iterator, loop: dict, *, metric: float | None = None,
            preempted: bool = False) -> None:
-    """Checkpoints `state` (this trial's), the data position and the loop state with `train_metrics` (JSON: the
-    train metrics since the last evaluation)."""
-    loop = dataclasses.replace(self.loop, train_metrics=train_metrics)
-    self.ckpts.save(step, state, iterator, loop.to_json(), metric=metric, preempted=preempted)
+    """Checkpoints `state` (this trial's), the data position and `loop` (loop_to_save's) in its own folder."""
+    self.ckpts.save(step, state, iterator, loop, metric=metric, preempted=preempted)
+    self.saved(step)
+
+  def loop_to_save(self, train_metrics: dict | None) -> dict:
+    """The loop state a checkpoint holds, with `train_metrics` (JSON: the train metrics since the last
+    evaluation)."""
+    return dataclasses.replace(self.loop, train_metrics=train_metrics).to_json()
+
+  def saved(self, step: int) -> None:
+    """Its checkpoint at `step` was issued (by itself or by its group)."""
     self.last_good = step
     faults.point('save', step, self.workdir)
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import ROOT, assert_same_run, run_ftlab, start_ftlab
 from ftlab import config as config_lib
-from ftlab import data
+from ftlab import data, group_checkpoints
 from ftlab.sweeps import markdown, records, runner, space
 
 
@@ -214,9 +214,16 @@ def test_a_vectorised_sweep_killed_then_preempted_mid_group_resumes_and_ends_as_
   assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr[-2000:]
   assert 'resuming interrupted trials c001-s0, c003-s0' in stopped.stdout
   assert 'preempted (SIGTERM): saved a checkpoint at step 25' in stopped.stderr
-  assert '25' in os.listdir(os.path.join(sweep_dir, 'trials', 'c001-s0', 'checkpoints'))
+  trial_dir = os.path.join(sweep_dir, 'trials', 'c001-s0')
+  group = group_checkpoints.pointed(trial_dir)  # the group's one checkpoint of its trials at each save step
+  assert '25' in os.listdir(group) and not os.path.exists(os.path.join(trial_dir, 'checkpoints', '25'))
   second = run_ftlab('ftlab.sweep', argv, log_base=str(tmp_path / 'r'))
   assert second.returncode == 0, second.stderr[-2000:]
+  assert 'resuming ' + trial_dir + ' from step 25' in second.stdout
+  # the group's folder is gone; each trial's own folder keeps what a run alone keeps (checkpoint.keep 2, the best)
+  assert not os.path.exists(os.path.join(sweep_dir, 'trials', '.groups'))
+  assert group_checkpoints.pointed(trial_dir) is None
+  assert sorted(os.listdir(os.path.join(trial_dir, 'checkpoints')), key=int) == ['20', '40']
   rows = records.read(sweep_dir)
   assert sorted(r['id'] for r in rows) == ['c000-s0', 'c001-s0', 'c002-s0', 'c003-s0']  # each once
   sequential = {r['id']: r for r in grid[1]}

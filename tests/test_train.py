@@ -99,32 +99,40 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
   np.testing.assert_array_equal(batch['image'], expected_batch['image'])
 
 
-def test_a_state_saved_from_host_arrays_restores_exactly_and_params_reads_see_a_rewritten_step(tmp_path):
-  """Vectorised trials save each trial's lane of the stacked state as host arrays (stacked.host_lane): it restores
-  bit for bit, as device arrays, into a run's template. restore_params caches a source run's parameters per
-  process, keyed by the step's commit: a run rewritten in the same folder is read again."""
+def test_a_group_checkpoints_lane_restores_exactly_and_params_reads_see_a_rewritten_step(tmp_path):
+  """A vectorised group saves its stacked state once per save step and writes each trial's lane into the trial's
+  own folder at its end (ftlab/group_checkpoints.py): the lane restores bit for bit, as device arrays, into a run's
+  template. restore_params caches a source run's parameters per process, keyed by the step's commit: a run
+  rewritten in the same folder is read again."""
+  from ftlab import group_checkpoints
   plan = make_plan(small_config(model__name='cnn', model__features=[4]), str(tmp_path / 'unused'))
   state = initial_state(plan)
   step_fn = jax.jit(functools.partial(steps.train_step, model=plan.model, task=plan.task, tx=plan.tx, frozen=plan.frozen))
   it = data.train_iterator(plan.splits.train, batch_size=32, seed=0)
   other, _ = step_fn(state, next(it))
   both = jax.device_put(stacked.stack([state, other]))
-  directory = str(tmp_path / 'ckpt')
+  workdirs = [str(tmp_path / 'first'), str(tmp_path / 'second')]
+  for workdir in workdirs:
+    os.makedirs(workdir)
+  group = group_checkpoints.Group(workdirs, both, (False,) * len(jax.tree.leaves(both)), keep=2, mode='max')
+  lanes = {i: {'loop': {'best': None}, 'data': it.get_state(), 'metric': 0.5} for i in range(2)}
+  group.save(1, both, lanes)
+  directory = os.path.join(workdirs[1], 'checkpoints')
   ckpts = checkpoints.Checkpoints(directory, keep=2, mode='max')
-  ckpts.save(1, stacked.host_lane(both, 1), it, {'best': None}, metric=0.5)
-  ckpts.wait()
+  group.end({workdirs[1]: ckpts})
   restored, _ = ckpts.restore(1, state)
   a, b = _leaves(other), _leaves(restored)
   assert a.keys() == b.keys() and 'rng' in a
   for path in a:
     assert a[path].dtype == b[path].dtype and a[path].tobytes() == b[path].tobytes(), path
   assert all(isinstance(x, jax.Array) for x in jax.tree.leaves(restored))
+  assert os.path.isdir(group.directory)  # the first trial still names it
   first = checkpoints.restore_params(directory, 1)
   assert checkpoints.restore_params(directory, 1) is first  # read once
   ckpts.close()
   shutil.rmtree(directory)
   ckpts = checkpoints.Checkpoints(directory, keep=2, mode='max')
-  ckpts.save(1, stacked.host_lane(both, 0), it, {'best': None}, metric=0.5)
+  ckpts.save(1, jax.device_get(state), it, {'best': None}, metric=0.5)
   ckpts.wait()
   ckpts.close()
   again = _leaves({'params': checkpoints.restore_params(directory, 1)})

@@ -76,6 +76,21 @@ def test_vectorised_trials_end_where_the_same_trials_run_one_by_one_do(both):
       np.testing.assert_allclose(y, x, rtol=1e-5, atol=1e-6)
 
 
+def test_each_trial_of_a_group_keeps_the_checkpoints_and_data_positions_it_keeps_alone(both):
+  """The group's checkpoints go into each trial's own folder at its end (ftlab/group_checkpoints.py): the same steps
+  (the early-stopped trial's, and none for the one that diverged before saving) and the same data positions."""
+  root, _, _ = both
+  for i in range(4):
+    alone, vec = root / f'alone{i}' / 'checkpoints', root / f'vec{i}' / 'checkpoints'
+    steps = sorted(os.listdir(alone)) if os.path.isdir(alone) else []
+    assert (sorted(os.listdir(vec)) if os.path.isdir(vec) else []) == steps, i
+    for step in steps:
+      data = os.path.join(step, 'data', 'process_0-of-1.json')
+      assert (vec / data).read_bytes() == (alone / data).read_bytes(), (i, step)
+    assert not os.path.exists(root / f'vec{i}' / 'group_checkpoint.json')
+  assert not os.path.exists(root / '.groups')
+
+
 def test_a_trial_that_stops_early_is_masked_and_its_state_frozen(both):
   root, alone, together = both
   stopped = together[1].summary
@@ -216,7 +231,7 @@ def test_a_group_sigkilled_at_a_random_step_and_rerun_ends_bit_identical(whole_g
 
 
 def test_a_group_preempted_between_evaluations_resumes_as_a_group_and_ends_as_if_never_stopped(whole_group, tmp_path,
-                                                                                              monkeypatch):
+                                                                                              monkeypatch, capsys):
   from ftlab import compare, preemption
   configs = [small_config(optimizer__learning_rate=lr, seed=seed) for lr, seed in GROUP]
   stop_at = {'step': 15}  # between the evaluations at 10 and 20: the checkpoints carry 5 steps of train metrics
@@ -228,5 +243,7 @@ def test_a_group_preempted_between_evaluations_resumes_as_a_group_and_ends_as_if
   plans = [make_plan(c, str(tmp_path / f'stopped{i}')) for i, c in enumerate(configs)]
   resumed = loop.run_plans(plans)
   assert all(o.error is None for o in resumed)
+  out = capsys.readouterr().out
+  assert all(f'resuming {tmp_path / f"stopped{i}"} from step 15' in out for i in range(len(configs)))  # not anew
   for i, whole in enumerate(whole_group.values()):  # metrics rows, summary, kept checkpoints (15's deleted), bit for bit
     assert compare.differences(whole, str(tmp_path / f'stopped{i}')) == []
