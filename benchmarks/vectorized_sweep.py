@@ -63,7 +63,8 @@ PROFILE = (
 )
 LOOP_PARTS = (
     ('  evaluations', r'ftlab/evaluation\.py:\d+\(evaluate_splits\)'),
-    ('  checkpoint saves (orbax, blocking part)', r'ftlab/checkpoints\.py:\d+\(save\)'),
+    ('  checkpoint saves (orbax, blocking part)', r'ftlab/(group_checkpoints|trial)\.py:\d+\(save\)'),
+    ("  a group's end: its trials' checkpoints into their folders", r'ftlab/group_checkpoints\.py:\d+\(end\)'),
     ('  waiting for async saves', r'ftlab/checkpoints\.py:\d+\(wait\)'),
     ('  checkpoint restores', r'ftlab/checkpoints\.py:\d+\(restore\)'),
     ('  metric rows (jsonl, TensorBoard)', r'ftlab/writers\.py:\d+\(write\)'),
