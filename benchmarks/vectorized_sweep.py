@@ -16,7 +16,8 @@ trials end with the same status, best and final step in both modes, with the lar
 
 --profile then runs both sweeps once more under cProfile (slower: not the timed runs) and prints where each one's
 time goes: the seconds inside imports, planning, Optuna's storage, initial states, XLA compilation and the train
-loops, and within the loops evaluations, checkpoint saves, restores, metric rows and the rest (steps, train metrics,
+loops, and within the loops evaluations, checkpoint saves (a group's: one per save step), the end of a group (its
+trials' checkpoints written into their own folders), restores, metric rows and the rest (steps, train metrics,
 bookkeeping). Compilation happens inside initial states and the loops' first steps, so the rows overlap.
 """
 import argparse

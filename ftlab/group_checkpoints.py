@@ -72,11 +72,13 @@ class Group:
       self.manager.wait_until_finished()
       self.manager.close()
 
-  def end(self, targets: dict[str, Checkpoints]) -> None:
+  def end(self, targets: dict[str, Checkpoints], *, then: dict[str, tuple] | None = None) -> None:
     """The group has ended: writes each trial's checkpoints into its own folder (`targets`: {workdir: its
-    Checkpoints}), then removes the group's folder."""
+    Checkpoints}), then removes the group's folder. `then`: {workdir: (step, metric)} of the checkpoint each will
+    save itself next (the run's last), which the choice of the steps it keeps counts."""
     self.close()
-    settle(self.directory, {os.path.abspath(w): c for w, c in targets.items()})
+    settle(self.directory, {os.path.abspath(w): c for w, c in targets.items()},
+           then={os.path.abspath(w): last for w, last in (then or {}).items()})
 
 
 def pointed(workdir: str) -> str | None:
@@ -107,11 +109,16 @@ def settle_pointed(plans: list) -> None:
         ckpts.close()
 
 
-def settle(directory: str, targets: dict[str, Checkpoints]) -> None:
+def settle(directory: str, targets: dict[str, Checkpoints], *, then: dict[str, tuple] | None = None) -> None:
   """Writes into each target's own folder ({absolute workdir: its Checkpoints}) its checkpoints kept in the group's
-  `directory` after its own latest, in step order; then drops its pointer, and the folder once no trial names it."""
+  `directory` after its own latest, in step order (`then`: Group.end's); then drops its pointer, and the folder once
+  no trial names it."""
   saved = _read_saves(directory) if os.path.isdir(directory) else {}
-  due = _due(saved, targets)
+  if not os.path.isdir(directory):
+    for workdir in targets:
+      print(f'ftlab: warning: {workdir} names its vectorised group\'s checkpoints in {directory}, which is gone; it '
+            'resumes from its own latest checkpoint, if any', file=sys.stderr, flush=True)
+  due = _due(saved, targets, then or {})
   if due:
     manager = _reader(directory)
     try:
@@ -146,15 +153,17 @@ def _read_saves(directory: str) -> dict[int, dict]:
           for step, record in records.items()}
 
 
-def _due(saved: dict[int, dict], targets: dict[str, Checkpoints]) -> dict[int, list[str]]:
-  """{step: the targets that take it}: the steps a target's own rule keeps, after its own latest."""
+def _due(saved: dict[int, dict], targets: dict[str, Checkpoints], then: dict[str, tuple]) -> dict[int, list[str]]:
+  """{step: the targets that take it}: the steps a target's own rule keeps (counting the one it saves `then`),
+  after its own latest."""
   due: dict[int, list[str]] = {}
   for workdir, ckpts in targets.items():
     mine = [(step, saved[step]['trials'][workdir]) for step in sorted(saved) if workdir in saved[step]['trials']]
-    keep = kept_steps([(s, e['metric'], e['preempted']) for s, e in mine], ckpts.keep, ckpts.mode)
+    last = [(*then[workdir], False)] if workdir in then else []
+    keep = kept_steps([(s, e['metric'], e['preempted']) for s, e in mine] + last, ckpts.keep, ckpts.mode)
     latest = ckpts.latest_step()
-    for step in keep:
-      if latest is None or step > latest:
+    for step, _ in mine:
+      if step in keep and (latest is None or step > latest):
         due.setdefault(step, []).append(workdir)
   return due
 

@@ -183,19 +183,26 @@ class _Run:
 
   def _save(self, live: np.ndarray, metric_values: dict, evaluating: bool, *, preempted: bool = False) -> None:
     """Each live trial checkpoints its state, data position and loop state: a run alone in its folder, a group's
-    trials in one checkpoint of the group."""
+    trials in one checkpoint of the group (at the run's last step, each in its own folder once the group's
+    checkpoints are there)."""
     host = None if evaluating or self.train_metrics is None else self.stepper.fetch(self.train_metrics)
     loops = {}
     for i in map(int, np.flatnonzero(live)):
       train_metrics = self._train_metrics_of(host, i)
       loops[i] = self.trials[i].loop_to_save(None if train_metrics is None else metrics_to_json(train_metrics))
+    metric = {i: None if metric_values.get(i) is None else float(metric_values[i]) for i in loops}
+    if self.group is not None and self.step == self.plan.total_steps and not preempted:
+      # the run's last save: the group's checkpoints go into the trials' folders, then each saves its last itself
+      # (not once more into the group's folder, to be read back at once)
+      self.group.end({trial.workdir: trial.ckpts for trial in self.trials},
+                     then={self.trials[i].workdir: (self.step, metric[i]) for i in loops})
+      self.group = None
     if self.group is None:
       for i, loop in loops.items():
         self.trials[i].save(self.step, self.stepper.state_to_save(self.states, i),
                             self.stepper.iterator(self.trials, i), loop, metric=metric_values.get(i),
                             preempted=preempted)
       return
-    metric = {i: None if metric_values.get(i) is None else float(metric_values[i]) for i in loops}
     self.group.save(self.step, self.states, {
         i: {'loop': loop, 'data': self.stepper.iterator(self.trials, i).get_state(), 'metric': metric[i]}
         for i, loop in loops.items()}, preempted=preempted)

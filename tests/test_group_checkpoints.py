@@ -32,7 +32,8 @@ def test_a_group_writes_one_checkpoint_per_save_step_and_its_trials_folders_once
   outcomes = loop.run_plans(plans(tmp_path, checkpoint__every_steps=5))
   assert all(o.error is None for o in outcomes)
   group = [(folder, step) for folder, step in writes if folder.startswith('.groups')]
-  assert [step for _, step in group] == list(range(5, 41, 5)) and len({folder for folder, _ in group}) == 1
+  # the run's last step (40) each trial saves in its own folder, after the group's checkpoints are written there
+  assert [step for _, step in group] == list(range(5, 40, 5)) and len({folder for folder, _ in group}) == 1
   # every write to a trial's own folder comes after the group's last: K writes per save step became one
   own = writes[len(group):]
   assert writes[:len(group)] == group and {folder for folder, _ in own} == {'a/checkpoints', 'b/checkpoints',
@@ -88,6 +89,21 @@ def test_an_unreadable_group_checkpoint_is_skipped_with_a_warning_and_the_trial_
   out, err = capsys.readouterr()
   assert 'the group checkpoint at step 15' in err and 'cannot be read' in err
   assert f'resuming {tmp_path / "a"} from step 10' in out and outcome.error is None
+
+
+def test_a_trial_whose_group_folder_was_deleted_says_so_and_starts_from_its_own_folder(tmp_path, monkeypatch,
+                                                                                        capsys):
+  import shutil
+  monkeypatch.setattr(preemption.Notice, 'requested', lambda self, step: step == 15)
+  with pytest.raises(preemption.Preempted):
+    loop.run_plans(plans(tmp_path)[:2])
+  shutil.rmtree(group_checkpoints.pointed(str(tmp_path / 'a')))
+  monkeypatch.setattr(preemption.Notice, 'requested', lambda self, step: False)
+  capsys.readouterr()
+  assert loop.run_plans(plans(tmp_path)[:1])[0].error is None
+  out, err = capsys.readouterr()
+  assert "names its vectorised group's checkpoints in" in err and 'which is gone' in err
+  assert 'resuming' not in out and group_checkpoints.pointed(str(tmp_path / 'a')) is None
 
 
 @pytest.mark.parametrize('mode', ['max', 'min'])

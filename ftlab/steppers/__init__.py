@@ -8,7 +8,7 @@ vectorised group as one vmapped step with an active mask. Both give the loop the
   mean_loss(metrics, active) -> float (the console line)   evaluate(states, source, limit) -> [K] metric dicts
   accumulate(total, metrics, accepted) -> the train metrics since the last evaluation
   carried(saved, like) -> those a resumed checkpoint held  fetch(total) / lane(host, i) -> trial i's on the host
-  iterator(trials, i) -> trial i's data position            state_to_save(state, i) (one run) -> what it checkpoints
+  iterator(trials, i) -> trial i's data position            state_to_save(states, i) -> what trial i checkpoints itself
   layout (a group) -> which leaves it holds once, as its one checkpoint per save step stores them
   best(states, trials, done) -> (the done trials' best states, [their parameters])
 """

@@ -8,7 +8,7 @@ of another's batch). Parameters frozen for the whole run and equal in every tria
 once, not stacked (ftlab/steppers/held_once.py). The state is replicated over the devices and the batch split, or
 with `shard_trials` (K a multiple of the device count) the trial axis is split over the devices instead. The group
 saves its stacked state once per save step (ftlab/group_checkpoints.py), and each trial's own folder gets its lane
-at the end; its results agree with the run trained alone to float tolerance (batched matmuls may sum in another
+at the end (and its last checkpoint from its own lane); its results agree with the run trained alone to float tolerance (batched matmuls may sum in another
 order).
 """
 from __future__ import annotations
@@ -41,6 +41,12 @@ def layout_problem(config) -> str:
 def stack(trees: list):
   """Pytrees of one structure -> one host pytree with a leading trial axis on every leaf."""
   return held_once.Layout.none(trees[0]).stack(trees)
+
+
+def host_lane(states, i: int, layout: held_once.Layout | None = None):
+  """Trial `i` of the stacked state, fetched to the host: what the trial saves at the run's last step (they restore
+  into any template as device arrays). One trial at a time, so the host holds one trial's copy, not K."""
+  return jax.device_get((layout or held_once.Layout.none(states)).index(states, i))
 
 
 def host_index(tree, i: int):
@@ -200,6 +206,9 @@ class StackedStepper:
 
   def lane(self, host_total, i: int):
     return host_index(host_total, i)
+
+  def state_to_save(self, states, i: int):
+    return host_lane(states, i, self.layout)
 
   def iterator(self, trials, i: int):
     return self.lead.iterator if self.shared_batch else trials[i].iterator
