@@ -8,8 +8,8 @@ of another's batch). Parameters frozen for the whole run and equal in every tria
 once, not stacked (ftlab/steppers/held_once.py). The state is replicated over the devices and the batch split, or
 with `shard_trials` (K a multiple of the device count) the trial axis is split over the devices instead. The group
 saves its stacked state once per save step (ftlab/group_checkpoints.py), and each trial's own folder gets its lane
-at the end (and its last checkpoint from its own lane); its results agree with the run trained alone to float tolerance (batched matmuls may sum in another
-order).
+at the end (its last checkpoint straight from the live lane); its results agree with the run trained alone to float
+tolerance (batched matmuls may sum in another order).
 """
 from __future__ import annotations
 
