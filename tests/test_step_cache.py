@@ -108,3 +108,20 @@ def test_eight_traced_trials_vectorised_compile_the_train_step_once_and_match_se
     assert row['status'] == alone['status'] == 'complete' and row['best_step'] == alone['best_step']
     assert row['objective'] == pytest.approx(alone['objective'], abs=1e-6)
     assert row['validation']['loss'] == pytest.approx(alone['validation']['loss'], abs=1e-5)
+
+
+def test_trials_of_one_architecture_plan_without_tracing_the_model_again(tmp_path, monkeypatch):
+  """make_plan traces a model's initialisation once per architecture and input shape (plan.fresh_shapes): a
+  second trial of the same architecture reuses the shapes, another architecture gets its own."""
+  from conftest import small_config
+  from ftlab import plan as plan_lib
+  traced_inits = []
+  init = plan_lib.init_variables
+  monkeypatch.setattr(plan_lib, 'init_variables', lambda *a: (traced_inits.append(1), init(*a))[1])
+  plan_lib._shapes.clear()
+  first = plan_lib.make_plan(small_config(optimizer__learning_rate=1e-3), str(tmp_path / 'a'))
+  second = plan_lib.make_plan(small_config(optimizer__learning_rate=3e-3, seed=1), str(tmp_path / 'b'))
+  assert len(traced_inits) == 1 and second.variables is first.variables
+  wider = plan_lib.make_plan(small_config(model__features=[48, 16]), str(tmp_path / 'c'))
+  assert len(traced_inits) == 2
+  assert wider.variables['params']['backbone']['dense_0']['kernel'].shape[-1] == 48
