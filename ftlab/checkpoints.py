@@ -244,8 +244,9 @@ def _check_not_in_a_group(run: str, checkpoint: str) -> None:
   from ftlab import group_checkpoints
   group = group_checkpoints.pointed(run)
   if group is not None and checkpoint != 'best':
-    raise CheckpointError(f'{run}: its newest checkpoints are in its vectorised group\'s folder {group}, which '
-                          'writes them here when its trials next run; rerun the sweep\'s command to finish them')
+    raise CheckpointError(f'{run}: its newest checkpoints are in its vectorised group\'s folder {group} until the '
+                          'group ends (or, after a kill, until its trials next run); let the sweep finish, or rerun '
+                          'its command')
 
 
 def params_shapes(directory: str, step: int, item: str = 'params') -> dict:

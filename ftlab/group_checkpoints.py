@@ -142,9 +142,13 @@ def _read_saves(directory: str) -> dict[int, dict]:
   """{step: {'once': ..., 'trials': {absolute workdir: its entry}}} of every committed checkpoint in a group's
   folder (the small JSON item only)."""
   manager = _reader(directory)
+  records = {}
   try:
-    records = {step: manager.restore(step, args=ocp.args.Composite(trials=ocp.args.JsonRestore())).trials
-               for step in manager.all_steps()}
+    for step in manager.all_steps():
+      try:
+        records[step] = manager.restore(step, args=ocp.args.Composite(trials=ocp.args.JsonRestore())).trials
+      except Exception as err:  # a damaged step: _write_step's warning, its trials resume from an earlier one
+        _unreadable(manager, step, err)
   finally:
     manager.close()
   return {step: {'once': record['once'],
@@ -173,9 +177,7 @@ def _write_step(manager, step: int, record: dict, targets: dict[str, Checkpoints
   try:
     state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
   except Exception as err:  # orbax, tensorstore and the OS raise many kinds for a damaged checkpoint
-    print(f'ftlab: warning: the group checkpoint at step {step} in {manager.directory} cannot be read '
-          f'({type(err).__name__}: {str(err).strip()[:200]}); its trials resume from an earlier one',
-          file=sys.stderr, flush=True)
+    _unreadable(manager, step, err)
     return
   once = {tuple(name) for name in record['once']}
   for workdir, ckpts in targets.items():
@@ -184,6 +186,12 @@ def _write_step(manager, step: int, record: dict, targets: dict[str, Checkpoints
         lambda path, x: x if _path_names(path) in once else x[entry['lane']], state)
     ckpts.save(step, lane, _Position(entry['data']), entry['loop'], metric=entry['metric'],
                preempted=entry['preempted'])
+
+
+def _unreadable(manager, step: int, err: BaseException) -> None:
+  print(f'ftlab: warning: the group checkpoint at step {step} in {manager.directory} cannot be read '
+        f'({type(err).__name__}: {str(err).strip()[:200]}); its trials resume from an earlier one',
+        file=sys.stderr, flush=True)
 
 
 def _collect(directory: str) -> None:

@@ -73,13 +73,14 @@ def test_a_preempted_group_trial_resumed_alone_takes_its_checkpoints_over(tmp_pa
   assert not os.path.exists(group) and not os.path.exists(tmp_path / '.groups')
 
 
+@pytest.mark.parametrize('damaged', ['state', 'trials'])
 def test_an_unreadable_group_checkpoint_is_skipped_with_a_warning_and_the_trial_resumes_from_the_one_before(
-    tmp_path, monkeypatch, capsys):
+    damaged, tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(preemption.Notice, 'requested', lambda self, step: step == 15)
   with pytest.raises(preemption.Preempted):
     loop.run_plans(plans(tmp_path)[:2])
   group = group_checkpoints.pointed(str(tmp_path / 'a'))
-  for root, _, files in os.walk(os.path.join(group, '15', 'state')):
+  for root, _, files in os.walk(os.path.join(group, '15', damaged)):
     for name in files:
       with open(os.path.join(root, name), 'w') as f:
         f.write('damaged')
