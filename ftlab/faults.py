@@ -10,6 +10,7 @@
 values:
   step       a train step dispatched and its checkpoint (if any) issued      the step
   save       a checkpoint save issued; orbax is still writing its files     the step
+  settle     a group's checkpoint issued into a trial's own folder          the step
   evaluated  an evaluation computed, none of its rows written yet           the step
   metrics    a metrics.jsonl row written (the rows of one step follow)      the row's step
   eval       one evaluation batch done (no workdir: /TEXT never matches)    -

@@ -27,7 +27,7 @@ import uuid
 import jax
 import orbax.checkpoint as ocp
 
-from ftlab import writers
+from ftlab import faults, writers
 from ftlab.checkpoints import Checkpoints
 
 POINTER = 'group_checkpoint.json'  # in a trial's workdir: {"group": its group's folder, relative to the workdir}
@@ -186,6 +186,7 @@ def _write_step(manager, step: int, record: dict, targets: dict[str, Checkpoints
         lambda path, x: x if _path_names(path) in once else x[entry['lane']], state)
     ckpts.save(step, lane, _Position(entry['data']), entry['loop'], metric=entry['metric'],
                preempted=entry['preempted'])
+    faults.point('settle', step, workdir)
 
 
 def _unreadable(manager, step: int, err: BaseException) -> None:

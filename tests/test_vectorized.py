@@ -230,6 +230,25 @@ def test_a_group_sigkilled_at_a_random_step_and_rerun_ends_bit_identical(whole_g
     assert compare.differences(whole, os.path.join(sweep_dir, 'trials', run_id)) == [], (step, run_id)
 
 
+def test_a_group_killed_while_writing_its_trials_checkpoints_at_its_end_ends_bit_identical(whole_group, tmp_path):
+  """The group as a sweep killed while its end writes its checkpoints into the trials' own folders (after the first
+  trial's step-30 one): the rerun finishes the writing and every trial ends bit for bit as the group that never
+  stopped."""
+  from conftest import run_ftlab
+  from ftlab import compare
+  (tmp_path / 'group.py').write_text(GROUP_SWEEP)
+  sweep_dir = str(tmp_path / 'sweep')
+  argv = [f'--config={tmp_path / "group.py"}', f'--workdir={sweep_dir}', '--report=false']
+  killed = run_ftlab('ftlab.sweep', argv, env={'FTLAB_TEST_KILL': 'settle=30/c000-s0'}, log_base=str(tmp_path / 'k'))
+  assert killed.returncode == -9, killed.stderr[-3000:]
+  assert os.path.isdir(os.path.join(sweep_dir, 'trials', '.groups'))  # its other trials still name it
+  rerun = run_ftlab('ftlab.sweep', argv, log_base=str(tmp_path / 'r'))
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert not os.path.exists(os.path.join(sweep_dir, 'trials', '.groups'))
+  for run_id, whole in whole_group.items():
+    assert compare.differences(whole, os.path.join(sweep_dir, 'trials', run_id)) == [], run_id
+
+
 def test_a_group_preempted_between_evaluations_resumes_as_a_group_and_ends_as_if_never_stopped(whole_group, tmp_path,
                                                                                               monkeypatch, capsys):
   from ftlab import compare, preemption
