@@ -197,12 +197,15 @@ class _Run:
       self.group.end({trial.workdir: trial.ckpts for trial in self.trials},
                      then={self.trials[i].workdir: (self.step, metric[i]) for i in loops})
       self.group = None
-    if self.group is None:
-      for i, loop in loops.items():
-        self.trials[i].save(self.step, self.stepper.state_to_save(self.states, i),
-                            self.stepper.iterator(self.trials, i), loop, metric=metric_values.get(i),
-                            preempted=preempted)
+    if self.group is not None:
+      self._save_in_group(loops, metric, preempted=preempted)
       return
+    for i, loop in loops.items():
+      self.trials[i].save(self.step, self.stepper.state_to_save(self.states, i), self.stepper.iterator(self.trials, i),
+                          loop, metric=metric[i], preempted=preempted)
+
+  def _save_in_group(self, loops: dict, metric: dict, *, preempted: bool) -> None:
+    """The trials of `loops` ({trial index: its loop state}) in one checkpoint of the group."""
     self.group.save(self.step, self.states, {
         i: {'loop': loop, 'data': self.stepper.iterator(self.trials, i).get_state(), 'metric': metric[i]}
         for i, loop in loops.items()}, preempted=preempted)
