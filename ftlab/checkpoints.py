@@ -131,7 +131,7 @@ class Checkpoints:
       directory = str(self.manager.directory)
       raise CheckpointError(
           f'{directory}: no checkpoint reads back (steps {", ".join(str(s) for s, _ in failed)}; the latest fails '
-          f'with: {_first_line(failed[0][1])}). Move {directory} aside to start the run over, or restore it from a '
+          f'with: {first_line(failed[0][1])}). Move {directory} aside to start the run over, or restore it from a '
           'backup')
     return None, None, None
 
@@ -155,7 +155,7 @@ class Checkpoints:
         target, n = os.path.join(aside, f'{step}.{n}'), n + 1
       os.rename(os.path.join(directory, str(step)), target)
       print(f'ftlab: warning: the checkpoint at step {step} in {directory} cannot be read '
-            f'({_first_line(err)}); resuming from step {good}, the newest good one. The unreadable checkpoint is '
+            f'({first_line(err)}); resuming from step {good}, the newest good one. The unreadable checkpoint is '
             f'kept in {target}', file=sys.stderr, flush=True)
 
   def _check_processes(self, step: int):
@@ -181,7 +181,7 @@ class CheckpointError(RuntimeError):
   """No checkpoint of a run reads back."""
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
   text = str(err).strip().splitlines()
   return f'{type(err).__name__}: {text[0][:300] if text else ""}'
 

@@ -28,7 +28,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from ftlab import faults, writers
-from ftlab.checkpoints import Checkpoints
+from ftlab.checkpoints import Checkpoints, first_line
 
 POINTER = 'group_checkpoint.json'  # in a trial's workdir: {"group": its group's folder, relative to the workdir}
 MEMBERS = 'members.json'  # in a group's folder: {"trials": the trials' workdirs, relative to the folder}
@@ -113,19 +113,19 @@ def settle(directory: str, targets: dict[str, Checkpoints], *, then: dict[str, t
   """Writes into each target's own folder ({absolute workdir: its Checkpoints}) its checkpoints kept in the group's
   `directory` after its own latest, in step order (`then`: Group.end's); then drops its pointer, and the folder once
   no trial names it."""
-  saved = _read_saves(directory) if os.path.isdir(directory) else {}
-  if not os.path.isdir(directory):
-    for workdir in targets:
-      print(f'ftlab: warning: {workdir} names its vectorised group\'s checkpoints in {directory}, which is gone; it '
-            'resumes from its own latest checkpoint, if any', file=sys.stderr, flush=True)
-  due = _due(saved, targets, then or {})
-  if due:
+  if os.path.isdir(directory):
     manager = _reader(directory)
     try:
+      saved = _read_saves(manager)
+      due = _due(saved, targets, then or {})
       for step in sorted(due):
         _write_step(manager, step, saved[step], {w: targets[w] for w in due[step]})
     finally:
       manager.close()
+  else:
+    for workdir in targets:
+      print(f'ftlab: warning: {workdir} names its vectorised group\'s checkpoints in {directory}, which is gone; it '
+            'resumes from its own latest checkpoint, if any', file=sys.stderr, flush=True)
   for workdir, ckpts in targets.items():
     ckpts.wait()
     if pointed(workdir) == os.path.normpath(directory):
@@ -138,23 +138,20 @@ def _reader(directory: str):
       read_only=True, create=False, cleanup_tmp_directories=False))
 
 
-def _read_saves(directory: str) -> dict[int, dict]:
+def _read_saves(manager) -> dict[int, dict]:
   """{step: {'once': ..., 'trials': {absolute workdir: its entry}}} of every committed checkpoint in a group's
-  folder (the small JSON item only)."""
-  manager = _reader(directory)
-  records = {}
-  try:
-    for step in manager.all_steps():
-      try:
-        records[step] = manager.restore(step, args=ocp.args.Composite(trials=ocp.args.JsonRestore())).trials
-      except Exception as err:  # a damaged step: _write_step's warning, its trials resume from an earlier one
-        _unreadable(manager, step, err)
-  finally:
-    manager.close()
-  return {step: {'once': record['once'],
-                 'trials': {os.path.normpath(os.path.join(directory, rel)): entry
-                            for rel, entry in record['trials'].items()}}
-          for step, record in records.items()}
+  folder (the small JSON item only); a damaged one is left out with a warning."""
+  directory = str(manager.directory)
+  saved = {}
+  for step in manager.all_steps():
+    try:
+      record = manager.restore(step, args=ocp.args.Composite(trials=ocp.args.JsonRestore())).trials
+    except Exception as err:  # its trials resume from an earlier one
+      _unreadable(manager, step, err)
+      continue
+    saved[step] = {'once': record['once'], 'trials': {os.path.normpath(os.path.join(directory, rel)): entry
+                                                       for rel, entry in record['trials'].items()}}
+  return saved
 
 
 def _due(saved: dict[int, dict], targets: dict[str, Checkpoints], then: dict[str, tuple]) -> dict[int, list[str]]:
@@ -191,7 +188,7 @@ def _write_step(manager, step: int, record: dict, targets: dict[str, Checkpoints
 
 def _unreadable(manager, step: int, err: BaseException) -> None:
   print(f'ftlab: warning: the group checkpoint at step {step} in {manager.directory} cannot be read '
-        f'({type(err).__name__}: {str(err).strip()[:200]}); its trials resume from an earlier one',
+        f'({first_line(err)}); its trials resume from an earlier one',
         file=sys.stderr, flush=True)
 
 

@@ -108,7 +108,7 @@ def test_a_trial_whose_group_folder_was_deleted_says_so_and_starts_from_its_own_
 
 
 @pytest.mark.parametrize('mode', ['max', 'min'])
-def test_writing_only_the_steps_kept_steps_keeps_leaves_what_writing_every_save_leaves(tmp_path, mode):
+def test_writing_only_kept_steps_leaves_the_steps_and_best_that_writing_every_save_leaves(tmp_path, mode):
   """The group's folder keeps, per trial, only kept_steps of its saves: written in order into a trial's own
   Checkpoints they must leave the same steps and the same best as all of them (ties, saves without a metric and
   one on SIGTERM included)."""
