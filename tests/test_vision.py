@@ -5,6 +5,7 @@ import functools
 import math
 import re
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from safetensors import numpy as safetensors_numpy
 
 from ftlab.models.resnet import RESNET_DEPTHS, ResNet, resnet
-from ftlab.models.vit import VIT_SIZES, ViT, vit
+from ftlab.models.vit import VIT_SIZES, PatchEmbedding, ViT, vit
 from ftlab.optim import groups
 from ftlab.pretrained import surgery, vision, vision_export
 
@@ -317,6 +318,24 @@ def test_vit_parameter_names_and_shapes():
   assert 0.01 < params['pos_embedding'].std() < 0.04
   gap = _shapes(_tiny_vit(pooling='gap'), _images(0))['params']
   assert 'cls' not in gap and gap['pos_embedding'].shape == (1, (IMAGE // P) ** 2, D)
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_the_patch_embedding_is_nn_convs_strided_convolution_with_its_parameters_and_a_fast_input_gradient(dtype):
+  """The same initial parameters as the nn.Conv it replaces (same name, same key), the same outputs on images whose
+  sides are no multiple of the patch (VALID drops the rest), and an input gradient equal to the convolution's."""
+  x = jax.random.normal(jax.random.key(1), (2, 2 * P + 3, 3 * P + 1, C))
+  conv = nn.Conv(D, (P, P), strides=(P, P), padding='VALID', dtype=dtype, param_dtype=jnp.float32)
+  embedding = PatchEmbedding(P, D, dtype=dtype)
+  variables = embedding.init(jax.random.key(0), x)
+  jax.tree.map(np.testing.assert_array_equal, variables, conv.init(jax.random.key(0), x))
+  close = dict(rtol=1e-5, atol=1e-5) if dtype == jnp.float32 else dict(rtol=2e-2, atol=2e-2)
+  out = embedding.apply(variables, x)
+  assert out.shape == (2, 2, 3, D) and out.dtype == dtype
+  np.testing.assert_allclose(np.float32(out), np.float32(conv.apply(variables, x)), **close)
+  grads = [jax.grad(lambda x, m=m: jnp.sum(jnp.sin(m.apply(variables, x).astype(jnp.float32))))(x)
+           for m in (embedding, conv)]
+  np.testing.assert_allclose(*grads, **close)
 
 
 def test_variants_parse_and_bad_names_say_what_is_valid():
