@@ -88,8 +88,8 @@ class PatchEmbedding(nn.Module):
   a p x p convolution at stride p ('VALID': rows and columns past the last whole patch are dropped), with nn.Conv's
   parameters (kernel [p, p, C, features], lecun-normal, and a zero bias) but computed as one matmul over each patch's
   pixels. Why not nn.Conv: XLA's CPU backend computes a stride-p convolution's input gradient (which integrated
-  gradients' attributions need) by a naive loop, about 400 times the forward's time at p=8; the matmul's is a
-  matmul."""
+  gradients' attributions need) slowly, and at some image shapes by a naive loop: a pico/16 ViT's input gradient at
+  224 px took ~1.8x as long through nn.Conv, and a nano/8's on 48x64 images 8.6 s against 67 ms at -O0."""
   patch_size: int
   features: int
   dtype: Any = jnp.float32
