@@ -282,7 +282,8 @@ def fresh_shapes(model, example):
   """The shapes of `model`'s freshly initialised variables on `example`: traced once per architecture and input
   shape in a process, so that the trials of a sweep plan without tracing the model again (about 0.45 s a trial for
   MiniLM). The model's repr names every attribute, as the shared init program's key does (ftlab/initial_state.py)."""
-  key = (repr(model), repr(jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.result_type(x)), example)))
+  shape = lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype if hasattr(x, 'dtype') else np.result_type(x))
+  key = (repr(model), repr(jax.tree.map(shape, example)))  # x.dtype: numpy refuses a jax array as a dtype
   if key not in _shapes:
     _shapes[key] = jax.eval_shape(functools.partial(init_variables, model), example, jax.random.key(0))
     if len(_shapes) > 4:
