@@ -122,7 +122,7 @@ def _ftlab_child(target: str, argv: list, env: dict, log_base: str, cwd: str | N
 
 _server = None
 # What the fork server imports once for every ftlab process the tests start: ftlab's commands, and what they import
-# only when used (scikit-learn's splitters and the digits loader: ~1.7 s a process, half of a small run's time).
+# only when used (scikit-learn's splitters and the digits loader: ~1.7 s a process, a third of a small run's time).
 PRELOAD = ['ftlab.main', 'ftlab.sweep', 'sklearn.model_selection', 'sklearn.datasets', 'sklearn.metrics']
 
 
